@@ -1,0 +1,151 @@
+//! The application's shared state and how each process mode runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use fred::prelude::{Builder as RedisBuilder, ClientLike, Config as RedisConfig, ReconnectPolicy};
+use schema::{AppendLimits, EventLog};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+
+use crate::config::{Secret, Settings};
+use crate::metrics::Metrics;
+
+/// Everything a request handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    pool: PgPool,
+    redis: fred::clients::Client,
+    metrics: Metrics,
+    event_log: EventLog,
+}
+
+impl AppState {
+    /// Builds the state. Connections are made lazily, so the API starts (and reports
+    /// not-ready) while a dependency is down.
+    pub fn new(
+        settings: Settings,
+        pool: PgPool,
+        redis: fred::clients::Client,
+    ) -> anyhow::Result<Self> {
+        let event_log = EventLog::new(pool.clone()).with_limits(AppendLimits {
+            max_events: settings.append_max_events,
+            max_payload_bytes: settings.append_max_payload_bytes,
+            ..AppendLimits::default()
+        });
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                pool,
+                redis,
+                metrics: Metrics::new().context("registering metrics")?,
+                event_log,
+            }),
+        })
+    }
+
+    /// The settings the process started with.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The runtime database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The event log.
+    pub fn event_log(&self) -> &EventLog {
+        &self.inner.event_log
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Checks that Postgres answers a query.
+    pub async fn ping_postgres(&self) -> Result<(), String> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Checks that Redis answers PING.
+    pub async fn ping_redis(&self) -> Result<(), String> {
+        self.inner
+            .redis
+            .ping::<String>(None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A lazily connecting pool for `url`.
+pub fn pg_pool(settings: &Settings, url: &Secret) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .expose()
+        .parse()
+        .context("STRATA_DATABASE_URL is not a valid PostgreSQL URL")?;
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.database_max_connections)
+        .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
+        .connect_lazy_with(options.application_name("strata")))
+}
+
+/// A Redis client that connects in the background and keeps reconnecting.
+pub fn redis_client(url: &Secret) -> anyhow::Result<fred::clients::Client> {
+    let config =
+        RedisConfig::from_url(url.expose()).context("STRATA_REDIS_URL is not a valid Redis URL")?;
+    let client = RedisBuilder::from_config(config)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .build()
+        .context("building the Redis client")?;
+    // The returned task ends only when the client quits; readiness reports its state.
+    drop(client.connect());
+    Ok(client)
+}
+
+/// Applies migrations with the admin URL.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let url = settings.require_admin_database_url("migrations need the owning role")?;
+    let options: PgConnectOptions = url
+        .expose()
+        .parse()
+        .context("STRATA_ADMIN_DATABASE_URL is not a valid PostgreSQL URL")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL for migrations")?;
+    schema::migrate(&pool)
+        .await
+        .context("applying migrations")?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    axum::serve(listener, crate::http::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}

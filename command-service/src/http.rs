@@ -1,0 +1,130 @@
+//! The HTTP surface: router, middleware, health and metrics endpoints.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::error::AppError;
+
+/// Builds the API router over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/liveness", get(liveness))
+        .route("/readiness", get(readiness))
+        .route("/metrics", get(metrics))
+        .route("/api/ping", get(|| async { "pong" }))
+        .fallback(|| async { AppError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get(crate::context::REQUEST_ID_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    res
+}
+
+async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let res = next.run(req).await;
+    let metrics = state.metrics();
+    metrics
+        .http_requests
+        .with_label_values(&[method.as_str(), route.as_str(), res.status().as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[method.as_str(), route.as_str()])
+        .observe(start.elapsed().as_secs_f64());
+    res
+}
+
+/// The process is alive. Deliberately checks no dependency: an orchestrator restarting the
+/// API because Postgres is down would only add load to an outage.
+async fn liveness() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready to serve: Postgres and Redis both answer within the configured timeout.
+async fn readiness(State(state): State<AppState>) -> Response {
+    let timeout = Duration::from_millis(state.settings().readiness_timeout_ms);
+    let (postgres, redis) = tokio::join!(
+        check(timeout, state.ping_postgres()),
+        check(timeout, state.ping_redis())
+    );
+    let ready = postgres.is_ok() && redis.is_ok();
+    let detail = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e}),
+    };
+    let body = json!({
+        "status": if ready { "ok" } else { "unavailable" },
+        "details": {"postgres": detail(&postgres), "redis": detail(&redis)},
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn check<F>(timeout: Duration, fut: F) -> Result<(), String>
+where
+    F: Future<Output = Result<(), String>>,
+{
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+    let metrics = state.metrics();
+    match state.event_log().horizon_stats().await {
+        Ok(stats) => {
+            let gauge = |name: &str, v: f64| metrics.event_log.with_label_values(&[name]).set(v);
+            gauge("held_back_events", stats.held_back_events as f64);
+            gauge("max_position", stats.max_position as f64);
+            gauge(
+                "oldest_open_transaction_seconds",
+                stats.oldest_open_transaction_seconds,
+            );
+        }
+        Err(e) => tracing::warn!(error = %e, "event log stats unavailable for /metrics"),
+    }
+    let text = metrics.render().map_err(AppError::internal)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}

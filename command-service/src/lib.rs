@@ -1,0 +1,13 @@
+//! The `strata` process: the HTTP and GraphQL API, command handling, and the wiring that runs
+//! projectors and workers in the same binary.
+//!
+//! Architecture invariant: the API writes only by appending events; read-model tables are
+//! written by `projections` alone.
+
+pub mod app;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;

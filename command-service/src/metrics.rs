@@ -1,0 +1,57 @@
+//! Prometheus metrics, rendered as text on `/metrics`.
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// The process's metrics. Gauges about the database are refreshed at scrape time, so they
+/// cost nothing when nobody scrapes.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by method, matched route and status.
+    pub http_requests: IntCounterVec,
+    /// Request latency by method and matched route.
+    pub http_duration: HistogramVec,
+    /// Event-log horizon gauges (`held_back_events`, `oldest_open_transaction_seconds`, `max_position`).
+    pub event_log: GaugeVec,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("strata".into()), None)?;
+        let http_requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "HTTP requests served"),
+            &["method", "route", "status"],
+        )?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency"),
+            &["method", "route"],
+        )?;
+        let event_log = GaugeVec::new(
+            Opts::new(
+                "event_log",
+                "Event log read horizon: held_back_events are stored but invisible to \
+                 subscribers because an older transaction is open",
+            ),
+            &["measure"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(http_duration.clone()))?;
+        registry.register(Box::new(event_log.clone()))?;
+        Ok(Self {
+            registry,
+            http_requests,
+            http_duration,
+            event_log,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+    }
+}

@@ -1,0 +1,71 @@
+//! The binary refuses bad configuration at start, naming the setting, and never echoes secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn strata(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STRATA_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("running strata");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_missing_database_url_is_named() {
+    let (code, err) = strata(&["serve"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("STRATA_DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn an_invalid_value_is_named() {
+    let (code, err) = strata(&["serve"], &[("STRATA_PORT", "three thousand")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_PORT"), "{err}");
+    let (code, err) = strata(&["serve"], &[("STRATA_LOG_FORMAT", "xml")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_LOG_FORMAT"), "{err}");
+}
+
+#[test]
+fn secrets_are_not_echoed_in_errors() {
+    let (code, err) = strata(
+        &["serve"],
+        &[("STRATA_DATABASE_URL", "mysql://admin:hunter2@db/x")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_DATABASE_URL"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn a_config_file_is_read_and_env_overrides_it() {
+    let dir = std::env::temp_dir().join(format!("strata-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strata.toml");
+    std::fs::write(
+        &file,
+        "port = 4100\nlog_format = \"json\"\nno_such_key = 1\n",
+    )
+    .unwrap();
+    let (code, err) = strata(&["--config", file.to_str().unwrap(), "serve"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no_such_key"),
+        "unknown keys in the file are refused: {err}"
+    );
+    std::fs::write(&file, "log_format = \"yaml\"\n").unwrap();
+    let (_, err) = strata(&["serve"], &[("STRATA_CONFIG", file.to_str().unwrap())]);
+    assert!(err.contains("log_format"), "{err}");
+}

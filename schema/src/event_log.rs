@@ -1,0 +1,638 @@
+//! Appending to and reading from the event log.
+
+use std::fmt;
+use std::str::FromStr;
+
+use domain::{EventMetadata, NewEvent, StreamId};
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::chain::{self, HashedFields};
+
+/// A point in the log's read order: `(transaction id, position)`.
+///
+/// Positions alone are not a safe cursor, because a transaction can commit a smaller position
+/// after a larger one became visible. Ordering by the writing transaction's id first, and
+/// reading only below the visibility horizon, makes the order stable and gap-free for readers.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LogCursor {
+    /// The 64-bit transaction id (`xid8`) of the writing transaction.
+    pub transaction_id: u64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl LogCursor {
+    /// Before the first event.
+    pub const START: LogCursor = LogCursor {
+        transaction_id: 0,
+        position: 0,
+    };
+}
+
+impl fmt::Display for LogCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transaction_id, self.position)
+    }
+}
+
+impl FromStr for LogCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (x, p) = s
+            .split_once(':')
+            .ok_or("a cursor looks like `xid:position`")?;
+        Ok(Self {
+            transaction_id: x.parse().map_err(|_| "bad transaction id in cursor")?,
+            position: p.parse().map_err(|_| "bad position in cursor")?,
+        })
+    }
+}
+
+/// What the stream must look like for an append to go ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check; concurrent appends are serialised by retrying.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must be exactly at this version (1-based count of its events).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    fn as_sql(self) -> i64 {
+        match self {
+            Self::Any => -1,
+            Self::NoStream => 0,
+            Self::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// One append: events for one stream, with their context.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    /// The target stream.
+    pub stream: StreamId,
+    /// Optimistic concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, in order; at least one.
+    pub events: Vec<NewEvent>,
+    /// Recorded with every event.
+    pub metadata: EventMetadata,
+    /// Makes the append idempotent: a second append with the same id stores nothing and
+    /// returns the first one's outcome.
+    pub command_id: Option<Uuid>,
+}
+
+/// The outcome of an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append (that of its last event).
+    pub last_version: u64,
+    /// The version of the first appended event.
+    pub first_version: u64,
+    /// Global position of the first appended event.
+    pub first_position: i64,
+    /// Where the last appended event sits in read order; wait for projections to pass it
+    /// for read-your-writes.
+    pub last: LogCursor,
+    /// True when the command id had been seen and nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// Explicit limits on appends; every one configurable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendLimits {
+    /// Most events in one append.
+    pub max_events: usize,
+    /// Largest serialised payload of one event, in bytes.
+    pub max_payload_bytes: usize,
+    /// How often an `ExpectedVersion::Any` append retries after losing a race.
+    pub max_any_retries: u32,
+}
+
+impl Default for AppendLimits {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            max_payload_bytes: 1024 * 1024,
+            max_any_retries: 10,
+        }
+    }
+}
+
+/// Why an append stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The stream was not at the expected version. Re-decide on fresh state and try again.
+    #[error(
+        "concurrency conflict on {stream}: expected {expected:?}, stream is at version {actual}"
+    )]
+    Conflict {
+        /// Stream.
+        stream: StreamId,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The version found.
+        actual: u64,
+    },
+    /// An append with no events.
+    #[error("an append needs at least one event")]
+    Empty,
+    /// More events than [`AppendLimits::max_events`].
+    #[error("{count} events in one append exceed the limit of {limit}")]
+    TooManyEvents {
+        /// Events sent.
+        count: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// A payload larger than [`AppendLimits::max_payload_bytes`].
+    #[error("payload of {event_type} is {size} bytes, over the limit of {limit}")]
+    PayloadTooLarge {
+        /// Offending event type.
+        event_type: String,
+        /// Its size.
+        size: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The payload could not be serialised or contained something Postgres refuses (e.g. `\u0000`).
+    #[error("invalid payload: {0}")]
+    InvalidPayload(String),
+    /// The database failed.
+    #[error("event log database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// One event as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    /// Its place in read order.
+    pub cursor: LogCursor,
+    /// Stream it belongs to.
+    pub stream_id: String,
+    /// 1-based version within the stream.
+    pub stream_version: i64,
+    /// Event type name.
+    pub event_type: String,
+    /// Payload schema version as stored (upcast with `domain::Upcasters` before folding).
+    pub schema_version: i32,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Context.
+    pub metadata: EventMetadata,
+    /// The idempotency key of the command that appended it.
+    pub command_id: Option<Uuid>,
+    /// When it was appended (transaction time).
+    pub recorded_at: OffsetDateTime,
+    /// Its hash in the stream's chain.
+    pub hash: Vec<u8>,
+}
+
+/// The state of the read horizon.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HorizonStats {
+    /// Events stored (committed or not yet) that readers cannot see yet because an older
+    /// transaction is still open.
+    pub held_back_events: i64,
+    /// The largest position assigned so far.
+    pub max_position: i64,
+    /// Age of the oldest open transaction that holds a transaction id (as far as the role may
+    /// see `pg_stat_activity`): the stall it causes lasts at least this long.
+    pub oldest_open_transaction_seconds: f64,
+}
+
+/// A break found while verifying hash chains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainBreak {
+    /// Stream.
+    pub stream_id: String,
+    /// First version whose stored hash does not match, or whose version number skips.
+    pub stream_version: i64,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// The result of verifying hash chains.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Streams checked.
+    pub streams: u64,
+    /// Events checked.
+    pub events: u64,
+    /// Every break found (at most one per stream: the first).
+    pub breaks: Vec<ChainBreak>,
+}
+
+/// The columns `decode_event` reads, as a literal so queries stay static strings.
+macro_rules! select_event {
+    () => {
+        "SELECT position, transaction_id::text AS xid, stream_id, stream_version, \
+         event_type, schema_version, payload, metadata, command_id, recorded_at, hash FROM events "
+    };
+}
+
+fn decode_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
+    let xid: String = row.try_get("xid")?;
+    let metadata: serde_json::Value = row.try_get("metadata")?;
+    Ok(RecordedEvent {
+        cursor: LogCursor {
+            transaction_id: xid
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(format!("transaction id {xid:?}: {e}").into()))?,
+            position: row.try_get("position")?,
+        },
+        stream_id: row.try_get("stream_id")?,
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload: row.try_get("payload")?,
+        metadata: serde_json::from_value(metadata)
+            .map_err(|e| sqlx::Error::Decode(format!("event metadata: {e}").into()))?,
+        command_id: row.try_get("command_id")?,
+        recorded_at: row.try_get("recorded_at")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+/// The event log of one database (or one schema, through the pool's `search_path`).
+#[derive(Clone, Debug)]
+pub struct EventLog {
+    pool: PgPool,
+    limits: AppendLimits,
+}
+
+impl EventLog {
+    /// Uses `pool` with default limits.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            limits: AppendLimits::default(),
+        }
+    }
+
+    /// Replaces the limits.
+    pub fn with_limits(mut self, limits: AppendLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The pool this log uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends in its own transaction, retrying lost races when `expected` is `Any`.
+    pub async fn append(&self, request: &AppendRequest) -> Result<Appended, AppendError> {
+        let mut attempts = 0;
+        loop {
+            let mut conn = self.pool.acquire().await?;
+            match self.append_on(&mut conn, request).await {
+                Err(AppendError::Conflict { .. })
+                    if request.expected == ExpectedVersion::Any
+                        && attempts < self.limits.max_any_retries =>
+                {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Appends on `conn`, inside whatever transaction the caller holds open. The events
+    /// become visible to readers only when that transaction commits.
+    pub async fn append_on(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+    ) -> Result<Appended, AppendError> {
+        self.check_limits(request)?;
+        let types: Vec<&str> = request
+            .events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        let versions: Vec<i32> = request
+            .events
+            .iter()
+            .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+            .collect();
+        let payloads: Vec<&serde_json::Value> = request.events.iter().map(|e| &e.payload).collect();
+        let metadata = serde_json::to_value(&request.metadata)
+            .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;
+        let result = sqlx::query(
+            "SELECT out_position, out_stream_version, out_transaction_id \
+             FROM append_events($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(request.stream.as_str())
+        .bind(request.expected.as_sql())
+        .bind(request.command_id)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .fetch_all(&mut *conn)
+        .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(err) => return self.explain_failure(conn, request, err).await,
+        };
+        let first = rows.first().ok_or(AppendError::Empty)?;
+        let last = rows.last().ok_or(AppendError::Empty)?;
+        let xid: String = last.try_get("out_transaction_id")?;
+        Ok(Appended {
+            first_version: to_u64(first.try_get("out_stream_version")?),
+            last_version: to_u64(last.try_get("out_stream_version")?),
+            first_position: first.try_get("out_position")?,
+            last: LogCursor {
+                transaction_id: parse_xid(&xid)?,
+                position: last.try_get("out_position")?,
+            },
+            duplicate: false,
+        })
+    }
+
+    fn check_limits(&self, request: &AppendRequest) -> Result<(), AppendError> {
+        if request.events.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        if request.events.len() > self.limits.max_events {
+            return Err(AppendError::TooManyEvents {
+                count: request.events.len(),
+                limit: self.limits.max_events,
+            });
+        }
+        for event in &request.events {
+            let size = serde_json::to_vec(&event.payload)
+                .map_err(|e| AppendError::InvalidPayload(e.to_string()))?
+                .len();
+            if size > self.limits.max_payload_bytes {
+                return Err(AppendError::PayloadTooLarge {
+                    event_type: event.event_type.clone(),
+                    size,
+                    limit: self.limits.max_payload_bytes,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a failed append into a typed error, or into the stored outcome of a command
+    /// that was already processed (possibly by a concurrent duplicate that won the race).
+    async fn explain_failure(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+        err: sqlx::Error,
+    ) -> Result<Appended, AppendError> {
+        let Some(db) = err.as_database_error() else {
+            return Err(err.into());
+        };
+        let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+        let constraint = db.constraint().map(str::to_owned);
+        let is_conflict = code == "SE409"
+            || (code == "23505" && constraint.as_deref() == Some("events_stream_version_unique"));
+        let is_duplicate_command =
+            code == "23505" && constraint.as_deref() == Some("processed_commands_pkey");
+        if code == "22P05" || code == "22025" {
+            return Err(AppendError::InvalidPayload(db.message().to_owned()));
+        }
+        if !(is_conflict || is_duplicate_command) {
+            return Err(err.into());
+        }
+        // Inside a caller's transaction the connection is now aborted: report without asking.
+        let in_transaction = sqlx::query_scalar::<_, bool>("SELECT true")
+            .fetch_one(&mut *conn)
+            .await
+            .is_err();
+        if !in_transaction
+            && let Some(command_id) = request.command_id
+            && let Some(done) = self.processed(command_id).await?
+        {
+            return Ok(done);
+        }
+        if is_duplicate_command {
+            return Err(err.into());
+        }
+        let actual = if in_transaction {
+            0
+        } else {
+            self.stream_version(&request.stream).await?
+        };
+        Err(AppendError::Conflict {
+            stream: request.stream.clone(),
+            expected: request.expected,
+            actual,
+        })
+    }
+
+    /// The stored outcome of a processed command, if it was processed.
+    pub async fn processed(&self, command_id: Uuid) -> Result<Option<Appended>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT first_position, last_position, first_version, last_version, \
+             transaction_id::text AS xid FROM processed_commands WHERE command_id = $1",
+        )
+        .bind(command_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let xid: String = row.try_get("xid")?;
+            Ok(Appended {
+                first_version: to_u64(row.try_get("first_version")?),
+                last_version: to_u64(row.try_get("last_version")?),
+                first_position: row.try_get("first_position")?,
+                last: LogCursor {
+                    transaction_id: parse_xid(&xid)?,
+                    position: row.try_get("last_position")?,
+                },
+                duplicate: true,
+            })
+        })
+        .transpose()
+    }
+
+    /// The number of events in `stream` (0 when it does not exist).
+    pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, sqlx::Error> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+                .bind(stream.as_str())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(to_u64(v.unwrap_or(0)))
+    }
+
+    /// Up to `limit` events after `after`, in read order, never passing an event whose
+    /// transaction may still commit: a reader that keeps calling this with the last cursor
+    /// it saw receives every committed event exactly once, in a stable order.
+    pub async fn read_all(
+        &self,
+        after: LogCursor,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = concat!(
+            select_event!(),
+            "WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(after.transaction_id.to_string())
+            .bind(after.position)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// The events of one stream from version `from_version` (1-based, inclusive) on.
+    pub async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: i64,
+    ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+        let sql = concat!(
+            select_event!(),
+            "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(sql)
+            .bind(stream.as_str())
+            .bind(from_version)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// The cursor of the newest event readers can see now.
+    pub async fn readable_head(&self) -> Result<LogCursor, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT transaction_id::text AS xid, position FROM events \
+             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(LogCursor::START),
+            Some(row) => {
+                let xid: String = row.try_get("xid")?;
+                Ok(LogCursor {
+                    transaction_id: parse_xid(&xid)?,
+                    position: row.try_get("position")?,
+                })
+            }
+        }
+    }
+
+    /// How far the visibility horizon holds readers back: what `/metrics` exports so an
+    /// operator sees a long transaction stalling every subscriber.
+    pub async fn horizon_stats(&self) -> Result<HorizonStats, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events \
+                     WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) AS held_back, \
+                    (SELECT coalesce(max(position), 0) FROM events) AS max_position, \
+                    (SELECT coalesce(extract(epoch FROM now() - min(xact_start)), 0)::float8 \
+                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL) AS oldest_seconds",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(HorizonStats {
+            held_back_events: row.try_get("held_back")?,
+            max_position: row.try_get("max_position")?,
+            oldest_open_transaction_seconds: row.try_get("oldest_seconds")?,
+        })
+    }
+
+    /// Recomputes hash chains, of one stream or of the whole log, streaming rows so memory
+    /// stays flat in the log's size.
+    pub async fn verify_chains(
+        &self,
+        stream: Option<&StreamId>,
+    ) -> Result<ChainReport, sqlx::Error> {
+        let sql = "SELECT stream_id, stream_version, event_type, schema_version, \
+             (extract(epoch FROM recorded_at) * 1000000)::bigint AS micros, \
+             payload::text AS payload_text, metadata::text AS metadata_text, hash \
+             FROM events WHERE ($1::text IS NULL OR stream_id = $1) \
+             ORDER BY stream_id, stream_version";
+        let mut rows = sqlx::query(sql)
+            .bind(stream.map(StreamId::as_str))
+            .fetch(&self.pool);
+        let mut report = ChainReport::default();
+        let mut current: Option<String> = None;
+        let mut previous = chain::GENESIS.to_vec();
+        let mut expected_version = 1;
+        let mut broken = false;
+        while let Some(row) = rows.try_next().await? {
+            let stream_id: String = row.try_get("stream_id")?;
+            if current.as_deref() != Some(stream_id.as_str()) {
+                report.streams += 1;
+                current = Some(stream_id.clone());
+                previous = chain::GENESIS.to_vec();
+                expected_version = 1;
+                broken = false;
+            }
+            report.events += 1;
+            if broken {
+                continue;
+            }
+            let version: i64 = row.try_get("stream_version")?;
+            let event_type: String = row.try_get("event_type")?;
+            let payload_text: String = row.try_get("payload_text")?;
+            let metadata_text: String = row.try_get("metadata_text")?;
+            let stored: Vec<u8> = row.try_get("hash")?;
+            let computed = chain::event_hash(
+                &previous,
+                &HashedFields {
+                    stream_id: &stream_id,
+                    stream_version: version,
+                    event_type: &event_type,
+                    schema_version: row.try_get("schema_version")?,
+                    recorded_at_micros: row.try_get("micros")?,
+                    payload_text: &payload_text,
+                    metadata_text: &metadata_text,
+                },
+            );
+            let reason = if version != expected_version {
+                Some(format!(
+                    "version {version} follows {}",
+                    expected_version - 1
+                ))
+            } else if computed.as_slice() != stored.as_slice() {
+                Some(format!(
+                    "stored hash {} but contents hash to {}",
+                    hex::encode(&stored),
+                    hex::encode(computed)
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                report.breaks.push(ChainBreak {
+                    stream_id,
+                    stream_version: version,
+                    reason,
+                });
+                broken = true;
+            }
+            previous = stored;
+            expected_version = version + 1;
+        }
+        Ok(report)
+    }
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn parse_xid(xid: &str) -> Result<u64, sqlx::Error> {
+    xid.parse()
+        .map_err(|e| sqlx::Error::Decode(format!("transaction id {xid:?}: {e}").into()))
+}

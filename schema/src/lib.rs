@@ -1,0 +1,20 @@
+//! Every schema strata exposes, and the code that reads and writes the event log.
+//!
+//! Architecture invariant: this crate knows tables, not business rules. It stores whatever
+//! events `domain` decides; it never decides anything itself.
+
+pub mod chain;
+pub mod event_log;
+
+pub use event_log::{
+    AppendError, AppendLimits, AppendRequest, Appended, ChainBreak, ChainReport, EventLog,
+    ExpectedVersion, HorizonStats, LogCursor, RecordedEvent,
+};
+
+/// The embedded SQL migrations, applied by `strata migrate` and at the start of `strata all`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Applies every pending migration to the database (or schema, through `search_path`) of `pool`.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

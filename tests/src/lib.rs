@@ -1,0 +1,141 @@
+//! Test support: a freshly migrated Postgres schema per test, and the API spawned on a random
+//! port against it. Every test talks to real PostgreSQL and Redis started by `deploy/dev test`.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod race;
+
+use std::sync::Once;
+
+use command_service::app::{self, AppState};
+use command_service::config::{Secret, Settings};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::net::TcpListener;
+
+/// Installs the process-wide TLS provider once (both ring and aws-lc-rs are in the tree).
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// The database tests use: `STRATA_TEST_DATABASE_URL`, as exported by `deploy/dev test`.
+pub fn test_database_url() -> String {
+    std::env::var("STRATA_TEST_DATABASE_URL").expect(
+        "STRATA_TEST_DATABASE_URL is not set: run the tests through `deploy/dev test`, \
+         or export it (a superuser URL to a scratch database)",
+    )
+}
+
+/// The Redis tests use: `STRATA_TEST_REDIS_URL`.
+pub fn test_redis_url() -> String {
+    std::env::var("STRATA_TEST_REDIS_URL")
+        .expect("STRATA_TEST_REDIS_URL is not set: run the tests through `deploy/dev test`")
+}
+
+/// One test's own schema, freshly migrated, reached through `search_path`.
+pub struct TestDb {
+    /// Pool whose connections see only this schema (and `pg_catalog`).
+    pub pool: PgPool,
+    /// The schema's name.
+    pub schema: String,
+    /// A URL that selects the schema, for processes the test starts.
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new, migrated schema.
+    pub async fn new() -> Self {
+        let db = Self::empty().await;
+        schema::migrate(&db.pool)
+            .await
+            .expect("migrating the test schema");
+        db
+    }
+
+    /// A new schema with no migrations applied.
+    pub async fn empty() -> Self {
+        init();
+        let base = test_database_url();
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("connecting to STRATA_TEST_DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .expect("creating the test schema");
+        admin.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let options: PgConnectOptions = url.parse().expect("test database URL");
+        let pool = PgPoolOptions::new()
+            .max_connections(40)
+            .connect_with(options)
+            .await
+            .expect("connecting to the test schema");
+        Self { pool, schema, url }
+    }
+}
+
+/// Settings pointing at `db` and the test Redis, with an unused port.
+pub fn test_settings(db: &TestDb) -> Settings {
+    Settings {
+        port: 0,
+        database_url: Some(Secret::new(db.url.clone())),
+        redis_url: Some(Secret::new(test_redis_url())),
+        ..Settings::default()
+    }
+}
+
+/// The API running in this test process.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// The state the API uses.
+    pub state: AppState,
+    /// An HTTP client.
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    /// Spawns the API with `settings` on a random port.
+    pub async fn spawn(settings: Settings) -> Self {
+        init();
+        let pool = app::pg_pool(
+            &settings,
+            settings.database_url.as_ref().expect("database_url"),
+        )
+        .expect("pool");
+        let redis =
+            app::redis_client(settings.redis_url.as_ref().expect("redis_url")).expect("redis");
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("binding a port");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = AppState::new(settings, pool, redis).expect("state");
+        let serving = state.clone();
+        tokio::spawn(async move {
+            app::serve(serving, listener, std::future::pending())
+                .await
+                .expect("serving");
+        });
+        Self {
+            base_url,
+            state,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("request")
+    }
+}

@@ -1,0 +1,469 @@
+//! The event log against a real PostgreSQL: append, read, concurrency, idempotency,
+//! immutability, hash chains, upcasting, and migrations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+
+use domain::{EventMetadata, NewEvent, StreamId, Upcaster, Upcasters};
+use schema::{AppendError, AppendRequest, EventLog, ExpectedVersion, LogCursor};
+use serde_json::{Value, json};
+use tests::TestDb;
+use uuid::Uuid;
+
+fn stream(id: &str) -> StreamId {
+    StreamId::new("project", id).unwrap()
+}
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_type: "Counted".into(),
+        schema_version: 1,
+        payload: json!({"n": n}),
+    }
+}
+
+fn request(stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        stream: stream.clone(),
+        expected,
+        events,
+        metadata: EventMetadata {
+            actor_user_id: Some("user1".into()),
+            request_id: Some("req-1".into()),
+            ..EventMetadata::default()
+        },
+        command_id: None,
+    }
+}
+
+async fn read_everything(log: &EventLog) -> Vec<schema::RecordedEvent> {
+    let mut out = Vec::new();
+    let mut cursor = LogCursor::START;
+    loop {
+        let batch = log.read_all(cursor, 500).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        cursor = last.cursor;
+        out.extend(batch);
+    }
+    out
+}
+
+#[tokio::test]
+async fn appends_and_reads_back_in_order() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("a1");
+    let first = log
+        .append(&request(
+            &s,
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.first_version, first.last_version, first.duplicate),
+        (1, 2, false)
+    );
+    let second = log
+        .append(&request(&s, ExpectedVersion::Exact(2), vec![event(3)]))
+        .await
+        .unwrap();
+    assert_eq!(second.last_version, 3);
+    assert!(second.last > first.last);
+
+    let events = log.read_stream(&s, 1).await.unwrap();
+    let ns: Vec<i64> = events
+        .iter()
+        .map(|e| e.payload["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [1, 2, 3]);
+    assert_eq!(
+        events.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(events[0].metadata.actor_user_id.as_deref(), Some("user1"));
+    assert_eq!(events[0].metadata.request_id.as_deref(), Some("req-1"));
+    assert_eq!(log.read_stream(&s, 3).await.unwrap().len(), 1);
+    assert_eq!(log.stream_version(&s).await.unwrap(), 3);
+
+    let all = read_everything(&log).await;
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert_eq!(all.last().unwrap().cursor, second.last);
+    assert_eq!(log.readable_head().await.unwrap(), second.last);
+    // Paging from the middle returns exactly the rest.
+    assert_eq!(
+        log.read_all(all[0].cursor, 10).await.unwrap(),
+        all[1..].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_is_a_typed_conflict_and_stores_nothing() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("c1");
+    log.append(&request(&s, ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
+    let err = log
+        .append(&request(&s, ExpectedVersion::NoStream, vec![event(2)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::Conflict { actual: 1, .. }),
+        "{err:?}"
+    );
+    let err = log
+        .append(&request(&s, ExpectedVersion::Exact(5), vec![event(2)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::Conflict { actual: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(log.read_stream(&s, 1).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_writers_at_the_same_version_one_wins_none_lost_silently() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("race");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let log = log.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                log.append(&request(&s, ExpectedVersion::NoStream, vec![event(i)]))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(AppendError::Conflict { .. }) => conflicts += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((won, conflicts), (1, 15));
+    assert_eq!(log.read_stream(&s, 1).await.unwrap().len(), 1);
+
+    // With `Any`, every concurrent append lands, each at its own version.
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let log = log.clone();
+            let s = s.clone();
+            tokio::spawn(async move {
+                log.append(&request(&s, ExpectedVersion::Any, vec![event(i)]))
+                    .await
+            })
+        })
+        .collect();
+    let mut versions = HashSet::new();
+    for t in tasks {
+        versions.insert(t.await.unwrap().unwrap().last_version);
+    }
+    assert_eq!(versions, (2..=17).collect::<HashSet<u64>>());
+}
+
+#[tokio::test]
+async fn a_command_id_is_applied_once_even_when_sent_concurrently() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("idem");
+    let command = Uuid::new_v4();
+    let mut req = request(&s, ExpectedVersion::Any, vec![event(1), event(2)]);
+    req.command_id = Some(command);
+    let first = log.append(&req).await.unwrap();
+    let again = log.append(&req).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.first_version, again.last_version, again.last),
+        (1, 2, first.last)
+    );
+    assert_eq!(log.stream_version(&s).await.unwrap(), 2);
+
+    let racing = Uuid::new_v4();
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let log = log.clone();
+            let mut req = request(&s, ExpectedVersion::Exact(2), vec![event(3)]);
+            req.command_id = Some(racing);
+            tokio::spawn(async move { log.append(&req).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| !o.duplicate).count(), 1);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.last == outcomes[0].last && o.last_version == 3)
+    );
+    assert_eq!(log.stream_version(&s).await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn limits_and_bad_payloads_store_nothing() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone()).with_limits(schema::AppendLimits {
+        max_events: 3,
+        max_payload_bytes: 64,
+        max_any_retries: 1,
+    });
+    let s = stream("lim");
+    let err = log
+        .append(&request(&s, ExpectedVersion::Any, vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppendError::Empty));
+    let err = log
+        .append(&request(
+            &s,
+            ExpectedVersion::Any,
+            (0..4).map(event).collect(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AppendError::TooManyEvents { count: 4, limit: 3 }
+    ));
+    let big = NewEvent {
+        event_type: "Big".into(),
+        schema_version: 1,
+        payload: json!({"s": "x".repeat(100)}),
+    };
+    let err = log
+        .append(&request(&s, ExpectedVersion::Any, vec![big]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AppendError::PayloadTooLarge {
+                size: 108,
+                limit: 64,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let nul = NewEvent {
+        event_type: "Nul".into(),
+        schema_version: 1,
+        payload: json!({"s": "a\u{0}b"}),
+    };
+    let err = log
+        .append(&request(&s, ExpectedVersion::Any, vec![event(1), nul]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppendError::InvalidPayload(_)), "{err:?}");
+    assert_eq!(log.stream_version(&s).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_database_refuses_update_delete_and_truncate() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    log.append(&request(
+        &stream("imm"),
+        ExpectedVersion::Any,
+        vec![event(1)],
+    ))
+    .await
+    .unwrap();
+    // Even the owning superuser is refused by the trigger.
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+    ] {
+        let err = sqlx::query(sql).execute(&db.pool).await.unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap()
+            .into_owned();
+        assert_eq!(code, "SE403", "{sql}: {err}");
+    }
+    // The runtime role may only read and append.
+    let mut tx = db.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL ROLE strata_runtime")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    sqlx::query("SAVEPOINT s").execute(&mut *tx).await.unwrap();
+    let err = sqlx::query("UPDATE events SET payload = '{}'")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    let code = err
+        .as_database_error()
+        .and_then(|e| e.code())
+        .unwrap()
+        .into_owned();
+    assert_eq!(code, "42501", "runtime role must lack UPDATE: {err}");
+    sqlx::query("ROLLBACK TO SAVEPOINT s")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let appended = log
+        .append_on(
+            &mut tx,
+            &request(&stream("imm"), ExpectedVersion::Exact(1), vec![event(2)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.last_version, 2);
+    tx.commit().await.unwrap();
+    assert_eq!(log.stream_version(&stream("imm")).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn hash_chains_verify_and_tampering_is_found() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    for (id, n) in [("h1", 3), ("h2", 2)] {
+        for i in 0..n {
+            let payload = json!({"n": i, "nested": {"b": [1.5, "x/y", null], "a": "é"}});
+            let e = NewEvent {
+                event_type: "Counted".into(),
+                schema_version: 1,
+                payload,
+            };
+            log.append(&request(&stream(id), ExpectedVersion::Any, vec![e]))
+                .await
+                .unwrap();
+        }
+    }
+    let report = log.verify_chains(None).await.unwrap();
+    assert_eq!(
+        (report.streams, report.events, report.breaks.len()),
+        (2, 5, 0),
+        "{report:?}"
+    );
+
+    // Chained: each event's stored hash is the previous one's input.
+    let h1 = log.read_stream(&stream("h1"), 1).await.unwrap();
+    assert_ne!(h1[0].hash, h1[1].hash);
+
+    // A superuser who disables the trigger can rewrite a row; the chain shows it.
+    sqlx::raw_sql(
+        "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete; \
+         UPDATE events SET payload = jsonb_set(payload, '{n}', '42') \
+           WHERE stream_id = 'project:h1' AND stream_version = 2; \
+         ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete;",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let report = log.verify_chains(None).await.unwrap();
+    assert_eq!(report.breaks.len(), 1, "{report:?}");
+    assert_eq!(report.breaks[0].stream_id, "project:h1");
+    assert_eq!(report.breaks[0].stream_version, 2);
+    let only_h2 = log.verify_chains(Some(&stream("h2"))).await.unwrap();
+    assert_eq!(
+        (only_h2.streams, only_h2.events, only_h2.breaks.len()),
+        (1, 2, 0)
+    );
+}
+
+fn is_public_to_visibility(mut v: Value) -> Result<Value, String> {
+    let obj = v.as_object_mut().ok_or("not an object")?;
+    let public = obj
+        .remove("isPublic")
+        .and_then(|p| p.as_bool())
+        .ok_or("isPublic missing")?;
+    obj.insert(
+        "visibility".into(),
+        json!(if public { "PUBLIC" } else { "PRIVATE" }),
+    );
+    Ok(v)
+}
+
+#[tokio::test]
+async fn a_stored_old_version_reads_as_the_current_shape() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let sample: Value =
+        serde_json::from_str(include_str!("../samples/events/ProjectCreated.v1.json")).unwrap();
+    let old = NewEvent {
+        event_type: "ProjectCreated".into(),
+        schema_version: 1,
+        payload: sample,
+    };
+    log.append(&request(
+        &stream("up"),
+        ExpectedVersion::NoStream,
+        vec![old],
+    ))
+    .await
+    .unwrap();
+    let upcasters = Upcasters::new()
+        .current("ProjectCreated", 2)
+        .step(Upcaster {
+            event_type: "ProjectCreated",
+            from_version: 1,
+            apply: is_public_to_visibility,
+        });
+    let stored = &log.read_stream(&stream("up"), 1).await.unwrap()[0];
+    assert_eq!(stored.schema_version, 1, "the log keeps the stored shape");
+    let (version, payload) = upcasters
+        .upcast(
+            &stored.event_type,
+            stored.schema_version as u32,
+            stored.payload.clone(),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
+    assert_eq!(
+        payload,
+        json!({"name": "Haus", "description": "sample stored by schema v1", "visibility": "PUBLIC"})
+    );
+}
+
+#[tokio::test]
+async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
+    let db = TestDb::empty().await;
+    let before: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(before, 0);
+    schema::migrate(&db.pool).await.unwrap();
+    schema::migrate(&db.pool).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = current_schema() ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    for t in ["_sqlx_migrations", "events", "processed_commands"] {
+        assert!(tables.iter().any(|x| x == t), "{t} missing from {tables:?}");
+    }
+    let log = EventLog::new(db.pool.clone());
+    log.append(&request(
+        &stream("m"),
+        ExpectedVersion::NoStream,
+        vec![event(1)],
+    ))
+    .await
+    .unwrap();
+}
