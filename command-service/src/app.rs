@@ -116,24 +116,59 @@ pub fn redis_client(url: &Secret) -> anyhow::Result<fred::clients::Client> {
     Ok(client)
 }
 
-/// Applies migrations with the admin URL.
-pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let url = settings.require_admin_database_url("migrations need the owning role")?;
+/// A pool of the owning role, for DDL: migrations and rebuilds.
+pub async fn admin_pool(settings: &Settings, why: &str) -> anyhow::Result<PgPool> {
+    let url = settings.require_admin_database_url(why)?;
     let options: PgConnectOptions = url
         .expose()
         .parse()
         .context("STRATA_ADMIN_DATABASE_URL is not a valid PostgreSQL URL")?;
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
+    PgPoolOptions::new()
+        .max_connections(4)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .context("connecting to PostgreSQL for migrations")?;
+        .context("connecting to PostgreSQL with STRATA_ADMIN_DATABASE_URL")
+}
+
+/// Applies migrations and installs the tables of projections new to this database.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let pool = admin_pool(settings, "migrations need the owning role").await?;
     schema::migrate(&pool)
         .await
         .context("applying migrations")?;
+    projections::install(&pool, &projections::registry())
+        .await
+        .context("installing projection tables")?;
     pool.close().await;
     Ok(())
+}
+
+/// The live projector runtime over every registered projection.
+pub fn projector_runtime(settings: &Settings, pool: PgPool) -> projections::ProjectorRuntime {
+    projections::ProjectorRuntime::new(
+        pool,
+        projections::registry(),
+        projections::RuntimeOptions {
+            batch_size: settings.projection_batch_size,
+            poll_interval: Duration::from_millis(settings.projection_poll_interval_ms),
+            retry_after: Duration::from_secs(settings.projection_retry_seconds),
+            ..projections::RuntimeOptions::default()
+        },
+    )
+}
+
+/// The job runner over every registered handler.
+pub fn job_runner(settings: &Settings, pool: PgPool) -> workers::JobRunner {
+    workers::JobRunner::new(
+        pool,
+        workers::registry(),
+        workers::RunnerOptions {
+            concurrency: settings.worker_concurrency,
+            lease: Duration::from_secs(settings.job_lease_seconds),
+            ..workers::RunnerOptions::default()
+        },
+    )
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

@@ -99,6 +99,19 @@ pub struct Settings {
     pub append_max_events: usize,
     /// Largest payload of one event, in bytes.
     pub append_max_payload_bytes: usize,
+    /// Most events a projector folds in one transaction.
+    pub projection_batch_size: i64,
+    /// How often projectors look for new events without a notification, in milliseconds.
+    pub projection_poll_interval_ms: u64,
+    /// How long a halted projection waits before retrying its failing event, in seconds.
+    pub projection_retry_seconds: u64,
+    /// How long a mutation waits for the read models it affects, in milliseconds, before
+    /// answering `PROJECTION_LAG` (the write itself is kept).
+    pub read_your_writes_timeout_ms: u64,
+    /// Jobs one worker process runs at once.
+    pub worker_concurrency: usize,
+    /// How long a worker's claim on a job lasts without renewal, in seconds.
+    pub job_lease_seconds: u64,
     /// S3-compatible endpoint for uploaded files and previews (used by workers).
     pub s3_endpoint: Option<String>,
     /// S3 bucket.
@@ -139,6 +152,12 @@ impl Default for Settings {
             shutdown_timeout_seconds: 30,
             append_max_events: 1_000,
             append_max_payload_bytes: 1024 * 1024,
+            projection_batch_size: 500,
+            projection_poll_interval_ms: 500,
+            projection_retry_seconds: 5,
+            read_your_writes_timeout_ms: 5_000,
+            worker_concurrency: 8,
+            job_lease_seconds: 60,
             s3_endpoint: None,
             s3_bucket: "strata".to_owned(),
             s3_region: "us-east-1".to_owned(),
@@ -311,6 +330,32 @@ impl Settings {
             &mut s.append_max_payload_bytes,
             false,
         )?;
+        set(
+            &env,
+            "projection_batch_size",
+            &mut s.projection_batch_size,
+            false,
+        )?;
+        set(
+            &env,
+            "projection_poll_interval_ms",
+            &mut s.projection_poll_interval_ms,
+            false,
+        )?;
+        set(
+            &env,
+            "projection_retry_seconds",
+            &mut s.projection_retry_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "read_your_writes_timeout_ms",
+            &mut s.read_your_writes_timeout_ms,
+            false,
+        )?;
+        set(&env, "worker_concurrency", &mut s.worker_concurrency, false)?;
+        set(&env, "job_lease_seconds", &mut s.job_lease_seconds, false)?;
         set_opt(&env, "s3_endpoint", &mut s.s3_endpoint, false)?;
         set(&env, "s3_bucket", &mut s.s3_bucket, false)?;
         set(&env, "s3_region", &mut s.s3_region, false)?;
@@ -395,6 +440,15 @@ impl Settings {
         }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));
+        }
+        if self.projection_batch_size < 1 {
+            return Err(invalid("projection_batch_size", "must be at least 1"));
+        }
+        if self.worker_concurrency == 0 {
+            return Err(invalid("worker_concurrency", "must be at least 1"));
+        }
+        if self.job_lease_seconds < 3 {
+            return Err(invalid("job_lease_seconds", "must be at least 3"));
         }
         if self.append_max_events == 0 {
             return Err(invalid("append_max_events", "must be at least 1"));

@@ -125,6 +125,26 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
         }
         Err(e) => tracing::warn!(error = %e, "event log stats unavailable for /metrics"),
     }
+    match projections::status(state.pool()).await {
+        Ok(all) => {
+            for p in all {
+                let name = p.name.as_str();
+                metrics
+                    .projections
+                    .with_label_values(&[name, "behind_events"])
+                    .set(p.behind_events as f64);
+                metrics
+                    .projections
+                    .with_label_values(&[name, "behind_seconds"])
+                    .set(p.behind_seconds);
+                metrics
+                    .projections
+                    .with_label_values(&[name, "halted"])
+                    .set(if p.error.is_some() { 1.0 } else { 0.0 });
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "projection status unavailable for /metrics"),
+    }
     let text = metrics.render().map_err(AppError::internal)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }

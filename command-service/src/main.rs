@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use command_service::{app, config::Settings, telemetry};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// A Speckle-compatible data server, event-sourced.
 #[derive(Parser)]
@@ -23,15 +25,46 @@ struct Cli {
 enum Command {
     /// Run the API.
     Serve,
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Migrate, then run everything in one process: the local default.
+    /// Run the projectors (one active runner per projection across all processes).
+    Project,
+    /// Run the workers (reaction jobs).
+    Work,
+    /// Migrate, then run the API, projectors and workers in one process: the local default.
     All,
+    /// Apply database migrations, install new projections' tables, and exit.
+    Migrate,
+    /// Rebuild projections into fresh tables and swap them in atomically.
+    Rebuild {
+        /// The projection to rebuild.
+        #[arg(required_unless_present = "all")]
+        projection: Option<String>,
+        /// Rebuild every projection.
+        #[arg(long)]
+        all: bool,
+        /// Compare rebuilt and live tables at the same position, report every difference,
+        /// and keep the live tables.
+        #[arg(long)]
+        verify: bool,
+        /// Events per batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch_size: i64,
+    },
+    /// Projection state.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
     /// Operator's audit tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Checkpoint, lag and errors of every projection, as JSON.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -85,10 +118,27 @@ async fn run(
             app::migrate(&settings).await?;
             tracing::info!("migrations applied");
         }
-        Command::Serve => serve(settings).await?,
+        Command::Serve => run_processes(settings, true, false, false).await?,
+        Command::Project => run_processes(settings, false, true, false).await?,
+        Command::Work => run_processes(settings, false, false, true).await?,
         Command::All => {
             app::migrate(&settings).await?;
-            serve(settings).await?;
+            run_processes(settings, true, true, true).await?;
+        }
+        Command::Rebuild {
+            projection,
+            all,
+            verify,
+            batch_size,
+        } => {
+            return rebuild(&settings, projection, all, verify, batch_size).await;
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Status,
+        } => {
+            let pool = runtime_pool(&settings, "status reads the checkpoints")?;
+            let status = projections::status(&pool).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
         }
         Command::Audit {
             command: AuditCommand::Verify { stream },
@@ -97,8 +147,7 @@ async fn run(
                 .map(|s| domain::StreamId::parse(&s))
                 .transpose()
                 .context("--stream")?;
-            let url = settings.require_database_url("audit reads the event log")?;
-            let log = schema::EventLog::new(app::pg_pool(&settings, url)?);
+            let log = schema::EventLog::new(runtime_pool(&settings, "audit reads the event log")?);
             let report = log.verify_chains(stream.as_ref()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.breaks.is_empty() {
@@ -109,23 +158,121 @@ async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let pool = app::pg_pool(
-        &settings,
-        settings.require_database_url("the API reads and appends events")?,
-    )?;
-    let redis = app::redis_client(
-        settings.require_redis_url("the API fans out subscriptions through Redis")?,
-    )?;
-    let addr = (settings.bind_address, settings.port);
-    let listener = TcpListener::bind(addr).await.with_context(|| {
-        format!(
-            "binding {}:{} (STRATA_BIND_ADDRESS, STRATA_PORT)",
-            addr.0, addr.1
-        )
-    })?;
-    let state = app::AppState::new(settings, pool, redis)?;
-    app::serve(state, listener, shutdown_signal()).await
+fn runtime_pool(settings: &Settings, why: &str) -> anyhow::Result<sqlx::PgPool> {
+    app::pg_pool(settings, settings.require_database_url(why)?)
+}
+
+/// Runs the chosen process kinds until SIGINT or SIGTERM.
+async fn run_processes(
+    settings: Settings,
+    api: bool,
+    projectors: bool,
+    workers: bool,
+) -> anyhow::Result<()> {
+    let pool = runtime_pool(&settings, "every process reads the event log")?;
+    let cancel = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    if projectors {
+        let runtime = app::projector_runtime(&settings, pool.clone());
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            runtime.run(cancel).await;
+            anyhow::Ok(())
+        });
+    }
+    if workers {
+        let runner = app::job_runner(&settings, pool.clone());
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            runner.run(cancel).await;
+            anyhow::Ok(())
+        });
+    }
+    if api {
+        let redis = app::redis_client(
+            settings.require_redis_url("the API fans out subscriptions through Redis")?,
+        )?;
+        let addr = (settings.bind_address, settings.port);
+        let listener = TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "binding {}:{} (STRATA_BIND_ADDRESS, STRATA_PORT)",
+                addr.0, addr.1
+            )
+        })?;
+        let state = app::AppState::new(settings.clone(), pool.clone(), redis)?;
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            app::serve(state, listener, async move { cancel.cancelled().await }).await
+        });
+    }
+    shutdown_signal().await;
+    cancel.cancel();
+    let grace = Duration::from_secs(settings.shutdown_timeout_seconds);
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "a process part failed"),
+                Err(e) => tracing::error!(error = %e, "a process part panicked"),
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown grace period over; stopping anyway");
+    }
+    Ok(())
+}
+
+async fn rebuild(
+    settings: &Settings,
+    name: Option<String>,
+    all: bool,
+    verify: bool,
+    batch_size: i64,
+) -> anyhow::Result<ExitCode> {
+    let pool = app::admin_pool(settings, "a rebuild creates tables").await?;
+    let registry = projections::registry();
+    let chosen: Vec<_> = if all {
+        registry
+    } else {
+        let name = name.unwrap_or_default();
+        let found: Vec<_> = registry.into_iter().filter(|p| p.name() == name).collect();
+        if found.is_empty() {
+            let known: Vec<_> = projections::registry().iter().map(|p| p.name()).collect();
+            anyhow::bail!("no projection named {name:?}; known: {}", known.join(", "));
+        }
+        found
+    };
+    let mut differences = 0;
+    for projection in chosen {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} events {per_sec} eta {eta}",
+            )?
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(projection.name());
+        let options = projections::RebuildOptions {
+            batch_size,
+            verify,
+            ..Default::default()
+        };
+        let report = projections::rebuild(&pool, projection.as_ref(), &options, &|done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        })
+        .await?;
+        bar.finish();
+        differences += report.difference_count;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(if differences > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn shutdown_signal() {

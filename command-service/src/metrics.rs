@@ -15,6 +15,8 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// Event-log horizon gauges (`held_back_events`, `oldest_open_transaction_seconds`, `max_position`).
     pub event_log: GaugeVec,
+    /// Per projection: `behind_events`, `behind_seconds`, `halted` (1 while stopped on an event).
+    pub projections: GaugeVec,
 }
 
 impl Metrics {
@@ -37,6 +39,11 @@ impl Metrics {
             ),
             &["measure"],
         )?;
+        let projections = GaugeVec::new(
+            Opts::new("projection", "Projection lag and health"),
+            &["projection", "measure"],
+        )?;
+        registry.register(Box::new(projections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(event_log.clone()))?;
@@ -45,6 +52,7 @@ impl Metrics {
             http_requests,
             http_duration,
             event_log,
+            projections,
         })
     }
 

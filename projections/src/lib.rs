@@ -1,4 +1,30 @@
 //! The projector runtime and the read models it maintains.
 //!
-//! Architecture invariant: projections read the event log and write only their own tables
-//! (and reaction-job rows); they never call external systems.
+//! A projection is a name, the tables it owns, and a handler that folds a batch of events into
+//! them. The runtime reads the log from the projection's checkpoint and writes the new
+//! checkpoint in the same transaction as the handler's writes, so a crash anywhere leaves
+//! tables and checkpoint consistent.
+//!
+//! Architecture invariants: projections read the event log and write only their own tables
+//! and reaction-job rows; they never call external systems. Handlers derive every value from
+//! the events (never from the clock), so a rebuild produces the same tables as the live fold.
+
+pub mod projection;
+pub mod rebuild;
+pub mod runtime;
+pub mod status;
+pub mod streams;
+pub mod wait;
+
+use std::sync::Arc;
+
+pub use projection::{Batch, Projection, ProjectionError, TableDef, install};
+pub use rebuild::{RebuildOptions, RebuildReport, rebuild};
+pub use runtime::{ProjectorRuntime, RuntimeOptions};
+pub use status::{ProjectionStatus, status};
+pub use wait::{ProjectionLag, wait_for};
+
+/// Every read model the product serves, in the order they are installed.
+pub fn registry() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(streams::StreamHeads)]
+}

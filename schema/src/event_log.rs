@@ -477,19 +477,7 @@ impl EventLog {
         after: LogCursor,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        let sql = concat!(
-            select_event!(),
-            "WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY transaction_id, position LIMIT $3"
-        );
-        let rows = sqlx::query(sql)
-            .bind(after.transaction_id.to_string())
-            .bind(after.position)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode_event).collect()
+        read_all_with(&self.pool, after, limit).await
     }
 
     /// The events of one stream from version `from_version` (1-based, inclusive) on.
@@ -626,6 +614,27 @@ impl EventLog {
         }
         Ok(report)
     }
+}
+
+/// [`EventLog::read_all`] on any executor, e.g. inside a projector's transaction.
+pub async fn read_all_with<'c, E: sqlx::PgExecutor<'c>>(
+    executor: E,
+    after: LogCursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let sql = concat!(
+        select_event!(),
+        "WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+         AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY transaction_id, position LIMIT $3"
+    );
+    let rows = sqlx::query(sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .bind(limit)
+        .fetch_all(executor)
+        .await?;
+    rows.iter().map(decode_event).collect()
 }
 
 fn to_u64(v: i64) -> u64 {

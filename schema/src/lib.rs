@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod event_log;
+pub mod jobs;
 
 pub use event_log::{
     AppendError, AppendLimits, AppendRequest, Appended, ChainBreak, ChainReport, EventLog,

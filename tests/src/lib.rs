@@ -51,6 +51,9 @@ impl TestDb {
         schema::migrate(&db.pool)
             .await
             .expect("migrating the test schema");
+        projections::install(&db.pool, &projections::registry())
+            .await
+            .expect("installing projections");
         db
     }
 

@@ -1,0 +1,175 @@
+//! What a projection is, and how its tables are named and installed.
+
+use futures::future::BoxFuture;
+use schema::RecordedEvent;
+use schema::jobs::NewJob;
+use sqlx::{PgConnection, PgPool};
+
+/// One table a projection owns. `{table}` in the SQL stands for the physical name.
+#[derive(Clone, Copy, Debug)]
+pub struct TableDef {
+    /// The logical name: readers query the view of this name.
+    pub name: &'static str,
+    /// `CREATE TABLE {table} (...)`, with the keys the handler's upserts need.
+    pub create: &'static str,
+    /// Secondary indexes, built after a rebuild's bulk load.
+    pub indexes: &'static [&'static str],
+}
+
+/// Why a handler refused a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// The handler's own failure, with the position of the event it failed on if known.
+    #[error("projection failed at position {position:?}: {message}")]
+    Handler {
+        /// The event's global position.
+        position: Option<i64>,
+        /// What went wrong.
+        message: String,
+    },
+    /// The database failed.
+    #[error("projection database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The transaction a handler writes in, with the names of its current tables.
+pub struct Batch<'t> {
+    /// The open transaction's connection.
+    pub conn: &'t mut PgConnection,
+    generation: i32,
+    jobs_enabled: bool,
+}
+
+impl<'t> Batch<'t> {
+    pub(crate) fn new(conn: &'t mut PgConnection, generation: i32, jobs_enabled: bool) -> Self {
+        Self {
+            conn,
+            generation,
+            jobs_enabled,
+        }
+    }
+
+    /// The physical name of logical table `name` in this batch's generation.
+    pub fn table(&self, name: &str) -> String {
+        physical(name, self.generation)
+    }
+
+    /// Enqueues a reaction job in the batch's transaction. A rebuild replays history, whose
+    /// reactions already happened, so there this does nothing.
+    pub async fn enqueue(&mut self, job: &NewJob) -> Result<(), sqlx::Error> {
+        if self.jobs_enabled {
+            schema::jobs::enqueue_on(self.conn, job).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A read model: a name, its tables, and a fold over event batches.
+pub trait Projection: Send + Sync + 'static {
+    /// Unique, stable name (the checkpoint key).
+    fn name(&self) -> &'static str;
+    /// The tables it owns.
+    fn tables(&self) -> &'static [TableDef];
+    /// Folds `events` (in log order) into the batch's tables.
+    fn apply<'a, 'b>(
+        &'a self,
+        batch: &'a mut Batch<'b>,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+pub(crate) fn physical(name: &str, generation: i32) -> String {
+    format!("{name}_g{generation}")
+}
+
+pub(crate) fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(text)
+}
+
+/// Creates the tables of `generation` (dropping leftovers of a crashed attempt), optionally
+/// with their secondary indexes.
+pub(crate) async fn create_tables(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: i32,
+    with_indexes: bool,
+) -> Result<(), sqlx::Error> {
+    for table in projection.tables() {
+        let name = physical(table.name, generation);
+        sqlx::query(sql(format!("DROP TABLE IF EXISTS {name}")))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql(table.create.replace("{table}", &name)))
+            .execute(&mut *conn)
+            .await?;
+        if with_indexes {
+            create_indexes(conn, table, generation).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_indexes(
+    conn: &mut PgConnection,
+    table: &TableDef,
+    generation: i32,
+) -> Result<(), sqlx::Error> {
+    let name = physical(table.name, generation);
+    for index in table.indexes {
+        sqlx::query(sql(index.replace("{table}", &name)))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Points each logical view at `generation`'s tables.
+pub(crate) async fn point_views(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: i32,
+) -> Result<(), sqlx::Error> {
+    for table in projection.tables() {
+        sqlx::query(sql(format!("DROP VIEW IF EXISTS {}", table.name)))
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(sql(format!(
+            "CREATE VIEW {} AS SELECT * FROM {}",
+            table.name,
+            physical(table.name, generation)
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates the tables, views and checkpoint of every projection not installed yet. Runs with
+/// the owning role (it is DDL), from `strata migrate`.
+pub async fn install(
+    pool: &PgPool,
+    projections: &[std::sync::Arc<dyn Projection>],
+) -> Result<(), sqlx::Error> {
+    for projection in projections {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':install'))")
+            .execute(&mut *tx)
+            .await?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)",
+        )
+        .bind(projection.name())
+        .fetch_one(&mut *tx)
+        .await?;
+        if !exists {
+            create_tables(&mut tx, projection.as_ref(), 1, true).await?;
+            point_views(&mut tx, projection.as_ref(), 1).await?;
+            sqlx::query("INSERT INTO projection_checkpoints (projection) VALUES ($1)")
+                .bind(projection.name())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Running projections: one active runner per projection across all processes, catching up
+//! from the checkpoint and then following the log live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schema::LogCursor;
+use schema::event_log::read_all_with;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool, Row};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::projection::{Batch, Projection, ProjectionError};
+
+/// Tuning of the live runner; every value is explicit and configurable.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// Most events folded in one transaction.
+    pub batch_size: i64,
+    /// How often to look for new events when no notification arrives.
+    pub poll_interval: Duration,
+    /// How long a failed projection waits before trying the failing event again.
+    pub retry_after: Duration,
+    /// How often a standby process tries to take over a projection.
+    pub lock_retry: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            retry_after: Duration::from_secs(5),
+            lock_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Runs a set of projections until cancelled.
+pub struct ProjectorRuntime {
+    pool: PgPool,
+    projections: Vec<Arc<dyn Projection>>,
+    options: RuntimeOptions,
+}
+
+pub(crate) struct StepOutcome {
+    pub applied: usize,
+    pub last: Option<LogCursor>,
+}
+
+pub(crate) enum StepError {
+    Handler {
+        last: LogCursor,
+        position: Option<i64>,
+        message: String,
+    },
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StepError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
+    }
+}
+
+impl ProjectorRuntime {
+    /// A runtime for `projections` on `pool` (the runtime role suffices: tables exist).
+    pub fn new(
+        pool: PgPool,
+        projections: Vec<Arc<dyn Projection>>,
+        options: RuntimeOptions,
+    ) -> Self {
+        Self {
+            pool,
+            projections,
+            options,
+        }
+    }
+
+    /// Runs every projection until `cancel` fires. A failing projection stops alone.
+    /// Dropping the returned future (aborting its task) stops every runner at once, as a
+    /// crash would: open batches roll back.
+    pub async fn run(self, cancel: CancellationToken) {
+        let (wake_tx, wake_rx) = watch::channel(0u64);
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(listen(self.pool.clone(), wake_tx, cancel.clone()));
+        for projection in self.projections {
+            tasks.spawn(run_projection(
+                self.pool.clone(),
+                projection,
+                self.options.clone(),
+                wake_rx.clone(),
+                cancel.clone(),
+            ));
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "projection runner panicked");
+            }
+        }
+    }
+}
+
+/// Turns `strata_events` notifications for this schema into wake-ups. Only a hint: runners
+/// poll as well, so a lost notification costs latency, never correctness.
+async fn listen(pool: PgPool, wake: watch::Sender<u64>, cancel: CancellationToken) {
+    while !cancel.is_cancelled() {
+        let result: Result<(), sqlx::Error> = async {
+            let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+                .fetch_one(&pool)
+                .await?;
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen("strata_events").await?;
+            loop {
+                let note = tokio::select! {
+                    n = listener.recv() => n?,
+                    () = cancel.cancelled() => return Ok(()),
+                };
+                if note.payload() == schema {
+                    wake.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "event notifications lost; relying on polling until reconnected");
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = cancel.cancelled() => return,
+            }
+        }
+    }
+}
+
+fn lock_key_sql() -> &'static str {
+    "hashtext(current_schema() || ':projection:' || $1)"
+}
+
+/// Takes the projection's session advisory lock on a dedicated connection; whoever holds the
+/// connection owns the projection. Returns `None` when cancelled first.
+async fn acquire_ownership(
+    pool: &PgPool,
+    name: &str,
+    options: &RuntimeOptions,
+    cancel: &CancellationToken,
+) -> Option<PgConnection> {
+    loop {
+        let attempt: Result<Option<PgConnection>, sqlx::Error> = async {
+            let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+            let got: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT pg_try_advisory_lock({})",
+                lock_key_sql()
+            )))
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+            Ok(got.then_some(conn))
+        }
+        .await;
+        match attempt {
+            Ok(Some(conn)) => return Some(conn),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "cannot try the projection lock")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.lock_retry) => {}
+            () = cancel.cancelled() => return None,
+        }
+    }
+}
+
+async fn run_projection(
+    pool: PgPool,
+    projection: Arc<dyn Projection>,
+    options: RuntimeOptions,
+    mut wake: watch::Receiver<u64>,
+    cancel: CancellationToken,
+) {
+    let name = projection.name();
+    loop {
+        let Some(mut owner) = acquire_ownership(&pool, name, &options, &cancel).await else {
+            return;
+        };
+        tracing::info!(projection = name, "running projection");
+        // After a batch fails, go one event at a time up to the batch's end, so the events
+        // before the bad one are applied and the error names the exact position.
+        let mut probe_until: Option<LogCursor> = None;
+        loop {
+            if cancel.is_cancelled() {
+                let _ = owner.close().await;
+                return;
+            }
+            let size = if probe_until.is_some() {
+                1
+            } else {
+                options.batch_size
+            };
+            match step(&pool, projection.as_ref(), size).await {
+                Ok(outcome) => {
+                    if let (Some(until), Some(last)) = (probe_until, outcome.last)
+                        && last >= until
+                    {
+                        probe_until = None;
+                    }
+                    if outcome.applied as i64 == size {
+                        continue;
+                    }
+                    if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
+                        tracing::warn!(projection = name, "lost the projection lock connection");
+                        break;
+                    }
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        () = tokio::time::sleep(options.poll_interval) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
+                Err(StepError::Handler {
+                    last,
+                    position,
+                    message,
+                }) => {
+                    if size > 1 {
+                        probe_until = Some(last);
+                        continue;
+                    }
+                    tracing::error!(projection = name, position, error = %message, "projection halted on an event");
+                    if let Err(e) = record_failure(&pool, name, position, &message).await {
+                        tracing::warn!(projection = name, error = %e, "cannot record the failure");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(options.retry_after) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
+                Err(StepError::Database(e)) => {
+                    tracing::warn!(projection = name, error = %e, "projection step failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(options.lock_retry) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                    if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds the next batch after the checkpoint and moves the checkpoint, in one transaction.
+/// The checkpoint row is locked for the duration, so no two runners (or a runner and a
+/// rebuild's swap) can apply the same events.
+pub(crate) async fn step(
+    pool: &PgPool,
+    projection: &dyn Projection,
+    size: i64,
+) -> Result<StepOutcome, StepError> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query(
+        "SELECT generation, transaction_id::text AS xid, position FROM projection_checkpoints \
+         WHERE projection = $1 FOR UPDATE",
+    )
+    .bind(projection.name())
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| {
+        StepError::Database(sqlx::Error::Protocol(format!(
+            "projection {} is not installed: run `strata migrate`",
+            projection.name()
+        )))
+    })?;
+    let generation: i32 = row.try_get("generation")?;
+    let cursor = cursor_of(&row)?;
+    let events = read_all_with(&mut *tx, cursor, size).await?;
+    let Some(last) = events.last().map(|e| e.cursor) else {
+        tx.commit().await?;
+        return Ok(StepOutcome {
+            applied: 0,
+            last: None,
+        });
+    };
+    let applied = {
+        let mut batch = Batch::new(&mut tx, generation, true);
+        projection.apply(&mut batch, &events).await
+    };
+    if let Err(e) = applied {
+        let (position, message) = match e {
+            ProjectionError::Handler { position, message } => (position, message),
+            ProjectionError::Database(e) => (None, e.to_string()),
+        };
+        let position = position.or_else(|| events.first().map(|e| e.cursor.position));
+        return Err(StepError::Handler {
+            last,
+            position,
+            message,
+        });
+    }
+    advance(&mut tx, projection.name(), last, events.len()).await?;
+    tx.commit().await?;
+    Ok(StepOutcome {
+        applied: events.len(),
+        last: Some(last),
+    })
+}
+
+pub(crate) async fn advance(
+    conn: &mut PgConnection,
+    name: &str,
+    last: LogCursor,
+    applied: usize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projection_checkpoints SET transaction_id = $2::text::xid8, position = $3, \
+                events_applied = events_applied + $4, updated_at = now(), \
+                failed_at = NULL, error = NULL, error_position = NULL \
+         WHERE projection = $1",
+    )
+    .bind(name)
+    .bind(last.transaction_id.to_string())
+    .bind(last.position)
+    .bind(applied as i64)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn record_failure(
+    pool: &PgPool,
+    name: &str,
+    position: Option<i64>,
+    message: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE projection_checkpoints SET failed_at = now(), error = $2, error_position = $3 \
+         WHERE projection = $1",
+    )
+    .bind(name)
+    .bind(message)
+    .bind(position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) fn cursor_of(row: &sqlx::postgres::PgRow) -> Result<LogCursor, sqlx::Error> {
+    let xid: String = row.try_get("xid")?;
+    Ok(LogCursor {
+        transaction_id: xid.parse().map_err(|e| {
+            sqlx::Error::Decode(format!("checkpoint transaction id {xid:?}: {e}").into())
+        })?,
+        position: row.try_get("position")?,
+    })
+}

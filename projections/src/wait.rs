@@ -1,0 +1,86 @@
+//! Read-your-writes: wait until named projections have applied a position.
+
+use std::time::{Duration, Instant};
+
+use schema::LogCursor;
+use sqlx::PgPool;
+
+use crate::runtime::cursor_of;
+
+/// The projections did not catch up in time. The write itself is committed: a client can
+/// re-read later; it must not retry the write.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionLag {
+    /// Timed out.
+    #[error(
+        "the change is saved, but the read models {behind:?} had not caught up after {waited_ms} ms; \
+         read again shortly (do not repeat the change)"
+    )]
+    Timeout {
+        /// Projections still behind.
+        behind: Vec<String>,
+        /// How long the wait lasted.
+        waited_ms: u128,
+    },
+    /// A named projection does not exist.
+    #[error("unknown projection {0}")]
+    Unknown(String),
+    /// The database failed while waiting.
+    #[error("database error while waiting for projections: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ProjectionLag {
+    /// The GraphQL `extensions.code` of this error.
+    pub const CODE: &'static str = "PROJECTION_LAG";
+}
+
+/// Waits until every projection in `names` has a checkpoint at or past `target`, polling with
+/// a short growing interval, for at most `timeout`.
+pub async fn wait_for(
+    pool: &PgPool,
+    names: &[&str],
+    target: LogCursor,
+    timeout: Duration,
+) -> Result<(), ProjectionLag> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let rows = sqlx::query(
+            "SELECT projection, transaction_id::text AS xid, position FROM projection_checkpoints \
+             WHERE projection = ANY($1)",
+        )
+        .bind(names)
+        .fetch_all(pool)
+        .await?;
+        if rows.len() < names.len() {
+            let found: Vec<String> = rows
+                .iter()
+                .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "projection").ok())
+                .collect();
+            let missing = names
+                .iter()
+                .find(|n| !found.iter().any(|f| f == *n))
+                .copied()
+                .unwrap_or_default();
+            return Err(ProjectionLag::Unknown(missing.to_owned()));
+        }
+        let mut behind = Vec::new();
+        for row in &rows {
+            if cursor_of(row)? < target {
+                behind.push(sqlx::Row::try_get::<String, _>(row, "projection")?);
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(ProjectionLag::Timeout {
+                behind,
+                waited_ms: start.elapsed().as_millis(),
+            });
+        }
+        tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed()))).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,194 @@
+//! Reaction jobs: enqueued in a projector's transaction, claimed by workers under a lease.
+
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool, Row};
+
+/// A job to enqueue.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// Which handler runs it, e.g. `webhook.deliver`.
+    pub kind: String,
+    /// The handler's input.
+    pub payload: serde_json::Value,
+    /// Enqueuing the same key twice stores one job: makes re-projection harmless.
+    pub dedupe_key: Option<String>,
+    /// Attempts before the job is marked failed.
+    pub max_attempts: i32,
+    /// The log position of the event that caused it.
+    pub source_position: Option<i64>,
+}
+
+/// A job a worker holds.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    /// Job id.
+    pub id: i64,
+    /// Kind.
+    pub kind: String,
+    /// Input.
+    pub payload: serde_json::Value,
+    /// This attempt's number, from 1.
+    pub attempt: i32,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+}
+
+/// Enqueues on `conn`, inside the caller's transaction. Returns false when the dedupe key
+/// was already taken.
+pub async fn enqueue_on(conn: &mut PgConnection, job: &NewJob) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, source_position) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(&job.dedupe_key)
+    .bind(job.max_attempts)
+    .bind(job.source_position)
+    .execute(conn)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Claims up to `limit` due jobs of `kinds` for `worker`, for `lease`. A job whose lease
+/// ran out (its worker died) is claimable again; its open attempt is marked abandoned.
+pub async fn claim(
+    pool: &PgPool,
+    worker: &str,
+    kinds: &[String],
+    limit: i64,
+    lease: Duration,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+                locked_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM jobs \
+                      WHERE kind = ANY($3) AND run_at <= now() \
+                        AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
+                      ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, max_attempts",
+    )
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .bind(kinds)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let job = ClaimedJob {
+            id: row.try_get("id")?,
+            kind: row.try_get("kind")?,
+            payload: row.try_get("payload")?,
+            attempt: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+        };
+        sqlx::query(
+            "UPDATE job_attempts SET outcome = 'abandoned', finished_at = now(), \
+                    error = 'lease expired: the worker stopped' \
+             WHERE job_id = $1 AND outcome IS NULL",
+        )
+        .bind(job.id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO job_attempts (job_id, attempt, worker) VALUES ($1, $2, $3)")
+            .bind(job.id)
+            .bind(job.attempt)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+        jobs.push(job);
+    }
+    tx.commit().await?;
+    Ok(jobs)
+}
+
+/// Pushes the lease of a job this worker still holds `lease` into the future.
+pub async fn extend_lease(
+    pool: &PgPool,
+    worker: &str,
+    job: &ClaimedJob,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE jobs SET locked_until = now() + make_interval(secs => $3) \
+         WHERE id = $1 AND locked_by = $2 AND attempts = $4 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .bind(job.attempt)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records success. Returns false if the lease had been lost to another worker (the result
+/// is then not recorded: that worker owns the job now).
+pub async fn succeed(pool: &PgPool, worker: &str, job: &ClaimedJob) -> Result<bool, sqlx::Error> {
+    finish(pool, worker, job, None, None).await
+}
+
+/// Records a failure; the job is retried after `retry_in`, or marked failed when it has
+/// used its attempts (or when `retry_in` is `None`: a permanent failure).
+pub async fn fail(
+    pool: &PgPool,
+    worker: &str,
+    job: &ClaimedJob,
+    error: &str,
+    retry_in: Option<Duration>,
+) -> Result<bool, sqlx::Error> {
+    finish(pool, worker, job, Some(error), retry_in).await
+}
+
+async fn finish(
+    pool: &PgPool,
+    worker: &str,
+    job: &ClaimedJob,
+    error: Option<&str>,
+    retry_in: Option<Duration>,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let retry = error.is_some() && retry_in.is_some() && job.attempt < job.max_attempts;
+    let status = match (error, retry) {
+        (None, _) => "done",
+        (Some(_), true) => "pending",
+        (Some(_), false) => "failed",
+    };
+    let updated = sqlx::query(
+        "UPDATE jobs SET status = $3, last_error = $4, locked_by = NULL, locked_until = NULL, \
+                run_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $5) ELSE run_at END, \
+                finished_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END \
+         WHERE id = $1 AND locked_by = $2 AND attempts = $6 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .bind(status)
+    .bind(error)
+    .bind(retry_in.unwrap_or_default().as_secs_f64())
+    .bind(job.attempt)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 \
+         WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(job.id)
+    .bind(job.attempt)
+    .bind(if error.is_some() {
+        "failed"
+    } else {
+        "succeeded"
+    })
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
