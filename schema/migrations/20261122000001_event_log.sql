@@ -54,19 +54,9 @@ CREATE TRIGGER events_no_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
 
--- Wake-up hint for subscribers; the payload names the schema so several databases' schemas
--- (tests run one schema each) can share a channel. Correctness never depends on it.
-CREATE FUNCTION events_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('strata_events', current_schema());
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER events_notify_insert
-    AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();
+-- No NOTIFY trigger here on purpose: NOTIFY takes a cluster-wide lock at commit, which would
+-- serialise every appending transaction. `EventLog` sends a coalesced `strata_events`
+-- notification after its appends commit instead (see schema::event_log::Notifier).
 
 -- Appends events to one stream in one round trip.
 --
@@ -85,7 +75,6 @@ CREATE FUNCTION append_events(
     p_metadata         jsonb
 ) RETURNS TABLE (out_position bigint, out_stream_version bigint, out_transaction_id text)
 LANGUAGE plpgsql
-SET search_path FROM CURRENT
 AS $$
 DECLARE
     v_head      bigint;

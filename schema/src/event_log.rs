@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use domain::{EventMetadata, NewEvent, StreamId};
 use futures::TryStreamExt;
@@ -263,11 +264,55 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
+/// The shortest time between two wake-ups from one `EventLog`: bounds NOTIFY traffic under
+/// load at the cost of at most this much extra latency for subscribers.
+pub const NOTIFY_SPACING: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Sends `strata_events` wake-ups for committed appends, coalesced, from its own connection.
+///
+/// NOTIFY inside an appending transaction would take Postgres' cluster-wide notify lock at
+/// every commit and serialise all appenders. Here appenders only set a flag; one task per
+/// `EventLog` turns any number of pending appends into one NOTIFY. Subscribers treat it as a
+/// hint and poll as well, so a lost wake-up costs latency, never correctness.
+#[derive(Clone, Debug, Default)]
+struct Notifier {
+    wake: Arc<tokio::sync::Notify>,
+    started: Arc<OnceLock<()>>,
+}
+
+impl Notifier {
+    fn announce(&self, pool: &PgPool) {
+        self.started.get_or_init(|| {
+            let wake = self.wake.clone();
+            let pool = pool.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    loop {
+                        wake.notified().await;
+                        if let Err(e) =
+                            sqlx::query("SELECT pg_notify('strata_events', current_schema())")
+                                .execute(&pool)
+                                .await
+                        {
+                            tracing::debug!(error = %e, "event wake-up not sent");
+                        }
+                        // At most one wake-up per interval: a busy writer must not pay a
+                        // NOTIFY transaction per append.
+                        tokio::time::sleep(NOTIFY_SPACING).await;
+                    }
+                });
+            }
+        });
+        self.wake.notify_one();
+    }
+}
+
 /// The event log of one database (or one schema, through the pool's `search_path`).
 #[derive(Clone, Debug)]
 pub struct EventLog {
     pool: PgPool,
     limits: AppendLimits,
+    notifier: Notifier,
 }
 
 impl EventLog {
@@ -276,6 +321,7 @@ impl EventLog {
         Self {
             pool,
             limits: AppendLimits::default(),
+            notifier: Notifier::default(),
         }
     }
 
@@ -296,6 +342,12 @@ impl EventLog {
         loop {
             let mut conn = self.pool.acquire().await?;
             match self.append_on(&mut conn, request).await {
+                Ok(appended) => {
+                    if !appended.duplicate {
+                        self.announce();
+                    }
+                    return Ok(appended);
+                }
                 Err(AppendError::Conflict { .. })
                     if request.expected == ExpectedVersion::Any
                         && attempts < self.limits.max_any_retries =>
@@ -307,8 +359,15 @@ impl EventLog {
         }
     }
 
+    /// Wakes subscribers. [`EventLog::append`] does it itself; callers of
+    /// [`EventLog::append_on`] call it after their transaction commits.
+    pub fn announce(&self) {
+        self.notifier.announce(&self.pool);
+    }
+
     /// Appends on `conn`, inside whatever transaction the caller holds open. The events
-    /// become visible to readers only when that transaction commits.
+    /// become visible to readers only when that transaction commits; call
+    /// [`EventLog::announce`] then.
     pub async fn append_on(
         &self,
         conn: &mut PgConnection,

@@ -39,6 +39,16 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         read_events: u64,
     },
+    /// Projections: rebuild events/s over N events, live lag at 100 and 1,000 events/s,
+    /// and the read-your-writes wait.
+    Projections {
+        /// Events folded by the rebuild.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Seconds per live-lag rate.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -83,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
     };
     pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -109,17 +120,20 @@ async fn append_bench(pool: &PgPool, seconds: u64, read_events: u64) -> anyhow::
     sqlx::raw_sql(
         "CREATE TABLE reference_events (
             position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
             stream_id text NOT NULL, stream_version bigint NOT NULL, event_type text NOT NULL,
             schema_version integer NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL,
-            recorded_at timestamptz NOT NULL DEFAULT now(), hash bytea NOT NULL,
-            UNIQUE (stream_id, stream_version))",
+            command_id uuid, recorded_at timestamptz NOT NULL DEFAULT now(), hash bytea NOT NULL,
+            UNIQUE (stream_id, stream_version));
+         CREATE INDEX ON reference_events (transaction_id, position);",
     )
     .execute(pool)
     .await?;
     let log = EventLog::new(pool.clone());
     let window = Duration::from_secs(seconds);
     println!(
-        "\nappend: {seconds} s per measurement, one 1-event append (or INSERT) per transaction"
+        "\nappend: {seconds} s per measurement, one 1-event append per transaction; reference: \
+         single-row INSERTs into a table with the same columns and indexes"
     );
     println!(
         "{:>8} {:>14} {:>16} {:>8}",
@@ -176,12 +190,32 @@ async fn append_bench(pool: &PgPool, seconds: u64, read_events: u64) -> anyhow::
         );
     }
 
-    println!("\nread_all: loading {read_events} events in 1000-event appends");
+    load_events(pool, read_events).await?;
+    let start = Instant::now();
+    let mut cursor = LogCursor::START;
+    let mut read = 0u64;
+    loop {
+        let batch = log.read_all(cursor, 10_000).await?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.cursor;
+        read += batch.len() as u64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "read_all: {read} events in {secs:.2} s = {:.0} events/s (pages of 10,000, decoded)",
+        read as f64 / secs
+    );
+    Ok(())
+}
+
+/// Appends about `count` events in 1000-event appends from 8 writers; returns the log's size.
+async fn load_events(pool: &PgPool, count: u64) -> anyhow::Result<i64> {
+    println!("\nloading {count} events in 1000-event appends");
     let loader = EventLog::new(pool.clone()).with_limits(AppendLimits {
         max_events: 1000,
         ..Default::default()
     });
-    let per_writer = read_events.div_ceil(1000).div_ceil(8);
+    let per_writer = count.div_ceil(1000).div_ceil(8);
     let load_start = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..8u64 {
@@ -189,8 +223,8 @@ async fn append_bench(pool: &PgPool, seconds: u64, read_events: u64) -> anyhow::
         tasks.push(tokio::spawn(async move {
             for b in 0..per_writer {
                 let request = AppendRequest {
-                    stream: StreamId::new("load", &format!("w{w}"))?,
-                    expected: ExpectedVersion::Exact(b * 1000),
+                    stream: StreamId::new("load", &format!("w{w}_{}", b % 50))?,
+                    expected: ExpectedVersion::Any,
                     events: (0..1000)
                         .map(|i| NewEvent {
                             event_type: "Loaded".into(),
@@ -217,21 +251,182 @@ async fn append_bench(pool: &PgPool, seconds: u64, read_events: u64) -> anyhow::
         load_start.elapsed().as_secs_f64(),
         total as f64 / load_start.elapsed().as_secs_f64()
     );
+    Ok(total)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn projections_bench(pool: &PgPool, events: u64, seconds: u64) -> anyhow::Result<()> {
+    projections::install(pool, &projections::registry()).await?;
+    let total = load_events(pool, events).await?;
+    let log = EventLog::new(pool.clone());
+
+    // Reference: reading the same events with no projection at all.
     let start = Instant::now();
     let mut cursor = LogCursor::START;
-    let mut read = 0u64;
     loop {
         let batch = log.read_all(cursor, 10_000).await?;
         let Some(last) = batch.last() else { break };
         cursor = last.cursor;
-        read += batch.len() as u64;
     }
-    let secs = start.elapsed().as_secs_f64();
+    let read_rate = total as f64 / start.elapsed().as_secs_f64();
+
+    let heads = projections::streams::StreamHeads;
+    let report = projections::rebuild(
+        pool,
+        &heads,
+        &projections::RebuildOptions::default(),
+        &|_, _| {},
+    )
+    .await?;
+    println!("\nrebuild stream_heads over {} events:", report.events);
     println!(
-        "read_all: {read} events in {secs:.2} s = {:.0} events/s (pages of 10,000, decoded)",
-        read as f64 / secs
+        "  fold {:.0} events/s (whole rebuild incl. indexes and swap {:.2} s); reference read_all alone {:.0} events/s; ratio {:.0}%",
+        report.events_per_second,
+        report.seconds,
+        read_rate,
+        100.0 * report.events_per_second / read_rate
     );
+
+    // Live lag: a runtime follows while a writer appends at a fixed rate.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runtime = projections::ProjectorRuntime::new(
+        pool.clone(),
+        vec![Arc::new(projections::streams::StreamHeads)],
+        projections::RuntimeOptions::default(),
+    );
+    let running = tokio::spawn(runtime.run(cancel.clone()));
+    let head = log.readable_head().await?;
+    projections::wait_for(pool, &["stream_heads"], head, Duration::from_secs(120)).await?;
+    println!(
+        "\nlive lag (append returned -> checkpoint passed it; default options: batch 500, NOTIFY + 500 ms poll):"
+    );
+    for rate in [100u64, 1000] {
+        let lags = live_lag(pool, &log, rate, Duration::from_secs(seconds)).await?;
+        println!(
+            "  {rate:>5} events/s: n={} p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            lags.len(),
+            ms(percentile(&lags, 0.5)),
+            ms(percentile(&lags, 0.99)),
+            ms(lags.last().copied().unwrap_or_default())
+        );
+    }
+
+    // Read-your-writes: append, then wait for the projection to pass it.
+    let mut waits = Vec::new();
+    for i in 0..500 {
+        let written = log
+            .append(&AppendRequest {
+                stream: StreamId::new("ryw", "one")?,
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent {
+                    event_type: "Counted".into(),
+                    schema_version: 1,
+                    payload: json!({"n": i}),
+                }],
+                metadata: EventMetadata::default(),
+                command_id: None,
+            })
+            .await?;
+        let start = Instant::now();
+        projections::wait_for(
+            pool,
+            &["stream_heads"],
+            written.last,
+            Duration::from_secs(5),
+        )
+        .await?;
+        waits.push(start.elapsed());
+    }
+    waits.sort();
+    println!(
+        "\nread-your-writes wait (500 sequential appends): p50 {:.2} ms  p99 {:.2} ms",
+        ms(percentile(&waits, 0.5)),
+        ms(percentile(&waits, 0.99))
+    );
+    cancel.cancel();
+    running.await?;
     Ok(())
+}
+
+async fn live_lag(
+    pool: &PgPool,
+    log: &EventLog,
+    rate: u64,
+    window: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(LogCursor, Instant)>();
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let start = Instant::now();
+            let mut i = 0u64;
+            while start.elapsed() < window {
+                tick.tick().await;
+                let written = log
+                    .append(&AppendRequest {
+                        stream: StreamId::new("lag", &format!("s{}", i % 16))?,
+                        expected: ExpectedVersion::Any,
+                        events: vec![NewEvent {
+                            event_type: "Counted".into(),
+                            schema_version: 1,
+                            payload: json!({"n": i}),
+                        }],
+                        metadata: EventMetadata::default(),
+                        command_id: None,
+                    })
+                    .await?;
+                let _ = tx.send((written.last, Instant::now()));
+                i += 1;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut pending: std::collections::VecDeque<(LogCursor, Instant)> = Default::default();
+    let mut lags = Vec::new();
+    let mut writer_done = false;
+    loop {
+        while let Ok(item) = rx.try_recv() {
+            pending.push_back(item);
+        }
+        if writer.is_finished() {
+            writer_done = true;
+        }
+        if pending.is_empty() && writer_done && rx.is_empty() {
+            break;
+        }
+        let (xid, position): (String, i64) = sqlx::query_as(
+            "SELECT transaction_id::text, position FROM projection_checkpoints WHERE projection = 'stream_heads'",
+        )
+        .fetch_one(pool)
+        .await?;
+        let checkpoint = LogCursor {
+            transaction_id: xid.parse()?,
+            position,
+        };
+        let now = Instant::now();
+        while pending.front().is_some_and(|(c, _)| *c <= checkpoint) {
+            if let Some((_, at)) = pending.pop_front() {
+                lags.push(now.saturating_duration_since(at));
+            }
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    writer.await??;
+    lags.sort();
+    Ok(lags)
 }
 
 /// Runs `writers` loops of `op(writer, iteration)` for `window`; returns operations per second.
