@@ -57,3 +57,77 @@ pub struct EventMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_version: Option<String>,
 }
+
+/// Why an aggregate event could not be turned into a [`NewEvent`] or read back from one.
+#[derive(Debug, thiserror::Error)]
+pub enum EventCodecError {
+    /// The stored type is not one this aggregate knows.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// The payload does not have the shape of the named type (upcast it first).
+    #[error("payload of {event_type} does not match its schema: {source}")]
+    Payload {
+        /// The event type being read.
+        event_type: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Serialising failed; cannot happen for the plain types used here, but is not hidden.
+    #[error("could not serialise event: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Encodes an adjacently tagged event enum (`#[serde(tag = "type", content = "payload")]`) as
+/// a [`NewEvent`]: the tag becomes `event_type`, the content becomes the payload object.
+pub(crate) fn encode_tagged<T: Serialize>(
+    event: &T,
+    schema_version: u32,
+) -> Result<NewEvent, EventCodecError> {
+    let value = serde_json::to_value(event).map_err(EventCodecError::Encode)?;
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(EventCodecError::Encode(serde::ser::Error::custom(
+            "event did not serialise to an object",
+        )));
+    };
+    let event_type = match map.remove("type") {
+        Some(serde_json::Value::String(t)) => t,
+        _ => {
+            return Err(EventCodecError::Encode(serde::ser::Error::custom(
+                "event has no type tag",
+            )));
+        }
+    };
+    let payload = map
+        .remove("payload")
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    Ok(NewEvent {
+        event_type,
+        schema_version,
+        payload,
+    })
+}
+
+/// Decodes a payload of `event_type` into an adjacently tagged event enum, refusing types not
+/// in `known` with [`EventCodecError::UnknownType`].
+pub(crate) fn decode_tagged<T: serde::de::DeserializeOwned>(
+    known: &[&str],
+    event_type: &str,
+    payload: serde_json::Value,
+) -> Result<T, EventCodecError> {
+    if !known.contains(&event_type) {
+        return Err(EventCodecError::UnknownType(event_type.to_owned()));
+    }
+    let mut map = serde_json::Map::new();
+    map.insert(
+        "type".into(),
+        serde_json::Value::String(event_type.to_owned()),
+    );
+    map.insert("payload".into(), payload);
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|source| {
+        EventCodecError::Payload {
+            event_type: event_type.to_owned(),
+            source,
+        }
+    })
+}

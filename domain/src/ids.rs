@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 /// Longest accepted stream id; keeps index entries small and rejects garbage early.
 pub const MAX_STREAM_ID_LEN: usize = 200;
 
+/// Length of an entity id (project, model, version, user, invite). Speckle clients treat ids
+/// as opaque, but 10-char lowercase hex is what the original hands out, so ours look the same.
+pub const ENTITY_ID_LEN: usize = 10;
+
+/// Whether `id` has the shape of an entity id: [`ENTITY_ID_LEN`] lowercase hex characters.
+/// The domain never generates ids (callers pass new ones in commands); it only checks them.
+pub fn is_entity_id(id: &str) -> bool {
+    id.len() == ENTITY_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// The id of one event stream (one aggregate instance), written `category:id`,
 /// e.g. `project:ab12cd34ef`. The category says which aggregate folds the stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -132,6 +142,16 @@ mod tests {
         ));
         let long = format!("p:{}", "a".repeat(MAX_STREAM_ID_LEN));
         assert_eq!(StreamId::parse(&long), Err(StreamIdError::TooLong));
+    }
+
+    #[test]
+    fn entity_ids_are_ten_lowercase_hex_chars() {
+        assert!(is_entity_id("ab12cd34ef"));
+        assert!(!is_entity_id("AB12CD34EF"));
+        assert!(!is_entity_id("ab12cd34e"));
+        assert!(!is_entity_id("ab12cd34efa"));
+        assert!(!is_entity_id("ab12cd34eg"));
+        assert!(!is_entity_id(""));
     }
 
     proptest! {

@@ -1,0 +1,1297 @@
+//! The Project aggregate: one event stream per project (`project:<id>`), holding its members,
+//! pending invites, models and versions, so every rule that spans them (unique model names,
+//! at least one owner, versions pointing at existing models) is checked in one decision.
+//!
+//! `decide` checks domain rules only; who may issue a command is [`crate::policy`]'s job,
+//! asked by the caller with facts from [`Project::access_for`] and the state's authors.
+//! Ids are chosen by the caller and only checked here; nothing reads the clock.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DomainError, Entity};
+use crate::event::{EventCodecError, NewEvent, decode_tagged, encode_tagged};
+use crate::ids::{StreamId, StreamIdError, is_entity_id};
+use crate::names::{
+    Email, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_OBJECT_ID_CHARS,
+    MAX_SOURCE_APPLICATION_CHARS, ModelName, ProjectName, check_len,
+};
+use crate::policy::{ProjectAccess, ProjectRole, ServerRole, Visibility};
+use crate::upcast::Upcasters;
+
+/// The stream category of project streams.
+pub const STREAM_CATEGORY: &str = "project";
+
+/// Name and description of the model the legacy `streamCreate` adds to every new project.
+pub const DEFAULT_MODEL: (&str, &str) = ("main", "default model");
+
+/// The event stream of project `project_id`.
+pub fn stream_id(project_id: &str) -> Result<StreamId, StreamIdError> {
+    StreamId::new(STREAM_CATEGORY, project_id)
+}
+
+/// Whom an invite is addressed to: a registered user, or an email address (which may belong to
+/// no account yet). Serialised as `{"userId": …}` or `{"email": …}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InviteTarget {
+    /// A registered user's id.
+    UserId(String),
+    /// An email address (normalised to lower case by `decide`).
+    Email(String),
+}
+
+/// Facts about the user answering an invite, loaded by the caller from the user's account, so
+/// the project can check the invite is theirs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invitee {
+    /// The answering user.
+    pub user_id: String,
+    /// Their email addresses (an email invite matches any of them).
+    pub emails: Vec<String>,
+    /// Their server role (guests may not become owners).
+    pub server_role: ServerRole,
+}
+
+/// Everything one may ask of a project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProjectCommand {
+    /// Create the project with its first owner. The legacy `streamCreate` passes
+    /// `default_model_id` to get a `main` model; the current API passes `None`.
+    Create {
+        /// New project id.
+        id: String,
+        /// Name; the caller substitutes a generated one when the client sent none.
+        name: String,
+        /// Description (`None` is stored as empty, like the original).
+        description: Option<String>,
+        /// Visibility; the caller applies the default (private, or public for legacy).
+        visibility: Visibility,
+        /// The creating user, who becomes owner.
+        owner_user_id: String,
+        /// Id for the `main` model, if one should be created.
+        default_model_id: Option<String>,
+    },
+    /// Change settings; fields left `None` stay as they are.
+    Update {
+        /// New name.
+        name: Option<String>,
+        /// New description (`Some("")` clears it).
+        description: Option<String>,
+        /// New visibility.
+        visibility: Option<Visibility>,
+        /// Whether non-members may comment on a public project.
+        allow_public_comments: Option<bool>,
+    },
+    /// Delete the project; the stream then refuses every command.
+    Delete,
+    /// Add a member or change a member's role.
+    SetMemberRole {
+        /// The member.
+        user_id: String,
+        /// The new role.
+        role: ProjectRole,
+        /// The member's server role (guests may not own projects).
+        user_server_role: ServerRole,
+    },
+    /// Remove a member (also how a member leaves).
+    RemoveMember {
+        /// The member.
+        user_id: String,
+    },
+    /// Invite someone; a pending invite for the same target is replaced.
+    CreateInvite {
+        /// New invite id.
+        invite_id: String,
+        /// Whom to invite.
+        target: InviteTarget,
+        /// The role they get on accepting.
+        role: ProjectRole,
+        /// The inviting user.
+        invited_by: String,
+        /// The target's server role, when the target is a known user.
+        target_server_role: Option<ServerRole>,
+    },
+    /// Accept a pending invite and become a member.
+    AcceptInvite {
+        /// The invite.
+        invite_id: String,
+        /// Who answers.
+        invitee: Invitee,
+    },
+    /// Decline a pending invite.
+    DeclineInvite {
+        /// The invite.
+        invite_id: String,
+        /// Who answers.
+        invitee: Invitee,
+    },
+    /// Withdraw a pending invite.
+    CancelInvite {
+        /// The invite.
+        invite_id: String,
+    },
+    /// Create a model.
+    CreateModel {
+        /// New model id.
+        model_id: String,
+        /// Name (see [`ModelName`] for the rules).
+        name: String,
+        /// Optional description.
+        description: Option<String>,
+        /// The creating user.
+        author_id: String,
+    },
+    /// Rename or re-describe a model; at least one field must be given.
+    UpdateModel {
+        /// The model.
+        model_id: String,
+        /// New name.
+        name: Option<String>,
+        /// New description (`Some("")` clears it).
+        description: Option<String>,
+    },
+    /// Delete a model and its versions.
+    DeleteModel {
+        /// The model.
+        model_id: String,
+    },
+    /// Record a version: a root object sent to a model.
+    CreateVersion {
+        /// New version id.
+        version_id: String,
+        /// The model it belongs to.
+        model_id: String,
+        /// The root object's id (not checked against the object store: the original has no
+        /// foreign key either).
+        object_id: String,
+        /// Commit message.
+        message: Option<String>,
+        /// The sending application, e.g. `Rhino`.
+        source_application: Option<String>,
+        /// Number of child objects; the caller fills it from the object store when absent.
+        total_children_count: u32,
+        /// Parent version ids, as the client sent them.
+        parents: Vec<String>,
+        /// The sending user.
+        author_id: String,
+    },
+    /// Change a version's message.
+    UpdateVersion {
+        /// The version.
+        version_id: String,
+        /// New message.
+        message: String,
+    },
+    /// Move versions to the model named `target_model_name` (`moveToModel`), creating it with
+    /// `new_model_id` when no model has that name.
+    MoveVersions {
+        /// The versions.
+        version_ids: Vec<String>,
+        /// Target model name, matched case-insensitively.
+        target_model_name: String,
+        /// Id for the target model if it must be created (unused otherwise).
+        new_model_id: String,
+        /// The acting user, author of a created model.
+        author_id: String,
+    },
+    /// Delete versions.
+    DeleteVersions {
+        /// The versions.
+        version_ids: Vec<String>,
+    },
+    /// Record that a user received (loaded) a version.
+    MarkVersionReceived {
+        /// The version.
+        version_id: String,
+        /// The receiving user.
+        user_id: String,
+        /// The receiving application.
+        source_application: String,
+        /// Optional message.
+        message: Option<String>,
+    },
+}
+
+/// Something that happened to a project. The durable contract: names and payload shapes never
+/// change in place (see [`crate::upcast`]). Payloads are JSON objects with camelCase fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "payload", rename_all_fields = "camelCase")]
+pub enum ProjectEvent {
+    /// A project was created. Its owner arrives in the following `ProjectMemberRoleSet`.
+    ProjectCreated {
+        /// Project id.
+        project_id: String,
+        /// Name.
+        name: String,
+        /// Description (may be empty).
+        description: String,
+        /// Visibility (never `UNLISTED`: stored as `PUBLIC`, like the original).
+        visibility: Visibility,
+        /// Whether non-members may comment.
+        allow_public_comments: bool,
+        /// The creating user.
+        owner_id: String,
+    },
+    /// Settings changed; carries every setting's value after the change.
+    ProjectUpdated {
+        /// Project id.
+        project_id: String,
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+        /// Visibility.
+        visibility: Visibility,
+        /// Whether non-members may comment.
+        allow_public_comments: bool,
+    },
+    /// The project was deleted, with everything in it.
+    ProjectDeleted {
+        /// Project id.
+        project_id: String,
+    },
+    /// A user became a member or changed role.
+    ProjectMemberRoleSet {
+        /// Project id.
+        project_id: String,
+        /// The member.
+        user_id: String,
+        /// The new role.
+        role: ProjectRole,
+        /// The role before, if they were a member.
+        previous_role: Option<ProjectRole>,
+    },
+    /// A member was removed or left.
+    ProjectMemberRemoved {
+        /// Project id.
+        project_id: String,
+        /// The former member.
+        user_id: String,
+        /// Their role until now.
+        previous_role: ProjectRole,
+    },
+    /// An invite was sent.
+    ProjectInviteCreated {
+        /// Project id.
+        project_id: String,
+        /// Invite id.
+        invite_id: String,
+        /// Whom it is for.
+        target: InviteTarget,
+        /// The role on accepting.
+        role: ProjectRole,
+        /// The inviting user.
+        invited_by: String,
+    },
+    /// An invite was accepted; a `ProjectMemberRoleSet` follows when the role changes.
+    ProjectInviteAccepted {
+        /// Project id.
+        project_id: String,
+        /// Invite id.
+        invite_id: String,
+        /// The accepting user.
+        user_id: String,
+        /// The invite's role.
+        role: ProjectRole,
+    },
+    /// An invite was declined.
+    ProjectInviteDeclined {
+        /// Project id.
+        project_id: String,
+        /// Invite id.
+        invite_id: String,
+        /// The declining user.
+        user_id: String,
+    },
+    /// An invite was withdrawn, or replaced by a newer one to the same target.
+    ProjectInviteCancelled {
+        /// Project id.
+        project_id: String,
+        /// Invite id.
+        invite_id: String,
+    },
+    /// A model was created.
+    ModelCreated {
+        /// Project id.
+        project_id: String,
+        /// Model id.
+        model_id: String,
+        /// Canonical (lower-case) full name.
+        name: String,
+        /// Description.
+        description: Option<String>,
+        /// The creating user.
+        author_id: String,
+    },
+    /// A model was renamed or re-described; carries both values after the change.
+    ModelUpdated {
+        /// Project id.
+        project_id: String,
+        /// Model id.
+        model_id: String,
+        /// Name.
+        name: String,
+        /// Description.
+        description: Option<String>,
+    },
+    /// A model was deleted together with its versions.
+    ModelDeleted {
+        /// Project id.
+        project_id: String,
+        /// Model id.
+        model_id: String,
+        /// Its name, for activity feeds.
+        name: String,
+        /// The versions deleted with it.
+        version_ids: Vec<String>,
+    },
+    /// A version was created.
+    VersionCreated {
+        /// Project id.
+        project_id: String,
+        /// Version id.
+        version_id: String,
+        /// Model id.
+        model_id: String,
+        /// Root object id (`referencedObject`).
+        object_id: String,
+        /// Message.
+        message: Option<String>,
+        /// Sending application.
+        source_application: Option<String>,
+        /// Number of child objects.
+        total_children_count: u32,
+        /// Parent version ids.
+        parents: Vec<String>,
+        /// The sending user.
+        author_id: String,
+    },
+    /// A version's message changed.
+    VersionUpdated {
+        /// Project id.
+        project_id: String,
+        /// Version id.
+        version_id: String,
+        /// New message.
+        message: String,
+    },
+    /// A version moved to another model.
+    VersionMoved {
+        /// Project id.
+        project_id: String,
+        /// Version id.
+        version_id: String,
+        /// Previous model.
+        from_model_id: String,
+        /// New model.
+        to_model_id: String,
+    },
+    /// A version was deleted.
+    VersionDeleted {
+        /// Project id.
+        project_id: String,
+        /// Version id.
+        version_id: String,
+        /// The model it was in.
+        model_id: String,
+    },
+    /// A user received a version.
+    VersionReceived {
+        /// Project id.
+        project_id: String,
+        /// Version id.
+        version_id: String,
+        /// The receiving user.
+        user_id: String,
+        /// The receiving application.
+        source_application: String,
+        /// Optional message.
+        message: Option<String>,
+    },
+}
+
+impl ProjectEvent {
+    /// Payload shape version of every project event type.
+    pub const SCHEMA_VERSION: u32 = 1;
+
+    /// Every project event type name.
+    pub const EVENT_TYPES: [&'static str; 17] = [
+        "ProjectCreated",
+        "ProjectUpdated",
+        "ProjectDeleted",
+        "ProjectMemberRoleSet",
+        "ProjectMemberRemoved",
+        "ProjectInviteCreated",
+        "ProjectInviteAccepted",
+        "ProjectInviteDeclined",
+        "ProjectInviteCancelled",
+        "ModelCreated",
+        "ModelUpdated",
+        "ModelDeleted",
+        "VersionCreated",
+        "VersionUpdated",
+        "VersionMoved",
+        "VersionDeleted",
+        "VersionReceived",
+    ];
+
+    /// The stable type name stored in the log.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::ProjectCreated { .. } => "ProjectCreated",
+            Self::ProjectUpdated { .. } => "ProjectUpdated",
+            Self::ProjectDeleted { .. } => "ProjectDeleted",
+            Self::ProjectMemberRoleSet { .. } => "ProjectMemberRoleSet",
+            Self::ProjectMemberRemoved { .. } => "ProjectMemberRemoved",
+            Self::ProjectInviteCreated { .. } => "ProjectInviteCreated",
+            Self::ProjectInviteAccepted { .. } => "ProjectInviteAccepted",
+            Self::ProjectInviteDeclined { .. } => "ProjectInviteDeclined",
+            Self::ProjectInviteCancelled { .. } => "ProjectInviteCancelled",
+            Self::ModelCreated { .. } => "ModelCreated",
+            Self::ModelUpdated { .. } => "ModelUpdated",
+            Self::ModelDeleted { .. } => "ModelDeleted",
+            Self::VersionCreated { .. } => "VersionCreated",
+            Self::VersionUpdated { .. } => "VersionUpdated",
+            Self::VersionMoved { .. } => "VersionMoved",
+            Self::VersionDeleted { .. } => "VersionDeleted",
+            Self::VersionReceived { .. } => "VersionReceived",
+        }
+    }
+
+    /// The project the event belongs to.
+    pub fn project_id(&self) -> &str {
+        match self {
+            Self::ProjectCreated { project_id, .. }
+            | Self::ProjectUpdated { project_id, .. }
+            | Self::ProjectDeleted { project_id }
+            | Self::ProjectMemberRoleSet { project_id, .. }
+            | Self::ProjectMemberRemoved { project_id, .. }
+            | Self::ProjectInviteCreated { project_id, .. }
+            | Self::ProjectInviteAccepted { project_id, .. }
+            | Self::ProjectInviteDeclined { project_id, .. }
+            | Self::ProjectInviteCancelled { project_id, .. }
+            | Self::ModelCreated { project_id, .. }
+            | Self::ModelUpdated { project_id, .. }
+            | Self::ModelDeleted { project_id, .. }
+            | Self::VersionCreated { project_id, .. }
+            | Self::VersionUpdated { project_id, .. }
+            | Self::VersionMoved { project_id, .. }
+            | Self::VersionDeleted { project_id, .. }
+            | Self::VersionReceived { project_id, .. } => project_id,
+        }
+    }
+
+    /// The event as it is appended to the log.
+    pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
+        encode_tagged(self, Self::SCHEMA_VERSION)
+    }
+
+    /// Reads a stored event back. The payload must already be upcast to
+    /// [`Self::SCHEMA_VERSION`].
+    pub fn from_stored(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, EventCodecError> {
+        decode_tagged(&Self::EVENT_TYPES, event_type, payload)
+    }
+
+    /// Declares every project event type's current version in an upcaster registry.
+    pub fn register_current(upcasters: Upcasters) -> Upcasters {
+        Self::EVENT_TYPES
+            .iter()
+            .fold(upcasters, |u, t| u.current(t, Self::SCHEMA_VERSION))
+    }
+}
+
+/// A pending invite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invite {
+    /// Whom it is for.
+    pub target: InviteTarget,
+    /// The role on accepting.
+    pub role: ProjectRole,
+    /// The inviting user.
+    pub invited_by: String,
+}
+
+/// A model, as far as decisions need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Model {
+    /// Canonical (lower-case) full name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// The creating user (may delete it without being owner).
+    pub author_id: String,
+}
+
+/// A version, as far as decisions need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// The model it is in.
+    pub model_id: String,
+    /// The sending user (may change it without being owner).
+    pub author_id: String,
+}
+
+/// A live project.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Project {
+    /// Project id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Visibility.
+    pub visibility: Visibility,
+    /// Whether non-members may comment.
+    pub allow_public_comments: bool,
+    /// Members and their roles.
+    pub members: BTreeMap<String, ProjectRole>,
+    /// Pending invites by id.
+    pub invites: BTreeMap<String, Invite>,
+    /// Models by id.
+    pub models: BTreeMap<String, Model>,
+    /// Versions by id.
+    pub versions: BTreeMap<String, Version>,
+    /// Every model, version and invite id ever used here: ids are never reused, so read models
+    /// never see one id mean two things.
+    pub used_ids: BTreeSet<String>,
+}
+
+impl Project {
+    /// The role of `user_id`, if a member.
+    pub fn role_of(&self, user_id: &str) -> Option<ProjectRole> {
+        self.members.get(user_id).copied()
+    }
+
+    /// How many owners the project has.
+    pub fn owner_count(&self) -> usize {
+        self.members
+            .values()
+            .filter(|r| **r == ProjectRole::Owner)
+            .count()
+    }
+
+    /// The policy facts for `user_id` (`None` for an anonymous caller).
+    pub fn access_for(&self, user_id: Option<&str>) -> ProjectAccess {
+        ProjectAccess {
+            visibility: self.visibility,
+            role_of_principal: user_id.and_then(|u| self.role_of(u)),
+        }
+    }
+
+    /// The model called `name`, compared as the original does: case-insensitively, after
+    /// trimming. Invalid names match nothing.
+    pub fn model_by_name(&self, name: &str) -> Option<(&str, &Model)> {
+        let name = ModelName::parse(name).ok()?;
+        self.models
+            .iter()
+            .find(|(_, m)| m.name == name.as_str())
+            .map(|(id, m)| (id.as_str(), m))
+    }
+
+    fn model(&self, model_id: &str) -> Result<&Model, DomainError> {
+        self.models
+            .get(model_id)
+            .ok_or_else(|| DomainError::not_found(Entity::Model, model_id))
+    }
+
+    fn version(&self, version_id: &str) -> Result<&Version, DomainError> {
+        self.versions
+            .get(version_id)
+            .ok_or_else(|| DomainError::not_found(Entity::Version, version_id))
+    }
+
+    fn invite(&self, invite_id: &str) -> Result<&Invite, DomainError> {
+        self.invites
+            .get(invite_id)
+            .ok_or_else(|| DomainError::not_found(Entity::Invite, invite_id))
+    }
+
+    fn check_new_id(&self, field: &'static str, id: &str, kind: Entity) -> Result<(), DomainError> {
+        check_id(field, id)?;
+        if self.used_ids.contains(id) {
+            return Err(DomainError::AlreadyExists {
+                kind,
+                id: id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_name_free(&self, name: &ModelName, except: Option<&str>) -> Result<(), DomainError> {
+        if let Some((id, _)) = self.model_by_name(name.as_str())
+            && Some(id) != except
+        {
+            return Err(DomainError::NameTaken {
+                name: name.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A project stream folded so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ProjectState {
+    /// No events yet.
+    #[default]
+    Initial,
+    /// Created and not deleted.
+    Active(Project),
+    /// Deleted; refuses every command.
+    Deleted {
+        /// The former project's id.
+        id: String,
+    },
+}
+
+impl ProjectState {
+    /// The live project, if any.
+    pub fn project(&self) -> Option<&Project> {
+        match self {
+            Self::Active(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), DomainError> {
+    if is_entity_id(id) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be 10 lowercase hexadecimal characters",
+        ))
+    }
+}
+
+fn check_object_id(id: &str) -> Result<(), DomainError> {
+    if id.is_empty() || id.len() > MAX_OBJECT_ID_CHARS || !id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(DomainError::invalid(
+            "objectId",
+            format!("must be 1 to {MAX_OBJECT_ID_CHARS} visible ASCII characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_opt_len(field: &'static str, value: Option<&str>, max: usize) -> Result<(), DomainError> {
+    value.map_or(Ok(()), |v| check_len(field, v, max))
+}
+
+/// The distinct ids of `ids`, in first-seen order; refuses an empty list.
+fn distinct_ids(field: &'static str, ids: Vec<String>) -> Result<Vec<String>, DomainError> {
+    if ids.is_empty() {
+        return Err(DomainError::invalid(field, "no versions specified"));
+    }
+    let mut seen = BTreeSet::new();
+    Ok(ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
+}
+
+fn invite_is_for(target: &InviteTarget, invitee: &Invitee) -> bool {
+    match target {
+        InviteTarget::UserId(id) => *id == invitee.user_id,
+        InviteTarget::Email(email) => invitee
+            .emails
+            .iter()
+            .filter_map(|e| Email::parse(e).ok())
+            .any(|e| e.as_str() == email),
+    }
+}
+
+/// Decides what `command` does to the project in `state`: the events to append, or why not.
+pub fn decide(
+    state: &ProjectState,
+    command: ProjectCommand,
+) -> Result<Vec<ProjectEvent>, DomainError> {
+    match (state, command) {
+        (ProjectState::Deleted { .. }, _) => Err(DomainError::Deleted(Entity::Project)),
+        (
+            ProjectState::Initial,
+            ProjectCommand::Create {
+                id,
+                name,
+                description,
+                visibility,
+                owner_user_id,
+                default_model_id,
+            },
+        ) => create(
+            id,
+            &name,
+            description,
+            visibility,
+            owner_user_id,
+            default_model_id,
+        ),
+        // The stream does not know its id before creation; the caller does.
+        (ProjectState::Initial, _) => Err(DomainError::not_found(Entity::Project, "")),
+        (ProjectState::Active(p), command) => decide_active(p, command),
+    }
+}
+
+fn create(
+    id: String,
+    name: &str,
+    description: Option<String>,
+    visibility: Visibility,
+    owner_user_id: String,
+    default_model_id: Option<String>,
+) -> Result<Vec<ProjectEvent>, DomainError> {
+    check_id("id", &id)?;
+    let name = ProjectName::parse(name)?;
+    let description = description.unwrap_or_default();
+    check_len("description", &description, MAX_DESCRIPTION_CHARS)?;
+    check_id("ownerId", &owner_user_id)?;
+    if let Some(model_id) = &default_model_id {
+        check_id("defaultModelId", model_id)?;
+    }
+    let mut events = vec![
+        ProjectEvent::ProjectCreated {
+            project_id: id.clone(),
+            name: name.into(),
+            description,
+            visibility: visibility.effective(),
+            allow_public_comments: false,
+            owner_id: owner_user_id.clone(),
+        },
+        ProjectEvent::ProjectMemberRoleSet {
+            project_id: id.clone(),
+            user_id: owner_user_id.clone(),
+            role: ProjectRole::Owner,
+            previous_role: None,
+        },
+    ];
+    if let Some(model_id) = default_model_id {
+        let (name, description) = DEFAULT_MODEL;
+        events.push(ProjectEvent::ModelCreated {
+            project_id: id,
+            model_id,
+            name: name.into(),
+            description: Some(description.into()),
+            author_id: owner_user_id,
+        });
+    }
+    Ok(events)
+}
+
+fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEvent>, DomainError> {
+    let project_id = p.id.clone();
+    match command {
+        ProjectCommand::Create { .. } => Err(DomainError::AlreadyExists {
+            kind: Entity::Project,
+            id: project_id,
+        }),
+        ProjectCommand::Update {
+            name,
+            description,
+            visibility,
+            allow_public_comments,
+        } => {
+            if name.is_none()
+                && description.is_none()
+                && visibility.is_none()
+                && allow_public_comments.is_none()
+            {
+                return Ok(vec![]);
+            }
+            let name = match name {
+                Some(n) => ProjectName::parse(&n)?.into(),
+                None => p.name.clone(),
+            };
+            if let Some(d) = &description {
+                check_len("description", d, MAX_DESCRIPTION_CHARS)?;
+            }
+            Ok(vec![ProjectEvent::ProjectUpdated {
+                project_id,
+                name,
+                description: description.unwrap_or_else(|| p.description.clone()),
+                visibility: visibility.map_or(p.visibility, Visibility::effective),
+                allow_public_comments: allow_public_comments.unwrap_or(p.allow_public_comments),
+            }])
+        }
+        ProjectCommand::Delete => Ok(vec![ProjectEvent::ProjectDeleted { project_id }]),
+        ProjectCommand::SetMemberRole {
+            user_id,
+            role,
+            user_server_role,
+        } => {
+            check_id("userId", &user_id)?;
+            if role == ProjectRole::Owner && user_server_role == ServerRole::Guest {
+                return Err(DomainError::GuestCannotOwn);
+            }
+            let previous_role = p.role_of(&user_id);
+            if previous_role == Some(role) {
+                return Ok(vec![]);
+            }
+            if previous_role == Some(ProjectRole::Owner) && p.owner_count() <= 1 {
+                return Err(DomainError::LastOwner);
+            }
+            Ok(vec![ProjectEvent::ProjectMemberRoleSet {
+                project_id,
+                user_id,
+                role,
+                previous_role,
+            }])
+        }
+        ProjectCommand::RemoveMember { user_id } => {
+            let previous_role = p
+                .role_of(&user_id)
+                .ok_or_else(|| DomainError::not_found(Entity::Member, &user_id))?;
+            if previous_role == ProjectRole::Owner && p.owner_count() <= 1 {
+                return Err(DomainError::LastOwner);
+            }
+            Ok(vec![ProjectEvent::ProjectMemberRemoved {
+                project_id,
+                user_id,
+                previous_role,
+            }])
+        }
+        ProjectCommand::CreateInvite {
+            invite_id,
+            target,
+            role,
+            invited_by,
+            target_server_role,
+        } => {
+            p.check_new_id("inviteId", &invite_id, Entity::Invite)?;
+            check_id("invitedBy", &invited_by)?;
+            let target = match target {
+                InviteTarget::UserId(user_id) => {
+                    check_id("userId", &user_id)?;
+                    if p.members.contains_key(&user_id) {
+                        return Err(DomainError::AlreadyMember { user_id });
+                    }
+                    InviteTarget::UserId(user_id)
+                }
+                InviteTarget::Email(email) => InviteTarget::Email(Email::parse(&email)?.into()),
+            };
+            if role == ProjectRole::Owner && target_server_role == Some(ServerRole::Guest) {
+                return Err(DomainError::GuestCannotOwn);
+            }
+            let mut events: Vec<ProjectEvent> = p
+                .invites
+                .iter()
+                .filter(|(_, i)| i.target == target)
+                .map(|(id, _)| ProjectEvent::ProjectInviteCancelled {
+                    project_id: project_id.clone(),
+                    invite_id: id.clone(),
+                })
+                .collect();
+            events.push(ProjectEvent::ProjectInviteCreated {
+                project_id,
+                invite_id,
+                target,
+                role,
+                invited_by,
+            });
+            Ok(events)
+        }
+        ProjectCommand::AcceptInvite { invite_id, invitee } => {
+            let invite = p.invite(&invite_id)?;
+            if !invite_is_for(&invite.target, &invitee) {
+                return Err(DomainError::InviteNotForUser {
+                    user_id: invitee.user_id,
+                });
+            }
+            check_id("userId", &invitee.user_id)?;
+            if invite.role == ProjectRole::Owner && invitee.server_role == ServerRole::Guest {
+                return Err(DomainError::GuestCannotOwn);
+            }
+            let previous_role = p.role_of(&invitee.user_id);
+            let mut events = vec![ProjectEvent::ProjectInviteAccepted {
+                project_id: project_id.clone(),
+                invite_id,
+                user_id: invitee.user_id.clone(),
+                role: invite.role,
+            }];
+            // Accepting never demotes an existing member.
+            if previous_role.is_none_or(|r| !r.at_least(invite.role)) {
+                events.push(ProjectEvent::ProjectMemberRoleSet {
+                    project_id,
+                    user_id: invitee.user_id,
+                    role: invite.role,
+                    previous_role,
+                });
+            }
+            Ok(events)
+        }
+        ProjectCommand::DeclineInvite { invite_id, invitee } => {
+            let invite = p.invite(&invite_id)?;
+            if !invite_is_for(&invite.target, &invitee) {
+                return Err(DomainError::InviteNotForUser {
+                    user_id: invitee.user_id,
+                });
+            }
+            Ok(vec![ProjectEvent::ProjectInviteDeclined {
+                project_id,
+                invite_id,
+                user_id: invitee.user_id,
+            }])
+        }
+        ProjectCommand::CancelInvite { invite_id } => {
+            p.invite(&invite_id)?;
+            Ok(vec![ProjectEvent::ProjectInviteCancelled {
+                project_id,
+                invite_id,
+            }])
+        }
+        ProjectCommand::CreateModel {
+            model_id,
+            name,
+            description,
+            author_id,
+        } => {
+            p.check_new_id("id", &model_id, Entity::Model)?;
+            let name = ModelName::parse(&name)?;
+            check_opt_len("description", description.as_deref(), MAX_DESCRIPTION_CHARS)?;
+            check_id("authorId", &author_id)?;
+            p.check_name_free(&name, None)?;
+            Ok(vec![ProjectEvent::ModelCreated {
+                project_id,
+                model_id,
+                name: name.into(),
+                description,
+                author_id,
+            }])
+        }
+        ProjectCommand::UpdateModel {
+            model_id,
+            name,
+            description,
+        } => {
+            let model = p.model(&model_id)?;
+            if name.is_none() && description.is_none() {
+                return Err(DomainError::invalid(
+                    "input",
+                    "specify a name or a description to update",
+                ));
+            }
+            let name = match name {
+                Some(n) => {
+                    let n = ModelName::parse(&n)?;
+                    p.check_name_free(&n, Some(&model_id))?;
+                    n.into()
+                }
+                None => model.name.clone(),
+            };
+            check_opt_len("description", description.as_deref(), MAX_DESCRIPTION_CHARS)?;
+            Ok(vec![ProjectEvent::ModelUpdated {
+                project_id,
+                model_id,
+                name,
+                description: description.or_else(|| model.description.clone()),
+            }])
+        }
+        ProjectCommand::DeleteModel { model_id } => {
+            let model = p.model(&model_id)?;
+            if ModelName::RESERVED.contains(&model.name.as_str()) {
+                return Err(DomainError::ReservedModel {
+                    name: model.name.clone(),
+                });
+            }
+            let version_ids = p
+                .versions
+                .iter()
+                .filter(|(_, v)| v.model_id == model_id)
+                .map(|(id, _)| id.clone())
+                .collect();
+            Ok(vec![ProjectEvent::ModelDeleted {
+                project_id,
+                name: model.name.clone(),
+                model_id,
+                version_ids,
+            }])
+        }
+        ProjectCommand::CreateVersion {
+            version_id,
+            model_id,
+            object_id,
+            message,
+            source_application,
+            total_children_count,
+            parents,
+            author_id,
+        } => {
+            p.check_new_id("id", &version_id, Entity::Version)?;
+            p.model(&model_id)?;
+            check_object_id(&object_id)?;
+            check_opt_len("message", message.as_deref(), MAX_MESSAGE_CHARS)?;
+            check_opt_len(
+                "sourceApplication",
+                source_application.as_deref(),
+                MAX_SOURCE_APPLICATION_CHARS,
+            )?;
+            if parents
+                .iter()
+                .any(|id| id.is_empty() || id.len() > MAX_OBJECT_ID_CHARS)
+            {
+                return Err(DomainError::invalid(
+                    "parents",
+                    format!("each parent must be 1 to {MAX_OBJECT_ID_CHARS} bytes"),
+                ));
+            }
+            check_id("authorId", &author_id)?;
+            Ok(vec![ProjectEvent::VersionCreated {
+                project_id,
+                version_id,
+                model_id,
+                object_id,
+                message,
+                source_application,
+                total_children_count,
+                parents,
+                author_id,
+            }])
+        }
+        ProjectCommand::UpdateVersion {
+            version_id,
+            message,
+        } => {
+            p.version(&version_id)?;
+            check_len("message", &message, MAX_MESSAGE_CHARS)?;
+            Ok(vec![ProjectEvent::VersionUpdated {
+                project_id,
+                version_id,
+                message,
+            }])
+        }
+        ProjectCommand::MoveVersions {
+            version_ids,
+            target_model_name,
+            new_model_id,
+            author_id,
+        } => {
+            let version_ids = distinct_ids("versionIds", version_ids)?;
+            for id in &version_ids {
+                p.version(id)?;
+            }
+            let name = ModelName::parse(&target_model_name)?;
+            let mut events = Vec::new();
+            let target = match p.model_by_name(name.as_str()) {
+                Some((id, _)) => id.to_owned(),
+                None => {
+                    p.check_new_id("newModelId", &new_model_id, Entity::Model)?;
+                    check_id("authorId", &author_id)?;
+                    events.push(ProjectEvent::ModelCreated {
+                        project_id: project_id.clone(),
+                        model_id: new_model_id.clone(),
+                        name: name.into(),
+                        description: None,
+                        author_id,
+                    });
+                    new_model_id
+                }
+            };
+            for version_id in version_ids {
+                let from = p.version(&version_id)?.model_id.clone();
+                if from != target {
+                    events.push(ProjectEvent::VersionMoved {
+                        project_id: project_id.clone(),
+                        version_id,
+                        from_model_id: from,
+                        to_model_id: target.clone(),
+                    });
+                }
+            }
+            Ok(events)
+        }
+        ProjectCommand::DeleteVersions { version_ids } => {
+            let version_ids = distinct_ids("versionIds", version_ids)?;
+            version_ids
+                .into_iter()
+                .map(|version_id| {
+                    let model_id = p.version(&version_id)?.model_id.clone();
+                    Ok(ProjectEvent::VersionDeleted {
+                        project_id: project_id.clone(),
+                        version_id,
+                        model_id,
+                    })
+                })
+                .collect()
+        }
+        ProjectCommand::MarkVersionReceived {
+            version_id,
+            user_id,
+            source_application,
+            message,
+        } => {
+            p.version(&version_id)?;
+            check_id("userId", &user_id)?;
+            check_len(
+                "sourceApplication",
+                &source_application,
+                MAX_SOURCE_APPLICATION_CHARS,
+            )?;
+            check_opt_len("message", message.as_deref(), MAX_MESSAGE_CHARS)?;
+            Ok(vec![ProjectEvent::VersionReceived {
+                project_id,
+                version_id,
+                user_id,
+                source_application,
+                message,
+            }])
+        }
+    }
+}
+
+/// Applies one event. Total: an event that does not fit the state (which `decide` never
+/// produces) leaves it unchanged rather than panicking.
+pub fn evolve(state: ProjectState, event: &ProjectEvent) -> ProjectState {
+    match (state, event) {
+        (
+            ProjectState::Initial,
+            ProjectEvent::ProjectCreated {
+                project_id,
+                name,
+                description,
+                visibility,
+                allow_public_comments,
+                ..
+            },
+        ) => ProjectState::Active(Project {
+            id: project_id.clone(),
+            name: name.clone(),
+            description: description.clone(),
+            visibility: *visibility,
+            allow_public_comments: *allow_public_comments,
+            members: BTreeMap::new(),
+            invites: BTreeMap::new(),
+            models: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            used_ids: BTreeSet::new(),
+        }),
+        (ProjectState::Active(p), ProjectEvent::ProjectDeleted { .. }) => {
+            ProjectState::Deleted { id: p.id }
+        }
+        (ProjectState::Active(mut p), event) => {
+            apply(&mut p, event);
+            ProjectState::Active(p)
+        }
+        (state, _) => state,
+    }
+}
+
+fn apply(p: &mut Project, event: &ProjectEvent) {
+    match event {
+        ProjectEvent::ProjectCreated { .. } | ProjectEvent::ProjectDeleted { .. } => {}
+        ProjectEvent::ProjectUpdated {
+            name,
+            description,
+            visibility,
+            allow_public_comments,
+            ..
+        } => {
+            p.name.clone_from(name);
+            p.description.clone_from(description);
+            p.visibility = *visibility;
+            p.allow_public_comments = *allow_public_comments;
+        }
+        ProjectEvent::ProjectMemberRoleSet { user_id, role, .. } => {
+            p.members.insert(user_id.clone(), *role);
+        }
+        ProjectEvent::ProjectMemberRemoved { user_id, .. } => {
+            p.members.remove(user_id);
+        }
+        ProjectEvent::ProjectInviteCreated {
+            invite_id,
+            target,
+            role,
+            invited_by,
+            ..
+        } => {
+            p.used_ids.insert(invite_id.clone());
+            p.invites.insert(
+                invite_id.clone(),
+                Invite {
+                    target: target.clone(),
+                    role: *role,
+                    invited_by: invited_by.clone(),
+                },
+            );
+        }
+        ProjectEvent::ProjectInviteAccepted { invite_id, .. }
+        | ProjectEvent::ProjectInviteDeclined { invite_id, .. }
+        | ProjectEvent::ProjectInviteCancelled { invite_id, .. } => {
+            p.invites.remove(invite_id);
+        }
+        ProjectEvent::ModelCreated {
+            model_id,
+            name,
+            description,
+            author_id,
+            ..
+        } => {
+            p.used_ids.insert(model_id.clone());
+            p.models.insert(
+                model_id.clone(),
+                Model {
+                    name: name.clone(),
+                    description: description.clone(),
+                    author_id: author_id.clone(),
+                },
+            );
+        }
+        ProjectEvent::ModelUpdated {
+            model_id,
+            name,
+            description,
+            ..
+        } => {
+            if let Some(m) = p.models.get_mut(model_id) {
+                m.name.clone_from(name);
+                m.description.clone_from(description);
+            }
+        }
+        ProjectEvent::ModelDeleted { model_id, .. } => {
+            p.models.remove(model_id);
+            p.versions.retain(|_, v| v.model_id != *model_id);
+        }
+        ProjectEvent::VersionCreated {
+            version_id,
+            model_id,
+            author_id,
+            ..
+        } => {
+            p.used_ids.insert(version_id.clone());
+            p.versions.insert(
+                version_id.clone(),
+                Version {
+                    model_id: model_id.clone(),
+                    author_id: author_id.clone(),
+                },
+            );
+        }
+        ProjectEvent::VersionMoved {
+            version_id,
+            to_model_id,
+            ..
+        } => {
+            if let Some(v) = p.versions.get_mut(version_id) {
+                v.model_id.clone_from(to_model_id);
+            }
+        }
+        ProjectEvent::VersionDeleted { version_id, .. } => {
+            p.versions.remove(version_id);
+        }
+        ProjectEvent::VersionUpdated { .. } | ProjectEvent::VersionReceived { .. } => {}
+    }
+}
+
+/// Folds a stream's events, oldest first, into its state.
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a ProjectEvent>) -> ProjectState {
+    events.into_iter().fold(ProjectState::default(), evolve)
+}
+
+#[cfg(test)]
+mod tests;
