@@ -5,6 +5,7 @@
 //! written by `projections` alone.
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -12,6 +12,7 @@
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
+pub mod speckle;
 pub mod status;
 pub mod streams;
 pub mod wait;
@@ -26,5 +27,8 @@ pub use wait::{ProjectionLag, wait_for};
 
 /// Every read model the product serves, in the order they are installed.
 pub fn registry() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(streams::StreamHeads)]
+    vec![
+        Arc::new(streams::StreamHeads),
+        Arc::new(speckle::SpeckleReadModel),
+    ]
 }
