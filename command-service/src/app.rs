@@ -25,6 +25,7 @@ struct Inner {
     redis: fred::clients::Client,
     metrics: Metrics,
     event_log: EventLog,
+    schema: std::sync::OnceLock<crate::graphql::StrataSchema>,
 }
 
 impl AppState {
@@ -47,6 +48,7 @@ impl AppState {
                 redis,
                 metrics: Metrics::new().context("registering metrics")?,
                 event_log,
+                schema: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -64,6 +66,13 @@ impl AppState {
     /// The event log.
     pub fn event_log(&self) -> &EventLog {
         &self.inner.event_log
+    }
+
+    /// The GraphQL schema, built on first use (it holds a clone of this state).
+    pub fn schema(&self) -> &crate::graphql::StrataSchema {
+        self.inner
+            .schema
+            .get_or_init(|| crate::graphql::build(self.clone()))
     }
 
     /// The metrics registry.

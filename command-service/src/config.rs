@@ -112,6 +112,32 @@ pub struct Settings {
     pub worker_concurrency: usize,
     /// How long a worker's claim on a job lasts without renewal, in seconds.
     pub job_lease_seconds: u64,
+    /// The server's name in `serverInfo`.
+    pub server_name: String,
+    /// The operating company, shown in `serverInfo`.
+    pub server_company: Option<String>,
+    /// A description, shown in `serverInfo`.
+    pub server_description: Option<String>,
+    /// Whom to contact, shown in `serverInfo`.
+    pub admin_contact: Option<String>,
+    /// The public origin clients and links use (`serverInfo.canonicalUrl`, preview URLs);
+    /// defaults to `http://BIND_ADDRESS:PORT`.
+    pub public_url: Option<String>,
+    /// The Speckle server version whose API this server speaks, reported as
+    /// `serverInfo.version` (clients gate features on it).
+    pub speckle_version: String,
+    /// Whether registering needs an invite.
+    pub invite_only: bool,
+    /// Largest single object accepted, in bytes (`serverInfo.configuration`).
+    pub object_size_limit_bytes: usize,
+    /// Largest multipart object upload, in bytes.
+    pub object_multipart_upload_size_limit_bytes: usize,
+    /// Largest blob (file) upload, in bytes.
+    pub blob_size_limit_bytes: usize,
+    /// Deepest GraphQL query accepted.
+    pub graphql_max_depth: usize,
+    /// Most complex GraphQL query accepted (async-graphql's complexity: one per field).
+    pub graphql_max_complexity: usize,
     /// S3-compatible endpoint for uploaded files and previews (used by workers).
     pub s3_endpoint: Option<String>,
     /// S3 bucket.
@@ -158,6 +184,18 @@ impl Default for Settings {
             read_your_writes_timeout_ms: 5_000,
             worker_concurrency: 8,
             job_lease_seconds: 60,
+            server_name: "strata".to_owned(),
+            server_company: None,
+            server_description: None,
+            admin_contact: None,
+            public_url: None,
+            speckle_version: "2.31.14".to_owned(),
+            invite_only: false,
+            object_size_limit_bytes: 10 * 1024 * 1024,
+            object_multipart_upload_size_limit_bytes: 100 * 1024 * 1024,
+            blob_size_limit_bytes: 100 * 1024 * 1024,
+            graphql_max_depth: 24,
+            graphql_max_complexity: 5_000,
             s3_endpoint: None,
             s3_bucket: "strata".to_owned(),
             s3_region: "us-east-1".to_owned(),
@@ -356,6 +394,38 @@ impl Settings {
         )?;
         set(&env, "worker_concurrency", &mut s.worker_concurrency, false)?;
         set(&env, "job_lease_seconds", &mut s.job_lease_seconds, false)?;
+        set(&env, "server_name", &mut s.server_name, false)?;
+        set_opt(&env, "server_company", &mut s.server_company, false)?;
+        set_opt(&env, "server_description", &mut s.server_description, false)?;
+        set_opt(&env, "admin_contact", &mut s.admin_contact, false)?;
+        set_opt(&env, "public_url", &mut s.public_url, false)?;
+        set(&env, "speckle_version", &mut s.speckle_version, false)?;
+        set(&env, "invite_only", &mut s.invite_only, false)?;
+        set(
+            &env,
+            "object_size_limit_bytes",
+            &mut s.object_size_limit_bytes,
+            false,
+        )?;
+        set(
+            &env,
+            "object_multipart_upload_size_limit_bytes",
+            &mut s.object_multipart_upload_size_limit_bytes,
+            false,
+        )?;
+        set(
+            &env,
+            "blob_size_limit_bytes",
+            &mut s.blob_size_limit_bytes,
+            false,
+        )?;
+        set(&env, "graphql_max_depth", &mut s.graphql_max_depth, false)?;
+        set(
+            &env,
+            "graphql_max_complexity",
+            &mut s.graphql_max_complexity,
+            false,
+        )?;
         set_opt(&env, "s3_endpoint", &mut s.s3_endpoint, false)?;
         set(&env, "s3_bucket", &mut s.s3_bucket, false)?;
         set(&env, "s3_region", &mut s.s3_region, false)?;

@@ -22,6 +22,11 @@ pub fn router(state: AppState) -> Router {
         .route("/readiness", get(readiness))
         .route("/metrics", get(metrics))
         .route("/api/ping", get(|| async { "pong" }))
+        .route(
+            "/graphql",
+            get(crate::graphql::handler).post(crate::graphql::handler),
+        )
+        .route("/explorer", get(crate::graphql::explorer))
         .fallback(|| async { AppError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -5,10 +5,12 @@
 //! written by `projections` alone.
 
 pub mod app;
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod telemetry;

@@ -1,0 +1,85 @@
+//! The GraphQL API on `/graphql`, with the original's names and shapes (wire types live here,
+//! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
+
+mod errors;
+mod project;
+mod server;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::State;
+use axum::response::{Html, IntoResponse, Response};
+use domain::policy::Principal;
+
+use crate::app::AppState;
+use crate::auth;
+use crate::context::RequestContext;
+
+pub use errors::{ErrorCode, gql_error};
+
+/// The executable schema.
+pub type StrataSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// The query root.
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// This server's identity, capabilities and limits.
+    async fn server_info(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<server::ServerInfo> {
+        Ok(server::ServerInfo::from_settings(
+            ctx.data::<AppState>()?.settings(),
+        ))
+    }
+
+    /// One project, if the caller may read it: `STREAM_NOT_FOUND` when it does not exist,
+    /// `FORBIDDEN` when it is private to others.
+    async fn project(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<project::Project> {
+        project::load(ctx, &id).await
+    }
+}
+
+/// Builds the schema with the configured depth and complexity limits.
+pub fn build(state: AppState) -> StrataSchema {
+    let settings = state.settings();
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .limit_depth(settings.graphql_max_depth)
+        .limit_complexity(settings.graphql_max_complexity)
+        .data(state)
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// `POST /graphql` (single or batched operations) and `GET /graphql`.
+pub async fn handler(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: axum::http::HeaderMap,
+    request: GraphQLBatchRequest,
+) -> Response {
+    let principal: Principal = match auth::authenticate(&headers) {
+        Ok(p) => p,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let request = request.into_inner().data(principal).data(context);
+    GraphQLResponse::from(state.schema().execute_batch(request).await).into_response()
+}
+
+/// `GET /explorer`: GraphiQL.
+pub async fn explorer() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}

@@ -1,0 +1,438 @@
+//! `project(id)` and what hangs off it, read from the `speckle` read model.
+
+use async_graphql::{ComplexObject, Context, Enum, SimpleObject};
+use domain::policy::{Principal, ProjectAccess, ProjectRole, Visibility, can_read_project};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, denied, gql_error, internal};
+use crate::app::AppState;
+
+/// Project visibility on the wire.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ProjectVisibility {
+    /// Members only.
+    Private,
+    /// Anyone with the link.
+    Unlisted,
+    /// Anyone.
+    Public,
+}
+
+fn visibility_of(stored: &str) -> Visibility {
+    match stored {
+        "PUBLIC" => Visibility::Public,
+        "UNLISTED" => Visibility::Unlisted,
+        _ => Visibility::Private,
+    }
+}
+
+fn role_of(stored: &str) -> Option<ProjectRole> {
+    [
+        ProjectRole::Owner,
+        ProjectRole::Contributor,
+        ProjectRole::Reviewer,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == stored)
+}
+
+/// A project.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Project {
+    id: String,
+    name: String,
+    description: Option<String>,
+    #[graphql(skip)]
+    visibility: String,
+    allow_public_comments: bool,
+    /// The caller's role, e.g. `stream:owner`.
+    #[sqlx(skip)]
+    role: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+/// A user as others see them.
+#[derive(SimpleObject, sqlx::FromRow, Clone)]
+pub struct LimitedUser {
+    id: String,
+    name: String,
+    bio: Option<String>,
+    company: Option<String>,
+    avatar: Option<String>,
+    verified: bool,
+    role: String,
+}
+
+/// A member and their role.
+#[derive(SimpleObject)]
+pub struct ProjectCollaborator {
+    id: String,
+    role: String,
+    user: LimitedUser,
+}
+
+/// A model.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Model {
+    id: String,
+    name: String,
+    description: Option<String>,
+    #[graphql(skip)]
+    author_id: String,
+    #[graphql(skip)]
+    project_id: String,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+/// A version.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Version {
+    id: String,
+    referenced_object: String,
+    message: Option<String>,
+    source_application: Option<String>,
+    total_children_count: Option<i32>,
+    parents: Option<Vec<String>>,
+    #[graphql(skip)]
+    author_id: String,
+    #[graphql(skip)]
+    model_id: String,
+    created_at: OffsetDateTime,
+}
+
+/// A page of models.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ModelCollection {
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Model>,
+}
+
+/// A page of versions.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct VersionCollection {
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Version>,
+}
+
+fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
+    Ok(ctx.data::<AppState>()?.pool())
+}
+
+/// Most items one page may hold.
+const MAX_PAGE: i64 = 100;
+
+fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
+    let limit = i64::from(limit.unwrap_or(25));
+    if !(0..=MAX_PAGE).contains(&limit) {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("limit must be between 0 and {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// Cursors are opaque to clients: `<rfc3339 time>|<id>` of the last item, hex-encoded.
+fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
+    let raw = format!(
+        "{}|{id}",
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    );
+    raw.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTime, String)> {
+    let bad = || gql_error(ErrorCode::BadRequest, "invalid cursor");
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| {
+            cursor
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    let raw = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (at, id) = raw.split_once('|').ok_or_else(bad)?;
+    let at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| bad())?;
+    Ok((at, id.to_owned()))
+}
+
+/// Loads a project the caller may read.
+pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project> {
+    let principal = ctx.data::<Principal>()?;
+    let pool = pool(ctx)?;
+    let project: Option<Project> = sqlx::query_as(
+        "SELECT id, name, description, visibility, allow_public_comments, created_at, updated_at \
+         FROM projects WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(internal)?;
+    let Some(mut project) = project else {
+        return Err(denied(&domain::policy::Denied::project_not_found()));
+    };
+    let role: Option<String> = match &principal.user_id {
+        None => None,
+        Some(user) => sqlx::query_scalar(
+            "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user)
+        .fetch_optional(pool)
+        .await
+        .map_err(internal)?,
+    };
+    let access = ProjectAccess {
+        visibility: visibility_of(&project.visibility),
+        role_of_principal: role.as_deref().and_then(role_of),
+    };
+    can_read_project(principal, &access).map_err(|d| denied(&d))?;
+    project.role = role;
+    Ok(project)
+}
+
+#[ComplexObject]
+impl Project {
+    /// `PRIVATE`, `UNLISTED` or `PUBLIC`.
+    async fn visibility(&self) -> ProjectVisibility {
+        match visibility_of(&self.visibility) {
+            Visibility::Public => ProjectVisibility::Public,
+            Visibility::Unlisted => ProjectVisibility::Unlisted,
+            Visibility::Private => ProjectVisibility::Private,
+        }
+    }
+
+    /// Members, owners first.
+    async fn team(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectCollaborator>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            member_role: String,
+            #[sqlx(flatten)]
+            user: LimitedUser,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, false AS verified, u.role \
+             FROM project_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.project_id = $1 \
+             ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 ELSE 2 END, m.created_at",
+        )
+        .bind(&self.id)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ProjectCollaborator {
+                id: r.user.id.clone(),
+                role: r.member_role,
+                user: r.user,
+            })
+            .collect())
+    }
+
+    /// Models, most recently updated first.
+    async fn models(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<ModelCollection> {
+        let limit = page_limit(limit)?;
+        let pool = pool(ctx)?;
+        let total_count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
+                .bind(&self.id)
+                .fetch_one(pool)
+                .await
+                .map_err(internal)?;
+        let after = cursor.as_deref().map(decode_cursor).transpose()?;
+        let items: Vec<Model> = sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (updated_at, id) < ($2, $3)) \
+             ORDER BY updated_at DESC, id DESC LIMIT $4",
+        )
+        .bind(&self.id)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        let cursor = (items.len() as i64 == limit)
+            .then(|| items.last().map(|m| encode_cursor(m.updated_at, &m.id)))
+            .flatten();
+        Ok(ModelCollection {
+            total_count,
+            cursor,
+            items,
+        })
+    }
+
+    /// One model: `NOT_FOUND_ERROR` when it is not in this project.
+    async fn model(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Model> {
+        sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+             WHERE project_id = $1 AND id = $2",
+        )
+        .bind(&self.id)
+        .bind(&id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+    }
+
+    /// One model by its full name, case-insensitively.
+    async fn model_by_name(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Model> {
+        sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+             WHERE project_id = $1 AND name = lower(trim($2))",
+        )
+        .bind(&self.id)
+        .bind(&name)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+    }
+
+    /// Versions of every model, newest first.
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<VersionCollection> {
+        versions_page(pool(ctx)?, "project_id", &self.id, limit, cursor).await
+    }
+
+    /// One version.
+    async fn version(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Version> {
+        sqlx::query_as(
+            "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+             author_id, model_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
+        )
+        .bind(&self.id)
+        .bind(&id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
+    }
+}
+
+async fn versions_page(
+    pool: &PgPool,
+    column: &'static str,
+    id: &str,
+    limit: Option<i32>,
+    cursor: Option<String>,
+) -> async_graphql::Result<VersionCollection> {
+    let limit = page_limit(limit)?;
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM versions WHERE {column} = $1"
+    )))
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .map_err(internal)?;
+    let after = cursor.as_deref().map(decode_cursor).transpose()?;
+    let items: Vec<Version> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+         author_id, model_id, created_at FROM versions \
+         WHERE {column} = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    )))
+    .bind(id)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(internal)?;
+    let cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|v| encode_cursor(v.created_at, &v.id)))
+        .flatten();
+    Ok(VersionCollection {
+        total_count,
+        cursor,
+        items,
+    })
+}
+
+async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
+    sqlx::query_as(
+        "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(internal)
+}
+
+#[ComplexObject]
+impl Model {
+    /// The last path segment of the name.
+    async fn display_name(&self) -> String {
+        self.name
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.name)
+            .to_owned()
+    }
+
+    /// Who created it.
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
+        limited_user(pool(ctx)?, &self.author_id).await
+    }
+
+    /// Its versions, newest first.
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<VersionCollection> {
+        versions_page(pool(ctx)?, "model_id", &self.id, limit, cursor).await
+    }
+
+    /// The project it belongs to.
+    async fn project_id(&self) -> &str {
+        &self.project_id
+    }
+}
+
+#[ComplexObject]
+impl Version {
+    /// Who sent it.
+    async fn author_user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
+        limited_user(pool(ctx)?, &self.author_id).await
+    }
+
+    /// The model it is in.
+    async fn model(&self, ctx: &Context<'_>) -> async_graphql::Result<Model> {
+        sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models WHERE id = $1",
+        )
+        .bind(&self.model_id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+    }
+}

@@ -1,0 +1,276 @@
+//! The GraphQL API over real HTTP: serverInfo, anonymous reads of public projects, errors with
+//! the original's codes, pagination, batching, limits, and refused tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use command_service::commands::{CommandBus, ProjectAggregate, UserAggregate, new_id};
+use domain::policy::{ServerRole, Visibility};
+use domain::{EventMetadata, ProjectCommand, UserCommand};
+use schema::EventLog;
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    app: TestApp,
+    bus: CommandBus,
+    _cancel: tokio_util::sync::DropGuard,
+}
+
+async fn world() -> (World, TestDb) {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(test_settings(&db)).await;
+    let cancel = CancellationToken::new();
+    let options = projections::RuntimeOptions {
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    tokio::spawn(
+        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
+            .run(cancel.clone()),
+    );
+    let bus = CommandBus::new(
+        EventLog::new(db.pool.clone()),
+        &[projections::speckle::NAME],
+        Duration::from_secs(10),
+    );
+    (
+        World {
+            app,
+            bus,
+            _cancel: cancel.drop_guard(),
+        },
+        db,
+    )
+}
+
+impl World {
+    async fn gql(&self, body: Value) -> Value {
+        let res = self
+            .app
+            .http
+            .post(format!("{}/graphql", self.app.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    async fn user(&self) -> String {
+        let id = new_id();
+        let cmd = UserCommand::Create {
+            id: id.clone(),
+            email: format!("{id}@example.com"),
+            name: "Ada".into(),
+            company: Some("ACME".into()),
+            server_role: ServerRole::User,
+        };
+        self.bus
+            .execute::<UserAggregate, _>(&id, &EventMetadata::default(), |_| Ok(cmd.clone()))
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn project(&self, owner: &str, visibility: Visibility, models: usize) -> String {
+        let id = new_id();
+        let create = ProjectCommand::Create {
+            id: id.clone(),
+            name: "Haus".into(),
+            description: Some("a house".into()),
+            visibility,
+            owner_user_id: owner.into(),
+            default_model_id: None,
+        };
+        let meta = EventMetadata::default();
+        self.bus
+            .execute::<ProjectAggregate, _>(&id, &meta, |_| Ok(create.clone()))
+            .await
+            .unwrap();
+        for i in 0..models {
+            let model = new_id();
+            let cmd = ProjectCommand::CreateModel {
+                model_id: model.clone(),
+                name: format!("level {i:02}"),
+                description: None,
+                author_id: owner.into(),
+            };
+            self.bus
+                .execute::<ProjectAggregate, _>(&id, &meta, |_| Ok(cmd.clone()))
+                .await
+                .unwrap();
+            let cmd = ProjectCommand::CreateVersion {
+                version_id: new_id(),
+                model_id: model,
+                object_id: "0123456789abcdef0123456789abcdef".into(),
+                message: Some(format!("v{i}")),
+                source_application: Some("test".into()),
+                total_children_count: 1,
+                parents: vec![],
+                author_id: owner.into(),
+            };
+            self.bus
+                .execute::<ProjectAggregate, _>(&id, &meta, |_| Ok(cmd.clone()))
+                .await
+                .unwrap();
+        }
+        id
+    }
+}
+
+fn code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_info_reports_version_scopes_and_limits() {
+    let (w, _db) = world().await;
+    let res = w
+        .gql(json!({"query": "{ serverInfo { name version canonicalUrl scopes { name } configuration { objectSizeLimitBytes isEmailEnabled } workspaces { workspacesEnabled } } }"}))
+        .await;
+    let info = &res["data"]["serverInfo"];
+    assert_eq!(info["version"], "2.31.14", "{res}");
+    assert_eq!(
+        info["configuration"]["objectSizeLimitBytes"],
+        10 * 1024 * 1024
+    );
+    assert_eq!(info["configuration"]["isEmailEnabled"], false);
+    assert_eq!(info["workspaces"]["workspacesEnabled"], false);
+    assert!(
+        info["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "streams:read")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_project_reads_anonymously_with_paged_models_and_versions() {
+    let (w, _db) = world().await;
+    let ada = w.user().await;
+    let project = w.project(&ada, Visibility::Public, 27).await;
+    let query = "query($id: String!, $cursor: String) { project(id: $id) { id name description visibility role \
+                 team { role user { id name company } } \
+                 models(limit: 25, cursor: $cursor) { totalCount cursor items { name displayName author { id } versions(limit: 1) { totalCount items { message referencedObject authorUser { name } model { id } } } } } \
+                 versions(limit: 5) { totalCount items { id } } } }";
+    let first = w
+        .gql(json!({"query": query, "variables": {"id": project}}))
+        .await;
+    let p = &first["data"]["project"];
+    assert_eq!(p["name"], "Haus", "{first}");
+    assert_eq!(p["visibility"], "PUBLIC");
+    assert_eq!(p["role"], Value::Null);
+    assert_eq!(p["team"][0]["role"], "stream:owner");
+    assert_eq!(p["team"][0]["user"]["company"], "ACME");
+    assert_eq!(p["models"]["totalCount"], 27);
+    assert_eq!(p["models"]["items"].as_array().unwrap().len(), 25);
+    assert_eq!(p["versions"]["totalCount"], 27);
+    let newest = &p["models"]["items"][0];
+    assert_eq!(newest["name"], "level 26");
+    assert_eq!(newest["versions"]["items"][0]["message"], "v26");
+    assert_eq!(newest["versions"]["items"][0]["authorUser"]["name"], "Ada");
+    let cursor = p["models"]["cursor"].as_str().unwrap().to_owned();
+    let second = w
+        .gql(json!({"query": query, "variables": {"id": project, "cursor": cursor}}))
+        .await;
+    let rest = &second["data"]["project"]["models"];
+    let names: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["level 01", "level 00"]);
+    assert_eq!(rest["cursor"], Value::Null);
+
+    let by_name = w
+        .gql(json!({"query": "query($id: String!) { project(id: $id) { modelByName(name: \"LEVEL 03\") { name } } }", "variables": {"id": project}}))
+        .await;
+    assert_eq!(
+        by_name["data"]["project"]["modelByName"]["name"], "level 03",
+        "{by_name}"
+    );
+    let missing = w
+        .gql(json!({"query": "query($id: String!) { project(id: $id) { model(id: \"0000000000\") { id } } }", "variables": {"id": project}}))
+        .await;
+    assert_eq!(code(&missing), "NOT_FOUND_ERROR", "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_and_missing_projects_are_refused_with_codes() {
+    let (w, _db) = world().await;
+    let ada = w.user().await;
+    let private = w.project(&ada, Visibility::Private, 1).await;
+    let q = "query($id: String!) { project(id: $id) { name models { items { name } } } }";
+    let refused = w
+        .gql(json!({"query": q, "variables": {"id": private}}))
+        .await;
+    assert_eq!(
+        refused["data"],
+        Value::Null,
+        "nothing of a private project leaks: {refused}"
+    );
+    assert!(
+        ["FORBIDDEN", "UNAUTHORIZED"].contains(&code(&refused)),
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("Haus"));
+    let missing = w
+        .gql(json!({"query": q, "variables": {"id": "ffffffffff"}}))
+        .await;
+    assert_eq!(code(&missing), "STREAM_NOT_FOUND", "{missing}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_limits_and_tokens() {
+    let (w, _db) = world().await;
+    let res = w
+        .app
+        .http
+        .post(format!("{}/graphql", w.app.base_url))
+        .json(
+            &json!([{"query": "{ serverInfo { name } }"}, {"query": "{ serverInfo { version } }"}]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let batch: Value = res.json().await.unwrap();
+    assert_eq!(batch[0]["data"]["serverInfo"]["name"], "strata", "{batch}");
+    assert_eq!(batch[1]["data"]["serverInfo"]["version"], "2.31.14");
+
+    let deep = format!(
+        "{{ project(id: \"x\") {{ models {{ items {{ {} }} }} }} }}",
+        "versions { items { model { ".repeat(8) + "id" + &" } } }".repeat(8)
+    );
+    let res = w.gql(json!({"query": deep})).await;
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nested too deep"),
+        "{res}"
+    );
+
+    let res = w
+        .app
+        .http
+        .post(format!("{}/graphql", w.app.base_url))
+        .bearer_auth("0123456789abcdefabcdefabcdefabcdefabcdef01")
+        .json(&json!({"query": "{ serverInfo { name } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "Your token is not valid.");
+
+    let explorer = w.app.get("/explorer").await;
+    assert_eq!(explorer.status(), 200);
+    assert!(explorer.text().await.unwrap().contains("graphiql"));
+}
