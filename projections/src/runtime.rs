@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use schema::LogCursor;
 use schema::event_log::read_all_with;
-use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +83,12 @@ impl ProjectorRuntime {
     pub async fn run(self, cancel: CancellationToken) {
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(listen(self.pool.clone(), wake_tx, cancel.clone()));
+        tasks.spawn(schema::wakeups::listen(
+            self.pool.clone(),
+            schema::wakeups::EVENTS_CHANNEL,
+            wake_tx,
+            cancel.clone(),
+        ));
         for projection in self.projections {
             tasks.spawn(run_projection(
                 self.pool.clone(),
@@ -97,37 +101,6 @@ impl ProjectorRuntime {
         while let Some(done) = tasks.join_next().await {
             if let Err(e) = done {
                 tracing::error!(error = %e, "projection runner panicked");
-            }
-        }
-    }
-}
-
-/// Turns `strata_events` notifications for this schema into wake-ups. Only a hint: runners
-/// poll as well, so a lost notification costs latency, never correctness.
-async fn listen(pool: PgPool, wake: watch::Sender<u64>, cancel: CancellationToken) {
-    while !cancel.is_cancelled() {
-        let result: Result<(), sqlx::Error> = async {
-            let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-                .fetch_one(&pool)
-                .await?;
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen("strata_events").await?;
-            loop {
-                let note = tokio::select! {
-                    n = listener.recv() => n?,
-                    () = cancel.cancelled() => return Ok(()),
-                };
-                if note.payload() == schema {
-                    wake.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "event notifications lost; relying on polling until reconnected");
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = cancel.cancelled() => return,
             }
         }
     }

@@ -84,6 +84,20 @@ impl TestDb {
     }
 }
 
+/// Waits until readers can see `cursor`. Other tests' open transactions hold the cluster-wide
+/// visibility horizon back for a moment (by design: see ARCHITECTURE.md), so a test that reads
+/// its own writes through `read_all` waits for them first; 10 s at most.
+pub async fn wait_readable(log: &schema::EventLog, cursor: schema::LogCursor) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.readable_head().await.expect("readable head") < cursor {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the horizon never passed {cursor}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
 /// Settings pointing at `db` and the test Redis, with an unused port.
 pub fn test_settings(db: &TestDb) -> Settings {
     Settings {

@@ -58,14 +58,19 @@ pub async fn late_commit_race(
     let committed = Arc::new(Mutex::new(HashSet::<i64>::new()));
     let aborted = Arc::new(Mutex::new(HashSet::<i64>::new()));
     let done = Arc::new(AtomicBool::new(false));
+    let max_committed_xid = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
     let reader = {
         let log = log.clone();
         let done = done.clone();
+        let max_committed_xid = max_committed_xid.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
             let mut cursor = LogCursor::START;
             let mut seen = Vec::new();
             let mut out_of_order = 0;
+            let mut drain_deadline: Option<std::time::Instant> = None;
+            let mut horizon_passed = false;
             loop {
                 let finished = done.load(Ordering::SeqCst);
                 let batch = log.read_all(cursor, 64).await?;
@@ -77,8 +82,27 @@ pub async fn late_commit_race(
                     seen.push(e.cursor);
                 }
                 if batch.is_empty() {
+                    // Done only once every writer has finished and the visibility horizon is
+                    // past their last commit: other sessions (other tests) may hold it back.
                     if finished {
-                        break;
+                        let horizon: String = sqlx::query_scalar(
+                            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text",
+                        )
+                        .fetch_one(&pool)
+                        .await?;
+                        let passed = horizon.parse::<u64>().unwrap_or(0)
+                            > max_committed_xid.load(Ordering::SeqCst);
+                        // The batch above was read before the horizon check: once it has
+                        // passed, read once more before stopping.
+                        if (passed && horizon_passed)
+                            || drain_deadline.is_some_and(|d: std::time::Instant| {
+                                d.elapsed() > Duration::from_secs(30)
+                            })
+                        {
+                            break;
+                        }
+                        horizon_passed = passed;
+                        drain_deadline.get_or_insert_with(std::time::Instant::now);
                     }
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
@@ -116,6 +140,7 @@ pub async fn late_commit_race(
         let pool = pool.clone();
         let committed = committed.clone();
         let aborted = aborted.clone();
+        let max_committed_xid = max_committed_xid.clone();
         tasks.push(tokio::spawn(async move {
             let stream = StreamId::new("race", &format!("w{w}"))?;
             for round in 0..rounds {
@@ -157,6 +182,7 @@ pub async fn late_commit_race(
                     aborted.lock().await.extend(positions);
                 } else {
                     tx.commit().await?;
+                    max_committed_xid.fetch_max(appended.last.transaction_id, Ordering::SeqCst);
                     committed.lock().await.extend(positions);
                 }
             }

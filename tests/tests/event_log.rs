@@ -87,6 +87,7 @@ async fn appends_and_reads_back_in_order() {
     assert_eq!(log.read_stream(&s, 3).await.unwrap().len(), 1);
     assert_eq!(log.stream_version(&s).await.unwrap(), 3);
 
+    tests::wait_readable(&log, second.last).await;
     let all = read_everything(&log).await;
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));

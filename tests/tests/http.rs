@@ -112,6 +112,7 @@ async fn metrics_count_requests_and_expose_the_read_horizon() {
         ),
         "{text}"
     );
+    tests::wait_readable(&log, later.last).await;
     assert!(log.read_all(schema::LogCursor::START, 10).await.unwrap()[0].cursor == later.last);
     // Other tests' transactions may be open too; at least ours is held back.
     let held: f64 = text

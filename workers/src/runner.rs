@@ -9,7 +9,6 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use schema::jobs::{self, ClaimedJob};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -120,7 +119,12 @@ impl JobRunner {
         // Owned by this future: aborting the runner aborts its jobs, as a crash would.
         let mut running = tokio::task::JoinSet::new();
         let (wake_tx, mut wake_rx) = tokio::sync::watch::channel(0u64);
-        let listener = tokio::spawn(listen(self.pool.clone(), wake_tx, cancel.clone()));
+        let listener = tokio::spawn(schema::wakeups::listen(
+            self.pool.clone(),
+            schema::wakeups::JOBS_CHANNEL,
+            wake_tx,
+            cancel.clone(),
+        ));
         while !cancel.is_cancelled() {
             let free = slots.available_permits();
             let claimed = if free == 0 {
@@ -206,35 +210,6 @@ async fn execute(
         Ok(false) => tracing::warn!(job = job.id, "lease lost before the outcome was recorded"),
         Err(e) => {
             tracing::error!(job = job.id, error = %e, "cannot record the job outcome; it will be retried")
-        }
-    }
-}
-
-async fn listen(pool: PgPool, wake: tokio::sync::watch::Sender<u64>, cancel: CancellationToken) {
-    while !cancel.is_cancelled() {
-        let result: Result<(), sqlx::Error> = async {
-            let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
-                .fetch_one(&pool)
-                .await?;
-            let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen("strata_jobs").await?;
-            loop {
-                let note = tokio::select! {
-                    n = listener.recv() => n?,
-                    () = cancel.cancelled() => return Ok(()),
-                };
-                if note.payload() == schema {
-                    wake.send_modify(|n| *n = n.wrapping_add(1));
-                }
-            }
-        }
-        .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "job notifications lost; relying on polling");
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = cancel.cancelled() => return,
-            }
         }
     }
 }

@@ -125,6 +125,13 @@ pub struct VersionCollection {
     items: Vec<Version>,
 }
 
+/// The columns `Model` reads, as a literal so queries stay static strings.
+macro_rules! select_model {
+    () => {
+        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models "
+    };
+}
+
 fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
     Ok(ctx.data::<AppState>()?.pool())
 }
@@ -285,10 +292,10 @@ impl Project {
 
     /// One model: `NOT_FOUND_ERROR` when it is not in this project.
     async fn model(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Model> {
-        sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
-             WHERE project_id = $1 AND id = $2",
-        )
+        sqlx::query_as(concat!(
+            select_model!(),
+            "WHERE project_id = $1 AND id = $2"
+        ))
         .bind(&self.id)
         .bind(&id)
         .fetch_optional(pool(ctx)?)
@@ -299,10 +306,10 @@ impl Project {
 
     /// One model by its full name, case-insensitively.
     async fn model_by_name(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Model> {
-        sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
-             WHERE project_id = $1 AND name = lower(trim($2))",
-        )
+        sqlx::query_as(concat!(
+            select_model!(),
+            "WHERE project_id = $1 AND name = lower(trim($2))"
+        ))
         .bind(&self.id)
         .bind(&name)
         .fetch_optional(pool(ctx)?)
@@ -426,13 +433,11 @@ impl Version {
 
     /// The model it is in.
     async fn model(&self, ctx: &Context<'_>) -> async_graphql::Result<Model> {
-        sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models WHERE id = $1",
-        )
-        .bind(&self.model_id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+        sqlx::query_as(concat!(select_model!(), "WHERE id = $1"))
+            .bind(&self.model_id)
+            .fetch_optional(pool(ctx)?)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 }
