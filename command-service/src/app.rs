@@ -26,6 +26,8 @@ struct Inner {
     metrics: Metrics,
     event_log: EventLog,
     schema: std::sync::OnceLock<crate::graphql::StrataSchema>,
+    bus: crate::commands::CommandBus,
+    accounts: crate::accounts::Accounts,
 }
 
 impl AppState {
@@ -41,6 +43,16 @@ impl AppState {
             max_payload_bytes: settings.append_max_payload_bytes,
             ..AppendLimits::default()
         });
+        let pepper = settings
+            .require_token_pepper("tokens are verified with it")?
+            .clone();
+        let bus = crate::commands::CommandBus::new(
+            event_log.clone(),
+            &[projections::speckle::NAME],
+            Duration::from_millis(settings.read_your_writes_timeout_ms),
+        );
+        let accounts =
+            crate::accounts::Accounts::new(pool.clone(), bus.clone(), pepper, settings.invite_only);
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
@@ -49,6 +61,8 @@ impl AppState {
                 metrics: Metrics::new().context("registering metrics")?,
                 event_log,
                 schema: std::sync::OnceLock::new(),
+                bus: bus.clone(),
+                accounts,
             }),
         })
     }
@@ -73,6 +87,26 @@ impl AppState {
         self.inner
             .schema
             .get_or_init(|| crate::graphql::build(self.clone()))
+    }
+
+    /// The command bus.
+    pub fn bus(&self) -> &crate::commands::CommandBus {
+        &self.inner.bus
+    }
+
+    /// The account service.
+    pub fn accounts(&self) -> &crate::accounts::Accounts {
+        &self.inner.accounts
+    }
+
+    /// The public origin, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        let s = &self.inner.settings;
+        s.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", s.bind_address, s.port))
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// The metrics registry.

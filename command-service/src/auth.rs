@@ -1,14 +1,28 @@
-//! Who is calling. Tokens are read from `Authorization: Bearer`, a bare `Authorization` and the
-//! `authn` cookie, as the original does (its `?embedToken=` comes with embed tokens); a token
-//! that is present but not valid is refused with 403 even on public resources.
+//! Who is calling, and the sign-in routes.
 //!
-//! Token issuing and verification come with accounts (the Accounts issue): until then no
-//! token is valid, so requests are anonymous or refused.
+//! Tokens are read from `Authorization` (with or without `Bearer `) and the `authn` cookie, as
+//! the original does (its `?embedToken=` comes with embed tokens). A token that is present but
+//! not valid is refused with 403 even on public resources, like the original.
+//!
+//! Routes: `POST /auth/local/register?challenge=` and `POST /auth/local/login?challenge=` (form
+//! or JSON bodies) answer 302 with an `access_code` for the web app; `POST /auth/token`
+//! exchanges `{appId, appSecret, accessCode, challenge}` or `{appId, appSecret, refreshToken}`
+//! for `{token, refreshToken}` (refresh tokens rotate: the old one stops working).
+
+use std::collections::HashMap;
 
 use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::policy::Principal;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::AccountError;
+use crate::app::AppState;
+use crate::context::RequestContext;
 
 /// A refused credential.
 #[derive(Debug)]
@@ -18,7 +32,7 @@ impl IntoResponse for InvalidToken {
     fn into_response(self) -> Response {
         (
             StatusCode::FORBIDDEN,
-            Json(serde_json::json!({"error": "Your token is not valid."})),
+            Json(json!({"error": "Your token is not valid."})),
         )
             .into_response()
     }
@@ -45,10 +59,234 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The principal of a request.
-pub fn authenticate(headers: &HeaderMap) -> Result<Principal, InvalidToken> {
+/// The principal of a request: anonymous without a token, refused with an invalid one.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Principal, InvalidToken> {
     match presented_token(headers) {
         None => Ok(Principal::anonymous()),
-        Some(_) => Err(InvalidToken),
+        Some(token) => state
+            .accounts()
+            .authenticate(&token)
+            .await
+            .map_err(|_| InvalidToken),
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message.into(), "code": code}})),
+    )
+        .into_response()
+}
+
+fn account_error(e: AccountError) -> Response {
+    match e {
+        AccountError::Invalid(m) => error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+        AccountError::EmailTaken => error(StatusCode::BAD_REQUEST, "EMAIL_TAKEN", e.to_string()),
+        AccountError::InviteOnly => error(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string()),
+        AccountError::BadCredentials => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"err": true, "message": "Invalid credentials."})),
+        )
+            .into_response(),
+        AccountError::Unauthorized(m) => {
+            (StatusCode::UNAUTHORIZED, Json(json!({"err": m}))).into_response()
+        }
+        AccountError::Command(c) => {
+            error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", c.to_string())
+        }
+        AccountError::Internal(m) => {
+            tracing::error!(error = %m, "account flow failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_SERVER_ERROR",
+                "internal server error",
+            )
+        }
+    }
+}
+
+/// Reads a form or JSON body into string fields.
+fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if is_json {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+        let obj = value.as_object().ok_or("the body must be a JSON object")?;
+        Ok(obj
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+            .collect())
+    } else {
+        serde_urlencoded_pairs(body)
+    }
+}
+
+fn serde_urlencoded_pairs(body: &Bytes) -> Result<HashMap<String, String>, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+    let mut out = HashMap::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(decode_component(k)?, decode_component(v)?);
+    }
+    Ok(out)
+}
+
+fn decode_component(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3).ok_or("bad percent-encoding")?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| "bad percent-encoding")?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| "the body is not UTF-8".to_owned())
+}
+
+/// The `challenge` query parameter of the sign-in routes.
+#[derive(Deserialize)]
+pub struct ChallengeQuery {
+    challenge: Option<String>,
+}
+
+fn redirect(state: &AppState, code: &str, register: bool) -> Response {
+    let origin = state.public_url();
+    let location = format!(
+        "{origin}/?access_code={code}{}",
+        if register { "&register=true" } else { "" }
+    );
+    (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+}
+
+/// `POST /auth/local/register?challenge=`.
+pub async fn register(
+    State(state): State<AppState>,
+    Query(query): Query<ChallengeQuery>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(challenge) = query.challenge.filter(|c| !c.is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Invalid request: no challenge detected.",
+        )
+            .into_response();
+    };
+    let fields = match fields(&headers, &body) {
+        Ok(f) => f,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+    };
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let metadata = context.metadata(None, None);
+    let company = fields
+        .get("company")
+        .filter(|c| !c.trim().is_empty())
+        .cloned();
+    let user_id = match state
+        .accounts()
+        .register(
+            get("email"),
+            get("password"),
+            get("name"),
+            company,
+            &metadata,
+        )
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return account_error(e),
+    };
+    match state
+        .accounts()
+        .issue_access_code("spklwebapp", &user_id, &challenge)
+        .await
+    {
+        Ok(code) => redirect(&state, &code, true),
+        Err(e) => account_error(e),
+    }
+}
+
+/// `POST /auth/local/login?challenge=`.
+pub async fn login(
+    State(state): State<AppState>,
+    Query(query): Query<ChallengeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(challenge) = query.challenge.filter(|c| !c.is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "Invalid request: no challenge detected.",
+        )
+            .into_response();
+    };
+    let fields = match fields(&headers, &body) {
+        Ok(f) => f,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+    };
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let user_id = match state.accounts().login(get("email"), get("password")).await {
+        Ok(id) => id,
+        Err(e) => return account_error(e),
+    };
+    match state
+        .accounts()
+        .issue_access_code("spklwebapp", &user_id, &challenge)
+        .await
+    {
+        Ok(code) => redirect(&state, &code, false),
+        Err(e) => account_error(e),
+    }
+}
+
+/// `POST /auth/token`.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = match fields(&headers, &body) {
+        Ok(f) => f,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+    };
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
+    let accounts = state.accounts();
+    let issued = if let Some(refresh) = fields.get("refreshToken") {
+        accounts
+            .refresh(get("appId"), get("appSecret"), refresh)
+            .await
+    } else {
+        accounts
+            .exchange_code(
+                get("appId"),
+                get("appSecret"),
+                get("accessCode"),
+                get("challenge"),
+            )
+            .await
+    };
+    match issued {
+        Ok((token, refresh_token)) => (
+            StatusCode::OK,
+            [
+                (header::CACHE_CONTROL, "no-cache, no-store"),
+                (header::PRAGMA, "no-cache"),
+                (header::EXPIRES, "0"),
+            ],
+            Json(json!({"token": token, "refreshToken": refresh_token})),
+        )
+            .into_response(),
+        Err(e) => account_error(e),
     }
 }

@@ -138,6 +138,9 @@ pub struct Settings {
     pub graphql_max_depth: usize,
     /// Most complex GraphQL query accepted (async-graphql's complexity: one per field).
     pub graphql_max_complexity: usize,
+    /// Key of the HMAC that token digests are made with (at least 32 characters). Changing it
+    /// invalidates every token.
+    pub token_pepper: Option<Secret>,
     /// S3-compatible endpoint for uploaded files and previews (used by workers).
     pub s3_endpoint: Option<String>,
     /// S3 bucket.
@@ -196,6 +199,7 @@ impl Default for Settings {
             blob_size_limit_bytes: 100 * 1024 * 1024,
             graphql_max_depth: 24,
             graphql_max_complexity: 5_000,
+            token_pepper: None,
             s3_endpoint: None,
             s3_bucket: "strata".to_owned(),
             s3_region: "us-east-1".to_owned(),
@@ -426,6 +430,7 @@ impl Settings {
             &mut s.graphql_max_complexity,
             false,
         )?;
+        set_opt(&env, "token_pepper", &mut s.token_pepper, true)?;
         set_opt(&env, "s3_endpoint", &mut s.s3_endpoint, false)?;
         set(&env, "s3_bucket", &mut s.s3_bucket, false)?;
         set(&env, "s3_region", &mut s.s3_region, false)?;
@@ -508,6 +513,11 @@ impl Settings {
                 "must start with redis:// or rediss://",
             ));
         }
+        if let Some(pepper) = &self.token_pepper
+            && pepper.expose().len() < 32
+        {
+            return Err(invalid("token_pepper", "must be at least 32 characters"));
+        }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));
         }
@@ -542,6 +552,13 @@ impl Settings {
             .as_ref()
             .or(self.database_url.as_ref())
             .ok_or_else(|| missing("admin_database_url", why))
+    }
+
+    /// The token pepper, or a [`ConfigError::Missing`].
+    pub fn require_token_pepper(&self, why: &str) -> Result<&Secret, ConfigError> {
+        self.token_pepper
+            .as_ref()
+            .ok_or_else(|| missing("token_pepper", why))
     }
 
     /// The Redis URL, or a [`ConfigError::Missing`].

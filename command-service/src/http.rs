@@ -27,6 +27,12 @@ pub fn router(state: AppState) -> Router {
             get(crate::graphql::handler).post(crate::graphql::handler),
         )
         .route("/explorer", get(crate::graphql::explorer))
+        .route(
+            "/auth/local/register",
+            axum::routing::post(crate::auth::register),
+        )
+        .route("/auth/local/login", axum::routing::post(crate::auth::login))
+        .route("/auth/token", axum::routing::post(crate::auth::token))
         .fallback(|| async { AppError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -4,6 +4,7 @@
 //! Architecture invariant: the API writes only by appending events; read-model tables are
 //! written by `projections` alone.
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod commands;

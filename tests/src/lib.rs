@@ -104,6 +104,7 @@ pub fn test_settings(db: &TestDb) -> Settings {
         port: 0,
         database_url: Some(Secret::new(db.url.clone())),
         redis_url: Some(Secret::new(test_redis_url())),
+        token_pepper: Some(Secret::new("test-pepper-test-pepper-test-pepper-0123")),
         ..Settings::default()
     }
 }

@@ -2,11 +2,13 @@
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
 mod errors;
+mod mutations;
 mod project;
 mod server;
+mod user;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+use async_graphql::{EmptySubscription, Object, Schema};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -19,7 +21,7 @@ use crate::context::RequestContext;
 pub use errors::{ErrorCode, gql_error};
 
 /// The executable schema.
-pub type StrataSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type StrataSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The query root.
 pub struct Query;
@@ -36,6 +38,23 @@ impl Query {
         ))
     }
 
+    /// The signed-in user; null when anonymous.
+    async fn active_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<user::User>> {
+        user::active_user(ctx).await
+    }
+
+    /// Another user's public profile.
+    async fn other_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<project::LimitedUser>> {
+        user::other_user(ctx, &id).await
+    }
+
     /// One project, if the caller may read it: `STREAM_NOT_FOUND` when it does not exist,
     /// `FORBIDDEN` when it is private to others.
     async fn project(
@@ -47,10 +66,49 @@ impl Query {
     }
 }
 
+/// The mutation root.
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Project mutations.
+    async fn project_mutations(&self) -> mutations::ProjectMutations {
+        mutations::ProjectMutations
+    }
+
+    /// Model mutations.
+    async fn model_mutations(&self) -> mutations::ModelMutations {
+        mutations::ModelMutations
+    }
+
+    /// Version mutations.
+    async fn version_mutations(&self) -> mutations::VersionMutations {
+        mutations::VersionMutations
+    }
+
+    /// Creates a personal access token; the only time its secret is shown.
+    async fn api_token_create(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        token: user::ApiTokenCreateInput,
+    ) -> async_graphql::Result<String> {
+        user::create_token(ctx, token).await
+    }
+
+    /// Revokes one of the caller's tokens (the token or its id).
+    async fn api_token_revoke(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        token: String,
+    ) -> async_graphql::Result<bool> {
+        user::revoke_token(ctx, &token).await
+    }
+}
+
 /// Builds the schema with the configured depth and complexity limits.
 pub fn build(state: AppState) -> StrataSchema {
     let settings = state.settings();
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .limit_depth(settings.graphql_max_depth)
         .limit_complexity(settings.graphql_max_complexity)
         .data(state)
@@ -59,7 +117,7 @@ pub fn build(state: AppState) -> StrataSchema {
 
 /// The SDL of the schema, as committed in `schema/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .finish()
         .sdl()
 }
@@ -71,7 +129,7 @@ pub async fn handler(
     headers: axum::http::HeaderMap,
     request: GraphQLBatchRequest,
 ) -> Response {
-    let principal: Principal = match auth::authenticate(&headers) {
+    let principal: Principal = match auth::authenticate(&state, &headers).await {
         Ok(p) => p,
         Err(rejection) => return rejection.into_response(),
     };

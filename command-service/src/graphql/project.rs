@@ -151,7 +151,7 @@ fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
 }
 
 /// Cursors are opaque to clients: `<rfc3339 time>|<id>` of the last item, hex-encoded.
-fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
+pub(crate) fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
     let raw = format!(
         "{}|{id}",
         at.format(&time::format_description::well_known::Rfc3339)
@@ -160,7 +160,7 @@ fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTime, String)> {
+pub(crate) fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTime, String)> {
     let bad = || gql_error(ErrorCode::BadRequest, "invalid cursor");
     let bytes = (0..cursor.len())
         .step_by(2)
@@ -440,4 +440,45 @@ impl Version {
             .map_err(internal)?
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
+}
+
+/// A model by id (the caller's right to read its project was checked by the mutation).
+pub async fn model_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Model> {
+    sqlx::query_as(concat!(select_model!(), "WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+}
+
+/// A model by its project and name.
+pub async fn model_by_name_in(
+    ctx: &Context<'_>,
+    project_id: &str,
+    name: &str,
+) -> async_graphql::Result<Model> {
+    sqlx::query_as(concat!(
+        select_model!(),
+        "WHERE project_id = $1 AND name = lower(trim($2))"
+    ))
+    .bind(project_id)
+    .bind(domain::ModelName::tidy(name))
+    .fetch_optional(pool(ctx)?)
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+}
+
+/// A version by id.
+pub async fn version_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Version> {
+    sqlx::query_as(
+        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+         author_id, model_id, created_at FROM versions WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool(ctx)?)
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
 }

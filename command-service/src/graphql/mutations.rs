@@ -1,0 +1,560 @@
+//! Mutations: each builds a command, checks the policy on the state it is decided on, runs it
+//! through the command bus (which waits for the read model), and answers from the read model.
+
+use async_graphql::{Context, InputObject, Object};
+use domain::error::{DomainError, Entity};
+use domain::policy::{self, Principal, ProjectRole, Visibility};
+use domain::project::ProjectState;
+use domain::{EventMetadata, ProjectCommand};
+
+use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::project::{self as read, Model, Project, ProjectVisibility, Version};
+use crate::app::AppState;
+use crate::commands::{CommandError, ProjectAggregate, new_id};
+use crate::context::RequestContext;
+
+/// Turns a command failure into a GraphQL error with the original's code.
+pub(crate) fn command_error(e: CommandError) -> async_graphql::Error {
+    match e {
+        CommandError::Denied(d) => denied(&d),
+        CommandError::Domain(
+            DomainError::NotFound {
+                kind: Entity::Project,
+                ..
+            }
+            | DomainError::Deleted(Entity::Project),
+        ) => denied(&policy::Denied::project_not_found()),
+        CommandError::Domain(d @ DomainError::NotFound { .. }) => {
+            gql_error(ErrorCode::NotFound, d.to_string())
+        }
+        CommandError::Domain(d) => gql_error(ErrorCode::BadRequest, d.to_string()),
+        CommandError::BadInput(m) => gql_error(ErrorCode::BadRequest, m),
+        CommandError::Lag(lag) => {
+            let message = lag.to_string();
+            async_graphql::ErrorExtensions::extend_with(
+                async_graphql::Error::new(message),
+                |_, e| e.set("code", projections::ProjectionLag::CODE),
+            )
+        }
+        CommandError::Contended { .. } => gql_error(ErrorCode::BadRequest, e.to_string()),
+        CommandError::Internal(m) => internal(m),
+    }
+}
+
+fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
+    let principal = ctx.data::<Principal>()?.clone();
+    let user = principal
+        .user_id
+        .clone()
+        .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
+    Ok((principal, user))
+}
+
+fn metadata(ctx: &Context<'_>, user: &str) -> EventMetadata {
+    ctx.data::<RequestContext>()
+        .map(|c| c.metadata(Some(user.to_owned()), None))
+        .unwrap_or_default()
+}
+
+/// Runs a project command after `check` passes on the state it is decided on.
+async fn run(
+    ctx: &Context<'_>,
+    project_id: &str,
+    check: impl Fn(&Principal, &policy::ProjectAccess, &domain::project::Project) -> policy::Decision,
+    command: impl Fn(&domain::project::Project) -> Result<ProjectCommand, CommandError>,
+) -> async_graphql::Result<()> {
+    let (principal, user) = signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?;
+    state
+        .bus()
+        .execute::<ProjectAggregate, _>(project_id, &metadata(ctx, &user), |s: &ProjectState| {
+            let project = s
+                .project()
+                .ok_or_else(|| CommandError::Denied(policy::Denied::project_not_found()))?;
+            let access = project.access_for(Some(&user));
+            if let Err(d) = policy::can_read_project(&principal, &access) {
+                // Do not reveal a private project to those who may not read it.
+                return Err(CommandError::Denied(d));
+            }
+            check(&principal, &access, project).map_err(CommandError::Denied)?;
+            command(project)
+        })
+        .await
+        .map_err(command_error)?;
+    Ok(())
+}
+
+fn visibility_in(v: Option<ProjectVisibility>) -> Option<Visibility> {
+    v.map(|v| match v {
+        ProjectVisibility::Private => Visibility::Private,
+        ProjectVisibility::Unlisted => Visibility::Unlisted,
+        ProjectVisibility::Public => Visibility::Public,
+    })
+}
+
+/// `projectMutations.create` input.
+#[derive(InputObject)]
+pub struct ProjectCreateInput {
+    name: Option<String>,
+    description: Option<String>,
+    visibility: Option<ProjectVisibility>,
+}
+
+/// `projectMutations.update` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectUpdateInput {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    visibility: Option<ProjectVisibility>,
+    allow_public_comments: Option<bool>,
+}
+
+/// `projectMutations.updateRole` input: a null role removes the member.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectUpdateRoleInput {
+    project_id: String,
+    user_id: String,
+    role: Option<String>,
+}
+
+/// Project mutations.
+pub struct ProjectMutations;
+
+#[Object]
+impl ProjectMutations {
+    /// Creates a private project (unless told otherwise) owned by the caller.
+    async fn create(
+        &self,
+        ctx: &Context<'_>,
+        input: Option<ProjectCreateInput>,
+    ) -> async_graphql::Result<Project> {
+        let (principal, user) = signed_in(ctx)?;
+        policy::can_create_project(&principal, false).map_err(|d| denied(&d))?;
+        let id = new_id();
+        let input = input.unwrap_or(ProjectCreateInput {
+            name: None,
+            description: None,
+            visibility: None,
+        });
+        let command = ProjectCommand::Create {
+            id: id.clone(),
+            name: input
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("Project {}", &id[..5])),
+            description: input.description,
+            visibility: visibility_in(input.visibility).unwrap_or(Visibility::Private),
+            owner_user_id: user.clone(),
+            default_model_id: None,
+        };
+        let state = ctx.data::<AppState>()?;
+        state
+            .bus()
+            .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
+            .await
+            .map_err(command_error)?;
+        read::load(ctx, &id).await
+    }
+
+    /// Changes name, description, visibility or comment settings (owners).
+    async fn update(
+        &self,
+        ctx: &Context<'_>,
+        update: ProjectUpdateInput,
+    ) -> async_graphql::Result<Project> {
+        let visibility = visibility_in(update.visibility);
+        run(
+            ctx,
+            &update.id,
+            |p, a, _| policy::can_update_project(p, a),
+            |_| {
+                Ok(ProjectCommand::Update {
+                    name: update.name.clone(),
+                    description: update.description.clone(),
+                    visibility,
+                    allow_public_comments: update.allow_public_comments,
+                })
+            },
+        )
+        .await?;
+        read::load(ctx, &update.id).await
+    }
+
+    /// Deletes the project and everything in it (owners; admins).
+    async fn delete(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        run(
+            ctx,
+            &id,
+            |p, a, _| policy::can_delete_project(p, a),
+            |_| Ok(ProjectCommand::Delete),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Gives a user a role in the project, or removes them with a null role (owners).
+    async fn update_role(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectUpdateRoleInput,
+    ) -> async_graphql::Result<Project> {
+        let role = match input.role.as_deref() {
+            None => None,
+            Some(r) => Some(
+                [
+                    ProjectRole::Owner,
+                    ProjectRole::Contributor,
+                    ProjectRole::Reviewer,
+                ]
+                .into_iter()
+                .find(|x| x.as_str() == r)
+                .ok_or_else(|| {
+                    gql_error(ErrorCode::BadRequest, format!("unknown project role {r:?}"))
+                })?,
+            ),
+        };
+        let target_role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+                .bind(&input.user_id)
+                .fetch_optional(ctx.data::<AppState>()?.pool())
+                .await
+                .map_err(internal)?;
+        let target_role: domain::policy::ServerRole = target_role
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
+        let target = input.user_id.clone();
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, _| policy::can_set_member_role(p, a, &target),
+            |_| {
+                Ok(match role {
+                    Some(role) => ProjectCommand::SetMemberRole {
+                        user_id: target.clone(),
+                        role,
+                        user_server_role: target_role,
+                    },
+                    None => ProjectCommand::RemoveMember {
+                        user_id: target.clone(),
+                    },
+                })
+            },
+        )
+        .await?;
+        read::load(ctx, &input.project_id).await
+    }
+}
+
+/// `modelMutations.create` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CreateModelInput {
+    project_id: String,
+    name: String,
+    description: Option<String>,
+}
+
+/// `modelMutations.update` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct UpdateModelInput {
+    project_id: String,
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// `modelMutations.delete` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct DeleteModelInput {
+    project_id: String,
+    id: String,
+}
+
+/// Model mutations.
+pub struct ModelMutations;
+
+#[Object]
+impl ModelMutations {
+    /// Creates a model; names are tidied (`a / b` → `a/b`) and unique per project, whatever the case.
+    async fn create(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateModelInput,
+    ) -> async_graphql::Result<Model> {
+        let (_, user) = signed_in(ctx)?;
+        let model_id = new_id();
+        let name = domain::ModelName::tidy(&input.name);
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, _| policy::can_create_model(p, a),
+            |_| {
+                Ok(ProjectCommand::CreateModel {
+                    model_id: model_id.clone(),
+                    name: name.clone(),
+                    description: input.description.clone(),
+                    author_id: user.clone(),
+                })
+            },
+        )
+        .await?;
+        read::model_by_id(ctx, &model_id).await
+    }
+
+    /// Renames or re-describes a model.
+    async fn update(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateModelInput,
+    ) -> async_graphql::Result<Model> {
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, _| policy::can_update_model(p, a),
+            |_| {
+                Ok(ProjectCommand::UpdateModel {
+                    model_id: input.id.clone(),
+                    name: input.name.clone(),
+                    description: input.description.clone(),
+                })
+            },
+        )
+        .await?;
+        read::model_by_id(ctx, &input.id).await
+    }
+
+    /// Deletes a model with its versions (its author, or an owner).
+    async fn delete(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteModelInput,
+    ) -> async_graphql::Result<bool> {
+        let model_id = input.id.clone();
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, project| {
+                policy::can_delete_model(
+                    p,
+                    a,
+                    project.models.get(&model_id).map(|m| m.author_id.as_str()),
+                )
+            },
+            |_| {
+                Ok(ProjectCommand::DeleteModel {
+                    model_id: model_id.clone(),
+                })
+            },
+        )
+        .await?;
+        Ok(true)
+    }
+}
+
+/// `versionMutations.create` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CreateVersionInput {
+    project_id: String,
+    model_id: String,
+    object_id: String,
+    message: Option<String>,
+    source_application: Option<String>,
+    total_children_count: Option<i32>,
+    parents: Option<Vec<String>>,
+}
+
+/// `versionMutations.update` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct UpdateVersionInput {
+    project_id: String,
+    version_id: String,
+    message: String,
+}
+
+/// `versionMutations.delete` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct DeleteVersionsInput {
+    project_id: String,
+    version_ids: Vec<String>,
+}
+
+/// `versionMutations.moveToModel` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct MoveVersionsInput {
+    project_id: String,
+    version_ids: Vec<String>,
+    target_model_name: String,
+}
+
+/// `versionMutations.markReceived` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct MarkReceivedVersionInput {
+    project_id: String,
+    version_id: String,
+    source_application: String,
+    message: Option<String>,
+}
+
+/// Version mutations.
+pub struct VersionMutations;
+
+#[Object]
+impl VersionMutations {
+    /// Records a version of a model pointing at a root object.
+    async fn create(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateVersionInput,
+    ) -> async_graphql::Result<Version> {
+        let (_, user) = signed_in(ctx)?;
+        let version_id = new_id();
+        let count = u32::try_from(input.total_children_count.unwrap_or(1)).unwrap_or(0);
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, _| policy::can_create_version(p, a),
+            |_| {
+                Ok(ProjectCommand::CreateVersion {
+                    version_id: version_id.clone(),
+                    model_id: input.model_id.clone(),
+                    object_id: input.object_id.clone(),
+                    message: input.message.clone(),
+                    source_application: input.source_application.clone(),
+                    total_children_count: count,
+                    parents: input.parents.clone().unwrap_or_default(),
+                    author_id: user.clone(),
+                })
+            },
+        )
+        .await?;
+        read::version_by_id(ctx, &version_id).await
+    }
+
+    /// Changes a version's message (its author, or an owner).
+    async fn update(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateVersionInput,
+    ) -> async_graphql::Result<Version> {
+        let version_id = input.version_id.clone();
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, project| {
+                let author = project
+                    .versions
+                    .get(&version_id)
+                    .map(|v| v.author_id.clone())
+                    .unwrap_or_default();
+                policy::can_update_version(p, a, &author)
+            },
+            |_| {
+                Ok(ProjectCommand::UpdateVersion {
+                    version_id: version_id.clone(),
+                    message: input.message.clone(),
+                })
+            },
+        )
+        .await?;
+        read::version_by_id(ctx, &version_id).await
+    }
+
+    /// Deletes versions (each by its author, or an owner).
+    async fn delete(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteVersionsInput,
+    ) -> async_graphql::Result<bool> {
+        let ids = input.version_ids.clone();
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, project| {
+                ids.iter().try_for_each(|id| {
+                    let author = project
+                        .versions
+                        .get(id)
+                        .map(|v| v.author_id.clone())
+                        .unwrap_or_default();
+                    policy::can_update_version(p, a, &author)
+                })
+            },
+            |_| {
+                Ok(ProjectCommand::DeleteVersions {
+                    version_ids: ids.clone(),
+                })
+            },
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Moves versions to the model of that name, creating it when absent.
+    async fn move_to_model(
+        &self,
+        ctx: &Context<'_>,
+        input: MoveVersionsInput,
+    ) -> async_graphql::Result<Model> {
+        let (_, user) = signed_in(ctx)?;
+        let ids = input.version_ids.clone();
+        let new_model_id = new_id();
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, project| {
+                ids.iter().try_for_each(|id| {
+                    let author = project
+                        .versions
+                        .get(id)
+                        .map(|v| v.author_id.clone())
+                        .unwrap_or_default();
+                    policy::can_update_version(p, a, &author)
+                })
+            },
+            |_| {
+                Ok(ProjectCommand::MoveVersions {
+                    version_ids: ids.clone(),
+                    target_model_name: input.target_model_name.clone(),
+                    new_model_id: new_model_id.clone(),
+                    author_id: user.clone(),
+                })
+            },
+        )
+        .await?;
+        read::model_by_name_in(ctx, &input.project_id, &input.target_model_name).await
+    }
+
+    /// Records that the caller received a version in an application.
+    async fn mark_received(
+        &self,
+        ctx: &Context<'_>,
+        input: MarkReceivedVersionInput,
+    ) -> async_graphql::Result<bool> {
+        let (_, user) = signed_in(ctx)?;
+        run(
+            ctx,
+            &input.project_id,
+            |p, a, _| policy::can_mark_received(p, a),
+            |_| {
+                Ok(ProjectCommand::MarkVersionReceived {
+                    version_id: input.version_id.clone(),
+                    user_id: user.clone(),
+                    source_application: input.source_application.clone(),
+                    message: input.message.clone(),
+                })
+            },
+        )
+        .await?;
+        Ok(true)
+    }
+}

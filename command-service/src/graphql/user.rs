@@ -1,0 +1,263 @@
+//! `activeUser`, `otherUser` and personal access tokens.
+
+use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
+use domain::policy::{self, Principal, Scope};
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, gql_error, internal};
+use super::project::{LimitedUser, Project};
+use crate::app::AppState;
+
+/// The signed-in user.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct User {
+    id: String,
+    #[graphql(skip)]
+    email_address: String,
+    name: String,
+    bio: Option<String>,
+    company: Option<String>,
+    avatar: Option<String>,
+    verified: bool,
+    role: String,
+    created_at: OffsetDateTime,
+}
+
+/// A page of the user's projects.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct UserProjectCollection {
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Project>,
+}
+
+/// A personal access token, never with its secret.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ApiToken {
+    id: String,
+    name: String,
+    last_chars: String,
+    scopes: Vec<String>,
+    created_at: OffsetDateTime,
+    lifespan: i64,
+    last_used: Option<OffsetDateTime>,
+}
+
+/// `apiTokenCreate` input; `lifespan` in milliseconds.
+#[derive(InputObject)]
+pub struct ApiTokenCreateInput {
+    scopes: Vec<String>,
+    name: String,
+    lifespan: Option<i64>,
+}
+
+/// The signed-in user's record, if any.
+pub async fn active_user(ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+    let principal = ctx.data::<Principal>()?;
+    let Some(id) = &principal.user_id else {
+        return Ok(None);
+    };
+    if !principal.has_scope(&Scope::PROFILE_READ) {
+        return Err(gql_error(
+            ErrorCode::Forbidden,
+            "Your token lacks the profile:read scope.",
+        ));
+    }
+    sqlx::query_as(
+        "SELECT id, email AS email_address, name, bio, company, avatar, false AS verified, role, created_at \
+         FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(ctx.data::<AppState>()?.pool())
+    .await
+    .map_err(internal)
+}
+
+/// Another user's public profile.
+pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
+    let principal = ctx.data::<Principal>()?;
+    if principal.user_id.is_none() {
+        return Err(gql_error(
+            ErrorCode::Unauthorized,
+            "You must be signed in to do this.",
+        ));
+    }
+    sqlx::query_as(
+        "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(ctx.data::<AppState>()?.pool())
+    .await
+    .map_err(internal)
+}
+
+#[ComplexObject]
+impl User {
+    /// The email: only to the user themself (with `profile:email`) or an admin.
+    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let principal = ctx.data::<Principal>()?;
+        Ok(policy::can_read_user_email(principal, &self.id)
+            .is_ok()
+            .then(|| self.email_address.clone()))
+    }
+
+    /// Projects the user is a member of, most recently updated first.
+    async fn projects(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<UserProjectCollection> {
+        let limit = i64::from(limit.unwrap_or(25));
+        if !(0..=100).contains(&limit) {
+            return Err(gql_error(
+                ErrorCode::BadRequest,
+                "limit must be between 0 and 100",
+            ));
+        }
+        let pool = ctx.data::<AppState>()?.pool();
+        let total_count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM project_members WHERE user_id = $1")
+                .bind(&self.id)
+                .fetch_one(pool)
+                .await
+                .map_err(internal)?;
+        let after = cursor
+            .as_deref()
+            .map(super::project::decode_cursor)
+            .transpose()?;
+        let ids: Vec<(String, OffsetDateTime)> = sqlx::query_as(
+            "SELECT p.id, p.updated_at FROM projects p JOIN project_members m ON m.project_id = p.id \
+             WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (p.updated_at, p.id) < ($2, $3)) \
+             ORDER BY p.updated_at DESC, p.id DESC LIMIT $4",
+        )
+        .bind(&self.id)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        let cursor = (ids.len() as i64 == limit)
+            .then(|| {
+                ids.last()
+                    .map(|(id, at)| super::project::encode_cursor(*at, id))
+            })
+            .flatten();
+        let mut items = Vec::with_capacity(ids.len());
+        for (id, _) in ids {
+            items.push(super::project::load(ctx, &id).await?);
+        }
+        Ok(UserProjectCollection {
+            total_count,
+            cursor,
+            items,
+        })
+    }
+
+    /// The user's personal access tokens (`tokens:read`).
+    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+        let principal = ctx.data::<Principal>()?;
+        if principal.user_id.as_deref() != Some(self.id.as_str())
+            || !principal.has_scope(&Scope::TOKENS_READ)
+        {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                "Your token lacks the tokens:read scope.",
+            ));
+        }
+        let tokens = ctx
+            .data::<AppState>()?
+            .accounts()
+            .tokens_of(&self.id)
+            .await
+            .map_err(internal)?;
+        Ok(tokens
+            .into_iter()
+            .map(|t| ApiToken {
+                lifespan: i64::try_from((t.expires_at - t.created_at).whole_milliseconds())
+                    .unwrap_or(i64::MAX),
+                id: t.id,
+                name: t.name,
+                last_chars: t.last_chars,
+                scopes: t.scopes,
+                created_at: t.created_at,
+                last_used: t.last_used_at,
+            })
+            .collect())
+    }
+}
+
+/// Creates a personal token carrying at most the caller's own scopes.
+pub async fn create_token(
+    ctx: &Context<'_>,
+    input: ApiTokenCreateInput,
+) -> async_graphql::Result<String> {
+    let principal = ctx.data::<Principal>()?;
+    let user = principal
+        .user_id
+        .clone()
+        .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
+    if !principal.has_scope(&Scope::TOKENS_WRITE) {
+        return Err(gql_error(
+            ErrorCode::Forbidden,
+            "Your token lacks the tokens:write scope.",
+        ));
+    }
+    if input.name.trim().is_empty() || input.name.len() > 512 {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "A token needs a name of at most 512 characters.",
+        ));
+    }
+    let mut scopes = Vec::with_capacity(input.scopes.len());
+    for raw in &input.scopes {
+        let scope =
+            Scope::parse(raw).map_err(|e| gql_error(ErrorCode::BadRequest, e.to_string()))?;
+        if !principal.has_scope(&scope) {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                format!("You cannot grant the {raw} scope you do not hold."),
+            ));
+        }
+        scopes.push(scope);
+    }
+    if scopes.is_empty() {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "A token needs at least one scope.",
+        ));
+    }
+    let lifespan = input
+        .lifespan
+        .filter(|ms| *ms > 0)
+        .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
+    ctx.data::<AppState>()?
+        .accounts()
+        .create_token(&user, input.name.trim(), &scopes, lifespan, None)
+        .await
+        .map_err(internal)
+}
+
+/// Revokes one of the caller's tokens, given the token or its id.
+pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> async_graphql::Result<bool> {
+    let principal = ctx.data::<Principal>()?;
+    let user = principal
+        .user_id
+        .clone()
+        .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
+    if !principal.has_scope(&Scope::TOKENS_WRITE) {
+        return Err(gql_error(
+            ErrorCode::Forbidden,
+            "Your token lacks the tokens:write scope.",
+        ));
+    }
+    ctx.data::<AppState>()?
+        .accounts()
+        .revoke_token(&user, token)
+        .await
+        .map_err(internal)
+}

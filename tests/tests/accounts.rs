@@ -1,0 +1,416 @@
+//! Accounts over real HTTP: register and sign in with the original's access-code flow, exchange
+//! codes and refresh tokens, personal tokens, and authenticated GraphQL mutations.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    app: TestApp,
+    http: reqwest::Client,
+    _cancel: tokio_util::sync::DropGuard,
+}
+
+async fn world() -> (World, TestDb) {
+    let db = TestDb::new().await;
+    let app = TestApp::spawn(test_settings(&db)).await;
+    let cancel = CancellationToken::new();
+    let options = projections::RuntimeOptions {
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    tokio::spawn(
+        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
+            .run(cancel.clone()),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    (
+        World {
+            app,
+            http,
+            _cancel: cancel.drop_guard(),
+        },
+        db,
+    )
+}
+
+fn access_code(res: &reqwest::Response) -> String {
+    let location = res.headers()["location"].to_str().unwrap();
+    location
+        .split("access_code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base_url)
+    }
+
+    async fn register(&self, email: &str) -> (String, String) {
+        let res = self
+            .http
+            .post(self.url("/auth/local/register?challenge=ch1"))
+            .form(&[
+                ("email", email),
+                ("password", "correct horse"),
+                ("name", "Ada Lovelace"),
+                ("company", "ACME"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302, "{:?}", res.text().await);
+        let code = access_code(&res);
+        let tokens: Value = self
+            .http
+            .post(self.url("/auth/token"))
+            .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "ch1"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (
+            tokens["token"].as_str().unwrap().to_owned(),
+            tokens["refreshToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        let res = self
+            .http
+            .post(self.url("/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_exchange_and_sign_in_like_the_original() {
+    let (w, _db) = world().await;
+    let (token, refresh) = w.register("Ada@Example.com").await;
+    assert_eq!(token.len(), 42);
+    let me = w
+        .gql(
+            &token,
+            "{ activeUser { id name email role company } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["data"]["activeUser"]["email"], "ada@example.com", "{me}");
+    assert_eq!(
+        me["data"]["activeUser"]["role"], "server:admin",
+        "the first user is admin"
+    );
+    let (second, _) = w.register("bob@example.com").await;
+    let bob = w.gql(&second, "{ activeUser { role } }", json!({})).await;
+    assert_eq!(bob["data"]["activeUser"]["role"], "server:user");
+
+    // The same email cannot register twice; a short password is refused.
+    let res = w
+        .http
+        .post(w.url("/auth/local/register?challenge=c"))
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "another pass"),
+            ("name", "X"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = w
+        .http
+        .post(w.url("/auth/local/register?challenge=c"))
+        .form(&[
+            ("email", "c@example.com"),
+            ("password", "short"),
+            ("name", "X"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let res = w
+        .http
+        .post(w.url("/auth/local/register"))
+        .form(&[("email", "d@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "no challenge");
+
+    // Sign in; a wrong password gets the original's 401.
+    let res = w
+        .http
+        .post(w.url("/auth/local/login?challenge=c2"))
+        .json(&json!({"email": "ada@example.com", "password": "wrong password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["message"],
+        "Invalid credentials."
+    );
+    let res = w
+        .http
+        .post(w.url("/auth/local/login?challenge=c2"))
+        .json(&json!({"email": "ada@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let code = access_code(&res);
+    // A wrong challenge burns the code.
+    let bad = w.http.post(w.url("/auth/token")).json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "other"})).send().await.unwrap();
+    assert_eq!(bad.status(), 401);
+    let again = w.http.post(w.url("/auth/token")).json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "c2"})).send().await.unwrap();
+    assert_eq!(again.status(), 401, "access codes are single-use");
+
+    // Refresh rotates: the old refresh token stops working.
+    let res = w
+        .http
+        .post(w.url("/auth/token"))
+        .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "refreshToken": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let fresh: Value = res.json().await.unwrap();
+    assert_eq!(fresh["token"].as_str().unwrap().len(), 42);
+    let res = w
+        .http
+        .post(w.url("/auth/token"))
+        .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "refreshToken": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_tokens_carry_scopes_and_die_when_revoked() {
+    let (w, _db) = world().await;
+    let (token, _) = w.register("ada@example.com").await;
+    let created = w
+        .gql(
+            &token,
+            "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
+            json!({"t": {"name": "ci", "scopes": ["streams:read", "profile:read"]}}),
+        )
+        .await;
+    let pat = created["data"]["apiTokenCreate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = w
+        .gql(
+            &token,
+            "{ activeUser { apiTokens { id name scopes lastChars } } }",
+            json!({}),
+        )
+        .await;
+    let tokens = listed["data"]["activeUser"]["apiTokens"]
+        .as_array()
+        .unwrap();
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t["id"] == pat[..10] && t["lastChars"] == pat[36..]),
+        "{listed}"
+    );
+    // The read-only token cannot write.
+    let denied = w
+        .gql(
+            &pat,
+            "mutation { projectMutations { create(input: {name: \"x\"}) { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        denied["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{denied}"
+    );
+    // Revoked: refused with 403 even for public data.
+    let revoked = w
+        .gql(
+            &token,
+            "mutation($t: String!) { apiTokenRevoke(token: $t) }",
+            json!({"t": pat}),
+        )
+        .await;
+    assert_eq!(revoked["data"]["apiTokenRevoke"], true);
+    let res = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&pat)
+        .json(&json!({"query": "{ serverInfo { name } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // A token that was never issued is refused the same way; so is a tampered one.
+    let mut tampered = token.clone();
+    tampered.replace_range(41.., if token.ends_with('0') { "1" } else { "0" });
+    let res = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&tampered)
+        .json(&json!({"query": "{ serverInfo { name } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_create_update_and_delete_through_the_log() {
+    let (w, _db) = world().await;
+    let (ada, _) = w.register("ada@example.com").await;
+    let (bob, _) = w.register("bob@example.com").await;
+    let created = w
+        .gql(&ada, "mutation { projectMutations { create(input: {name: \"Haus\", description: \"d\"}) { id name visibility role team { role user { name } } } } }", json!({}))
+        .await;
+    let project = &created["data"]["projectMutations"]["create"];
+    assert_eq!(project["visibility"], "PRIVATE", "{created}");
+    assert_eq!(project["role"], "stream:owner");
+    let pid = project["id"].as_str().unwrap().to_owned();
+
+    let model = w
+        .gql(&ada, "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \" Structure / L1 \"}) { id name displayName } } }", json!({"p": pid}))
+        .await;
+    let m = &model["data"]["modelMutations"]["create"];
+    assert_eq!(m["name"], "structure/l1", "{model}");
+    assert_eq!(m["displayName"], "l1");
+    let mid = m["id"].as_str().unwrap().to_owned();
+    let version = w
+        .gql(&ada, "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"first\", sourceApplication: \"test\", totalChildrenCount: 2}) { id message referencedObject totalChildrenCount authorUser { name } model { id } } } }", json!({"p": pid, "m": mid}))
+        .await;
+    let v = &version["data"]["versionMutations"]["create"];
+    assert_eq!(v["message"], "first", "{version}");
+    assert_eq!(v["model"]["id"], mid);
+    let vid = v["id"].as_str().unwrap().to_owned();
+
+    // Bob sees nothing of the private project, and cannot change it.
+    let peek = w
+        .gql(
+            &bob,
+            "query($p: String!) { project(id: $p) { name } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert_eq!(
+        peek["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{peek}"
+    );
+    let poke = w.gql(&bob, "mutation($p: String!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
+    assert_eq!(
+        poke["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{poke}"
+    );
+    assert!(!poke.to_string().contains("Haus"));
+
+    // Ada makes Bob a contributor; Bob can now read and add versions, not rename the project.
+    let bob_id = w.gql(&bob, "{ activeUser { id } }", json!({})).await["data"]["activeUser"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let role = w.gql(&ada, "mutation($p: String!, $u: String!) { projectMutations { updateRole(input: {projectId: $p, userId: $u, role: \"stream:contributor\"}) { team { role user { id } } } } }", json!({"p": pid, "u": bob_id})).await;
+    assert_eq!(
+        role["data"]["projectMutations"]["updateRole"]["team"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{role}"
+    );
+    let seen = w
+        .gql(
+            &bob,
+            "query($p: String!) { project(id: $p) { name role versions { totalCount } } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert_eq!(
+        seen["data"]["project"]["role"], "stream:contributor",
+        "{seen}"
+    );
+    let rename = w.gql(&bob, "mutation($p: String!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
+    assert_eq!(
+        rename["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{rename}"
+    );
+
+    let updated = w.gql(&ada, "mutation($p: String!, $v: String!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"renamed\"}) { message } } }", json!({"p": pid, "v": vid})).await;
+    assert_eq!(
+        updated["data"]["versionMutations"]["update"]["message"], "renamed",
+        "{updated}"
+    );
+    let moved = w.gql(&ada, "mutation($p: String!, $v: String!) { versionMutations { moveToModel(input: {projectId: $p, versionIds: [$v], targetModelName: \"archive\"}) { name versions { totalCount } } } }", json!({"p": pid, "v": vid})).await;
+    assert_eq!(
+        moved["data"]["versionMutations"]["moveToModel"]["versions"]["totalCount"], 1,
+        "{moved}"
+    );
+    let received = w.gql(&bob, "mutation($p: String!, $v: String!) { versionMutations { markReceived(input: {projectId: $p, versionId: $v, sourceApplication: \"rhino\"}) } }", json!({"p": pid, "v": vid})).await;
+    assert_eq!(
+        received["data"]["versionMutations"]["markReceived"], true,
+        "{received}"
+    );
+    let taken = w.gql(&ada, "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"ARCHIVE\"}) { id } } }", json!({"p": pid})).await;
+    assert_eq!(
+        taken["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
+        "{taken}"
+    );
+
+    let projects = w
+        .gql(
+            &bob,
+            "{ activeUser { projects(limit: 10) { totalCount items { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        projects["data"]["activeUser"]["projects"]["totalCount"], 1,
+        "{projects}"
+    );
+    let deleted = w
+        .gql(
+            &ada,
+            "mutation($p: String!) { projectMutations { delete(id: $p) } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert_eq!(
+        deleted["data"]["projectMutations"]["delete"], true,
+        "{deleted}"
+    );
+    let gone = w
+        .gql(
+            &ada,
+            "query($p: String!) { project(id: $p) { name } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert_eq!(
+        gone["errors"][0]["extensions"]["code"], "STREAM_NOT_FOUND",
+        "{gone}"
+    );
+}
