@@ -2,6 +2,7 @@
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
 mod errors;
+mod loaders;
 mod mutations;
 mod project;
 mod server;
@@ -133,7 +134,13 @@ pub async fn handler(
         Ok(p) => p,
         Err(rejection) => return rejection.into_response(),
     };
-    let request = request.into_inner().data(principal).data(context);
+    let (users, versions) = loaders::for_request(state.pool());
+    let request = request
+        .into_inner()
+        .data(principal)
+        .data(context)
+        .data(users)
+        .data(versions);
     GraphQLResponse::from(state.schema().execute_batch(request).await).into_response()
 }
 

@@ -5,7 +5,10 @@ use domain::policy::{Principal, ProjectAccess, ProjectRole, Visibility, can_read
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
+use async_graphql::dataloader::DataLoader;
+
 use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::loaders::{FirstPage, ModelVersionsLoader, UserLoader};
 use crate::app::AppState;
 
 /// Project visibility on the wire.
@@ -58,7 +61,7 @@ pub struct Project {
 /// A user as others see them.
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 pub struct LimitedUser {
-    id: String,
+    pub(crate) id: String,
     name: String,
     bio: Option<String>,
     company: Option<String>,
@@ -91,7 +94,7 @@ pub struct Model {
 }
 
 /// A version.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Version {
     id: String,
@@ -382,6 +385,13 @@ async fn versions_page(
     })
 }
 
+async fn load_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
+    match ctx.data::<std::sync::Arc<DataLoader<UserLoader>>>() {
+        Ok(loader) => loader.load_one(id.to_owned()).await.map_err(internal),
+        Err(_) => limited_user(pool(ctx)?, id).await,
+    }
+}
+
 async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
     sqlx::query_as(
         "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = $1",
@@ -405,7 +415,7 @@ impl Model {
 
     /// Who created it.
     async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
-        limited_user(pool(ctx)?, &self.author_id).await
+        load_user(ctx, &self.author_id).await
     }
 
     /// Its versions, newest first.
@@ -415,6 +425,28 @@ impl Model {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> async_graphql::Result<VersionCollection> {
+        if cursor.is_none()
+            && let Ok(loader) = ctx.data::<std::sync::Arc<DataLoader<ModelVersionsLoader>>>()
+        {
+            let limit = page_limit(limit)?;
+            let page = loader
+                .load_one((self.id.clone(), limit))
+                .await
+                .map_err(internal)?;
+            let page = page.unwrap_or(FirstPage {
+                total_count: 0,
+                items: Vec::new(),
+            });
+            let items: Vec<Version> = page.items.iter().map(|v| v.as_ref().clone()).collect();
+            let cursor = (items.len() as i64 == limit && page.total_count > limit)
+                .then(|| items.last().map(|v| encode_cursor(v.created_at, &v.id)))
+                .flatten();
+            return Ok(VersionCollection {
+                total_count: page.total_count,
+                cursor,
+                items,
+            });
+        }
         versions_page(pool(ctx)?, "model_id", &self.id, limit, cursor).await
     }
 
@@ -424,11 +456,18 @@ impl Model {
     }
 }
 
+impl Version {
+    /// The model it belongs to.
+    pub(crate) fn model_id(&self) -> &str {
+        &self.model_id
+    }
+}
+
 #[ComplexObject]
 impl Version {
     /// Who sent it.
     async fn author_user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
-        limited_user(pool(ctx)?, &self.author_id).await
+        load_user(ctx, &self.author_id).await
     }
 
     /// The model it is in.

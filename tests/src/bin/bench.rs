@@ -49,6 +49,13 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// GraphQL latency: one project with 10 models x 5 versions at 1, 16 and 64 concurrent
+    /// clients, and an authenticated `{activeUser{id}}`, beside `GET /api/ping` (the HTTP floor).
+    Graphql {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -93,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Graphql { seconds } => graphql_bench(&pool, &scoped, seconds).await,
         Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
     };
     pool.close().await;
@@ -427,6 +435,178 @@ async fn live_lag(
     writer.await??;
     lags.sort();
     Ok(lags)
+}
+
+async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow::Result<()> {
+    projections::install(pool, &projections::registry()).await?;
+    let redis = std::env::var("STRATA_REDIS_URL")
+        .or_else(|_| std::env::var("STRATA_TEST_REDIS_URL"))
+        .context("set STRATA_REDIS_URL (deploy/dev up writes it)")?;
+    let settings = command_service::config::Settings {
+        port: 0,
+        database_url: Some(command_service::config::Secret::new(scoped_url)),
+        redis_url: Some(command_service::config::Secret::new(redis)),
+        token_pepper: Some(command_service::config::Secret::new(
+            "bench-pepper-bench-pepper-bench-pepper-00",
+        )),
+        database_max_connections: 40,
+        ..Default::default()
+    };
+    let app = tests::TestApp::spawn(settings).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runtime = projections::ProjectorRuntime::new(
+        pool.clone(),
+        projections::registry(),
+        projections::RuntimeOptions::default(),
+    );
+    let running = tokio::spawn(runtime.run(cancel.clone()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = app.base_url.clone();
+    let res = http
+        .post(format!("{base}/auth/local/register?challenge=bench"))
+        .json(&json!({"email": "bench@example.com", "password": "bench password", "name": "Bench"}))
+        .send()
+        .await?;
+    let location = res
+        .headers()
+        .get("location")
+        .context("no redirect")?
+        .to_str()?
+        .to_owned();
+    let code = location
+        .split("access_code=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .context("no code")?;
+    let tokens: serde_json::Value = http
+        .post(format!("{base}/auth/token"))
+        .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = tokens["token"].as_str().context("no token")?.to_owned();
+    let gql = |query: String, variables: serde_json::Value| {
+        let http = http.clone();
+        let base = base.clone();
+        let token = token.clone();
+        async move {
+            let body: serde_json::Value = http
+                .post(format!("{base}/graphql"))
+                .bearer_auth(&token)
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::ensure!(body.get("errors").is_none(), "GraphQL errors: {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let project = gql(
+        "mutation { projectMutations { create(input: {name: \"bench\"}) { id } } }".into(),
+        json!({}),
+    )
+    .await?;
+    let pid = project["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .context("no project")?
+        .to_owned();
+    for m in 0..10 {
+        let model = gql(
+            "mutation($p: String!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }".into(),
+            json!({"p": pid, "n": format!("model {m}")}),
+        )
+        .await?;
+        let mid = model["data"]["modelMutations"]["create"]["id"]
+            .as_str()
+            .context("no model")?
+            .to_owned();
+        for v in 0..5 {
+            gql(
+                "mutation($p: String!, $m: String!, $msg: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: $msg}) { id } } }".into(),
+                json!({"p": pid, "m": mid, "msg": format!("v{v}")}),
+            )
+            .await?;
+        }
+    }
+    let project_query = "query($id: String!) { project(id: $id) { id name role models(limit: 10) { totalCount items { id name versions(limit: 5) { totalCount items { id message referencedObject createdAt authorUser { id name } } } } } } }";
+    println!("\ngraphql: {seconds} s per measurement; every response checked for errors");
+    println!(
+        "{:>8} {:>28} {:>10} {:>10} {:>10}",
+        "clients", "request", "req/s", "p50 ms", "p99 ms"
+    );
+    for clients in [1usize, 16, 64] {
+        for (label, kind) in [
+            ("GET /api/ping (floor)", 0u8),
+            ("{activeUser{id}}", 1),
+            ("project 10x5", 2),
+        ] {
+            let window = Duration::from_secs(seconds);
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..clients {
+                let http = http.clone();
+                let base = base.clone();
+                let token = token.clone();
+                let pid = pid.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    while start.elapsed() < window {
+                        let t = Instant::now();
+                        match kind {
+                            0 => {
+                                let text = http
+                                    .get(format!("{base}/api/ping"))
+                                    .send()
+                                    .await?
+                                    .text()
+                                    .await?;
+                                anyhow::ensure!(text == "pong", "ping answered {text}");
+                            }
+                            _ => {
+                                let body = if kind == 1 {
+                                    json!({"query": "{activeUser{id}}"})
+                                } else {
+                                    json!({"query": project_query, "variables": {"id": pid}})
+                                };
+                                let res: serde_json::Value = http
+                                    .post(format!("{base}/graphql"))
+                                    .bearer_auth(&token)
+                                    .json(&body)
+                                    .send()
+                                    .await?
+                                    .json()
+                                    .await?;
+                                anyhow::ensure!(
+                                    res.get("errors").is_none() && res["data"].is_object(),
+                                    "bad response {res}"
+                                );
+                            }
+                        }
+                        latencies.push(t.elapsed());
+                    }
+                    anyhow::Ok(latencies)
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await??);
+            }
+            let rate = all.len() as f64 / start.elapsed().as_secs_f64();
+            all.sort();
+            println!(
+                "{clients:>8} {label:>28} {rate:>10.0} {:>10.2} {:>10.2}",
+                ms(percentile(&all, 0.5)),
+                ms(percentile(&all, 0.99))
+            );
+        }
+    }
+    cancel.cancel();
+    running.await?;
+    Ok(())
 }
 
 /// Runs `writers` loops of `op(writer, iteration)` for `window`; returns operations per second.

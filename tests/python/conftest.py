@@ -1,0 +1,69 @@
+"""Fixtures: the server's address, and users registered through the local sign-up flow.
+
+Users are registered once per session (`first_user`, then `second_user`), like specklepy's own
+integration tests; every test makes its own projects, so tests do not depend on each other.
+On a fresh database the first user the server ever sees becomes `server:admin`; the suite may
+run against a database that already has users, so it never relies on that.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Tuple
+
+import pytest
+
+from specklepy.api.client import SpeckleClient
+from specklepy.logging import metrics
+
+from strata_e2e import (
+    RegisteredUser,
+    authenticated_client,
+    register_user,
+    server_url,
+    wait_until_ready,
+)
+
+# specklepy only reports usage for app.speckle.systems, but say so explicitly: nothing here
+# may talk to anything but the local server.
+metrics.disable()
+
+
+@pytest.fixture(scope="session")
+def url() -> str:
+    """The server's origin, once it answers `/readiness`."""
+    origin = server_url()
+    wait_until_ready(origin, float(os.environ.get("STRATA_E2E_READY_SECONDS", "60")))
+    return origin
+
+
+@pytest.fixture(scope="session")
+def first_user(url: str) -> RegisteredUser:
+    return register_user(url, "first")
+
+
+@pytest.fixture(scope="session")
+def second_user(url: str, first_user: RegisteredUser) -> RegisteredUser:
+    # Depends on first_user so that the order of registration is always first, then second.
+    return register_user(url, "second")
+
+
+@pytest.fixture(scope="session")
+def first_client(url: str, first_user: RegisteredUser) -> SpeckleClient:
+    return authenticated_client(url, first_user)
+
+
+@pytest.fixture(scope="session")
+def second_client(url: str, second_user: RegisteredUser) -> SpeckleClient:
+    return authenticated_client(url, second_user)
+
+
+@pytest.fixture(scope="session")
+def register(url: str) -> Callable[[str], Tuple[RegisteredUser, SpeckleClient]]:
+    """Registers another user, for tests that need an account nobody else touches."""
+
+    def make(label: str) -> Tuple[RegisteredUser, SpeckleClient]:
+        user = register_user(url, label)
+        return user, authenticated_client(url, user)
+
+    return make
