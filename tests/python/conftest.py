@@ -9,10 +9,9 @@ run against a database that already has users, so it never relies on that.
 from __future__ import annotations
 
 import os
-from typing import Callable, Tuple
+from collections.abc import Callable
 
 import pytest
-
 from specklepy.api.client import SpeckleClient
 from specklepy.logging import metrics
 
@@ -59,10 +58,10 @@ def second_client(url: str, second_user: RegisteredUser) -> SpeckleClient:
 
 
 @pytest.fixture(scope="session")
-def register(url: str) -> Callable[[str], Tuple[RegisteredUser, SpeckleClient]]:
+def register(url: str) -> Callable[[str], tuple[RegisteredUser, SpeckleClient]]:
     """Registers another user, for tests that need an account nobody else touches."""
 
-    def make(label: str) -> Tuple[RegisteredUser, SpeckleClient]:
+    def make(label: str) -> tuple[RegisteredUser, SpeckleClient]:
         user = register_user(url, label)
         return user, authenticated_client(url, user)
 

@@ -11,12 +11,11 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, List
 from urllib.parse import parse_qs, urlparse
 
 import requests
-
 from specklepy.api.client import SpeckleClient
 from specklepy.api.models import Project
 from specklepy.logging.exceptions import GraphQLException
@@ -170,7 +169,7 @@ def authenticated_client(url: str, user: RegisteredUser) -> SpeckleClient:
     return client
 
 
-def error_codes(error: GraphQLException) -> List[str]:
+def error_codes(error: GraphQLException) -> list[str]:
     """The `extensions.code` of every GraphQL error specklepy received."""
     codes = []
     for entry in error.errors or []:

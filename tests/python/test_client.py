@@ -6,7 +6,6 @@ from urllib.parse import urlparse
 
 import pytest
 from gql.transport.exceptions import TransportServerError
-
 from specklepy.api.client import SpeckleClient
 from specklepy.api.models import ServerInfo, User
 from specklepy.logging.exceptions import SpeckleException

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Callable, Tuple
+from collections.abc import Callable
 
 import pytest
-
 from specklepy.api.client import SpeckleClient
 from specklepy.api.enums import ProjectVisibility
 from specklepy.api.inputs.model_inputs import (
@@ -133,9 +132,7 @@ def test_model_create_get_update_delete(
     assert me is not None
 
     created = first_client.model.create(
-        CreateModelInput(
-            name="facade/north", description="curtain wall", project_id=project.id
-        )
+        CreateModelInput(name="facade/north", description="curtain wall", project_id=project.id)
     )
 
     assert isinstance(created, Model)
@@ -277,7 +274,7 @@ def test_version_create_list_update_receive_delete(first_client: SpeckleClient) 
 
 
 def test_user_projects_paginate_with_cursors(
-    register: Callable[[str], Tuple[RegisteredUser, SpeckleClient]],
+    register: Callable[[str], tuple[RegisteredUser, SpeckleClient]],
 ) -> None:
     # A user of its own, so that the count is exactly what this test made.
     _, client = register("pager")

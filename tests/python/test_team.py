@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from specklepy.api.client import SpeckleClient
 from specklepy.api.enums import ProjectVisibility
 from specklepy.api.inputs.project_inputs import (
@@ -80,9 +79,7 @@ def test_owner_grants_and_revokes_a_role(
     _assert_forbidden(second_client, project.id)
 
     granted = first_client.project.update_role(
-        ProjectUpdateRoleInput(
-            user_id=member_id, project_id=project.id, role="stream:contributor"
-        )
+        ProjectUpdateRoleInput(user_id=member_id, project_id=project.id, role="stream:contributor")
     )
 
     assert isinstance(granted, ProjectWithTeam)
@@ -136,9 +133,7 @@ def test_non_member_cannot_grant_itself_a_role(
 
     with pytest.raises(GraphQLException) as caught:
         second_client.project.update_role(
-            ProjectUpdateRoleInput(
-                user_id=intruder_id, project_id=project.id, role="stream:owner"
-            )
+            ProjectUpdateRoleInput(user_id=intruder_id, project_id=project.id, role="stream:owner")
         )
     assert "FORBIDDEN" in error_codes(caught.value), caught.value.errors
 
