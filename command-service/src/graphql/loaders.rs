@@ -61,7 +61,7 @@ impl Loader<(String, i64)> for ModelVersionsLoader {
         let counts: HashMap<String, i64> = counts.into_iter().collect();
         let rows: Vec<Version> = sqlx::query_as(
             "SELECT v.id, v.referenced_object, v.message, v.source_application, v.total_children_count, \
-                    v.parents, v.author_id, v.model_id, v.created_at \
+                    v.parents, v.author_id, v.model_id, v.project_id, v.created_at \
              FROM unnest($1::text[]) AS m(id) \
              CROSS JOIN LATERAL (SELECT * FROM versions WHERE model_id = m.id \
                                  ORDER BY created_at DESC, id DESC LIMIT $2) v",

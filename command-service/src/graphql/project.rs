@@ -1,6 +1,6 @@
 //! `project(id)` and what hangs off it, read from the `speckle` read model.
 
-use async_graphql::{ComplexObject, Context, Enum, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, SimpleObject};
 use domain::policy::{Principal, ProjectAccess, ProjectRole, Visibility, can_read_project};
 use sqlx::PgPool;
 use time::OffsetDateTime;
@@ -107,7 +107,34 @@ pub struct Version {
     author_id: String,
     #[graphql(skip)]
     model_id: String,
+    #[graphql(skip)]
+    project_id: String,
     created_at: OffsetDateTime,
+}
+
+/// Filters of `Model.versions`.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ModelVersionsFilter {
+    /// Versions to put first (or alone, with `priorityIdsOnly`).
+    priority_ids: Vec<String>,
+    /// Only the priority versions.
+    priority_ids_only: Option<bool>,
+}
+
+/// A pending invite as the project's team sees it.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct PendingStreamCollaborator {
+    id: String,
+    invite_id: String,
+    project_id: String,
+    project_name: String,
+    title: String,
+    role: String,
+    token: Option<String>,
+    user: Option<LimitedUser>,
+    invited_by: Option<LimitedUser>,
 }
 
 /// A page of models.
@@ -227,6 +254,57 @@ impl Project {
         }
     }
 
+    /// The applications its versions were sent from.
+    async fn source_apps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT source_application FROM versions \
+             WHERE project_id = $1 AND source_application IS NOT NULL ORDER BY 1",
+        )
+        .bind(&self.id)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+
+    /// Workspaces are not offered: always null.
+    async fn workspace_id(&self) -> Option<String> {
+        None
+    }
+
+    /// Pending invites.
+    async fn invited_team(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<PendingStreamCollaborator>> {
+        let rows: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
+            "SELECT id, target_user_id, role, invited_by FROM project_invites \
+             WHERE project_id = $1 AND status = 'pending' ORDER BY created_at",
+        )
+        .bind(&self.id)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, target, role, invited_by) in rows {
+            let user = match target {
+                Some(t) => load_user(ctx, &t).await?,
+                None => None,
+            };
+            out.push(PendingStreamCollaborator {
+                invite_id: id.clone(),
+                id,
+                project_id: self.id.clone(),
+                project_name: self.name.clone(),
+                title: self.name.clone(),
+                role,
+                token: None,
+                user,
+                invited_by: load_user(ctx, &invited_by).await?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Members, owners first.
     async fn team(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectCollaborator>> {
         #[derive(sqlx::FromRow)]
@@ -335,7 +413,7 @@ impl Project {
     async fn version(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Version> {
         sqlx::query_as(
             "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-             author_id, model_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
+             author_id, model_id, project_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
         )
         .bind(&self.id)
         .bind(&id)
@@ -364,7 +442,7 @@ async fn versions_page(
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
     let items: Vec<Version> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, created_at FROM versions \
+         author_id, model_id, project_id, created_at FROM versions \
          WHERE {column} = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
          ORDER BY created_at DESC, id DESC LIMIT $4"
     )))
@@ -418,13 +496,49 @@ impl Model {
         load_user(ctx, &self.author_id).await
     }
 
-    /// Its versions, newest first.
+    /// The preview of its latest version; null before any version.
+    async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let latest: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM versions WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(&self.id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)?;
+        let origin = ctx.data::<AppState>()?.public_url();
+        Ok(latest.map(|v| format!("{origin}/preview/{}/commits/{v}", self.project_id)))
+    }
+
+    /// Its versions, newest first. With `filter.priorityIdsOnly`, only the listed versions.
     async fn versions(
         &self,
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
+        filter: Option<ModelVersionsFilter>,
     ) -> async_graphql::Result<VersionCollection> {
+        if let Some(ModelVersionsFilter {
+            priority_ids,
+            priority_ids_only: Some(true),
+        }) = filter
+        {
+            let items: Vec<Version> = sqlx::query_as(
+                "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+                 author_id, model_id, project_id, created_at FROM versions \
+                 WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3",
+            )
+            .bind(&self.id)
+            .bind(&priority_ids)
+            .bind(page_limit(limit)?)
+            .fetch_all(pool(ctx)?)
+            .await
+            .map_err(internal)?;
+            return Ok(VersionCollection {
+                total_count: items.len() as i64,
+                cursor: None,
+                items,
+            });
+        }
         if cursor.is_none()
             && let Ok(loader) = ctx.data::<std::sync::Arc<DataLoader<ModelVersionsLoader>>>()
         {
@@ -465,6 +579,16 @@ impl Version {
 
 #[ComplexObject]
 impl Version {
+    /// Where its preview image is served.
+    async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        Ok(format!(
+            "{}/preview/{}/commits/{}",
+            ctx.data::<AppState>()?.public_url(),
+            self.project_id,
+            self.id
+        ))
+    }
+
     /// Who sent it.
     async fn author_user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
         load_user(ctx, &self.author_id).await
@@ -513,7 +637,7 @@ pub async fn model_by_name_in(
 pub async fn version_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Version> {
     sqlx::query_as(
         "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, created_at FROM versions WHERE id = $1",
+         author_id, model_id, project_id, created_at FROM versions WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool(ctx)?)

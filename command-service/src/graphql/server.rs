@@ -133,8 +133,13 @@ impl ServerInfo {
                 title: r.as_str().to_owned(),
             })
             .collect(),
-            // Local sign-in arrives with accounts; until then there is no way to sign in.
-            auth_strategies: Vec::new(),
+            auth_strategies: vec![AuthStrategy {
+                id: "local".into(),
+                name: "Local".into(),
+                icon: "TODO".into(),
+                url: "/auth/local".into(),
+                color: Some("accent".into()),
+            }],
             configuration: ServerConfiguration {
                 object_size_limit_bytes: i64_of(s.object_size_limit_bytes),
                 object_multipart_upload_size_limit_bytes: i64_of(

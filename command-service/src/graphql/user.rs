@@ -24,6 +24,22 @@ pub struct User {
     created_at: OffsetDateTime,
 }
 
+/// Filters of `User.projects`.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct UserProjectsFilter {
+    /// Part of the project name, case-insensitively.
+    search: Option<String>,
+    /// Only projects where the user has one of these roles.
+    only_with_roles: Option<Vec<String>>,
+    /// Workspaces are not offered: ignored.
+    workspace_id: Option<String>,
+    /// Workspaces are not offered: every project is personal.
+    personal_only: Option<bool>,
+    /// Accepted for compatibility; membership is always explicit here.
+    include_implicit_access: Option<bool>,
+}
+
 /// A page of the user's projects.
 #[derive(SimpleObject)]
 #[graphql(rename_fields = "camelCase")]
@@ -110,7 +126,13 @@ impl User {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
+        filter: Option<UserProjectsFilter>,
     ) -> async_graphql::Result<UserProjectCollection> {
+        let search = filter
+            .as_ref()
+            .and_then(|f| f.search.clone())
+            .filter(|s| !s.is_empty());
+        let roles = filter.as_ref().and_then(|f| f.only_with_roles.clone());
         let limit = i64::from(limit.unwrap_or(25));
         if !(0..=100).contains(&limit) {
             return Err(gql_error(
@@ -119,12 +141,17 @@ impl User {
             ));
         }
         let pool = ctx.data::<AppState>()?.pool();
-        let total_count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM project_members WHERE user_id = $1")
-                .bind(&self.id)
-                .fetch_one(pool)
-                .await
-                .map_err(internal)?;
+        let total_count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM project_members m JOIN projects p ON p.id = m.project_id \
+             WHERE m.user_id = $1 AND ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
+             AND ($3::text[] IS NULL OR m.role = ANY($3))",
+        )
+        .bind(&self.id)
+        .bind(&search)
+        .bind(&roles)
+        .fetch_one(pool)
+        .await
+        .map_err(internal)?;
         let after = cursor
             .as_deref()
             .map(super::project::decode_cursor)
@@ -132,12 +159,15 @@ impl User {
         let ids: Vec<(String, OffsetDateTime)> = sqlx::query_as(
             "SELECT p.id, p.updated_at FROM projects p JOIN project_members m ON m.project_id = p.id \
              WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (p.updated_at, p.id) < ($2, $3)) \
+             AND ($5::text IS NULL OR p.name ILIKE '%' || $5 || '%') AND ($6::text[] IS NULL OR m.role = ANY($6)) \
              ORDER BY p.updated_at DESC, p.id DESC LIMIT $4",
         )
         .bind(&self.id)
         .bind(after.as_ref().map(|a| a.0))
         .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
         .bind(limit)
+        .bind(&search)
+        .bind(&roles)
         .fetch_all(pool)
         .await
         .map_err(internal)?;
