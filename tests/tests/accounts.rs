@@ -414,3 +414,88 @@ async fn mutations_create_update_and_delete_through_the_log() {
         "{gone}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_leave_profiles_and_permissions() {
+    let (w, _db) = world().await;
+    let (ada, _) = w.register("ada@example.com").await;
+    let (bob, _) = w.register("bob@example.com").await;
+    let bob_id = w.gql(&bob, "{ activeUser { id } }", json!({})).await["data"]["activeUser"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pid = w
+        .gql(
+            &ada,
+            "mutation { projectMutations { create(input: {name: \"Team\"}) { id } } }",
+            json!({}),
+        )
+        .await["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invited = w
+        .gql(&ada, "mutation($p: String!, $u: String!) { projectMutations { invites { create(projectId: $p, input: {userId: $u, role: \"stream:reviewer\"}) { invitedTeam { inviteId role user { id } } } } } }", json!({"p": pid, "u": bob_id}))
+        .await;
+    let team = &invited["data"]["projectMutations"]["invites"]["create"]["invitedTeam"];
+    assert_eq!(team[0]["user"]["id"], bob_id, "{invited}");
+    // Only the invitee sees the token; a forged one is refused.
+    let mine = w
+        .gql(
+            &bob,
+            "{ activeUser { projectInvites { projectId token role } } }",
+            json!({}),
+        )
+        .await;
+    let token = mine["data"]["activeUser"]["projectInvites"][0]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut forged = token.clone();
+    forged.replace_range(31.., if token.ends_with('0') { "1" } else { "0" });
+    let use_q = "mutation($p: String!, $t: String!) { projectMutations { invites { use(input: {projectId: $p, token: $t, accept: true}) } } }";
+    let refused = w.gql(&bob, use_q, json!({"p": pid, "t": forged})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "NOT_FOUND_ERROR",
+        "{refused}"
+    );
+    let used = w.gql(&bob, use_q, json!({"p": pid, "t": token})).await;
+    assert_eq!(
+        used["data"]["projectMutations"]["invites"]["use"], true,
+        "{used}"
+    );
+    let perms = w.gql(&bob, "query($p: String!) { project(id: $p) { role permissions { canRead { authorized } canUpdate { authorized code } canPublish { authorized } canLeave { authorized } } } }", json!({"p": pid})).await;
+    let p = &perms["data"]["project"];
+    assert_eq!(p["role"], "stream:reviewer", "{perms}");
+    assert_eq!(p["permissions"]["canRead"]["authorized"], true);
+    assert_eq!(p["permissions"]["canUpdate"]["authorized"], false);
+    assert_eq!(p["permissions"]["canPublish"]["authorized"], false);
+    assert_eq!(p["permissions"]["canLeave"]["authorized"], true);
+    // Bob leaves; Ada, the last owner, cannot.
+    let left = w
+        .gql(
+            &bob,
+            "mutation($p: String!) { projectMutations { leave(id: $p) } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert_eq!(left["data"]["projectMutations"]["leave"], true, "{left}");
+    let stuck = w
+        .gql(
+            &ada,
+            "mutation($p: String!) { projectMutations { leave(id: $p) } }",
+            json!({"p": pid}),
+        )
+        .await;
+    assert!(stuck["errors"].is_array(), "{stuck}");
+    // Profiles change through the log.
+    let renamed = w.gql(&bob, "mutation { activeUserMutations { update(user: {name: \"Robert\", bio: \"builds\"}) { name bio } } }", json!({})).await;
+    assert_eq!(
+        renamed["data"]["activeUserMutations"]["update"]["name"], "Robert",
+        "{renamed}"
+    );
+    assert_eq!(
+        renamed["data"]["activeUserMutations"]["update"]["bio"],
+        "builds"
+    );
+}

@@ -6,6 +6,7 @@ mod loaders;
 mod mutations;
 mod project;
 mod server;
+mod team;
 mod user;
 
 use async_graphql::http::GraphiQLSource;
@@ -85,6 +86,11 @@ impl Mutation {
     /// Version mutations.
     async fn version_mutations(&self) -> mutations::VersionMutations {
         mutations::VersionMutations
+    }
+
+    /// The signed-in user's own mutations.
+    async fn active_user_mutations(&self) -> team::ActiveUserMutations {
+        team::ActiveUserMutations
     }
 
     /// Creates a personal access token; the only time its secret is shown.

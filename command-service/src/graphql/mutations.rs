@@ -41,7 +41,7 @@ pub(crate) fn command_error(e: CommandError) -> async_graphql::Error {
     }
 }
 
-fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
+pub(crate) fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
     let principal = ctx.data::<Principal>()?.clone();
     let user = principal
         .user_id
@@ -50,14 +50,14 @@ fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
     Ok((principal, user))
 }
 
-fn metadata(ctx: &Context<'_>, user: &str) -> EventMetadata {
+pub(crate) fn metadata(ctx: &Context<'_>, user: &str) -> EventMetadata {
     ctx.data::<RequestContext>()
         .map(|c| c.metadata(Some(user.to_owned()), None))
         .unwrap_or_default()
 }
 
 /// Runs a project command after `check` passes on the state it is decided on.
-async fn run(
+pub(crate) async fn run(
     ctx: &Context<'_>,
     project_id: &str,
     check: impl Fn(&Principal, &policy::ProjectAccess, &domain::project::Project) -> policy::Decision,
@@ -193,6 +193,16 @@ impl ProjectMutations {
         )
         .await?;
         Ok(true)
+    }
+
+    /// Invite mutations.
+    async fn invites(&self) -> super::team::InviteMutations {
+        super::team::InviteMutations
+    }
+
+    /// Leaves the project (the last owner cannot).
+    async fn leave(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        super::team::leave(ctx, &id).await
     }
 
     /// Gives a user a role in the project, or removes them with a null role (owners).

@@ -1,7 +1,7 @@
 //! `project(id)` and what hangs off it, read from the `speckle` read model.
 
 use async_graphql::{ComplexObject, Context, Enum, InputObject, SimpleObject};
-use domain::policy::{Principal, ProjectAccess, ProjectRole, Visibility, can_read_project};
+use domain::policy::{self, Principal, ProjectAccess, ProjectRole, Visibility, can_read_project};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -137,6 +137,71 @@ pub struct PendingStreamCollaborator {
     invited_by: Option<LimitedUser>,
 }
 
+/// The outcome of one permission check, as the web app reads it.
+#[derive(SimpleObject)]
+pub struct PermissionCheckResult {
+    authorized: bool,
+    code: String,
+    message: String,
+}
+
+impl From<policy::Decision> for PermissionCheckResult {
+    fn from(d: policy::Decision) -> Self {
+        match d {
+            Ok(()) => Self {
+                authorized: true,
+                code: "OK".into(),
+                message: "OK".into(),
+            },
+            Err(denied) => Self {
+                authorized: false,
+                code: format!("{:?}", denied.reason),
+                message: denied.message,
+            },
+        }
+    }
+}
+
+/// What the caller may do with a project.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectPermissionChecks {
+    can_create_model: PermissionCheckResult,
+    can_read: PermissionCheckResult,
+    can_update: PermissionCheckResult,
+    can_delete: PermissionCheckResult,
+    can_publish: PermissionCheckResult,
+    can_load: PermissionCheckResult,
+    can_invite: PermissionCheckResult,
+    can_read_webhooks: PermissionCheckResult,
+    can_leave: PermissionCheckResult,
+}
+
+impl PendingStreamCollaborator {
+    /// An invite as its addressee sees it, token included.
+    pub(crate) async fn for_invitee(
+        id: String,
+        project_id: String,
+        project_name: String,
+        role: String,
+        token: String,
+        invited_by: String,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Self> {
+        Ok(Self {
+            invite_id: id.clone(),
+            id,
+            project_id,
+            title: project_name.clone(),
+            project_name,
+            role,
+            token: Some(token),
+            user: None,
+            invited_by: load_user(ctx, &invited_by).await?,
+        })
+    }
+}
+
 /// A page of models.
 #[derive(SimpleObject)]
 #[graphql(rename_fields = "camelCase")]
@@ -264,6 +329,29 @@ impl Project {
         .fetch_all(pool(ctx)?)
         .await
         .map_err(internal)
+    }
+
+    /// What the caller may do here, decided by the same policy the mutations use.
+    async fn permissions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ProjectPermissionChecks> {
+        let p = ctx.data::<Principal>()?;
+        let a = ProjectAccess {
+            visibility: visibility_of(&self.visibility),
+            role_of_principal: self.role.as_deref().and_then(role_of),
+        };
+        Ok(ProjectPermissionChecks {
+            can_create_model: policy::can_create_model(p, &a).into(),
+            can_read: policy::can_read_project(p, &a).into(),
+            can_update: policy::can_update_project(p, &a).into(),
+            can_delete: policy::can_delete_project(p, &a).into(),
+            can_publish: policy::can_create_version(p, &a).into(),
+            can_load: policy::can_read_project(p, &a).into(),
+            can_invite: policy::can_invite(p, &a).into(),
+            can_read_webhooks: policy::can_manage_members(p, &a).into(),
+            can_leave: policy::can_leave_project(p, &a).into(),
+        })
     }
 
     /// Workspaces are not offered: always null.

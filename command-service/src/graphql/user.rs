@@ -188,6 +188,48 @@ impl User {
         })
     }
 
+    /// Pending invites addressed to the user, with the token to answer them.
+    async fn project_invites(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::project::PendingStreamCollaborator>> {
+        let principal = ctx.data::<Principal>()?;
+        if principal.user_id.as_deref() != Some(self.id.as_str()) {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                "Only the user may see their invites.",
+            ));
+        }
+        let state = ctx.data::<AppState>()?;
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT i.id, i.project_id, p.name, i.role, i.invited_by FROM project_invites i \
+             JOIN projects p ON p.id = i.project_id \
+             WHERE i.status = 'pending' AND (i.target_user_id = $1 OR i.target_email = $2) ORDER BY i.created_at",
+        )
+        .bind(&self.id)
+        .bind(&self.email_address)
+        .fetch_all(state.pool())
+        .await
+        .map_err(internal)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, project_id, project_name, role, invited_by) in rows {
+            let token = super::team::invite_token(state, &id)?;
+            out.push(
+                super::project::PendingStreamCollaborator::for_invitee(
+                    id,
+                    project_id,
+                    project_name,
+                    role,
+                    token,
+                    invited_by,
+                    ctx,
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// The user's personal access tokens (`tokens:read`).
     async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
         let principal = ctx.data::<Principal>()?;

@@ -1,0 +1,275 @@
+//! Invites, leaving a project, and profile updates.
+
+use async_graphql::{Context, InputObject, Object};
+use domain::policy::{self, ProjectRole, ServerRole};
+use domain::project::{InviteTarget, Invitee, ProjectCommand};
+use domain::user::UserCommand;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::errors::{ErrorCode, gql_error, internal};
+use super::mutations::{command_error, run, signed_in};
+use super::project::{self as read, Project};
+use super::user::User;
+use crate::app::AppState;
+use crate::commands::{CommandError, UserAggregate, new_id};
+
+/// The invite token: the invite id and a keyed tag, so only whoever received it can use it.
+pub(crate) fn invite_token(state: &AppState, invite_id: &str) -> async_graphql::Result<String> {
+    let pepper = state
+        .settings()
+        .token_pepper
+        .as_ref()
+        .ok_or_else(|| internal("no token pepper"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()).map_err(internal)?;
+    mac.update(b"invite:");
+    mac.update(invite_id.as_bytes());
+    let tag = hex::encode(mac.finalize().into_bytes());
+    Ok(format!("{invite_id}{}", &tag[..22]))
+}
+
+fn parse_role(raw: Option<&str>) -> async_graphql::Result<ProjectRole> {
+    match raw {
+        None => Ok(ProjectRole::Contributor),
+        Some(r) => [
+            ProjectRole::Owner,
+            ProjectRole::Contributor,
+            ProjectRole::Reviewer,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == r)
+        .ok_or_else(|| gql_error(ErrorCode::BadRequest, format!("unknown project role {r:?}"))),
+    }
+}
+
+/// `invites.create` input: an email or a user id.
+#[derive(InputObject, Clone)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectInviteCreateInput {
+    email: Option<String>,
+    user_id: Option<String>,
+    role: Option<String>,
+    server_role: Option<String>,
+}
+
+/// `invites.use` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectInviteUseInput {
+    project_id: String,
+    token: String,
+    accept: bool,
+}
+
+/// Invite mutations.
+pub struct InviteMutations;
+
+async fn invite(
+    ctx: &Context<'_>,
+    project_id: &str,
+    input: ProjectInviteCreateInput,
+) -> async_graphql::Result<()> {
+    let (_, user) = signed_in(ctx)?;
+    let role = parse_role(input.role.as_deref())?;
+    let state = ctx.data::<AppState>()?;
+    let (target, target_role) = match (input.user_id, input.email) {
+        (Some(id), _) => {
+            let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(state.pool())
+                .await
+                .map_err(internal)?;
+            let role = role
+                .and_then(|r| r.parse::<ServerRole>().ok())
+                .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
+            (InviteTarget::UserId(id), Some(role))
+        }
+        (None, Some(email)) => (InviteTarget::Email(email), None),
+        (None, None) => {
+            return Err(gql_error(
+                ErrorCode::BadRequest,
+                "An invite needs an email or a user id.",
+            ));
+        }
+    };
+    let invite_id = new_id();
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_invite(p, a),
+        |_| {
+            Ok(ProjectCommand::CreateInvite {
+                invite_id: invite_id.clone(),
+                target: target.clone(),
+                role,
+                invited_by: user.clone(),
+                target_server_role: target_role,
+            })
+        },
+    )
+    .await
+}
+
+#[Object]
+impl InviteMutations {
+    /// Invites a user (by id) or an email address to the project (owners, with `users:invite`).
+    async fn create(
+        &self,
+        ctx: &Context<'_>,
+        project_id: String,
+        input: ProjectInviteCreateInput,
+    ) -> async_graphql::Result<Project> {
+        invite(ctx, &project_id, input).await?;
+        read::load(ctx, &project_id).await
+    }
+
+    /// Several invites at once.
+    async fn batch_create(
+        &self,
+        ctx: &Context<'_>,
+        project_id: String,
+        input: Vec<ProjectInviteCreateInput>,
+    ) -> async_graphql::Result<Project> {
+        for one in input {
+            invite(ctx, &project_id, one).await?;
+        }
+        read::load(ctx, &project_id).await
+    }
+
+    /// Accepts or declines an invite addressed to the caller.
+    #[graphql(name = "use")]
+    async fn use_invite(
+        &self,
+        ctx: &Context<'_>,
+        input: ProjectInviteUseInput,
+    ) -> async_graphql::Result<bool> {
+        let (principal, user) = signed_in(ctx)?;
+        policy::can_use_invite(&principal).map_err(|d| super::errors::denied(&d))?;
+        let state = ctx.data::<AppState>()?;
+        let invite_id = input.token.get(..10).unwrap_or_default().to_owned();
+        if input.token.len() != 32 || invite_token(state, &invite_id)? != input.token {
+            return Err(gql_error(ErrorCode::NotFound, "Invite not found"));
+        }
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT email, role FROM users WHERE id = $1")
+                .bind(&user)
+                .fetch_optional(state.pool())
+                .await
+                .map_err(internal)?;
+        let (email, role) = row.ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
+        let invitee = Invitee {
+            user_id: user.clone(),
+            emails: vec![email],
+            server_role: role.parse().map_err(|_| internal("bad stored role"))?,
+        };
+        let accept = input.accept;
+        state
+            .bus()
+            .execute::<crate::commands::ProjectAggregate, _>(
+                &input.project_id,
+                &super::mutations::metadata(ctx, &user),
+                |s| {
+                    s.project()
+                        .ok_or_else(|| CommandError::Denied(policy::Denied::project_not_found()))?;
+                    Ok(if accept {
+                        ProjectCommand::AcceptInvite {
+                            invite_id: invite_id.clone(),
+                            invitee: invitee.clone(),
+                        }
+                    } else {
+                        ProjectCommand::DeclineInvite {
+                            invite_id: invite_id.clone(),
+                            invitee: invitee.clone(),
+                        }
+                    })
+                },
+            )
+            .await
+            .map_err(command_error)?;
+        Ok(true)
+    }
+
+    /// Withdraws a pending invite (owners).
+    async fn cancel(
+        &self,
+        ctx: &Context<'_>,
+        project_id: String,
+        invite_id: String,
+    ) -> async_graphql::Result<Project> {
+        run(
+            ctx,
+            &project_id,
+            |p, a, _| policy::can_invite(p, a),
+            |_| {
+                Ok(ProjectCommand::CancelInvite {
+                    invite_id: invite_id.clone(),
+                })
+            },
+        )
+        .await?;
+        read::load(ctx, &project_id).await
+    }
+}
+
+/// Leaves a project (the last owner cannot).
+pub async fn leave(ctx: &Context<'_>, id: &str) -> async_graphql::Result<bool> {
+    let (_, user) = signed_in(ctx)?;
+    run(
+        ctx,
+        id,
+        |p, a, _| policy::can_leave_project(p, a),
+        |_| {
+            Ok(ProjectCommand::RemoveMember {
+                user_id: user.clone(),
+            })
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// `activeUserMutations.update` input.
+#[derive(InputObject)]
+pub struct UserUpdateInput {
+    name: Option<String>,
+    company: Option<String>,
+    bio: Option<String>,
+    avatar: Option<String>,
+}
+
+/// The signed-in user's own mutations.
+pub struct ActiveUserMutations;
+
+#[Object]
+impl ActiveUserMutations {
+    /// Changes the caller's profile (`profile:write`).
+    async fn update(
+        &self,
+        ctx: &Context<'_>,
+        user: UserUpdateInput,
+    ) -> async_graphql::Result<User> {
+        let (principal, id) = signed_in(ctx)?;
+        if !principal.has_scope(&policy::Scope::PROFILE_WRITE) {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                "Your token lacks the profile:write scope.",
+            ));
+        }
+        let command = UserCommand::UpdateProfile {
+            name: user.name,
+            company: user.company,
+            bio: user.bio,
+            avatar: user.avatar,
+        };
+        ctx.data::<AppState>()?
+            .bus()
+            .execute::<UserAggregate, _>(&id, &super::mutations::metadata(ctx, &id), |_| {
+                Ok(command.clone())
+            })
+            .await
+            .map_err(command_error)?;
+        super::user::active_user(ctx)
+            .await?
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))
+    }
+}
