@@ -110,7 +110,7 @@ fn account_error(e: AccountError) -> Response {
 }
 
 /// Reads a form or JSON body into string fields.
-fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
+pub(crate) fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

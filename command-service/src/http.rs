@@ -33,7 +33,34 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/local/login", axum::routing::post(crate::auth::login))
         .route("/auth/token", axum::routing::post(crate::auth::token))
+        .route(
+            "/objects/{project_id}",
+            axum::routing::post(crate::objects::upload),
+        )
+        .route(
+            "/objects/{project_id}/{object_id}",
+            get(crate::objects::download),
+        )
+        .route(
+            "/objects/{project_id}/{object_id}/single",
+            get(crate::objects::single),
+        )
+        .route(
+            "/api/diff/{project_id}",
+            axum::routing::post(crate::objects::diff),
+        )
+        .route(
+            "/api/getobjects/{project_id}",
+            axum::routing::post(crate::objects::get_objects),
+        )
         .fallback(|| async { AppError::not_found("no such route") })
+        // A request may carry several parts plus multipart framing; each part has its own limit.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state
+                .settings()
+                .object_multipart_upload_size_limit_bytes
+                .saturating_add(1 << 20),
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

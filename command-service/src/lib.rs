@@ -14,4 +14,5 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod objects;
 pub mod telemetry;

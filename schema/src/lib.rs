@@ -6,6 +6,7 @@
 pub mod chain;
 pub mod event_log;
 pub mod jobs;
+pub mod objects;
 pub mod wakeups;
 
 pub use event_log::{

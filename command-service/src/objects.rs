@@ -1,0 +1,381 @@
+//! The Speckle object API: upload (multipart batches, gzip or plain JSON), diff, download with
+//! children, single objects and batch fetch — the paths every connector's send and receive use.
+//!
+//! Failure statuses follow the original: 401 with an empty body when the caller may not, 404
+//! when the project or object does not exist, 400/413 with a message for bad input. A batch is
+//! validated whole before any of it is stored, so a bad batch stores nothing of itself.
+//! Not yet: streaming downloads and gzip-encoded responses (bodies are built in memory).
+
+use std::io::Read;
+
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::policy::{self, Principal, ProjectAccess, ProjectRole, Visibility};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::app::AppState;
+use crate::auth;
+use schema::objects::{self, NewObject};
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into()).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "object route failed");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// Who is calling and what they may do with the project, or the response refusing them.
+async fn access(
+    state: &AppState,
+    headers: &HeaderMap,
+    project_id: &str,
+    write: bool,
+) -> Result<(), Response> {
+    let principal: Principal = auth::authenticate(state, headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let visibility: Option<String> =
+        sqlx::query_scalar("SELECT visibility FROM projects WHERE id = $1")
+            .bind(project_id)
+            .fetch_optional(state.pool())
+            .await
+            .map_err(internal)?;
+    let Some(visibility) = visibility else {
+        return Err(text(StatusCode::NOT_FOUND, "Project not found."));
+    };
+    let role: Option<String> = match &principal.user_id {
+        None => None,
+        Some(user) => sqlx::query_scalar(
+            "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project_id)
+        .bind(user)
+        .fetch_optional(state.pool())
+        .await
+        .map_err(internal)?,
+    };
+    let access = ProjectAccess {
+        visibility: match visibility.as_str() {
+            "PUBLIC" => Visibility::Public,
+            "UNLISTED" => Visibility::Unlisted,
+            _ => Visibility::Private,
+        },
+        role_of_principal: role.and_then(|r| {
+            [
+                ProjectRole::Owner,
+                ProjectRole::Contributor,
+                ProjectRole::Reviewer,
+            ]
+            .into_iter()
+            .find(|x| x.as_str() == r)
+        }),
+    };
+    let decision = if write {
+        policy::can_create_version(&principal, &access)
+    } else {
+        policy::can_read_project(&principal, &access)
+    };
+    decision.map_err(|_| StatusCode::UNAUTHORIZED.into_response())
+}
+
+#[derive(Deserialize)]
+struct Head {
+    id: Option<String>,
+    hash: Option<String>,
+    speckle_type: Option<String>,
+    #[serde(rename = "__closure")]
+    closure: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(rename = "totalChildrenCount")]
+    total_children_count: Option<i64>,
+}
+
+/// Parses one batch: a JSON array of objects, each with a 32-character id.
+pub fn parse_batch(json: &str, max_object_bytes: usize) -> Result<Vec<NewObject>, String> {
+    let raw: Vec<&RawValue> = serde_json::from_str(json).map_err(|e| {
+        if json.trim_start().starts_with('[') {
+            format!("Failed to parse data: {e}")
+        } else {
+            "Failed to parse data. Batch is expected to be wrapped in a JSON array.".to_owned()
+        }
+    })?;
+    raw.into_iter()
+        .map(|object| {
+            let data = object.get();
+            let head: Head = serde_json::from_str(data).map_err(|e| {
+                format!("Failed to parse data: each object must be a JSON object ({e})")
+            })?;
+            let id = head.hash.or(head.id).unwrap_or_default();
+            if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "Error inserting object in the database: Invalid object ID {id:?}"
+                ));
+            }
+            if data.len() > max_object_bytes {
+                return Err(format!(
+                    "Error inserting object in the database: Object too large. Object ID: {id}"
+                ));
+            }
+            let total = head
+                .total_children_count
+                .or_else(|| head.closure.as_ref().map(|c| c.len() as i64))
+                .map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+            Ok(NewObject {
+                id,
+                speckle_type: head.speckle_type.unwrap_or_else(|| "Base".to_owned()),
+                total_children_count: total,
+                closure: head.closure.map(serde_json::Value::Object),
+                data: data.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// `POST /objects/:projectId`.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Response {
+    if let Err(refused) = access(&state, &headers, &project_id, true).await {
+        return refused;
+    }
+    let part_limit = state.settings().object_multipart_upload_size_limit_bytes;
+    let object_limit = state.settings().object_size_limit_bytes;
+    loop {
+        let mut field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Request too large: {e}"),
+                );
+            }
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Failed to parse request headers and body content as valid multipart/form-data: {e}"
+                    ),
+                );
+            }
+        };
+        if field.file_name().is_none() {
+            continue;
+        }
+        let content_type = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
+        let mut received = Vec::new();
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if received.len() + chunk.len() > part_limit {
+                        return text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("File size too large (> {part_limit})"),
+                        );
+                    }
+                    received.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "Upload request error: the body ended early.",
+                    );
+                }
+            }
+        }
+        let json = match content_type.as_str() {
+            "application/gzip" => {
+                let mut out = Vec::new();
+                let mut reader =
+                    flate2::read::GzDecoder::new(received.as_slice()).take(part_limit as u64 + 1);
+                if reader.read_to_end(&mut out).is_err() {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "Failed to parse data: the part is labelled application/gzip but is not gzip.",
+                    );
+                }
+                if out.len() > part_limit {
+                    return text(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "File size too large: more than {part_limit} bytes once decompressed"
+                        ),
+                    );
+                }
+                out
+            }
+            "text/plain" | "application/json" | "application/octet-stream" => received,
+            _ => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid ContentType header. This route only accepts \"application/gzip\", \"text/plain\" or \"application/json\".",
+                );
+            }
+        };
+        let Ok(json) = String::from_utf8(json) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "Failed to parse data: the batch is not UTF-8.",
+            );
+        };
+        let batch = match parse_batch(&json, object_limit) {
+            Ok(b) => b,
+            Err(m) => return text(StatusCode::BAD_REQUEST, m),
+        };
+        for chunk in batch.chunks(500) {
+            if let Err(e) = objects::insert_batch(state.pool(), &project_id, chunk).await {
+                return internal(e);
+            }
+        }
+    }
+    StatusCode::CREATED.into_response()
+}
+
+fn requested_ids(headers: &HeaderMap, body: &Bytes) -> Result<Vec<String>, String> {
+    let fields = auth::fields(headers, body)?;
+    let raw = fields
+        .get("objects")
+        .ok_or("The body needs an `objects` field.")?;
+    serde_json::from_str(raw).map_err(|_| "`objects` must be a JSON array of ids.".to_owned())
+}
+
+/// `POST /api/diff/:projectId`: which of the ids the project already holds.
+pub async fn diff(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = access(&state, &headers, &project_id, true).await {
+        return refused;
+    }
+    let ids = match requested_ids(&headers, &body) {
+        Ok(ids) => ids,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let mut found = std::collections::HashSet::new();
+    for chunk in ids.chunks(1000) {
+        match objects::existing(state.pool(), &project_id, chunk).await {
+            Ok(hit) => found.extend(hit),
+            Err(e) => return internal(e),
+        }
+    }
+    let answer: serde_json::Map<String, serde_json::Value> = ids
+        .into_iter()
+        .map(|id| {
+            let has = found.contains(&id);
+            (id, serde_json::Value::Bool(has))
+        })
+        .collect();
+    axum::Json(answer).into_response()
+}
+
+fn wants_lines(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) == Some("text/plain")
+}
+
+fn render(lines: bool, objects: &[(String, String)]) -> Response {
+    if lines {
+        let mut body = String::new();
+        for (id, data) in objects {
+            body.push_str(id);
+            body.push('\t');
+            body.push_str(data);
+            body.push('\n');
+        }
+        ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+    } else {
+        let mut body = String::from("[");
+        for (i, (_, data)) in objects.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(data);
+        }
+        body.push(']');
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// `GET /objects/:projectId/:objectId`: the root, then every object of its closure by id.
+pub async fn download(
+    State(state): State<AppState>,
+    Path((project_id, object_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = access(&state, &headers, &project_id, false).await {
+        return refused;
+    }
+    let root = match objects::get(state.pool(), &project_id, &object_id).await {
+        Ok(Some(root)) => root,
+        Ok(None) => return text(StatusCode::NOT_FOUND, "Failed to find object."),
+        Err(e) => return internal(e),
+    };
+    let children = match objects::closure_ids(state.pool(), &project_id, &object_id).await {
+        Ok(ids) => ids.unwrap_or_default(),
+        Err(e) => return internal(e),
+    };
+    let mut out = vec![(object_id, root)];
+    for chunk in children.chunks(1000) {
+        match objects::many(state.pool(), &project_id, chunk).await {
+            Ok(rows) => out.extend(rows),
+            Err(e) => return internal(e),
+        }
+    }
+    render(wants_lines(&headers), &out)
+}
+
+/// `GET /objects/:projectId/:objectId/single`.
+pub async fn single(
+    State(state): State<AppState>,
+    Path((project_id, object_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = access(&state, &headers, &project_id, false).await {
+        return refused;
+    }
+    match objects::get(state.pool(), &project_id, &object_id).await {
+        Ok(Some(data)) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            data,
+        )
+            .into_response(),
+        Ok(None) => text(StatusCode::NOT_FOUND, "Failed to find object."),
+        Err(e) => internal(e),
+    }
+}
+
+/// `POST /api/getobjects/:projectId`: the stored objects among the ids, by id within chunks.
+pub async fn get_objects(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = access(&state, &headers, &project_id, false).await {
+        return refused;
+    }
+    let ids = match requested_ids(&headers, &body) {
+        Ok(ids) => ids,
+        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+    };
+    let mut out = Vec::new();
+    for chunk in ids.chunks(1000) {
+        match objects::many(state.pool(), &project_id, chunk).await {
+            Ok(rows) => out.extend(rows),
+            Err(e) => return internal(e),
+        }
+    }
+    render(wants_lines(&headers), &out)
+}

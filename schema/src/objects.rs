@@ -1,0 +1,104 @@
+//! The object store: bulk, idempotent writes keyed by (project, id), and reads by id.
+
+use sqlx::PgPool;
+
+/// One object ready to store.
+#[derive(Clone, Debug)]
+pub struct NewObject {
+    /// The client's 32-character id.
+    pub id: String,
+    /// `speckle_type`, `Base` when absent.
+    pub speckle_type: String,
+    /// `totalChildrenCount`: as sent, else the size of `__closure`.
+    pub total_children_count: Option<i32>,
+    /// `__closure` (descendant id → minimum depth), if any.
+    pub closure: Option<serde_json::Value>,
+    /// The JSON exactly as sent.
+    pub data: String,
+}
+
+/// Stores a batch in one statement; objects already stored are left as they were (first
+/// write wins, like the original).
+pub async fn insert_batch(
+    pool: &PgPool,
+    project_id: &str,
+    objects: &[NewObject],
+) -> Result<u64, sqlx::Error> {
+    if objects.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<&str> = objects.iter().map(|o| o.id.as_str()).collect();
+    let types: Vec<&str> = objects.iter().map(|o| o.speckle_type.as_str()).collect();
+    let counts: Vec<Option<i32>> = objects.iter().map(|o| o.total_children_count).collect();
+    let closures: Vec<Option<&serde_json::Value>> =
+        objects.iter().map(|o| o.closure.as_ref()).collect();
+    let data: Vec<&str> = objects.iter().map(|o| o.data.as_str()).collect();
+    let done = sqlx::query(
+        "INSERT INTO objects (project_id, id, speckle_type, total_children_count, closure, data) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int[], $5::jsonb[], $6::text[]) \
+         ON CONFLICT (project_id, id) DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&counts)
+    .bind(&closures)
+    .bind(&data)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Which of `ids` the project holds.
+pub async fn existing(
+    pool: &PgPool,
+    project_id: &str,
+    ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM objects WHERE project_id = $1 AND id = ANY($2)")
+        .bind(project_id)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+}
+
+/// One object's JSON.
+pub async fn get(pool: &PgPool, project_id: &str, id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT data FROM objects WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The ids in an object's `__closure`, ascending.
+pub async fn closure_ids(
+    pool: &PgPool,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    let row: Option<Option<Vec<String>>> = sqlx::query_scalar(
+        "SELECT (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(coalesce(closure, '{}')) k) \
+         FROM objects WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(Option::unwrap_or_default))
+}
+
+/// `(id, data)` of the stored objects among `ids`, ordered by id.
+pub async fn many(
+    pool: &PgPool,
+    project_id: &str,
+    ids: &[String],
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, data FROM objects WHERE project_id = $1 AND id = ANY($2) ORDER BY id",
+    )
+    .bind(project_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}

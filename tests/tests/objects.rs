@@ -1,0 +1,326 @@
+//! The object API over real HTTP: multipart batches (gzip and plain), download with children,
+//! single objects, diff, batch fetch, bad input and permissions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::time::Duration;
+
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    app: TestApp,
+    http: reqwest::Client,
+    token: String,
+    project: String,
+    _cancel: tokio_util::sync::DropGuard,
+}
+
+fn id(n: u32) -> String {
+    format!("{n:032x}")
+}
+
+async fn world(part_limit: usize) -> (World, TestDb) {
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.object_multipart_upload_size_limit_bytes = part_limit;
+    let app = TestApp::spawn(settings).await;
+    let cancel = CancellationToken::new();
+    let options = projections::RuntimeOptions {
+        poll_interval: Duration::from_millis(50),
+        ..Default::default()
+    };
+    tokio::spawn(
+        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
+            .run(cancel.clone()),
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = http
+        .post(format!("{}/auth/local/register?challenge=c", app.base_url))
+        .form(&[
+            ("email", "ada@example.com"),
+            ("password", "correct horse"),
+            ("name", "Ada"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let code = location
+        .split("access_code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let tokens: Value = http
+        .post(format!("{}/auth/token", app.base_url))
+        .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "c"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = tokens["token"].as_str().unwrap().to_owned();
+    let created: Value = http
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(&token)
+        .json(&json!({"query": "mutation { projectMutations { create(input: {name: \"o\"}) { id } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let project = created["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (
+        World {
+            app,
+            http,
+            token,
+            project,
+            _cancel: cancel.drop_guard(),
+        },
+        db,
+    )
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base_url)
+    }
+
+    async fn upload(&self, parts: Vec<(Vec<u8>, &str)>, token: Option<&str>) -> reqwest::Response {
+        let mut form = Form::new();
+        for (i, (bytes, mime)) in parts.into_iter().enumerate() {
+            form = form.part(
+                format!("batch-{i}"),
+                Part::bytes(bytes)
+                    .file_name(format!("batch-{i}"))
+                    .mime_str(mime)
+                    .unwrap(),
+            );
+        }
+        let mut req = self
+            .http
+            .post(self.url(&format!("/objects/{}", self.project)))
+            .multipart(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+fn tree() -> (String, String) {
+    let children: Vec<String> = (1..=3)
+        .map(|n| format!(r#"{{"id":"{}","speckle_type":"Base","n":{n}}}"#, id(n)))
+        .collect();
+    let root = format!(
+        r#"{{"id":"{}","speckle_type":"Speckle.Core.Models.Collection","@elements":[{{"referencedId":"{}","speckle_type":"reference"}}],"__closure":{{"{}":1,"{}":1,"{}":2}}}}"#,
+        id(100),
+        id(1),
+        id(1),
+        id(2),
+        id(3)
+    );
+    (
+        format!("[{root},{}]", children[0]),
+        format!("[{},{}]", children[1], children[2]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_round_trip_as_sent() {
+    let (w, _db) = world(1 << 20).await;
+    let (first, second) = tree();
+    let res = w
+        .upload(
+            vec![
+                (gzip(first.as_bytes()), "application/gzip"),
+                (second.clone().into_bytes(), "text/plain"),
+            ],
+            Some(&w.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.text().await.unwrap(), "");
+
+    let lines = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
+        .bearer_auth(&w.token)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(ids, [id(100), id(1), id(2), id(3)]);
+    // The JSON comes back exactly as sent.
+    assert!(
+        lines.contains(&format!(
+            "{}\t{}",
+            id(2),
+            r#"{"id":"00000000000000000000000000000002","speckle_type":"Base","n":2}"#
+        )),
+        "{lines}"
+    );
+    let array: Value = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(array.as_array().unwrap().len(), 4);
+    let single: Value = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}/single", w.project, id(3))))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(single["n"], 3);
+    let missing = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}/single", w.project, id(9))))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let diff: Value = w
+        .http
+        .post(w.url(&format!("/api/diff/{}", w.project)))
+        .bearer_auth(&w.token)
+        .form(&[("objects", json!([id(1), id(9)]).to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(diff, json!({id(1): true, id(9): false}));
+    let got = w
+        .http
+        .post(w.url(&format!("/api/getobjects/{}", w.project)))
+        .bearer_auth(&w.token)
+        .header("accept", "text/plain")
+        .form(&[("objects", json!([id(3), id(9), id(1)]).to_string())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(got.lines().count(), 2, "unknown ids are skipped: {got}");
+
+    // Re-sending is harmless: first write wins.
+    let res = w
+        .upload(
+            vec![(second.into_bytes(), "application/json")],
+            Some(&w.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_are_refused_and_store_nothing() {
+    let (w, db) = world(4096).await;
+    let cases: Vec<(Vec<u8>, &str, u16)> = vec![
+        (b"not gzip at all".to_vec(), "application/gzip", 400),
+        (
+            br#"{"id":"00000000000000000000000000000001"}"#.to_vec(),
+            "text/plain",
+            400,
+        ),
+        (br#"[{"id":"short"}]"#.to_vec(), "text/plain", 400),
+        (
+            br#"[{"id":"00000000000000000000000000000001"}, {"id":"bad"}]"#.to_vec(),
+            "text/plain",
+            400,
+        ),
+        (b"[1, 2".to_vec(), "application/json", 400),
+        (
+            br#"[{"id":"00000000000000000000000000000001"}]"#.to_vec(),
+            "image/png",
+            400,
+        ),
+        (
+            format!(r#"[{{"id":"{}","pad":"{}"}}]"#, id(5), "x".repeat(5000)).into_bytes(),
+            "text/plain",
+            413,
+        ),
+        // A gzip bomb: small on the wire, over the limit once inflated.
+        (
+            gzip(format!(r#"[{{"id":"{}","pad":"{}"}}]"#, id(6), " ".repeat(100_000)).as_bytes()),
+            "application/gzip",
+            413,
+        ),
+    ];
+    for (body, mime, status) in cases {
+        let res = w.upload(vec![(body, mime)], Some(&w.token)).await;
+        assert_eq!(
+            res.status().as_u16(),
+            status,
+            "{mime}: {}",
+            res.text().await.unwrap()
+        );
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM objects")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "a refused batch stores nothing");
+
+    // Anonymous callers may not write a private project; an unknown project is 404.
+    let res = w
+        .upload(vec![(br#"[]"#.to_vec(), "text/plain")], None)
+        .await;
+    assert_eq!(res.status(), 401);
+    let res = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}", w.project, id(1))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = w
+        .http
+        .get(w.url(&format!("/objects/ffffffffff/{}", id(1))))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
