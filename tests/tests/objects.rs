@@ -324,3 +324,47 @@ async fn bad_batches_are_refused_and_store_nothing() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_reads_objects_and_children() {
+    let (w, _db) = world(1 << 20).await;
+    let (first, second) = tree();
+    let res = w
+        .upload(
+            vec![
+                (first.into_bytes(), "text/plain"),
+                (second.into_bytes(), "text/plain"),
+            ],
+            Some(&w.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let query = "query($p: String!, $o: String!, $c: String) { project(id: $p) { object(id: $o) { id speckleType totalChildrenCount data \
+                 children(limit: 2, depth: 2, select: [\"n\"], cursor: $c) { totalCount cursor objects { id data } } } } }";
+    let page: Value = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&w.token)
+        .json(&json!({"query": query, "variables": {"p": w.project, "o": id(100)}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let object = &page["data"]["project"]["object"];
+    assert_eq!(
+        object["speckleType"], "Speckle.Core.Models.Collection",
+        "{page}"
+    );
+    assert_eq!(object["totalChildrenCount"], 3, "filled from __closure");
+    assert_eq!(object["data"]["@elements"][0]["referencedId"], id(1));
+    let children = &object["children"];
+    assert_eq!(children["totalCount"], 3);
+    // depth 2 excludes the grandchild at depth 2; select keeps only `n`.
+    assert_eq!(
+        children["objects"],
+        json!([{"id": id(1), "data": {"n": 1}}, {"id": id(2), "data": {"n": 2}}])
+    );
+    assert_eq!(children["cursor"], id(2));
+}

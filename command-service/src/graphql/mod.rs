@@ -4,6 +4,7 @@
 mod errors;
 mod loaders;
 mod mutations;
+mod object;
 mod project;
 mod server;
 mod team;

@@ -354,6 +354,15 @@ impl Project {
         })
     }
 
+    /// One object of the project, or null.
+    async fn object(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<super::object::SpeckleObject>> {
+        super::object::load(ctx, &self.id, &id).await
+    }
+
     /// Workspaces are not offered: always null.
     async fn workspace_id(&self) -> Option<String> {
         None

@@ -1,0 +1,137 @@
+//! `project.object(id)` and its `children`, read from the object store.
+
+use async_graphql::{ComplexObject, Context, Scalar, ScalarType, SimpleObject, Value as GqlValue};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, gql_error, internal};
+use crate::app::AppState;
+
+/// Speckle's `JSONObject` scalar: any JSON object.
+pub struct JsonObject(pub serde_json::Value);
+
+#[Scalar(name = "JSONObject")]
+impl ScalarType for JsonObject {
+    fn parse(value: GqlValue) -> async_graphql::InputValueResult<Self> {
+        Ok(Self(
+            value
+                .into_json()
+                .map_err(async_graphql::InputValueError::custom)?,
+        ))
+    }
+
+    fn to_value(&self) -> GqlValue {
+        GqlValue::from_json(self.0.clone()).unwrap_or(GqlValue::Null)
+    }
+}
+
+/// A stored object.
+#[derive(SimpleObject, FromRow)]
+#[graphql(name = "Object", complex, rename_fields = "camelCase")]
+pub struct SpeckleObject {
+    id: String,
+    speckle_type: String,
+    total_children_count: Option<i32>,
+    created_at: OffsetDateTime,
+    #[graphql(skip)]
+    project_id: String,
+    #[graphql(skip)]
+    raw: String,
+}
+
+/// A page of an object's descendants.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ObjectCollection {
+    total_count: i64,
+    cursor: Option<String>,
+    objects: Vec<SpeckleObject>,
+}
+
+fn project(data: &serde_json::Value, select: &[String]) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for path in select {
+        let mut here = Some(data);
+        for key in path.split('.') {
+            here = here.and_then(|v| v.get(key));
+        }
+        if let Some(found) = here {
+            out.insert(path.clone(), found.clone());
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// One object of a project (the caller's read access to the project was checked).
+pub async fn load(
+    ctx: &Context<'_>,
+    project_id: &str,
+    id: &str,
+) -> async_graphql::Result<Option<SpeckleObject>> {
+    sqlx::query_as(
+        "SELECT id, speckle_type, total_children_count, created_at, project_id, data AS raw \
+         FROM objects WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(ctx.data::<AppState>()?.pool())
+    .await
+    .map_err(internal)
+}
+
+#[ComplexObject]
+impl SpeckleObject {
+    /// The object's JSON as sent.
+    async fn data(&self) -> async_graphql::Result<JsonObject> {
+        serde_json::from_str(&self.raw)
+            .map(JsonObject)
+            .map_err(internal)
+    }
+
+    /// Descendants from `__closure` closer than `depth`, by id; `select` keeps only those JSON
+    /// paths of each child's data.
+    async fn children(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] limit: i32,
+        #[graphql(default = 50)] depth: i32,
+        select: Option<Vec<String>>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<ObjectCollection> {
+        if !(0..=1000).contains(&limit) {
+            return Err(gql_error(
+                ErrorCode::BadRequest,
+                "limit must be between 0 and 1000",
+            ));
+        }
+        let mut objects: Vec<SpeckleObject> = sqlx::query_as(
+            "SELECT o.id, o.speckle_type, o.total_children_count, o.created_at, o.project_id, o.data AS raw \
+             FROM objects p CROSS JOIN LATERAL jsonb_each_text(coalesce(p.closure, '{}')) AS c(child, depth) \
+             JOIN objects o ON o.project_id = p.project_id AND o.id = c.child \
+             WHERE p.project_id = $1 AND p.id = $2 AND c.depth::int < $3 AND ($4::text IS NULL OR c.child > $4) \
+             ORDER BY c.child LIMIT $5",
+        )
+        .bind(&self.project_id)
+        .bind(&self.id)
+        .bind(depth)
+        .bind(&cursor)
+        .bind(i64::from(limit))
+        .fetch_all(ctx.data::<AppState>()?.pool())
+        .await
+        .map_err(internal)?;
+        if let Some(select) = select.filter(|s| !s.is_empty()) {
+            for o in &mut objects {
+                let data: serde_json::Value = serde_json::from_str(&o.raw).map_err(internal)?;
+                o.raw = project(&data, &select).to_string();
+            }
+        }
+        let cursor = (objects.len() == usize::try_from(limit).unwrap_or(0))
+            .then(|| objects.last().map(|o| o.id.clone()))
+            .flatten();
+        Ok(ObjectCollection {
+            total_count: i64::from(self.total_children_count.unwrap_or(0)),
+            cursor,
+            objects,
+        })
+    }
+}
