@@ -73,6 +73,9 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or_default();
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
         }))
+        // gzip for clients that ask (connectors and the viewer all do): object downloads shrink
+        // several-fold.
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(security_headers))

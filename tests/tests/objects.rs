@@ -368,3 +368,41 @@ async fn graphql_reads_objects_and_children() {
     );
     assert_eq!(children["cursor"], id(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_are_gzipped_for_clients_that_ask() {
+    let (w, _db) = world(1 << 20).await;
+    let (first, second) = tree();
+    w.upload(
+        vec![
+            (first.into_bytes(), "text/plain"),
+            (second.into_bytes(), "text/plain"),
+        ],
+        Some(&w.token),
+    )
+    .await;
+    // reqwest here has no gzip feature, so it shows the encoded body as it came.
+    let res = w
+        .http
+        .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
+        .bearer_auth(&w.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&res.bytes().await.unwrap()[..]),
+        &mut text,
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
