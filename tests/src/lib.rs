@@ -157,3 +157,59 @@ impl TestApp {
             .expect("request")
     }
 }
+
+/// The API with a live projector runtime, as `strata all` runs them; the runtime stops when
+/// the guard drops.
+pub async fn spawn_stack(
+    db: &TestDb,
+    settings: Settings,
+) -> (TestApp, tokio_util::sync::DropGuard) {
+    let app = TestApp::spawn(settings).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let options = projections::RuntimeOptions {
+        poll_interval: std::time::Duration::from_millis(50),
+        ..Default::default()
+    };
+    let runtime =
+        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options);
+    tokio::spawn(runtime.run(cancel.clone()));
+    (app, cancel.drop_guard())
+}
+
+/// Registers `email` through the local sign-up and code exchange; returns its token.
+pub async fn register(base_url: &str, email: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = http
+        .post(format!("{base_url}/auth/local/register?challenge=c"))
+        .form(&[
+            ("email", email),
+            ("password", "correct horse"),
+            ("name", "Ada"),
+        ])
+        .send()
+        .await
+        .expect("register");
+    let location = res.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let code = location
+        .split("access_code=")
+        .nth(1)
+        .and_then(|c| c.split('&').next())
+        .expect("access code")
+        .to_owned();
+    let tokens: serde_json::Value = http
+        .post(format!("{base_url}/auth/token"))
+        .json(&serde_json::json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "c"}))
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token body");
+    tokens["token"].as_str().expect("token").to_owned()
+}

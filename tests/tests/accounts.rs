@@ -2,11 +2,8 @@
 //! codes and refresh tokens, personal tokens, and authenticated GraphQL mutations.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use tests::{TestApp, TestDb, test_settings};
-use tokio_util::sync::CancellationToken;
 
 struct World {
     app: TestApp,
@@ -16,16 +13,7 @@ struct World {
 
 async fn world() -> (World, TestDb) {
     let db = TestDb::new().await;
-    let app = TestApp::spawn(test_settings(&db)).await;
-    let cancel = CancellationToken::new();
-    let options = projections::RuntimeOptions {
-        poll_interval: Duration::from_millis(50),
-        ..Default::default()
-    };
-    tokio::spawn(
-        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
-            .run(cancel.clone()),
-    );
+    let (app, guard) = tests::spawn_stack(&db, test_settings(&db)).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -34,7 +22,7 @@ async fn world() -> (World, TestDb) {
         World {
             app,
             http,
-            _cancel: cancel.drop_guard(),
+            _cancel: guard,
         },
         db,
     )

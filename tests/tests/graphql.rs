@@ -10,7 +10,6 @@ use domain::{EventMetadata, ProjectCommand, UserCommand};
 use schema::EventLog;
 use serde_json::{Value, json};
 use tests::{TestApp, TestDb, test_settings};
-use tokio_util::sync::CancellationToken;
 
 struct World {
     app: TestApp,
@@ -20,16 +19,7 @@ struct World {
 
 async fn world() -> (World, TestDb) {
     let db = TestDb::new().await;
-    let app = TestApp::spawn(test_settings(&db)).await;
-    let cancel = CancellationToken::new();
-    let options = projections::RuntimeOptions {
-        poll_interval: Duration::from_millis(50),
-        ..Default::default()
-    };
-    tokio::spawn(
-        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
-            .run(cancel.clone()),
-    );
+    let (app, guard) = tests::spawn_stack(&db, test_settings(&db)).await;
     let bus = CommandBus::new(
         EventLog::new(db.pool.clone()),
         &[projections::speckle::NAME],
@@ -39,7 +29,7 @@ async fn world() -> (World, TestDb) {
         World {
             app,
             bus,
-            _cancel: cancel.drop_guard(),
+            _cancel: guard,
         },
         db,
     )

@@ -3,12 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tests::{TestApp, TestDb, test_settings};
-use tokio_util::sync::CancellationToken;
 
 struct World {
     app: TestApp,
@@ -26,49 +24,9 @@ async fn world(part_limit: usize) -> (World, TestDb) {
     let db = TestDb::new().await;
     let mut settings = test_settings(&db);
     settings.object_multipart_upload_size_limit_bytes = part_limit;
-    let app = TestApp::spawn(settings).await;
-    let cancel = CancellationToken::new();
-    let options = projections::RuntimeOptions {
-        poll_interval: Duration::from_millis(50),
-        ..Default::default()
-    };
-    tokio::spawn(
-        projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options)
-            .run(cancel.clone()),
-    );
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = http
-        .post(format!("{}/auth/local/register?challenge=c", app.base_url))
-        .form(&[
-            ("email", "ada@example.com"),
-            ("password", "correct horse"),
-            ("name", "Ada"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let code = location
-        .split("access_code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
-    let tokens: Value = http
-        .post(format!("{}/auth/token", app.base_url))
-        .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "c"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = tokens["token"].as_str().unwrap().to_owned();
+    let (app, guard) = tests::spawn_stack(&db, settings).await;
+    let http = reqwest::Client::new();
+    let token = tests::register(&app.base_url, "ada@example.com").await;
     let created: Value = http
         .post(format!("{}/graphql", app.base_url))
         .bearer_auth(&token)
@@ -89,7 +47,7 @@ async fn world(part_limit: usize) -> (World, TestDb) {
             http,
             token,
             project,
-            _cancel: cancel.drop_guard(),
+            _cancel: guard,
         },
         db,
     )

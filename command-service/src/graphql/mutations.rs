@@ -92,6 +92,23 @@ fn visibility_in(v: Option<ProjectVisibility>) -> Option<Visibility> {
     })
 }
 
+/// Each version may be changed by its author or an owner.
+fn can_change_versions(
+    p: &Principal,
+    a: &policy::ProjectAccess,
+    project: &domain::project::Project,
+    ids: &[String],
+) -> policy::Decision {
+    ids.iter().try_for_each(|id| {
+        let author = project
+            .versions
+            .get(id)
+            .map(|v| v.author_id.as_str())
+            .unwrap_or_default();
+        policy::can_update_version(p, a, author)
+    })
+}
+
 /// `projectMutations.create` input.
 #[derive(InputObject)]
 pub struct ProjectCreateInput {
@@ -489,16 +506,7 @@ impl VersionMutations {
         run(
             ctx,
             &input.project_id,
-            |p, a, project| {
-                ids.iter().try_for_each(|id| {
-                    let author = project
-                        .versions
-                        .get(id)
-                        .map(|v| v.author_id.clone())
-                        .unwrap_or_default();
-                    policy::can_update_version(p, a, &author)
-                })
-            },
+            |p, a, project| can_change_versions(p, a, project, &ids),
             |_| {
                 Ok(ProjectCommand::DeleteVersions {
                     version_ids: ids.clone(),
@@ -521,16 +529,7 @@ impl VersionMutations {
         run(
             ctx,
             &input.project_id,
-            |p, a, project| {
-                ids.iter().try_for_each(|id| {
-                    let author = project
-                        .versions
-                        .get(id)
-                        .map(|v| v.author_id.clone())
-                        .unwrap_or_default();
-                    policy::can_update_version(p, a, &author)
-                })
-            },
+            |p, a, project| can_change_versions(p, a, project, &ids),
             |_| {
                 Ok(ProjectCommand::MoveVersions {
                     version_ids: ids.clone(),
