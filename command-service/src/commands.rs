@@ -161,7 +161,7 @@ impl CommandBus {
             log,
             read_models,
             wait,
-            retries: 5,
+            retries: 20,
         }
     }
 
@@ -245,7 +245,13 @@ impl CommandBus {
                         appended: Some(appended),
                     });
                 }
-                Err(AppendError::Conflict { .. }) => continue,
+                Err(AppendError::Conflict { .. }) => {
+                    // Someone else's write went first: re-decide on fresh state after a short,
+                    // jittered pause so many contenders do not collide again in lockstep.
+                    let pause = rand::random_range(0..2_000u64);
+                    tokio::time::sleep(Duration::from_micros(pause)).await;
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
