@@ -255,6 +255,21 @@ pub(crate) fn encode_cursor(at: OffsetDateTime, id: &str) -> String {
     raw.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The cursor of the next page: the last item's, when the page is full; `None` ends paging.
+pub(crate) fn next_cursor<T>(
+    items: &[T],
+    limit: i64,
+    key: impl Fn(&T) -> (OffsetDateTime, &String),
+) -> Option<String> {
+    if items.len() as i64 != limit {
+        return None;
+    }
+    items.last().map(|item| {
+        let (at, id) = key(item);
+        encode_cursor(at, id)
+    })
+}
+
 pub(crate) fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTime, String)> {
     let bad = || gql_error(ErrorCode::BadRequest, "invalid cursor");
     let bytes = (0..cursor.len())
@@ -458,9 +473,7 @@ impl Project {
         .fetch_all(pool)
         .await
         .map_err(internal)?;
-        let cursor = (items.len() as i64 == limit)
-            .then(|| items.last().map(|m| encode_cursor(m.updated_at, &m.id)))
-            .flatten();
+        let cursor = next_cursor(&items, limit, |m| (m.updated_at, &m.id));
         Ok(ModelCollection {
             total_count,
             cursor,
@@ -550,9 +563,7 @@ async fn versions_page(
     .fetch_all(pool)
     .await
     .map_err(internal)?;
-    let cursor = (items.len() as i64 == limit)
-        .then(|| items.last().map(|v| encode_cursor(v.created_at, &v.id)))
-        .flatten();
+    let cursor = next_cursor(&items, limit, |v| (v.created_at, &v.id));
     Ok(VersionCollection {
         total_count,
         cursor,
@@ -649,9 +660,8 @@ impl Model {
                 items: Vec::new(),
             });
             let items: Vec<Version> = page.items.iter().map(|v| v.as_ref().clone()).collect();
-            let cursor = (items.len() as i64 == limit && page.total_count > limit)
-                .then(|| items.last().map(|v| encode_cursor(v.created_at, &v.id)))
-                .flatten();
+            let cursor = next_cursor(&items, limit, |v| (v.created_at, &v.id))
+                .filter(|_| page.total_count > limit);
             return Ok(VersionCollection {
                 total_count: page.total_count,
                 cursor,

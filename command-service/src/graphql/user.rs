@@ -171,12 +171,7 @@ impl User {
         .fetch_all(pool)
         .await
         .map_err(internal)?;
-        let cursor = (ids.len() as i64 == limit)
-            .then(|| {
-                ids.last()
-                    .map(|(id, at)| super::project::encode_cursor(*at, id))
-            })
-            .flatten();
+        let cursor = super::project::next_cursor(&ids, limit, |(id, at)| (*at, id));
         let mut items = Vec::with_capacity(ids.len());
         for (id, _) in ids {
             items.push(super::project::load(ctx, &id).await?);
