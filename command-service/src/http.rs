@@ -53,6 +53,14 @@ pub fn router(state: AppState) -> Router {
             "/api/getobjects/{project_id}",
             axum::routing::post(crate::objects::get_objects),
         )
+        .route(
+            "/api/v2/projects/{project_id}/object-stream",
+            axum::routing::post(crate::objects::object_stream),
+        )
+        .route(
+            "/api/v2/projects/{project_id}/object-stream/",
+            axum::routing::post(crate::objects::object_stream),
+        )
         .fallback(|| async { AppError::not_found("no such route") })
         // A request may carry several parts plus multipart framing; each part has its own limit.
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -364,3 +364,60 @@ async fn downloads_are_gzipped_for_clients_that_ask() {
         4
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_object_stream_masks_and_validates() {
+    let (w, _db) = world(1 << 20).await;
+    let (first, second) = tree();
+    w.upload(
+        vec![
+            (first.into_bytes(), "text/plain"),
+            (second.into_bytes(), "text/plain"),
+        ],
+        Some(&w.token),
+    )
+    .await;
+    let stream = |body: Value| {
+        w.http
+            .post(w.url(&format!("/api/v2/projects/{}/object-stream/", w.project)))
+            .bearer_auth(&w.token)
+            .json(&body)
+            .send()
+    };
+    let text =
+        stream(json!({"objectIds": [id(3), id(1), id(9)], "attributeMask": {"include": ["n"]}}))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(
+        text,
+        format!("{}\t{{\"n\":1}}\n{}\t{{\"n\":3}}\n", id(1), id(3))
+    );
+    let text =
+        stream(json!({"objectIds": [id(2)], "attributeMask": {"exclude": ["n", "speckle_type"]}}))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+    assert_eq!(text, format!("{}\t{{\"id\":\"{}\"}}\n", id(2), id(2)));
+    for bad in [
+        json!({"objectIds": []}),
+        json!({"objectIds": [id(1)], "extra": 1}),
+        json!({"objectIds": [id(1)], "attributeMask": {"include": []}}),
+    ] {
+        let res = stream(bad.clone()).await.unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        assert!(res.json::<Value>().await.unwrap()["error"].is_string());
+    }
+    let anonymous = w
+        .http
+        .post(w.url(&format!("/api/v2/projects/{}/object-stream", w.project)))
+        .json(&json!({"objectIds": [id(1)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
