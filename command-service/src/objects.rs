@@ -265,11 +265,9 @@ pub async fn diff(
         Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
     let mut found = std::collections::HashSet::new();
-    for chunk in ids.chunks(1000) {
-        match objects::existing(state.pool(), &project_id, chunk).await {
-            Ok(hit) => found.extend(hit),
-            Err(e) => return internal(e),
-        }
+    match objects::existing(state.pool(), &project_id, &ids).await {
+        Ok(hit) => found.extend(hit),
+        Err(e) => return internal(e),
     }
     let answer: serde_json::Map<String, serde_json::Value> = ids
         .into_iter()
@@ -327,11 +325,9 @@ pub async fn download(
         Err(e) => return internal(e),
     };
     let mut out = vec![(object_id, root)];
-    for chunk in children.chunks(1000) {
-        match objects::many(state.pool(), &project_id, chunk).await {
-            Ok(rows) => out.extend(rows),
-            Err(e) => return internal(e),
-        }
+    match objects::many(state.pool(), &project_id, &children).await {
+        Ok(rows) => out.extend(rows),
+        Err(e) => return internal(e),
     }
     render(wants_lines(&headers), &out)
 }
@@ -371,11 +367,9 @@ pub async fn get_objects(
         Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
     let mut out = Vec::new();
-    for chunk in ids.chunks(1000) {
-        match objects::many(state.pool(), &project_id, chunk).await {
-            Ok(rows) => out.extend(rows),
-            Err(e) => return internal(e),
-        }
+    match objects::many(state.pool(), &project_id, &ids).await {
+        Ok(rows) => out.extend(rows),
+        Err(e) => return internal(e),
     }
     render(wants_lines(&headers), &out)
 }
@@ -440,32 +434,30 @@ pub async fn object_stream(
         );
     }
     let mut body = String::new();
-    for chunk in request.object_ids.chunks(1000) {
-        let rows = match objects::many(state.pool(), &project_id, chunk).await {
-            Ok(rows) => rows,
-            Err(e) => return internal(e),
-        };
-        for (id, data) in rows {
-            let data = match &request.attribute_mask {
-                None => data,
-                Some(mask) => {
-                    let Ok(serde_json::Value::Object(mut object)) =
-                        serde_json::from_str::<serde_json::Value>(&data)
-                    else {
-                        return internal(format!("stored object {id} is not a JSON object"));
-                    };
-                    match mask {
-                        AttributeMask::Include(keys) => object.retain(|k, _| keys.contains(k)),
-                        AttributeMask::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
-                    }
-                    serde_json::Value::Object(object).to_string()
+    let rows = match objects::many(state.pool(), &project_id, &request.object_ids).await {
+        Ok(rows) => rows,
+        Err(e) => return internal(e),
+    };
+    for (id, data) in rows {
+        let data = match &request.attribute_mask {
+            None => data,
+            Some(mask) => {
+                let Ok(serde_json::Value::Object(mut object)) =
+                    serde_json::from_str::<serde_json::Value>(&data)
+                else {
+                    return internal(format!("stored object {id} is not a JSON object"));
+                };
+                match mask {
+                    AttributeMask::Include(keys) => object.retain(|k, _| keys.contains(k)),
+                    AttributeMask::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
                 }
-            };
-            body.push_str(&id);
-            body.push('\t');
-            body.push_str(&data);
-            body.push('\n');
-        }
+                serde_json::Value::Object(object).to_string()
+            }
+        };
+        body.push_str(&id);
+        body.push('\t');
+        body.push_str(&data);
+        body.push('\n');
     }
     ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
 }

@@ -55,11 +55,17 @@ pub async fn existing(
     project_id: &str,
     ids: &[String],
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM objects WHERE project_id = $1 AND id = ANY($2)")
-        .bind(project_id)
-        .bind(ids)
-        .fetch_all(pool)
-        .await
+    let mut out = Vec::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM objects WHERE project_id = $1 AND id = ANY($2)")
+                .bind(project_id)
+                .bind(chunk)
+                .fetch_all(pool)
+                .await?;
+        out.extend(found);
+    }
+    Ok(out)
 }
 
 /// One object's JSON.
@@ -88,17 +94,27 @@ pub async fn closure_ids(
     Ok(row.map(Option::unwrap_or_default))
 }
 
-/// `(id, data)` of the stored objects among `ids`, ordered by id.
+/// How many ids one lookup sends at once; results are ordered by id within each such chunk,
+/// as the original orders them.
+pub const LOOKUP_CHUNK: usize = 1000;
+
+/// `(id, data)` of the stored objects among `ids`, chunk by chunk in request order, ordered by id
+/// within a chunk; unknown ids are skipped.
 pub async fn many(
     pool: &PgPool,
     project_id: &str,
     ids: &[String],
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, data FROM objects WHERE project_id = $1 AND id = ANY($2) ORDER BY id",
-    )
-    .bind(project_id)
-    .bind(ids)
-    .fetch_all(pool)
-    .await
+    let mut out = Vec::new();
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, data FROM objects WHERE project_id = $1 AND id = ANY($2) ORDER BY id",
+        )
+        .bind(project_id)
+        .bind(chunk)
+        .fetch_all(pool)
+        .await?;
+        out.extend(rows);
+    }
+    Ok(out)
 }
