@@ -169,7 +169,32 @@ pub struct Accounts {
     pepper: Secret,
     limits: AccountLimits,
     invite_only: bool,
+    tokens: std::sync::Arc<TokenCache>,
 }
+
+/// Verified tokens, kept briefly so most requests skip the database. Every entry carries the
+/// revocation epoch (a Redis counter every revocation increments) it was verified under; an
+/// entry from an older epoch is not trusted, so a revocation on any replica is honoured by all
+/// at once. Without Redis, nothing is cached.
+struct TokenCache {
+    redis: Option<fred::clients::Client>,
+    ttl: std::time::Duration,
+    key: tokio::sync::OnceCell<String>,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CachedToken>>,
+}
+
+struct CachedToken {
+    digest: Vec<u8>,
+    principal: Principal,
+    epoch: i64,
+    until: std::time::Instant,
+}
+
+/// Most tokens kept in one process's cache.
+const TOKEN_CACHE_MAX: usize = 100_000;
+
+/// How long the epoch check may take before the cache is bypassed.
+const EPOCH_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -186,6 +211,69 @@ impl Accounts {
             pepper,
             limits: AccountLimits::default(),
             invite_only,
+            tokens: std::sync::Arc::new(TokenCache {
+                redis: None,
+                ttl: std::time::Duration::ZERO,
+                key: tokio::sync::OnceCell::new(),
+                entries: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    /// Caches verified tokens for `ttl`, checking the revocation epoch in `redis`.
+    pub fn with_token_cache(
+        mut self,
+        redis: fred::clients::Client,
+        ttl: std::time::Duration,
+    ) -> Self {
+        self.tokens = std::sync::Arc::new(TokenCache {
+            redis: Some(redis),
+            ttl,
+            key: tokio::sync::OnceCell::new(),
+            entries: std::sync::Mutex::default(),
+        });
+        self
+    }
+
+    async fn epoch_key(&self) -> Option<&str> {
+        self.tokens
+            .key
+            .get_or_try_init(|| async {
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok::<_, sqlx::Error>(format!("strata:{schema}:token-epoch"))
+            })
+            .await
+            .ok()
+            .map(String::as_str)
+    }
+
+    /// The current revocation epoch, or `None` (cache bypassed) when Redis cannot say.
+    async fn token_epoch(&self) -> Option<i64> {
+        use fred::prelude::KeysInterface;
+        let redis = self.tokens.redis.as_ref()?;
+        if self.tokens.ttl.is_zero() {
+            return None;
+        }
+        let key = self.epoch_key().await?;
+        match tokio::time::timeout(EPOCH_TIMEOUT, redis.get::<Option<i64>, _>(key)).await {
+            Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
+            _ => None,
+        }
+    }
+
+    /// Forgets cached tokens everywhere: bumps the epoch and clears this process's entries.
+    async fn invalidate_tokens(&self) {
+        use fred::prelude::KeysInterface;
+        if let Ok(mut entries) = self.tokens.entries.lock() {
+            entries.clear();
+        }
+        if let (Some(redis), Some(key)) = (self.tokens.redis.as_ref(), self.epoch_key().await)
+            && let Err(e) = redis.incr::<i64, _>(key).await
+        {
+            // Other replicas may then trust the token until their entries expire (the TTL).
+            tracing::error!(error = %e, "cannot bump the token revocation epoch");
         }
     }
 
@@ -462,12 +550,50 @@ impl Accounts {
             .bind(user_id)
             .execute(&self.pool)
             .await?;
+        if done.rows_affected() == 1 {
+            self.invalidate_tokens().await;
+        }
         Ok(done.rows_affected() == 1)
     }
 
     /// The principal a token stands for; any token that is not valid is refused.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, InvalidToken> {
         let (id, secret) = split_token(token).ok_or(InvalidToken)?;
+        let epoch = self.token_epoch().await;
+        if let Some(epoch) = epoch
+            && let Ok(entries) = self.tokens.entries.lock()
+            && let Some(hit) = entries.get(id)
+            && hit.epoch == epoch
+            && hit.until > std::time::Instant::now()
+            && self.verify_digest(secret, &hit.digest)
+        {
+            return Ok(hit.principal.clone());
+        }
+        let principal = self.authenticate_in_database(id, secret).await?;
+        if let Some(epoch) = epoch
+            && let Ok(mut entries) = self.tokens.entries.lock()
+        {
+            if entries.len() >= TOKEN_CACHE_MAX {
+                entries.clear();
+            }
+            entries.insert(
+                id.to_owned(),
+                CachedToken {
+                    digest: principal.1.clone(),
+                    principal: principal.0.clone(),
+                    epoch,
+                    until: std::time::Instant::now() + self.tokens.ttl,
+                },
+            );
+        }
+        Ok(principal.0)
+    }
+
+    async fn authenticate_in_database(
+        &self,
+        id: &str,
+        secret: &str,
+    ) -> Result<(Principal, Vec<u8>), InvalidToken> {
         let row = sqlx::query(
             "SELECT t.digest, t.user_id, t.scopes, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
@@ -488,8 +614,11 @@ impl Accounts {
         let role: String = row.try_get("role").map_err(|_| InvalidToken)?;
         let scopes: Vec<String> = row.try_get("scopes").map_err(|_| InvalidToken)?;
         let role: ServerRole = role.parse().map_err(|_| InvalidToken)?;
-        Ok(Principal::user(user_id, role)
-            .with_scopes(scopes.iter().filter_map(|s| Scope::parse(s).ok())))
+        Ok((
+            Principal::user(user_id, role)
+                .with_scopes(scopes.iter().filter_map(|s| Scope::parse(s).ok())),
+            digest,
+        ))
     }
 
     /// The tokens of `user_id` (never their secrets).

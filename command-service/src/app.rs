@@ -28,6 +28,10 @@ struct Inner {
     schema: std::sync::OnceLock<crate::graphql::StrataSchema>,
     bus: crate::commands::CommandBus,
     accounts: crate::accounts::Accounts,
+    hub: crate::realtime::Hub,
+    rate_limits: std::collections::BTreeMap<&'static str, crate::ratelimit::Limit>,
+    redis_namespace: tokio::sync::OnceCell<String>,
+    limiter_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl AppState {
@@ -46,15 +50,26 @@ impl AppState {
         let pepper = settings
             .require_token_pepper("tokens are verified with it")?
             .clone();
-        let bus = crate::commands::CommandBus::new(
-            event_log.clone(),
-            &[projections::speckle::NAME],
-            Duration::from_millis(settings.read_your_writes_timeout_ms),
-        );
+        let bus = command_bus(&settings, event_log.clone());
         let accounts =
-            crate::accounts::Accounts::new(pool.clone(), bus.clone(), pepper, settings.invite_only);
+            crate::accounts::Accounts::new(pool.clone(), bus.clone(), pepper, settings.invite_only)
+                .with_token_cache(
+                    redis.clone(),
+                    Duration::from_secs(settings.token_cache_seconds),
+                );
+        let hub = crate::realtime::Hub::start(
+            &settings,
+            pool.clone(),
+            settings.subscription_buffer_events,
+        );
+        let rate_limits = crate::ratelimit::parse(&settings.rate_limits)
+            .map_err(|e| anyhow::anyhow!("STRATA_RATE_LIMITS: {e}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
+                redis_namespace: tokio::sync::OnceCell::new(),
+                limiter_paused_until: std::sync::Mutex::new(None),
+                rate_limits,
+                hub,
                 settings,
                 pool,
                 redis,
@@ -99,14 +114,47 @@ impl AppState {
         &self.inner.accounts
     }
 
+    /// The Redis client (rate limits, readiness).
+    pub fn redis(&self) -> &fred::clients::Client {
+        &self.inner.redis
+    }
+
+    /// The prefix of this deployment's Redis keys (`strata:<database schema>`), so deployments
+    /// sharing a Redis (and parallel test schemas) never count each other's requests.
+    pub async fn redis_namespace(&self) -> Result<&str, sqlx::Error> {
+        self.inner
+            .redis_namespace
+            .get_or_try_init(|| async {
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&self.inner.pool)
+                    .await?;
+                Ok(format!("strata:{schema}"))
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    /// Until when the rate limiter skips Redis after a failure (a circuit breaker, so an
+    /// outage does not add the check timeout to every request).
+    pub fn limiter_paused_until(&self) -> &std::sync::Mutex<Option<std::time::Instant>> {
+        &self.inner.limiter_paused_until
+    }
+
+    /// The configured rate limits by action.
+    pub fn rate_limits(
+        &self,
+    ) -> &std::collections::BTreeMap<&'static str, crate::ratelimit::Limit> {
+        &self.inner.rate_limits
+    }
+
+    /// This process's live events, for subscriptions.
+    pub fn hub(&self) -> &crate::realtime::Hub {
+        &self.inner.hub
+    }
+
     /// The public origin, without a trailing slash.
     pub fn public_url(&self) -> String {
-        let s = &self.inner.settings;
-        s.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}:{}", s.bind_address, s.port))
-            .trim_end_matches('/')
-            .to_owned()
+        self.inner.settings.origin()
     }
 
     /// The metrics registry.
@@ -183,6 +231,25 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     projections::install(&pool, &projections::registry())
         .await
         .context("installing projection tables")?;
+    // A projection whose definition gained tables is rebuilt, so the new tables hold history.
+    for projection in projections::registry() {
+        let missing = projections::missing_tables(&pool, projection.as_ref()).await?;
+        if !missing.is_empty() {
+            tracing::info!(
+                projection = projection.name(),
+                ?missing,
+                "rebuilding for new tables"
+            );
+            projections::rebuild(
+                &pool,
+                projection.as_ref(),
+                &projections::RebuildOptions::default(),
+                &|_, _| {},
+            )
+            .await
+            .with_context(|| format!("rebuilding {}", projection.name()))?;
+        }
+    }
     pool.close().await;
     Ok(())
 }
@@ -201,17 +268,33 @@ pub fn projector_runtime(settings: &Settings, pool: PgPool) -> projections::Proj
     )
 }
 
+/// The command bus: every command waits for the read models the API answers from.
+pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands::CommandBus {
+    crate::commands::CommandBus::new(
+        event_log,
+        &[projections::speckle::NAME, projections::webhooks::NAME],
+        Duration::from_millis(settings.read_your_writes_timeout_ms),
+    )
+}
+
 /// The job runner over every registered handler.
-pub fn job_runner(settings: &Settings, pool: PgPool) -> workers::JobRunner {
-    workers::JobRunner::new(
+pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::JobRunner> {
+    let bus = command_bus(settings, EventLog::new(pool.clone()));
+    let handlers = workers::registry(workers::Dependencies {
+        pool: pool.clone(),
+        webhooks: crate::webhooks::delivery_options(settings),
+        webhook_control: std::sync::Arc::new(crate::webhooks::BusWebhookControl::new(bus)),
+    })
+    .context("building the webhook HTTP client")?;
+    Ok(workers::JobRunner::new(
         pool,
-        workers::registry(),
+        handlers,
         workers::RunnerOptions {
             concurrency: settings.worker_concurrency,
             lease: Duration::from_secs(settings.job_lease_seconds),
             ..workers::RunnerOptions::default()
         },
-    )
+    ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
@@ -222,8 +305,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
-    axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        listener,
+        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
 }

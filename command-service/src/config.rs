@@ -161,6 +161,31 @@ pub struct Settings {
     pub smtp_password: Option<Secret>,
     /// Sender address of outgoing email.
     pub email_from: String,
+    /// Most webhooks one project may have.
+    pub webhooks_max_per_project: usize,
+    /// How long one webhook delivery attempt may take.
+    pub webhook_timeout_seconds: u64,
+    /// Delays before each retry of a failed delivery, comma-separated seconds.
+    pub webhook_retry_schedule_seconds: String,
+    /// Whether webhooks may target loopback, private and link-local addresses.
+    pub webhook_allow_private_targets: bool,
+    /// A webhook failing without a success for this long is switched off.
+    pub webhook_disable_after_seconds: u64,
+    /// Most response-body bytes kept per delivery attempt.
+    pub webhook_response_body_limit_bytes: usize,
+    /// Live events one subscriber may fall behind before its connection is closed.
+    pub subscription_buffer_events: usize,
+    /// Interval of the `ka` keep-alive on `graphql-ws` connections.
+    pub subscription_keepalive_seconds: u64,
+    /// How long a send to a subscriber may block before its connection is closed.
+    pub subscription_send_timeout_seconds: u64,
+    /// How long a verified token is trusted without the database (0 = never); revocations
+    /// still apply at once on every replica.
+    pub token_cache_seconds: u64,
+    /// Whether rate limits apply.
+    pub rate_limits_enabled: bool,
+    /// Overrides of the default limits: `ACTION=regular/seconds,burst/seconds;…`.
+    pub rate_limits: String,
 }
 
 impl Default for Settings {
@@ -210,6 +235,18 @@ impl Default for Settings {
             smtp_username: None,
             smtp_password: None,
             email_from: "strata@localhost".to_owned(),
+            webhooks_max_per_project: 100,
+            webhook_timeout_seconds: 10,
+            webhook_retry_schedule_seconds: "5,300,1800,7200,18000,36000,36000".to_owned(),
+            webhook_allow_private_targets: false,
+            webhook_disable_after_seconds: 5 * 24 * 3600,
+            webhook_response_body_limit_bytes: 4096,
+            subscription_buffer_events: 1024,
+            subscription_keepalive_seconds: 30,
+            subscription_send_timeout_seconds: 10,
+            token_cache_seconds: 10,
+            rate_limits_enabled: true,
+            rate_limits: String::new(),
         }
     }
 }
@@ -446,6 +483,67 @@ impl Settings {
         set_opt(&env, "smtp_username", &mut s.smtp_username, true)?;
         set_opt(&env, "smtp_password", &mut s.smtp_password, true)?;
         set(&env, "email_from", &mut s.email_from, false)?;
+        set(
+            &env,
+            "webhooks_max_per_project",
+            &mut s.webhooks_max_per_project,
+            false,
+        )?;
+        set(
+            &env,
+            "webhook_timeout_seconds",
+            &mut s.webhook_timeout_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "webhook_retry_schedule_seconds",
+            &mut s.webhook_retry_schedule_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "webhook_allow_private_targets",
+            &mut s.webhook_allow_private_targets,
+            false,
+        )?;
+        set(
+            &env,
+            "webhook_disable_after_seconds",
+            &mut s.webhook_disable_after_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "webhook_response_body_limit_bytes",
+            &mut s.webhook_response_body_limit_bytes,
+            false,
+        )?;
+        set(
+            &env,
+            "subscription_buffer_events",
+            &mut s.subscription_buffer_events,
+            false,
+        )?;
+        set(
+            &env,
+            "subscription_keepalive_seconds",
+            &mut s.subscription_keepalive_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "subscription_send_timeout_seconds",
+            &mut s.subscription_send_timeout_seconds,
+            false,
+        )?;
+        set(
+            &env,
+            "rate_limits_enabled",
+            &mut s.rate_limits_enabled,
+            false,
+        )?;
+        set(&env, "rate_limits", &mut s.rate_limits, false)?;
         settings.validate()?;
         let known = Self::keys();
         let unknown = env
@@ -486,7 +584,42 @@ impl Settings {
             "smtp_username",
             "smtp_password",
             "email_from",
+            "webhooks_max_per_project",
+            "webhook_timeout_seconds",
+            "webhook_retry_schedule_seconds",
+            "webhook_allow_private_targets",
+            "webhook_disable_after_seconds",
+            "webhook_response_body_limit_bytes",
+            "subscription_buffer_events",
+            "subscription_keepalive_seconds",
+            "subscription_send_timeout_seconds",
+            "token_cache_seconds",
+            "rate_limits_enabled",
+            "rate_limits",
         ]
+    }
+
+    /// The public origin without a trailing slash (`public_url`, else the bind address).
+    pub fn origin(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", self.bind_address, self.port))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The webhook retry delays, parsed (validated at load time).
+    pub fn webhook_retry_schedule(&self) -> Result<Vec<std::time::Duration>, String> {
+        self.webhook_retry_schedule_seconds
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<u64>()
+                    .map(std::time::Duration::from_secs)
+                    .map_err(|_| format!("{s:?} is not a number of seconds"))
+            })
+            .collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -517,6 +650,15 @@ impl Settings {
             && pepper.expose().len() < 32
         {
             return Err(invalid("token_pepper", "must be at least 32 characters"));
+        }
+        if let Err(reason) = self.webhook_retry_schedule() {
+            return Err(invalid("webhook_retry_schedule_seconds", &reason));
+        }
+        if let Err(reason) = crate::ratelimit::parse(&self.rate_limits) {
+            return Err(invalid("rate_limits", &reason));
+        }
+        if self.webhook_timeout_seconds == 0 {
+            return Err(invalid("webhook_timeout_seconds", "must be at least 1"));
         }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));

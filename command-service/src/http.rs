@@ -24,7 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ping", get(|| async { "pong" }))
         .route(
             "/graphql",
-            get(crate::graphql::handler).post(crate::graphql::handler),
+            get(crate::graphql::ws::get).post(crate::graphql::handler),
         )
         .route("/explorer", get(crate::graphql::explorer))
         .route(
@@ -69,6 +69,11 @@ pub fn router(state: AppState) -> Router {
                 .object_multipart_upload_size_limit_bytes
                 .saturating_add(1 << 20),
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::middleware,
+        ))
+        .layer(middleware::from_fn(embed_token))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,
@@ -120,6 +125,24 @@ async fn record_metrics(State(state): State<AppState>, req: Request, next: Next)
     res
 }
 
+/// `?embedToken=` (how embedded viewers pass a token) becomes the request's
+/// `Authorization`, unless one was sent, so every route authenticates it the same way.
+async fn embed_token(mut req: Request, next: Next) -> Response {
+    let token = req.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "embedToken")
+            .map(|(_, v)| v.to_owned())
+    });
+    if let Some(token) = token.filter(|t| !t.is_empty())
+        && !req.headers().contains_key(header::AUTHORIZATION)
+        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
+    {
+        req.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    next.run(req).await
+}
+
 /// The process is alive. Deliberately checks no dependency: an orchestrator restarting the
 /// API because Postgres is down would only add load to an outage.
 async fn liveness() -> Json<serde_json::Value> {
@@ -162,6 +185,7 @@ where
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let metrics = state.metrics();
+    metrics.live_subscriptions.set(state.hub().active());
     match state.event_log().horizon_stats().await {
         Ok(stats) => {
             let gauge = |name: &str, v: f64| metrics.event_log.with_label_values(&[name]).set(v);

@@ -15,4 +15,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod objects;
+pub mod ratelimit;
+pub mod realtime;
 pub mod telemetry;
+pub mod webhooks;

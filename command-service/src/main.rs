@@ -174,14 +174,24 @@ async fn run_processes(
     let mut tasks = tokio::task::JoinSet::new();
     if projectors {
         let runtime = app::projector_runtime(&settings, pool.clone());
-        let cancel = cancel.clone();
+        let stop = cancel.clone();
         tasks.spawn(async move {
-            runtime.run(cancel).await;
+            runtime.run(stop).await;
+            anyhow::Ok(())
+        });
+        // Subscriptions' live events, published once the read model has them.
+        let redis = app::redis_client(
+            settings.require_redis_url("projectors publish live events through Redis")?,
+        )?;
+        let publisher = command_service::realtime::Publisher::new(pool.clone(), redis);
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            publisher.run(stop).await;
             anyhow::Ok(())
         });
     }
     if workers {
-        let runner = app::job_runner(&settings, pool.clone());
+        let runner = app::job_runner(&settings, pool.clone())?;
         let cancel = cancel.clone();
         tasks.spawn(async move {
             runner.run(cancel).await;

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub event_log: GaugeVec,
     /// Per projection: `behind_events`, `behind_seconds`, `halted` (1 while stopped on an event).
     pub projections: GaugeVec,
+    /// Requests let through because the limiter failed.
+    pub rate_limit_failures: prometheus::IntCounter,
+    /// Live subscriptions on this process (set at scrape time).
+    pub live_subscriptions: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -43,11 +47,23 @@ impl Metrics {
             Opts::new("projection", "Projection lag and health"),
             &["projection", "measure"],
         )?;
+        let live_subscriptions = prometheus::IntGauge::new(
+            "live_subscriptions",
+            "GraphQL subscriptions receiving live events on this process",
+        )?;
+        registry.register(Box::new(live_subscriptions.clone()))?;
+        let rate_limit_failures = prometheus::IntCounter::new(
+            "rate_limit_failures_total",
+            "Requests let through unchecked because the rate limiter (Redis) failed",
+        )?;
+        registry.register(Box::new(rate_limit_failures.clone()))?;
         registry.register(Box::new(projections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(event_log.clone()))?;
         Ok(Self {
+            rate_limit_failures,
+            live_subscriptions,
             registry,
             http_requests,
             http_duration,

@@ -307,6 +307,11 @@ fn render(lines: bool, objects: &[(String, String)]) -> Response {
 }
 
 /// `GET /objects/:projectId/:objectId`: the root, then every object of its closure by id.
+///
+/// Streamed: a task reads the closure from a database cursor and hands the body on in chunks
+/// of about [`DOWNLOAD_CHUNK_BYTES`] through a small bounded channel, so memory stays flat
+/// however large the model; gzip (when asked) compresses on the fly. A client that hangs up
+/// drops the channel, which stops the task and frees its connection.
 pub async fn download(
     State(state): State<AppState>,
     Path((project_id, object_id)): Path<(String, String)>,
@@ -320,17 +325,79 @@ pub async fn download(
         Ok(None) => return text(StatusCode::NOT_FOUND, "Failed to find object."),
         Err(e) => return internal(e),
     };
-    let children = match objects::closure_ids(state.pool(), &project_id, &object_id).await {
-        Ok(ids) => ids.unwrap_or_default(),
-        Err(e) => return internal(e),
+    let lines = wants_lines(&headers);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let pool = state.pool().clone();
+    tokio::spawn(async move {
+        let mut chunk = String::with_capacity(DOWNLOAD_CHUNK_BYTES + 1024);
+        let mut first = true;
+        let mut push = |chunk: &mut String, id: &str, data: &str| {
+            if lines {
+                chunk.push_str(id);
+                chunk.push('\t');
+                chunk.push_str(data);
+                chunk.push('\n');
+            } else {
+                chunk.push(if first { '[' } else { ',' });
+                chunk.push_str(data);
+            }
+            first = false;
+        };
+        push(&mut chunk, &object_id, &root);
+        drop(root);
+        let mut conn = match pool.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e))).await;
+                return;
+            }
+        };
+        let mut rows = sqlx::query_as::<_, (String, String)>(objects::CLOSURE_ROWS)
+            .bind(&project_id)
+            .bind(&object_id)
+            .fetch(&mut *conn);
+        while let Some(row) = futures::StreamExt::next(&mut rows).await {
+            match row {
+                Ok((id, data)) => push(&mut chunk, &id, &data),
+                Err(e) => {
+                    tracing::warn!(error = %e, "object download failed mid-stream");
+                    let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    return;
+                }
+            }
+            if chunk.len() >= DOWNLOAD_CHUNK_BYTES {
+                let full = std::mem::replace(
+                    &mut chunk,
+                    String::with_capacity(DOWNLOAD_CHUNK_BYTES + 1024),
+                );
+                if tx.send(Ok(Bytes::from(full))).await.is_err() {
+                    return; // the client hung up
+                }
+            }
+        }
+        if !lines {
+            chunk.push(']');
+        }
+        let _ = tx.send(Ok(Bytes::from(chunk))).await;
+    });
+    // Fused: the compression layer may poll once more after the end.
+    let body = futures::StreamExt::fuse(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let content_type = if lines {
+        "text/plain; charset=UTF-8"
+    } else {
+        "application/json"
     };
-    let mut out = vec![(object_id, root)];
-    match objects::many(state.pool(), &project_id, &children).await {
-        Ok(rows) => out.extend(rows),
-        Err(e) => return internal(e),
-    }
-    render(wants_lines(&headers), &out)
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
+
+/// Target size of one streamed download chunk.
+pub const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
 
 /// `GET /objects/:projectId/:objectId/single`.
 pub async fn single(

@@ -21,6 +21,8 @@ pub enum Entity {
     Member,
     /// A user account.
     User,
+    /// A project webhook.
+    Webhook,
 }
 
 impl fmt::Display for Entity {
@@ -32,6 +34,7 @@ impl fmt::Display for Entity {
             Self::Invite => "invite",
             Self::Member => "member",
             Self::User => "user",
+            Self::Webhook => "webhook",
         })
     }
 }
@@ -104,6 +107,14 @@ pub enum DomainError {
     /// The server does not allow the guest role.
     #[error("the guest role is not enabled on this server")]
     GuestRoleDisabled,
+    /// A per-project limit (e.g. webhooks) is reached.
+    #[error("this project already has the maximum of {max} {what}")]
+    LimitReached {
+        /// What is counted.
+        what: &'static str,
+        /// The configured limit.
+        max: usize,
+    },
 }
 
 impl DomainError {

@@ -16,6 +16,7 @@
 //! The domain never generates ids or reads the clock: callers pass new ids in commands (the
 //! domain checks their shape, see [`ids::is_entity_id`]) and the log records the time.
 
+pub mod activity;
 pub mod error;
 pub mod event;
 pub mod ids;

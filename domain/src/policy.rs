@@ -609,6 +609,19 @@ pub fn can_delete_project(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Owner)
 }
 
+/// Searching users (`userSearch`, `users`): signed-in guests and up with `users:read`.
+pub fn can_search_users(p: &Principal) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_scope(p, &Scope::USERS_READ)?;
+    need_server_role(role, ServerRole::Guest)
+}
+
+/// Seeing and managing a project's webhooks (their URLs and delivery logs are an owner's
+/// business, as in the original's `canReadWebhooks`): owners with `streams:write`.
+pub fn can_manage_webhooks(p: &Principal, a: &ProjectAccess) -> Decision {
+    write_access(p, a, ProjectRole::Owner)
+}
+
 /// Adding, changing or removing other members: owners.
 pub fn can_manage_members(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Owner)

@@ -212,6 +212,41 @@ pub enum ProjectCommand {
         /// Optional message.
         message: Option<String>,
     },
+    /// Register a webhook (see [`webhook`] for the rules).
+    CreateWebhook {
+        /// New webhook id.
+        webhook_id: String,
+        /// Configuration.
+        config: webhook::WebhookConfig,
+        /// The configured per-project limit.
+        max_per_project: usize,
+    },
+    /// Change a webhook; fields left `None` stay as they are.
+    UpdateWebhook {
+        /// The webhook.
+        webhook_id: String,
+        /// Changes.
+        changes: webhook::WebhookChanges,
+    },
+    /// Remove a webhook.
+    DeleteWebhook {
+        /// The webhook.
+        webhook_id: String,
+    },
+    /// Switch a webhook off because its deliveries keep failing (the delivery worker asks).
+    DisableWebhook {
+        /// The webhook.
+        webhook_id: String,
+        /// Why, shown to owners.
+        reason: String,
+    },
+    /// Send one delivery again, by hand.
+    RedeliverWebhook {
+        /// The webhook.
+        webhook_id: String,
+        /// The delivery to send again.
+        delivery_id: String,
+    },
 }
 
 /// Something that happened to a project. The durable contract: names and payload shapes never
@@ -410,6 +445,51 @@ pub enum ProjectEvent {
         /// Optional message.
         message: Option<String>,
     },
+    /// A webhook was registered. Its secret is not an event: it lives in the credential store.
+    WebhookCreated {
+        /// Project id.
+        project_id: String,
+        /// Webhook id.
+        webhook_id: String,
+        /// Configuration.
+        #[serde(flatten)]
+        config: webhook::WebhookConfig,
+    },
+    /// A webhook's configuration changed; carries the whole configuration after the change.
+    WebhookUpdated {
+        /// Project id.
+        project_id: String,
+        /// Webhook id.
+        webhook_id: String,
+        /// Configuration.
+        #[serde(flatten)]
+        config: webhook::WebhookConfig,
+    },
+    /// A webhook was removed.
+    WebhookDeleted {
+        /// Project id.
+        project_id: String,
+        /// Webhook id.
+        webhook_id: String,
+    },
+    /// A webhook was switched off after failing deliveries.
+    WebhookDisabled {
+        /// Project id.
+        project_id: String,
+        /// Webhook id.
+        webhook_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Someone asked for a delivery to be sent again.
+    WebhookRedeliveryRequested {
+        /// Project id.
+        project_id: String,
+        /// Webhook id.
+        webhook_id: String,
+        /// The delivery.
+        delivery_id: String,
+    },
 }
 
 impl ProjectEvent {
@@ -417,7 +497,7 @@ impl ProjectEvent {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// Every project event type name.
-    pub const EVENT_TYPES: [&'static str; 17] = [
+    pub const EVENT_TYPES: [&'static str; 22] = [
         "ProjectCreated",
         "ProjectUpdated",
         "ProjectDeleted",
@@ -435,6 +515,11 @@ impl ProjectEvent {
         "VersionMoved",
         "VersionDeleted",
         "VersionReceived",
+        "WebhookCreated",
+        "WebhookUpdated",
+        "WebhookDeleted",
+        "WebhookDisabled",
+        "WebhookRedeliveryRequested",
     ];
 
     /// The stable type name stored in the log.
@@ -457,6 +542,11 @@ impl ProjectEvent {
             Self::VersionMoved { .. } => "VersionMoved",
             Self::VersionDeleted { .. } => "VersionDeleted",
             Self::VersionReceived { .. } => "VersionReceived",
+            Self::WebhookCreated { .. } => "WebhookCreated",
+            Self::WebhookUpdated { .. } => "WebhookUpdated",
+            Self::WebhookDeleted { .. } => "WebhookDeleted",
+            Self::WebhookDisabled { .. } => "WebhookDisabled",
+            Self::WebhookRedeliveryRequested { .. } => "WebhookRedeliveryRequested",
         }
     }
 
@@ -479,7 +569,12 @@ impl ProjectEvent {
             | Self::VersionUpdated { project_id, .. }
             | Self::VersionMoved { project_id, .. }
             | Self::VersionDeleted { project_id, .. }
-            | Self::VersionReceived { project_id, .. } => project_id,
+            | Self::VersionReceived { project_id, .. }
+            | Self::WebhookCreated { project_id, .. }
+            | Self::WebhookUpdated { project_id, .. }
+            | Self::WebhookDeleted { project_id, .. }
+            | Self::WebhookDisabled { project_id, .. }
+            | Self::WebhookRedeliveryRequested { project_id, .. } => project_id,
         }
     }
 
@@ -557,6 +652,8 @@ pub struct Project {
     pub models: BTreeMap<String, Model>,
     /// Versions by id.
     pub versions: BTreeMap<String, Version>,
+    /// Webhooks by id.
+    pub webhooks: BTreeMap<String, webhook::Webhook>,
     /// Every model, version and invite id ever used here: ids are never reused, so read models
     /// never see one id mean two things.
     pub used_ids: BTreeSet<String>,
@@ -792,6 +889,11 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             kind: Entity::Project,
             id: project_id,
         }),
+        command @ (ProjectCommand::CreateWebhook { .. }
+        | ProjectCommand::UpdateWebhook { .. }
+        | ProjectCommand::DeleteWebhook { .. }
+        | ProjectCommand::DisableWebhook { .. }
+        | ProjectCommand::RedeliverWebhook { .. }) => webhook::decide(p, command),
         ProjectCommand::Update {
             name,
             description,
@@ -1169,6 +1271,7 @@ pub fn evolve(state: ProjectState, event: &ProjectEvent) -> ProjectState {
             invites: BTreeMap::new(),
             models: BTreeMap::new(),
             versions: BTreeMap::new(),
+            webhooks: BTreeMap::new(),
             used_ids: BTreeSet::new(),
         }),
         (ProjectState::Active(p), ProjectEvent::ProjectDeleted { .. }) => {
@@ -1285,6 +1388,11 @@ fn apply(p: &mut Project, event: &ProjectEvent) {
             p.versions.remove(version_id);
         }
         ProjectEvent::VersionUpdated { .. } | ProjectEvent::VersionReceived { .. } => {}
+        ProjectEvent::WebhookCreated { .. }
+        | ProjectEvent::WebhookUpdated { .. }
+        | ProjectEvent::WebhookDeleted { .. }
+        | ProjectEvent::WebhookDisabled { .. }
+        | ProjectEvent::WebhookRedeliveryRequested { .. } => webhook::apply(p, event),
     }
 }
 
@@ -1292,6 +1400,8 @@ fn apply(p: &mut Project, event: &ProjectEvent) {
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a ProjectEvent>) -> ProjectState {
     events.into_iter().fold(ProjectState::default(), evolve)
 }
+
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;

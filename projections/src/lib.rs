@@ -16,19 +16,21 @@ pub mod speckle;
 pub mod status;
 pub mod streams;
 pub mod wait;
+pub mod webhooks;
 
 use std::sync::Arc;
 
-pub use projection::{Batch, Projection, ProjectionError, TableDef, install};
+pub use projection::{Batch, Projection, ProjectionError, TableDef, install, missing_tables};
 pub use rebuild::{RebuildOptions, RebuildReport, rebuild};
 pub use runtime::{ProjectorRuntime, RuntimeOptions};
 pub use status::{ProjectionStatus, status};
-pub use wait::{ProjectionLag, wait_for};
+pub use wait::{ProjectionLag, checkpoint_of, wait_for};
 
 /// Every read model the product serves, in the order they are installed.
 pub fn registry() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(streams::StreamHeads),
         Arc::new(speckle::SpeckleReadModel),
+        Arc::new(webhooks::WebhooksProjection),
     ]
 }

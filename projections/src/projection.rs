@@ -173,3 +173,22 @@ pub async fn install(
     }
     Ok(())
 }
+
+/// Tables of an installed projection that do not exist yet: its definition gained a table
+/// since it was installed, so it needs a rebuild (`strata migrate` does it).
+pub async fn missing_tables(
+    pool: &PgPool,
+    projection: &dyn Projection,
+) -> Result<Vec<&'static str>, sqlx::Error> {
+    let mut missing = Vec::new();
+    for table in projection.tables() {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(table.name)
+            .fetch_one(pool)
+            .await?;
+        if !exists {
+            missing.push(table.name);
+        }
+    }
+    Ok(missing)
+}

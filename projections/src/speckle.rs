@@ -73,6 +73,18 @@ const TABLES: &[TableDef] = &[
             "CREATE INDEX {table}_model ON {table} (model_id, created_at DESC, id)",
         ],
     },
+    TableDef {
+        name: "activity",
+        create: "CREATE TABLE {table} (
+            id text PRIMARY KEY, stream_id text NOT NULL, time timestamptz NOT NULL,
+            resource_type text NOT NULL, resource_id text NOT NULL, action_type text NOT NULL,
+            user_id text, info jsonb NOT NULL, message text NOT NULL)",
+        indexes: &[
+            "CREATE INDEX {table}_stream ON {table} (stream_id, time DESC, id)",
+            "CREATE INDEX {table}_resource ON {table} (resource_id, time DESC, id)",
+            "CREATE INDEX {table}_user ON {table} (user_id, time DESC, id)",
+        ],
+    },
 ];
 
 impl Projection for SpeckleReadModel {
@@ -102,6 +114,7 @@ impl Projection for SpeckleReadModel {
                         let event = ProjectEvent::from_stored(&e.event_type, e.payload.clone())
                             .map_err(|err| failed(err.to_string()))?;
                         apply_project(batch.conn, &t, &event, at).await?;
+                        record_activity(batch.conn, &t, e, &event).await?;
                     }
                     Some("user") => {
                         let event = UserEvent::from_stored(&e.event_type, e.payload.clone())
@@ -125,6 +138,7 @@ struct Tables {
     invites: String,
     models: String,
     versions: String,
+    activity: String,
 }
 
 impl Tables {
@@ -136,6 +150,7 @@ impl Tables {
             invites: batch.table("project_invites"),
             models: batch.table("models"),
             versions: batch.table("versions"),
+            activity: batch.table("activity"),
         }
     }
 }
@@ -447,7 +462,60 @@ async fn apply_project(
         }
         // Receipts feed activity and webhooks; the version itself does not change.
         E::VersionReceived { .. } => Ok(()),
+        // Webhook configuration is the webhooks projection's concern.
+        E::WebhookCreated { .. }
+        | E::WebhookUpdated { .. }
+        | E::WebhookDeleted { .. }
+        | E::WebhookDisabled { .. }
+        | E::WebhookRedeliveryRequested { .. } => Ok(()),
     }
+}
+
+/// Speckle's activity feed: one row per entry `domain::activity` derives from the event. The
+/// id is the event's position and the entry's index, so a rebuild writes the same rows.
+async fn record_activity(
+    conn: &mut PgConnection,
+    t: &Tables,
+    e: &RecordedEvent,
+    event: &ProjectEvent,
+) -> Result<(), sqlx::Error> {
+    let user = e
+        .metadata
+        .actor_user_id
+        .clone()
+        .or_else(|| domain::activity::actor_hint(event).map(str::to_owned));
+    for (i, a) in domain::activity::of_project_event(event)
+        .into_iter()
+        .enumerate()
+    {
+        let q = format!(
+            "INSERT INTO {} (id, stream_id, time, resource_type, resource_id, action_type, user_id, info, message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+            t.activity
+        );
+        exec(
+            conn,
+            sqlx::query(sql(q))
+                .bind(format!("{}-{i}", e.cursor.position))
+                .bind(event.project_id())
+                .bind(activity_time(e))
+                .bind(a.resource_type.as_str())
+                .bind(a.resource_id)
+                .bind(a.action_type)
+                .bind(user.clone())
+                .bind(&e.payload)
+                .bind(a.message),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// An activity entry's time: the event's, plus the stream version's last three digits in
+/// microseconds, so the entries of one transaction (which share its timestamp) stay in order
+/// and time cursors never split them.
+fn activity_time(e: &RecordedEvent) -> OffsetDateTime {
+    e.recorded_at + time::Duration::microseconds(e.stream_version % 1000)
 }
 
 async fn set_invite_status(

@@ -35,6 +35,19 @@ impl ProjectionLag {
     pub const CODE: &'static str = "PROJECTION_LAG";
 }
 
+/// Where projection `name` has applied the log up to.
+pub async fn checkpoint_of(pool: &PgPool, name: &str) -> Result<LogCursor, ProjectionLag> {
+    let row = sqlx::query(
+        "SELECT projection, transaction_id::text AS xid, position FROM projection_checkpoints \
+         WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| ProjectionLag::Unknown(name.to_owned()))?;
+    Ok(cursor_of(&row)?)
+}
+
 /// Waits until every projection in `names` has a checkpoint at or past `target`, polling with
 /// a short growing interval, for at most `timeout`.
 pub async fn wait_for(

@@ -17,6 +17,9 @@ pub struct NewJob {
     pub max_attempts: i32,
     /// The log position of the event that caused it.
     pub source_position: Option<i64>,
+    /// Jobs with the same key run in enqueue order: one is claimed only when no earlier one
+    /// is running or due (an earlier one waiting for a retry does not hold it back).
+    pub ordering_key: Option<String>,
 }
 
 /// A job a worker holds.
@@ -32,20 +35,23 @@ pub struct ClaimedJob {
     pub attempt: i32,
     /// Attempts allowed.
     pub max_attempts: i32,
+    /// Its ordering key, if it must run in order with others.
+    pub ordering_key: Option<String>,
 }
 
 /// Enqueues on `conn`, inside the caller's transaction. Returns false when the dedupe key
 /// was already taken.
 pub async fn enqueue_on(conn: &mut PgConnection, job: &NewJob) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, source_position) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (dedupe_key) DO NOTHING",
+        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, source_position, ordering_key) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .bind(&job.kind)
     .bind(&job.payload)
     .bind(&job.dedupe_key)
     .bind(job.max_attempts)
     .bind(job.source_position)
+    .bind(&job.ordering_key)
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -64,11 +70,15 @@ pub async fn claim(
     let rows = sqlx::query(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
                 locked_until = now() + make_interval(secs => $2) \
-         WHERE id IN (SELECT id FROM jobs \
+         WHERE id IN (SELECT id FROM jobs j \
                       WHERE kind = ANY($3) AND run_at <= now() \
                         AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
+                        AND (ordering_key IS NULL OR NOT EXISTS ( \
+                            SELECT 1 FROM jobs e \
+                            WHERE e.ordering_key = j.ordering_key AND e.id < j.id \
+                              AND e.status IN ('pending', 'running') AND e.run_at <= now())) \
                       ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts",
+         RETURNING id, kind, payload, attempts, max_attempts, ordering_key",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
@@ -76,6 +86,51 @@ pub async fn claim(
     .bind(limit)
     .fetch_all(&mut *tx)
     .await?;
+    let jobs = record_claims(&mut tx, worker, rows).await?;
+    tx.commit().await?;
+    Ok(jobs)
+}
+
+/// Claims the next due job of `ordering_key` once the job before it is finished, so a worker
+/// can run one key's jobs back to back without a full queue scan between them.
+pub async fn claim_next_in_order(
+    pool: &PgPool,
+    worker: &str,
+    kinds: &[String],
+    ordering_key: &str,
+    lease: Duration,
+) -> Result<Option<ClaimedJob>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+                locked_until = now() + make_interval(secs => $2) \
+         WHERE id = (SELECT id FROM jobs j \
+                     WHERE ordering_key = $4 AND kind = ANY($3) AND run_at <= now() \
+                       AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
+                       AND NOT EXISTS ( \
+                           SELECT 1 FROM jobs e \
+                           WHERE e.ordering_key = $4 AND e.id < j.id \
+                             AND e.status IN ('pending', 'running') AND e.run_at <= now()) \
+                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, kind, payload, attempts, max_attempts, ordering_key",
+    )
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .bind(kinds)
+    .bind(ordering_key)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut jobs = record_claims(&mut tx, worker, rows).await?;
+    tx.commit().await?;
+    Ok(jobs.pop())
+}
+
+/// Records an attempt for each claimed row (closing the open attempt of a dead worker).
+async fn record_claims(
+    tx: &mut PgConnection,
+    worker: &str,
+    rows: Vec<sqlx::postgres::PgRow>,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
     let mut jobs = Vec::with_capacity(rows.len());
     for row in rows {
         let job = ClaimedJob {
@@ -84,6 +139,7 @@ pub async fn claim(
             payload: row.try_get("payload")?,
             attempt: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
+            ordering_key: row.try_get("ordering_key")?,
         };
         sqlx::query(
             "UPDATE job_attempts SET outcome = 'abandoned', finished_at = now(), \
@@ -101,7 +157,6 @@ pub async fn claim(
             .await?;
         jobs.push(job);
     }
-    tx.commit().await?;
     Ok(jobs)
 }
 

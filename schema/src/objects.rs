@@ -94,6 +94,15 @@ pub async fn closure_ids(
     Ok(row.map(Option::unwrap_or_default))
 }
 
+/// The objects of `id`'s closure, ordered by id, as a query a caller streams row by row
+/// (bind `project_id`, then `id`): the closure's keys are sorted, then each object is found
+/// through the primary key, so rows flow as they are found and nothing is buffered.
+pub const CLOSURE_ROWS: &str = "SELECT o.id, o.data \
+     FROM (SELECT jsonb_object_keys(coalesce(closure, '{}')) AS k FROM objects \
+           WHERE project_id = $1 AND id = $2) c \
+     JOIN objects o ON o.project_id = $1 AND o.id = c.k \
+     ORDER BY c.k";
+
 /// How many ids one lookup sends at once; results are ordered by id within each such chunk,
 /// as the original orders them.
 pub const LOOKUP_CHUNK: usize = 1000;

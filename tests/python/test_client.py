@@ -89,3 +89,11 @@ def test_invalid_token_is_refused_with_403(url: str) -> None:
     transport_error = caught.value.exception
     assert isinstance(transport_error, TransportServerError), caught.value
     assert transport_error.code == 403
+
+
+def test_user_search_finds_users_by_email(
+    first_client: SpeckleClient, second_user: RegisteredUser
+) -> None:
+    found = first_client.other_user.user_search(second_user.email, emailOnly=True)
+    assert [u.name for u in found.items] == [second_user.name]
+    assert found.items[0].id

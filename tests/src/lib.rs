@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod race;
+pub mod receiver;
 
 use std::sync::Once;
 
@@ -105,6 +106,10 @@ pub fn test_settings(db: &TestDb) -> Settings {
         database_url: Some(Secret::new(db.url.clone())),
         redis_url: Some(Secret::new(test_redis_url())),
         token_pepper: Some(Secret::new("test-pepper-test-pepper-test-pepper-0123")),
+        // Tests that are about limits switch them on; the rest would trip them.
+        rate_limits_enabled: false,
+        // Tests run many stacks on two cores at once: give the read models room.
+        read_your_writes_timeout_ms: 15_000,
         ..Settings::default()
     }
 }
@@ -173,6 +178,12 @@ pub async fn spawn_stack(
     let runtime =
         projections::ProjectorRuntime::new(db.pool.clone(), projections::registry(), options);
     tokio::spawn(runtime.run(cancel.clone()));
+    let redis = command_service::app::redis_client(
+        app.state.settings().redis_url.as_ref().expect("redis_url"),
+    )
+    .expect("redis");
+    let publisher = command_service::realtime::Publisher::new(db.pool.clone(), redis);
+    tokio::spawn(publisher.run(cancel.clone()));
     (app, cancel.drop_guard())
 }
 

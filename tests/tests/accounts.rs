@@ -487,3 +487,175 @@ async fn invites_leave_profiles_and_permissions() {
         "builds"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_tokens_in_the_query_string_authenticate_like_headers() {
+    let (w, _db) = world().await;
+    let token = tests::register(&w.app.base_url, "embed@example.com").await;
+    let get = |token: String| {
+        let url = w.url(&format!(
+            "/graphql?query=%7BactiveUser%7Bid%20name%7D%7D&embedToken={token}"
+        ));
+        let http = w.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let res = get(token.clone()).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["data"]["activeUser"]["id"].is_string(), "{body}");
+    // A bad embed token is refused like any bad token, even for anonymous-friendly queries.
+    let res = get(format!("{}x", &token[..token.len() - 1])).await;
+    assert_eq!(res.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_found_by_name_or_email() {
+    let (w, _db) = world().await;
+    let (token, _) = w.register("ada@example.com").await;
+    tests::register(&w.app.base_url, "grace@example.com").await;
+    let search = |query: &str, email_only: bool| {
+        let body = json!({
+            "query": "query($q: String!, $e: Boolean) { userSearch(query: $q, emailOnly: $e, limit: 10) { cursor items { id name } } }",
+            "variables": {"q": query, "e": email_only}
+        });
+        let req = w
+            .http
+            .post(w.url("/graphql"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            req.send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let found = search("LOVELACE", false).await;
+    let items = found["data"]["userSearch"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{found}");
+    assert_eq!(items[0]["name"], "Ada Lovelace");
+    let by_email = search("grace@example.com", true).await;
+    assert_eq!(
+        by_email["data"]["userSearch"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let partial_email = search("grace@", true).await;
+    assert_eq!(
+        partial_email["data"]["userSearch"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "emailOnly matches whole addresses"
+    );
+    let wildcard = search("%%%", false).await;
+    assert_eq!(
+        wildcard["data"]["userSearch"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let short = search("ad", false).await;
+    assert_eq!(
+        short["errors"][0]["extensions"]["code"],
+        "BAD_REQUEST_ERROR"
+    );
+    // The current API's `users` gives the same answer.
+    let res: serde_json::Value = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({"query": "{ users(input: {query: \"lovelace\"}) { items { name } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["data"]["users"]["items"][0]["name"], "Ada Lovelace");
+    // Anonymous callers may not search.
+    let res: serde_json::Value = w
+        .http
+        .post(w.url("/graphql"))
+        .json(&json!({"query": "{ userSearch(query: \"lovelace\") { items { id } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        res["data"].is_null() || res["data"]["userSearch"].is_null(),
+        "{res}"
+    );
+    assert!(!res["errors"][0]["extensions"]["code"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_tokens_are_revoked_at_once_on_every_replica() {
+    let (w, db) = world().await;
+    let other = TestApp::spawn(test_settings(&db)).await;
+    let token = tests::register(&w.app.base_url, "cache@example.com").await;
+    // A token made through the API so it can be revoked through it.
+    let created: Value = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({"query": "mutation { apiTokenCreate(token: {name: \"t\", scopes: [\"profile:read\", \"tokens:write\"]}) }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let personal = created["data"]["apiTokenCreate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let with = |app: &TestApp, t: &str| {
+        let req = app
+            .http
+            .post(format!("{}/graphql", app.base_url))
+            .bearer_auth(t)
+            .json(&json!({"query": "{ activeUser { id } }"}));
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(with(&other, &personal).await, 200);
+
+    // Cached: the second replica keeps trusting the token although its row is gone behind
+    // the application's back (no revocation was announced).
+    sqlx::query("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(&personal[..10])
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(with(&other, &personal).await, 200, "served from the cache");
+    sqlx::query("UPDATE api_tokens SET expires_at = now() + interval '1 day' WHERE id = $1")
+        .bind(&personal[..10])
+        .execute(&db.pool)
+        .await
+        .unwrap();
+
+    // A revocation through one replica is honoured by the other on the very next request.
+    let revoked: Value = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&token)
+        .json(&json!({"query": "mutation($t: String!) { apiTokenRevoke(token: $t) }", "variables": {"t": personal}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked["data"]["apiTokenRevoke"], true, "{revoked}");
+    assert_eq!(with(&other, &personal).await, 403);
+    assert_eq!(with(&w.app, &personal).await, 403);
+    assert_eq!(with(&other, &token).await, 200, "other tokens still work");
+}

@@ -90,6 +90,7 @@ async fn enqueue(pool: &PgPool, key: &str, max_attempts: i32) -> i64 {
         dedupe_key: Some(key.into()),
         max_attempts,
         source_position: None,
+        ordering_key: None,
     };
     assert!(schema::jobs::enqueue_on(&mut conn, &job).await.unwrap());
     assert!(

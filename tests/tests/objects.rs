@@ -421,3 +421,70 @@ async fn the_viewer_object_stream_masks_and_validates() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_closures_stream_in_order_in_both_formats() {
+    let (w, _db) = world(16 << 20).await;
+    // 3,000 children of about 150 bytes: several download chunks.
+    let children: Vec<String> = (1..=3000)
+        .map(|n| {
+            format!(
+                r#"{{"id":"{}","speckle_type":"Base","payload":"{}"}}"#,
+                id(n),
+                "x".repeat(100)
+            )
+        })
+        .collect();
+    let closure: Vec<String> = (1..=3000).map(|n| format!(r#""{}":1"#, id(n))).collect();
+    let root = format!(
+        r#"{{"id":"{}","speckle_type":"Base","__closure":{{{}}}}}"#,
+        id(100_000),
+        closure.join(",")
+    );
+    let batch = format!("[{},{}]", root, children.join(","));
+    let res = w
+        .upload(vec![(batch.into_bytes(), "text/plain")], Some(&w.token))
+        .await;
+    assert_eq!(res.status(), 201);
+
+    let url = w.url(&format!("/objects/{}/{}", w.project, id(100_000)));
+    let json: Value = w
+        .http
+        .get(&url)
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = json.as_array().unwrap();
+    assert_eq!(items.len(), 3001);
+    assert_eq!(items[0]["id"], id(100_000), "the root first");
+    let ids: Vec<&str> = items[1..]
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "then the closure by id");
+
+    let lines = w
+        .http
+        .get(&url)
+        .bearer_auth(&w.token)
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = lines.lines().collect();
+    assert_eq!(lines.len(), 3001);
+    for (line, item) in lines.iter().zip(items) {
+        let (line_id, data) = line.split_once('\t').unwrap();
+        assert_eq!(line_id, item["id"]);
+        assert_eq!(serde_json::from_str::<Value>(data).unwrap(), *item);
+    }
+}

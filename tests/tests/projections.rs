@@ -93,6 +93,7 @@ impl Totals {
                     dedupe_key: Some(format!("echo:{}", e.cursor.position)),
                     max_attempts: 3,
                     source_position: Some(e.cursor.position),
+                    ordering_key: None,
                 })
                 .await?;
         }

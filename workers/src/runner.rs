@@ -20,6 +20,8 @@ pub struct JobError {
     pub message: String,
     /// Whether trying again may help.
     pub retryable: bool,
+    /// When to try again, if the handler keeps its own schedule (else the runner's backoff).
+    pub retry_in: Option<Duration>,
 }
 
 impl JobError {
@@ -28,6 +30,16 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: true,
+            retry_in: None,
+        }
+    }
+
+    /// A failure worth retrying after `delay` (a handler with its own retry schedule).
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            retry_in: Some(delay),
         }
     }
 
@@ -36,6 +48,7 @@ impl JobError {
         Self {
             message: message.into(),
             retryable: false,
+            retry_in: None,
         }
     }
 }
@@ -119,6 +132,8 @@ impl JobRunner {
         // Owned by this future: aborting the runner aborts its jobs, as a crash would.
         let mut running = tokio::task::JoinSet::new();
         let (wake_tx, mut wake_rx) = tokio::sync::watch::channel(0u64);
+        // A finished job frees a slot and may unblock the next job of its ordering key.
+        let finished = Arc::new(tokio::sync::Notify::new());
         let listener = tokio::spawn(schema::wakeups::listen(
             self.pool.clone(),
             schema::wakeups::JOBS_CHANNEL,
@@ -150,9 +165,37 @@ impl JobRunner {
                         };
                         let pool = self.pool.clone();
                         let options = self.options.clone();
+                        let finished = finished.clone();
+                        let kinds = kinds.clone();
+                        let cancel = cancel.clone();
                         running.spawn(async move {
-                            execute(&pool, &options, handler.as_ref(), &job).await;
+                            let mut job = job;
+                            loop {
+                                execute(&pool, &options, handler.as_ref(), &job).await;
+                                // Run the key's next job at once, in this slot.
+                                let Some(key) = job.ordering_key.as_deref() else { break };
+                                if cancel.is_cancelled() {
+                                    break;
+                                }
+                                match jobs::claim_next_in_order(
+                                    &pool,
+                                    &options.worker_id,
+                                    &kinds,
+                                    key,
+                                    options.lease,
+                                )
+                                .await
+                                {
+                                    Ok(Some(next)) => job = next,
+                                    Ok(None) => break,
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, "claiming the next ordered job failed");
+                                        break;
+                                    }
+                                }
+                            }
                             drop(permit);
+                            finished.notify_one();
                         });
                     }
                     continue;
@@ -163,6 +206,7 @@ impl JobRunner {
             while running.try_join_next().is_some() {}
             tokio::select! {
                 _ = wake_rx.changed() => {}
+                () = finished.notified() => {}
                 () = tokio::time::sleep(self.options.poll_interval) => {}
                 () = cancel.cancelled() => {}
             }
@@ -200,7 +244,9 @@ async fn execute(
     let recorded = match &outcome {
         Ok(()) => jobs::succeed(pool, worker, job).await,
         Err(e) => {
-            let retry_in = e.retryable.then(|| backoff(options, job.attempt));
+            let retry_in = e
+                .retryable
+                .then(|| e.retry_in.unwrap_or_else(|| backoff(options, job.attempt)));
             tracing::warn!(job = job.id, kind = %job.kind, attempt = job.attempt, error = %e.message, "job failed");
             jobs::fail(pool, worker, job, &e.message, retry_in).await
         }

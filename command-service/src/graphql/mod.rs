@@ -2,16 +2,20 @@
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
 mod errors;
+mod legacy;
 mod loaders;
 mod mutations;
 mod object;
 mod project;
 mod server;
+mod subscriptions;
 mod team;
 mod user;
+mod webhooks;
+pub mod ws;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, Object, Schema};
+use async_graphql::{MergedObject, Object, Schema};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
@@ -24,9 +28,18 @@ use crate::context::RequestContext;
 pub use errors::{ErrorCode, gql_error};
 
 /// The executable schema.
-pub type StrataSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type StrataSchema = Schema<QueryRoot, MutationRoot, subscriptions::Subscription>;
 
-/// The query root.
+/// Every query: the current API and the legacy one.
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(Query, legacy::LegacyQuery);
+
+/// Every mutation: the current API and the legacy one.
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(Mutation, legacy::LegacyMutation);
+
+/// The current API's queries.
+#[derive(Default)]
 pub struct Query;
 
 #[Object]
@@ -58,6 +71,38 @@ impl Query {
         user::other_user(ctx, &id).await
     }
 
+    /// Users whose name contains, or whose email is, the query (at least 3 characters).
+    async fn users(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: user::UsersRetrievalInput,
+    ) -> async_graphql::Result<user::UserSearchResultCollection> {
+        user::search(ctx, input.into()).await
+    }
+
+    /// Legacy (still used by specklepy): the same search with its old arguments.
+    async fn user_search(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        query: String,
+        limit: Option<i32>,
+        cursor: Option<String>,
+        #[graphql(default = false)] archived: bool,
+        #[graphql(default = false)] email_only: bool,
+    ) -> async_graphql::Result<user::UserSearchResultCollection> {
+        user::search(
+            ctx,
+            user::UserSearch {
+                query,
+                limit,
+                cursor,
+                archived,
+                email_only,
+            },
+        )
+        .await
+    }
+
     /// One project, if the caller may read it: `STREAM_NOT_FOUND` when it does not exist,
     /// `FORBIDDEN` when it is private to others.
     async fn project(
@@ -69,7 +114,8 @@ impl Query {
     }
 }
 
-/// The mutation root.
+/// The current API's mutations.
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -111,23 +157,67 @@ impl Mutation {
     ) -> async_graphql::Result<bool> {
         user::revoke_token(ctx, &token).await
     }
+
+    /// Registers a webhook on a project (owners); returns its id.
+    async fn webhook_create(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        webhook: webhooks::WebhookCreateInput,
+    ) -> async_graphql::Result<String> {
+        webhooks::create(ctx, webhook).await
+    }
+
+    /// Changes a webhook (owners); `enabled: true` re-enables one switched off for failing.
+    async fn webhook_update(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        webhook: webhooks::WebhookUpdateInput,
+    ) -> async_graphql::Result<String> {
+        webhooks::update(ctx, webhook).await
+    }
+
+    /// Removes a webhook (owners).
+    async fn webhook_delete(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        webhook: webhooks::WebhookDeleteInput,
+    ) -> async_graphql::Result<String> {
+        webhooks::delete(ctx, webhook).await
+    }
+
+    /// Sends a recorded delivery again, with the same id and body (owners).
+    async fn webhook_redeliver(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: webhooks::WebhookRedeliverInput,
+    ) -> async_graphql::Result<bool> {
+        webhooks::redeliver(ctx, input).await
+    }
 }
 
 /// Builds the schema with the configured depth and complexity limits.
 pub fn build(state: AppState) -> StrataSchema {
     let settings = state.settings();
-    Schema::build(Query, Mutation, EmptySubscription)
-        .limit_depth(settings.graphql_max_depth)
-        .limit_complexity(settings.graphql_max_complexity)
-        .data(state)
-        .finish()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        subscriptions::Subscription,
+    )
+    .limit_depth(settings.graphql_max_depth)
+    .limit_complexity(settings.graphql_max_complexity)
+    .data(state)
+    .finish()
 }
 
 /// The SDL of the schema, as committed in `schema/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        subscriptions::Subscription,
+    )
+    .finish()
+    .sdl()
 }
 
 /// `POST /graphql` (single or batched operations) and `GET /graphql`.

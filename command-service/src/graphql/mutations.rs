@@ -41,6 +41,27 @@ pub(crate) fn command_error(e: CommandError) -> async_graphql::Error {
     }
 }
 
+/// Refuses with `RATE_LIMIT_ERROR` when `user` is over `action`'s limit.
+pub(crate) async fn rate_limited(
+    ctx: &Context<'_>,
+    action: &str,
+    user: &str,
+) -> async_graphql::Result<()> {
+    let state = ctx.data::<AppState>()?;
+    match crate::ratelimit::check(state, action, &format!("u:{user}")).await {
+        crate::ratelimit::Verdict::Limited { reset_in } => {
+            Err(async_graphql::ErrorExtensions::extend_with(
+                async_graphql::Error::new(format!(
+                    "You are doing this too often. Try again in {} s.",
+                    reset_in.as_secs().max(1)
+                )),
+                |_, e| e.set("code", "RATE_LIMIT_ERROR"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
     let principal = ctx.data::<Principal>()?.clone();
     let user = principal
@@ -150,6 +171,7 @@ impl ProjectMutations {
     ) -> async_graphql::Result<Project> {
         let (principal, user) = signed_in(ctx)?;
         policy::can_create_project(&principal, false).map_err(|d| denied(&d))?;
+        rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
         let input = input.unwrap_or(ProjectCreateInput {
             name: None,
@@ -182,19 +204,13 @@ impl ProjectMutations {
         ctx: &Context<'_>,
         update: ProjectUpdateInput,
     ) -> async_graphql::Result<Project> {
-        let visibility = visibility_in(update.visibility);
-        run(
+        update_project(
             ctx,
             &update.id,
-            |p, a, _| policy::can_update_project(p, a),
-            |_| {
-                Ok(ProjectCommand::Update {
-                    name: update.name.clone(),
-                    description: update.description.clone(),
-                    visibility,
-                    allow_public_comments: update.allow_public_comments,
-                })
-            },
+            update.name.clone(),
+            update.description.clone(),
+            visibility_in(update.visibility),
+            update.allow_public_comments,
         )
         .await?;
         read::load(ctx, &update.id).await
@@ -202,13 +218,7 @@ impl ProjectMutations {
 
     /// Deletes the project and everything in it (owners; admins).
     async fn delete(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
-        run(
-            ctx,
-            &id,
-            |p, a, _| policy::can_delete_project(p, a),
-            |_| Ok(ProjectCommand::Delete),
-        )
-        .await?;
+        delete_project(ctx, &id).await?;
         Ok(true)
     }
 
@@ -228,49 +238,8 @@ impl ProjectMutations {
         ctx: &Context<'_>,
         input: ProjectUpdateRoleInput,
     ) -> async_graphql::Result<Project> {
-        let role = match input.role.as_deref() {
-            None => None,
-            Some(r) => Some(
-                [
-                    ProjectRole::Owner,
-                    ProjectRole::Contributor,
-                    ProjectRole::Reviewer,
-                ]
-                .into_iter()
-                .find(|x| x.as_str() == r)
-                .ok_or_else(|| {
-                    gql_error(ErrorCode::BadRequest, format!("unknown project role {r:?}"))
-                })?,
-            ),
-        };
-        let target_role: Option<String> =
-            sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-                .bind(&input.user_id)
-                .fetch_optional(ctx.data::<AppState>()?.pool())
-                .await
-                .map_err(internal)?;
-        let target_role: domain::policy::ServerRole = target_role
-            .and_then(|r| r.parse().ok())
-            .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
-        let target = input.user_id.clone();
-        run(
-            ctx,
-            &input.project_id,
-            |p, a, _| policy::can_set_member_role(p, a, &target),
-            |_| {
-                Ok(match role {
-                    Some(role) => ProjectCommand::SetMemberRole {
-                        user_id: target.clone(),
-                        role,
-                        user_server_role: target_role,
-                    },
-                    None => ProjectCommand::RemoveMember {
-                        user_id: target.clone(),
-                    },
-                })
-            },
-        )
-        .await?;
+        let role = input.role.as_deref().map(project_role).transpose()?;
+        set_member_role(ctx, &input.project_id, &input.user_id, role).await?;
         read::load(ctx, &input.project_id).await
     }
 }
@@ -313,23 +282,9 @@ impl ModelMutations {
         ctx: &Context<'_>,
         input: CreateModelInput,
     ) -> async_graphql::Result<Model> {
-        let (_, user) = signed_in(ctx)?;
-        let model_id = new_id();
         let name = domain::ModelName::tidy(&input.name);
-        run(
-            ctx,
-            &input.project_id,
-            |p, a, _| policy::can_create_model(p, a),
-            |_| {
-                Ok(ProjectCommand::CreateModel {
-                    model_id: model_id.clone(),
-                    name: name.clone(),
-                    description: input.description.clone(),
-                    author_id: user.clone(),
-                })
-            },
-        )
-        .await?;
+        let model_id =
+            create_model(ctx, &input.project_id, name, input.description.clone()).await?;
         read::model_by_id(ctx, &model_id).await
     }
 
@@ -339,17 +294,12 @@ impl ModelMutations {
         ctx: &Context<'_>,
         input: UpdateModelInput,
     ) -> async_graphql::Result<Model> {
-        run(
+        update_model(
             ctx,
             &input.project_id,
-            |p, a, _| policy::can_update_model(p, a),
-            |_| {
-                Ok(ProjectCommand::UpdateModel {
-                    model_id: input.id.clone(),
-                    name: input.name.clone(),
-                    description: input.description.clone(),
-                })
-            },
+            &input.id,
+            input.name.clone(),
+            input.description.clone(),
         )
         .await?;
         read::model_by_id(ctx, &input.id).await
@@ -361,24 +311,7 @@ impl ModelMutations {
         ctx: &Context<'_>,
         input: DeleteModelInput,
     ) -> async_graphql::Result<bool> {
-        let model_id = input.id.clone();
-        run(
-            ctx,
-            &input.project_id,
-            |p, a, project| {
-                policy::can_delete_model(
-                    p,
-                    a,
-                    project.models.get(&model_id).map(|m| m.author_id.as_str()),
-                )
-            },
-            |_| {
-                Ok(ProjectCommand::DeleteModel {
-                    model_id: model_id.clone(),
-                })
-            },
-        )
-        .await?;
+        delete_model(ctx, &input.project_id, &input.id).await?;
         Ok(true)
     }
 }
@@ -444,6 +377,7 @@ impl VersionMutations {
         input: CreateVersionInput,
     ) -> async_graphql::Result<Version> {
         let (_, user) = signed_in(ctx)?;
+        rate_limited(ctx, "COMMIT_CREATE", &user).await?;
         let version_id = new_id();
         let count = u32::try_from(input.total_children_count.unwrap_or(1)).unwrap_or(0);
         run(
@@ -474,25 +408,7 @@ impl VersionMutations {
         input: UpdateVersionInput,
     ) -> async_graphql::Result<Version> {
         let version_id = input.version_id.clone();
-        run(
-            ctx,
-            &input.project_id,
-            |p, a, project| {
-                let author = project
-                    .versions
-                    .get(&version_id)
-                    .map(|v| v.author_id.clone())
-                    .unwrap_or_default();
-                policy::can_update_version(p, a, &author)
-            },
-            |_| {
-                Ok(ProjectCommand::UpdateVersion {
-                    version_id: version_id.clone(),
-                    message: input.message.clone(),
-                })
-            },
-        )
-        .await?;
+        update_version_message(ctx, &input.project_id, &version_id, input.message.clone()).await?;
         read::version_by_id(ctx, &version_id).await
     }
 
@@ -502,18 +418,7 @@ impl VersionMutations {
         ctx: &Context<'_>,
         input: DeleteVersionsInput,
     ) -> async_graphql::Result<bool> {
-        let ids = input.version_ids.clone();
-        run(
-            ctx,
-            &input.project_id,
-            |p, a, project| can_change_versions(p, a, project, &ids),
-            |_| {
-                Ok(ProjectCommand::DeleteVersions {
-                    version_ids: ids.clone(),
-                })
-            },
-        )
-        .await?;
+        delete_versions(ctx, &input.project_id, input.version_ids.clone()).await?;
         Ok(true)
     }
 
@@ -523,21 +428,11 @@ impl VersionMutations {
         ctx: &Context<'_>,
         input: MoveVersionsInput,
     ) -> async_graphql::Result<Model> {
-        let (_, user) = signed_in(ctx)?;
-        let ids = input.version_ids.clone();
-        let new_model_id = new_id();
-        run(
+        move_versions(
             ctx,
             &input.project_id,
-            |p, a, project| can_change_versions(p, a, project, &ids),
-            |_| {
-                Ok(ProjectCommand::MoveVersions {
-                    version_ids: ids.clone(),
-                    target_model_name: input.target_model_name.clone(),
-                    new_model_id: new_model_id.clone(),
-                    author_id: user.clone(),
-                })
-            },
+            input.version_ids.clone(),
+            &input.target_model_name,
         )
         .await?;
         read::model_by_name_in(ctx, &input.project_id, &input.target_model_name).await
@@ -549,21 +444,270 @@ impl VersionMutations {
         ctx: &Context<'_>,
         input: MarkReceivedVersionInput,
     ) -> async_graphql::Result<bool> {
-        let (_, user) = signed_in(ctx)?;
-        run(
+        mark_received(
             ctx,
             &input.project_id,
-            |p, a, _| policy::can_mark_received(p, a),
-            |_| {
-                Ok(ProjectCommand::MarkVersionReceived {
-                    version_id: input.version_id.clone(),
-                    user_id: user.clone(),
-                    source_application: input.source_application.clone(),
-                    message: input.message.clone(),
-                })
-            },
+            &input.version_id,
+            &input.source_application,
+            input.message.clone(),
         )
         .await?;
         Ok(true)
     }
+}
+
+// Operations both APIs issue (the current API's resolvers and `graphql::legacy` map their
+// wire inputs onto these).
+
+/// Changes a project's settings (owners).
+pub(crate) async fn update_project(
+    ctx: &Context<'_>,
+    id: &str,
+    name: Option<String>,
+    description: Option<String>,
+    visibility: Option<Visibility>,
+    allow_public_comments: Option<bool>,
+) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        id,
+        |p, a, _| policy::can_update_project(p, a),
+        |_| {
+            Ok(ProjectCommand::Update {
+                name: name.clone(),
+                description: description.clone(),
+                visibility,
+                allow_public_comments,
+            })
+        },
+    )
+    .await
+}
+
+/// Deletes a project (owners; admins).
+pub(crate) async fn delete_project(ctx: &Context<'_>, id: &str) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        id,
+        |p, a, _| policy::can_delete_project(p, a),
+        |_| Ok(ProjectCommand::Delete),
+    )
+    .await
+}
+
+/// Gives `user_id` a role, or removes them with `None` (owners).
+pub(crate) async fn set_member_role(
+    ctx: &Context<'_>,
+    project_id: &str,
+    user_id: &str,
+    role: Option<ProjectRole>,
+) -> async_graphql::Result<()> {
+    let target_role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(ctx.data::<AppState>()?.pool())
+        .await
+        .map_err(internal)?;
+    let target_role: domain::policy::ServerRole = target_role
+        .and_then(|r| r.parse().ok())
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_set_member_role(p, a, user_id),
+        |_| {
+            Ok(match role {
+                Some(role) => ProjectCommand::SetMemberRole {
+                    user_id: user_id.to_owned(),
+                    role,
+                    user_server_role: target_role,
+                },
+                None => ProjectCommand::RemoveMember {
+                    user_id: user_id.to_owned(),
+                },
+            })
+        },
+    )
+    .await
+}
+
+/// A project role from its wire name (`stream:owner`, …).
+pub(crate) fn project_role(role: &str) -> async_graphql::Result<ProjectRole> {
+    [
+        ProjectRole::Owner,
+        ProjectRole::Contributor,
+        ProjectRole::Reviewer,
+    ]
+    .into_iter()
+    .find(|x| x.as_str() == role)
+    .ok_or_else(|| {
+        gql_error(
+            ErrorCode::BadRequest,
+            format!("unknown project role {role:?}"),
+        )
+    })
+}
+
+/// Creates a model named `name` (already tidied); returns its id.
+pub(crate) async fn create_model(
+    ctx: &Context<'_>,
+    project_id: &str,
+    name: String,
+    description: Option<String>,
+) -> async_graphql::Result<String> {
+    let (_, user) = signed_in(ctx)?;
+    let model_id = new_id();
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_create_model(p, a),
+        |_| {
+            Ok(ProjectCommand::CreateModel {
+                model_id: model_id.clone(),
+                name: name.clone(),
+                description: description.clone(),
+                author_id: user.clone(),
+            })
+        },
+    )
+    .await?;
+    Ok(model_id)
+}
+
+/// Renames or re-describes a model.
+pub(crate) async fn update_model(
+    ctx: &Context<'_>,
+    project_id: &str,
+    model_id: &str,
+    name: Option<String>,
+    description: Option<String>,
+) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_update_model(p, a),
+        |_| {
+            Ok(ProjectCommand::UpdateModel {
+                model_id: model_id.to_owned(),
+                name: name.clone(),
+                description: description.clone(),
+            })
+        },
+    )
+    .await
+}
+
+/// Deletes a model with its versions (its author, or an owner).
+pub(crate) async fn delete_model(
+    ctx: &Context<'_>,
+    project_id: &str,
+    model_id: &str,
+) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        project_id,
+        |p, a, project| {
+            policy::can_delete_model(
+                p,
+                a,
+                project.models.get(model_id).map(|m| m.author_id.as_str()),
+            )
+        },
+        |_| {
+            Ok(ProjectCommand::DeleteModel {
+                model_id: model_id.to_owned(),
+            })
+        },
+    )
+    .await
+}
+
+/// Changes a version's message (its author, or an owner).
+pub(crate) async fn update_version_message(
+    ctx: &Context<'_>,
+    project_id: &str,
+    version_id: &str,
+    message: String,
+) -> async_graphql::Result<()> {
+    let ids = [version_id.to_owned()];
+    run(
+        ctx,
+        project_id,
+        |p, a, project| can_change_versions(p, a, project, &ids),
+        |_| {
+            Ok(ProjectCommand::UpdateVersion {
+                version_id: version_id.to_owned(),
+                message: message.clone(),
+            })
+        },
+    )
+    .await
+}
+
+/// Deletes versions (each by its author, or an owner).
+pub(crate) async fn delete_versions(
+    ctx: &Context<'_>,
+    project_id: &str,
+    ids: Vec<String>,
+) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        project_id,
+        |p, a, project| can_change_versions(p, a, project, &ids),
+        |_| {
+            Ok(ProjectCommand::DeleteVersions {
+                version_ids: ids.clone(),
+            })
+        },
+    )
+    .await
+}
+
+/// Moves versions to the model named `target` (created when absent).
+pub(crate) async fn move_versions(
+    ctx: &Context<'_>,
+    project_id: &str,
+    ids: Vec<String>,
+    target: &str,
+) -> async_graphql::Result<()> {
+    let (_, user) = signed_in(ctx)?;
+    let new_model_id = new_id();
+    run(
+        ctx,
+        project_id,
+        |p, a, project| can_change_versions(p, a, project, &ids),
+        |_| {
+            Ok(ProjectCommand::MoveVersions {
+                version_ids: ids.clone(),
+                target_model_name: target.to_owned(),
+                new_model_id: new_model_id.clone(),
+                author_id: user.clone(),
+            })
+        },
+    )
+    .await
+}
+
+/// Records that the caller received a version.
+pub(crate) async fn mark_received(
+    ctx: &Context<'_>,
+    project_id: &str,
+    version_id: &str,
+    source_application: &str,
+    message: Option<String>,
+) -> async_graphql::Result<()> {
+    let (_, user) = signed_in(ctx)?;
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_mark_received(p, a),
+        |_| {
+            Ok(ProjectCommand::MarkVersionReceived {
+                version_id: version_id.to_owned(),
+                user_id: user.clone(),
+                source_application: source_application.to_owned(),
+                message: message.clone(),
+            })
+        },
+    )
+    .await
 }

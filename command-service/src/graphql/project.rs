@@ -42,7 +42,7 @@ fn role_of(stored: &str) -> Option<ProjectRole> {
 }
 
 /// A project.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Project {
     id: String,
@@ -234,7 +234,7 @@ fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
 /// Most items one page may hold.
 const MAX_PAGE: i64 = 100;
 
-fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
+pub(crate) fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
     let limit = i64::from(limit.unwrap_or(25));
     if !(0..=MAX_PAGE).contains(&limit) {
         return Err(gql_error(
@@ -323,8 +323,56 @@ pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project>
     Ok(project)
 }
 
+impl Project {
+    /// A project from a live event's row snapshot (`to_jsonb` of a `projects` row), as seen
+    /// by a caller with `role`.
+    pub(crate) fn from_snapshot(
+        row: &serde_json::Value,
+        role: Option<ProjectRole>,
+    ) -> Option<Self> {
+        let text = |k: &str| row.get(k).and_then(serde_json::Value::as_str);
+        let at = |k: &str| {
+            text(k).and_then(|t| {
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+        };
+        Some(Self {
+            id: text("id")?.to_owned(),
+            name: text("name")?.to_owned(),
+            description: text("description").map(str::to_owned),
+            visibility: text("visibility")?.to_owned(),
+            allow_public_comments: row.get("allow_public_comments")?.as_bool()?,
+            role: role.map(|r| r.as_str().to_owned()),
+            created_at: at("created_at")?,
+            updated_at: at("updated_at")?,
+        })
+    }
+
+    /// The policy facts for the caller who loaded it.
+    pub(crate) fn access(&self) -> ProjectAccess {
+        ProjectAccess {
+            visibility: visibility_of(&self.visibility),
+            role_of_principal: self.role.as_deref().and_then(role_of),
+        }
+    }
+
+    /// Its id.
+    pub(crate) fn project_id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[ComplexObject]
 impl Project {
+    /// Its webhooks (owners only), or the one with `id`.
+    async fn webhooks(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+    ) -> async_graphql::Result<super::webhooks::WebhookCollection> {
+        super::webhooks::list(ctx, self, id.as_deref()).await
+    }
+
     /// `PRIVATE`, `UNLISTED` or `PUBLIC`.
     async fn visibility(&self) -> ProjectVisibility {
         match visibility_of(&self.visibility) {
@@ -534,6 +582,65 @@ impl Project {
     }
 }
 
+/// A model's versions with `priority` first (on the first page), then the rest newest first;
+/// later pages hold only the rest.
+async fn prioritised_versions(
+    pool: &PgPool,
+    model_id: &str,
+    priority: &[String],
+    limit: Option<i32>,
+    cursor: Option<String>,
+) -> async_graphql::Result<VersionCollection> {
+    const SELECT: &str = "SELECT id, referenced_object, message, source_application, \
+        total_children_count, parents, author_id, model_id, project_id, created_at FROM versions ";
+    let limit = page_limit(limit)?;
+    let total_count: i64 = sqlx::query_scalar("SELECT count(*) FROM versions WHERE model_id = $1")
+        .bind(model_id)
+        .fetch_one(pool)
+        .await
+        .map_err(internal)?;
+    let mut items: Vec<Version> = Vec::new();
+    if cursor.is_none() {
+        items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3"
+        )))
+        .bind(model_id)
+        .bind(priority)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+    }
+    let after = cursor.as_deref().map(decode_cursor).transpose()?;
+    let room = limit - items.len() as i64;
+    let rest: Vec<Version> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE model_id = $1 AND NOT (id = ANY($2)) \
+         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    )))
+    .bind(model_id)
+    .bind(priority)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+    .bind(room)
+    .fetch_all(pool)
+    .await
+    .map_err(internal)?;
+    let cursor = if room == 0 {
+        // The priority versions filled the page: the next one starts at the newest of the rest.
+        (total_count > items.len() as i64)
+            .then(|| encode_cursor(time::macros::datetime!(9999-12-31 0:00 UTC), ""))
+    } else {
+        next_cursor(&rest, room, |v| (v.created_at, &v.id))
+    };
+    items.extend(rest);
+    Ok(VersionCollection {
+        total_count,
+        cursor,
+        items,
+    })
+}
+
 async fn versions_page(
     pool: &PgPool,
     column: &'static str,
@@ -646,6 +753,10 @@ impl Model {
                 cursor: None,
                 items,
             });
+        }
+        if let Some(filter) = filter.filter(|f| !f.priority_ids.is_empty()) {
+            return prioritised_versions(pool(ctx)?, &self.id, &filter.priority_ids, limit, cursor)
+                .await;
         }
         if cursor.is_none()
             && let Ok(loader) = ctx.data::<std::sync::Arc<DataLoader<ModelVersionsLoader>>>()

@@ -70,6 +70,17 @@ pub struct ApiTokenCreateInput {
     lifespan: Option<i64>,
 }
 
+async fn user_row(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
+    sqlx::query_as(
+        "SELECT id, email AS email_address, name, bio, company, avatar, false AS verified, role, created_at \
+         FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(ctx.data::<AppState>()?.pool())
+    .await
+    .map_err(internal)
+}
+
 /// The signed-in user's record, if any.
 pub async fn active_user(ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
     let principal = ctx.data::<Principal>()?;
@@ -82,14 +93,19 @@ pub async fn active_user(ctx: &Context<'_>) -> async_graphql::Result<Option<User
             "Your token lacks the profile:read scope.",
         ));
     }
-    sqlx::query_as(
-        "SELECT id, email AS email_address, name, bio, company, avatar, false AS verified, role, created_at \
-         FROM users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(ctx.data::<AppState>()?.pool())
-    .await
-    .map_err(internal)
+    user_row(ctx, id).await
+}
+
+/// A user's record by id (the legacy `user(id)`); the email stays guarded by its resolver.
+pub async fn user_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
+    let principal = ctx.data::<Principal>()?;
+    if principal.user_id.is_none() {
+        return Err(gql_error(
+            ErrorCode::Unauthorized,
+            "You must be signed in to do this.",
+        ));
+    }
+    user_row(ctx, id).await
 }
 
 /// Another user's public profile.
@@ -112,6 +128,29 @@ pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
 
 #[ComplexObject]
 impl User {
+    /// Legacy: the user's streams (only those the caller may see).
+    async fn streams(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<super::legacy::UserStreamCollection> {
+        super::legacy::user_streams(ctx, &self.id, None, limit, cursor).await
+    }
+
+    /// Legacy: what the user did, in streams the caller may see, newest first.
+    async fn activity(
+        &self,
+        ctx: &Context<'_>,
+        action_type: Option<String>,
+        after: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+        cursor: Option<OffsetDateTime>,
+        limit: Option<i32>,
+    ) -> async_graphql::Result<super::legacy::ActivityCollection> {
+        super::legacy::user_activity(ctx, &self.id, action_type, after, before, cursor, limit).await
+    }
+
     /// The email: only to the user themself (with `profile:email`) or an admin.
     async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let principal = ctx.data::<Principal>()?;
@@ -327,4 +366,107 @@ pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> async_graphql::Resu
         .revoke_token(&user, token)
         .await
         .map_err(internal)
+}
+
+/// A page of users found by a search.
+#[derive(SimpleObject)]
+pub struct UserSearchResultCollection {
+    cursor: Option<String>,
+    items: Vec<LimitedUser>,
+}
+
+/// `users` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct UsersRetrievalInput {
+    query: String,
+    limit: Option<i32>,
+    cursor: Option<String>,
+    email_only: Option<bool>,
+}
+
+impl From<UsersRetrievalInput> for UserSearch {
+    fn from(i: UsersRetrievalInput) -> Self {
+        Self {
+            query: i.query,
+            limit: i.limit,
+            cursor: i.cursor,
+            archived: false,
+            email_only: i.email_only.unwrap_or(false),
+        }
+    }
+}
+
+/// What `userSearch` and `users` look for.
+pub struct UserSearch {
+    /// At least 3 characters of a name or email (the whole email with `email_only`).
+    pub query: String,
+    /// Page size.
+    pub limit: Option<i32>,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+    /// Include archived users.
+    pub archived: bool,
+    /// Match the email exactly, and nothing else.
+    pub email_only: bool,
+}
+
+/// Least characters a search needs, as the original.
+const MIN_SEARCH_CHARS: usize = 3;
+
+/// Searches users by name or email, newest first.
+pub async fn search(
+    ctx: &Context<'_>,
+    search: UserSearch,
+) -> async_graphql::Result<UserSearchResultCollection> {
+    let principal = ctx.data::<Principal>()?;
+    domain::policy::can_search_users(principal).map_err(|d| super::errors::denied(&d))?;
+    let query = search.query.trim().to_lowercase();
+    if query.chars().count() < MIN_SEARCH_CHARS {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("Search query must be at least {MIN_SEARCH_CHARS} characters."),
+        ));
+    }
+    let limit = super::project::page_limit(search.limit)?;
+    let after = search
+        .cursor
+        .as_deref()
+        .map(super::project::decode_cursor)
+        .transpose()?;
+    let pattern = format!(
+        "%{}%",
+        query
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
+    let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(
+        "SELECT id, created_at FROM users \
+         WHERE (CASE WHEN $2 THEN email = $1 ELSE (email = $1 OR lower(name) LIKE $3) END) \
+           AND ($4 OR role <> 'server:archived') \
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
+         ORDER BY created_at DESC, id DESC LIMIT $7",
+    )
+    .bind(&query)
+    .bind(search.email_only)
+    .bind(&pattern)
+    .bind(search.archived)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(ctx.data::<AppState>()?.pool())
+    .await
+    .map_err(internal)?;
+    let cursor = rows
+        .last()
+        .filter(|_| rows.len() as i64 == limit)
+        .map(|(id, at)| super::project::encode_cursor(*at, id));
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, _) in rows {
+        if let Some(user) = other_user(ctx, &id).await? {
+            items.push(user);
+        }
+    }
+    Ok(UserSearchResultCollection { cursor, items })
 }

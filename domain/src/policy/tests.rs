@@ -13,6 +13,7 @@ enum Act {
     UpdateProject,
     DeleteProject,
     ManageMembers,
+    ManageWebhooks,
     SetOthersRole,
     SetOwnRole,
     Invite,
@@ -84,7 +85,9 @@ fn rule(act: Act) -> &'static [Guard] {
             AdminOk,
             Member(Reviewer),
         ],
-        Act::UpdateProject | Act::ManageMembers | Act::SetOthersRole => W_OWNER,
+        Act::UpdateProject | Act::ManageMembers | Act::ManageWebhooks | Act::SetOthersRole => {
+            W_OWNER
+        }
         Act::SetOwnRole => &[
             SignedIn,
             Needs(WRITE),
@@ -146,11 +149,12 @@ fn rule(act: Act) -> &'static [Guard] {
     }
 }
 
-const ALL_ACTS: [Act; 22] = [
+const ALL_ACTS: [Act; 23] = [
     Act::ReadProject,
     Act::UpdateProject,
     Act::DeleteProject,
     Act::ManageMembers,
+    Act::ManageWebhooks,
     Act::SetOthersRole,
     Act::SetOwnRole,
     Act::Invite,
@@ -311,6 +315,7 @@ fn actual(act: Act, case: &Case) -> Decision {
         Act::UpdateProject => can_update_project(&p, &a),
         Act::DeleteProject => can_delete_project(&p, &a),
         Act::ManageMembers => can_manage_members(&p, &a),
+        Act::ManageWebhooks => can_manage_webhooks(&p, &a),
         Act::SetOthersRole => can_set_member_role(&p, &a, OTHER),
         Act::SetOwnRole => can_set_member_role(&p, &a, ME),
         Act::Invite => can_invite(&p, &a),

@@ -949,6 +949,35 @@ fn every_event_scenario() -> Vec<ProjectCommand> {
         ProjectCommand::DeleteModel {
             model_id: M1.into(),
         },
+        ProjectCommand::CreateWebhook {
+            webhook_id: "f000000001".into(),
+            config: super::webhook::WebhookConfig {
+                url: "https://hooks.example.com/x".into(),
+                description: "ci".into(),
+                triggers: vec!["commit_create".into()],
+                enabled: true,
+                has_secret: false,
+            },
+            max_per_project: 100,
+        },
+        ProjectCommand::UpdateWebhook {
+            webhook_id: "f000000001".into(),
+            changes: super::webhook::WebhookChanges {
+                has_secret: Some(true),
+                ..Default::default()
+            },
+        },
+        ProjectCommand::DisableWebhook {
+            webhook_id: "f000000001".into(),
+            reason: "failing".into(),
+        },
+        ProjectCommand::RedeliverWebhook {
+            webhook_id: "f000000001".into(),
+            delivery_id: "d1".into(),
+        },
+        ProjectCommand::DeleteWebhook {
+            webhook_id: "f000000001".into(),
+        },
         ProjectCommand::Delete,
     ]
 }

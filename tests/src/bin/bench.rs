@@ -1,5 +1,8 @@
 //! Benchmarks that print figures beside a reference measured in the same run.
 //!
+//! `bench objects`: server ingest of gzip batches beside a raw COPY of the same rows; download.
+//! `bench subscriptions`: mutation-to-message latency with 1,000 connected subscribers.
+//! `bench webhooks`: delivery throughput and append-to-receipt latency beside plain POSTs.
 //! `bench append`: events/s appended with 1, 8 and 32 concurrent writers against plain
 //! single-row INSERT transactions into an equivalent table; then `read_all` events/s over 1M
 //! events. `bench race`: the late-commit soak (1,000 rounds per writer).
@@ -56,6 +59,41 @@ enum Bench {
         #[arg(long, default_value_t = 5)]
         seconds: u64,
     },
+    /// Webhooks: deliveries/s draining a backlog (one webhook, in order; ten webhooks), and
+    /// latency from append to receipt at a steady rate, beside plain POSTs to the same
+    /// receiver (the HTTP floor).
+    Webhooks {
+        /// Events in the backlog per webhook.
+        #[arg(long, default_value_t = 300)]
+        backlog: usize,
+        /// Events in the latency run.
+        #[arg(long, default_value_t = 300)]
+        latency_events: usize,
+    },
+    /// Subscriptions: latency from a mutation's answer to each subscriber's message, with
+    /// many subscribers connected over `graphql-ws`, beside the mutation's own latency.
+    Subscriptions {
+        /// Connected subscribers, all on one project.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
+        /// Mutations measured.
+        #[arg(long, default_value_t = 20)]
+        mutations: usize,
+    },
+    /// Objects: server-bound ingest of pre-built gzip batches (many concurrent requests)
+    /// beside a raw COPY of the same rows into an equivalent table, then the download of the
+    /// whole tree.
+    Objects {
+        /// Small objects (about 150 bytes each) detached from one root.
+        #[arg(long, default_value_t = 100_000)]
+        objects: usize,
+        /// Objects per batch (one multipart part).
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Concurrent upload requests.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -102,6 +140,19 @@ async fn main() -> anyhow::Result<()> {
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
         Bench::Graphql { seconds } => graphql_bench(&pool, &scoped, seconds).await,
         Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
+        Bench::Subscriptions {
+            subscribers,
+            mutations,
+        } => subscriptions_bench(&pool, &scoped, subscribers, mutations).await,
+        Bench::Objects {
+            objects,
+            batch,
+            clients,
+        } => objects_bench(&pool, &scoped, objects, batch, clients).await,
+        Bench::Webhooks {
+            backlog,
+            latency_events,
+        } => webhooks_bench(&pool, backlog, latency_events).await,
     };
     pool.close().await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -438,28 +489,7 @@ async fn live_lag(
 }
 
 async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow::Result<()> {
-    projections::install(pool, &projections::registry()).await?;
-    let redis = std::env::var("STRATA_REDIS_URL")
-        .or_else(|_| std::env::var("STRATA_TEST_REDIS_URL"))
-        .context("set STRATA_REDIS_URL (deploy/dev up writes it)")?;
-    let settings = command_service::config::Settings {
-        port: 0,
-        database_url: Some(command_service::config::Secret::new(scoped_url)),
-        redis_url: Some(command_service::config::Secret::new(redis)),
-        token_pepper: Some(command_service::config::Secret::new(
-            "bench-pepper-bench-pepper-bench-pepper-00",
-        )),
-        database_max_connections: 40,
-        ..Default::default()
-    };
-    let app = tests::TestApp::spawn(settings).await;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let runtime = projections::ProjectorRuntime::new(
-        pool.clone(),
-        projections::registry(),
-        projections::RuntimeOptions::default(),
-    );
-    let running = tokio::spawn(runtime.run(cancel.clone()));
+    let (app, cancel, running, _) = bench_stack(pool, scoped_url, |_| {}).await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -607,6 +637,589 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
     cancel.cancel();
     running.await?;
     Ok(())
+}
+
+async fn objects_bench(
+    pool: &PgPool,
+    scoped_url: &str,
+    count: usize,
+    batch: usize,
+    clients: usize,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let token = tests::register(&app.base_url, "bench@example.com").await;
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(&token)
+        .json(&json!({"query": "mutation { projectMutations { create(input: {name: \"objects\"}) { id } } }"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let project = created["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .context("no project")?
+        .to_owned();
+
+    // The tree: `count` small children and one root whose closure lists them.
+    let id = |n: usize| format!("{n:032x}");
+    let children: Vec<String> = (1..=count)
+        .map(|n| {
+            format!(
+                r#"{{"id":"{}","speckle_type":"Objects.Geometry.Point","x":{n}.5,"y":{},"z":0.25,"units":"m","applicationId":null}}"#,
+                id(n),
+                n * 3
+            )
+        })
+        .collect();
+    let closure: Vec<String> = (1..=count).map(|n| format!(r#""{}":1"#, id(n))).collect();
+    let root_id = id(count + 1);
+    let root = format!(
+        r#"{{"id":"{root_id}","speckle_type":"Base","@elements":[],"__closure":{{{}}}}}"#,
+        closure.join(",")
+    );
+    let raw_bytes: usize = children.iter().map(String::len).sum::<usize>() + root.len();
+    let mut bodies = Vec::new();
+    for chunk in children.chunks(batch) {
+        let json = format!("[{}]", chunk.join(","));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(json.as_bytes())?;
+        bodies.push(gz.finish()?);
+    }
+    bodies.push({
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(format!("[{root}]").as_bytes())?;
+        gz.finish()?
+    });
+    let gz_bytes: usize = bodies.iter().map(Vec::len).sum();
+    println!(
+        "\nobjects: {count} objects + root, {:.1} MB of JSON ({:.1} MB gzipped) in {} batches; {clients} concurrent uploads",
+        raw_bytes as f64 / 1e6,
+        gz_bytes as f64 / 1e6,
+        bodies.len()
+    );
+
+    // Reference: COPY of the same rows into an equivalent table (same columns and keys).
+    sqlx::query("CREATE TABLE objects_copy_ref (LIKE objects INCLUDING ALL)")
+        .execute(pool)
+        .await?;
+    let escape = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('\t', "\\t")
+            .replace('\n', "\\n")
+    };
+    let mut rows = String::with_capacity(raw_bytes * 2);
+    for (n, child) in children.iter().enumerate() {
+        rows.push_str(&format!(
+            "{project}\t{}\tObjects.Geometry.Point\t\\N\t\\N\t{}\n",
+            id(n + 1),
+            escape(child)
+        ));
+    }
+    rows.push_str(&format!(
+        "{project}\t{root_id}\tBase\t{count}\t{{{}}}\t{}\n",
+        escape(&closure.join(",")),
+        escape(&root)
+    ));
+    let started = Instant::now();
+    let mut conn = pool.acquire().await?;
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY objects_copy_ref (project_id, id, speckle_type, total_children_count, closure, data) FROM STDIN",
+        )
+        .await?;
+    for piece in rows.as_bytes().chunks(1 << 20) {
+        copy.send(piece).await?;
+    }
+    copy.finish().await?;
+    drop(conn);
+    let copy_time = started.elapsed();
+    let per_s = |n: usize, t: Duration| n as f64 / t.as_secs_f64();
+    println!(
+        "reference COPY:   {:>9.0} objects/s {:>7.1} MB/s ({:.2} s)",
+        per_s(count + 1, copy_time),
+        per_s(raw_bytes, copy_time) / 1e6,
+        copy_time.as_secs_f64()
+    );
+
+    // The server: multipart POST /objects/:projectId, `clients` at a time.
+    let url = format!("{}/objects/{project}", app.base_url);
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (http, url, token, queue) = (http.clone(), url.clone(), token.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = queue.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.pop()
+                else {
+                    break;
+                };
+                let form = reqwest::multipart::Form::new().part(
+                    "batch",
+                    reqwest::multipart::Part::bytes(body)
+                        .file_name("batch")
+                        .mime_str("application/gzip")?,
+                );
+                let res = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .multipart(form)
+                    .send()
+                    .await?;
+                anyhow::ensure!(res.status() == 201, "upload answered {}", res.status());
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let ingest_time = started.elapsed();
+    println!(
+        "server ingest:    {:>9.0} objects/s {:>7.1} MB/s ({:.2} s) = {:.0} % of COPY",
+        per_s(count + 1, ingest_time),
+        per_s(raw_bytes, ingest_time) / 1e6,
+        ingest_time.as_secs_f64(),
+        100.0 * copy_time.as_secs_f64() / ingest_time.as_secs_f64()
+    );
+
+    // Download of the whole tree, gzipped on the fly, as connectors ask for it.
+    let started = Instant::now();
+    let res = http
+        .get(format!("{url}/{root_id}"))
+        .bearer_auth(&token)
+        .header("accept", "text/plain")
+        .send()
+        .await?;
+    anyhow::ensure!(res.status() == 200, "download answered {}", res.status());
+    let body = res.bytes().await?;
+    let download_time = started.elapsed();
+    let lines = body.iter().filter(|b| **b == b'\n').count();
+    anyhow::ensure!(lines == count + 1, "downloaded {lines} objects");
+    println!(
+        "server download:  {:>9.0} objects/s {:>7.1} MB/s ({:.2} s, {lines} objects)",
+        per_s(lines, download_time),
+        per_s(body.len(), download_time) / 1e6,
+        download_time.as_secs_f64()
+    );
+    cancel.cancel();
+    projecting.await?;
+    Ok(())
+}
+
+async fn subscriptions_bench(
+    pool: &PgPool,
+    scoped_url: &str,
+    subscribers: usize,
+    mutations: usize,
+) -> anyhow::Result<()> {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let (app, cancel, projecting, redis) =
+        bench_stack(pool, scoped_url, |s| s.subscription_buffer_events = 4096).await?;
+    let publisher = command_service::realtime::Publisher::new(
+        pool.clone(),
+        command_service::app::redis_client(&command_service::config::Secret::new(redis))?,
+    );
+    let publishing = tokio::spawn(publisher.run(cancel.clone()));
+    let token = tests::register(&app.base_url, "bench@example.com").await;
+    let http = reqwest::Client::new();
+    let gql = |query: &'static str, variables: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{}/graphql", app.base_url);
+        let token = token.clone();
+        async move {
+            let body: serde_json::Value = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::ensure!(body.get("errors").is_none(), "GraphQL errors: {body}");
+            anyhow::Ok(body)
+        }
+    };
+    let project = gql(
+        "mutation { projectMutations { create(input: {name: \"live\"}) { id } } }",
+        json!({}),
+    )
+    .await?["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .context("no project")?
+        .to_owned();
+    let (arrivals_tx, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let ws_url = app.base_url.replace("http://", "ws://") + "/graphql";
+    let mut readers = Vec::new();
+    for _ in 0..subscribers {
+        let mut request = ws_url.as_str().into_client_request()?;
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", "graphql-ws".parse()?);
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await?;
+        socket
+            .send(Message::Text(
+                json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}})
+                    .to_string()
+                    .into(),
+            ))
+            .await?;
+        socket
+            .send(Message::Text(
+                json!({"id": "1", "type": "start", "payload": {
+                    "query": "subscription($id: String!) { projectUpdated(id: $id) { id type project { name } } }",
+                    "variables": {"id": project}}})
+                .to_string()
+                .into(),
+            ))
+            .await?;
+        let tx = arrivals_tx.clone();
+        readers.push(tokio::spawn(async move {
+            while let Some(Ok(message)) = socket.next().await {
+                if let Message::Text(text) = message {
+                    let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                    if let Some(name) =
+                        value["payload"]["data"]["projectUpdated"]["project"]["name"].as_str()
+                    {
+                        let _ = tx.send((name.to_owned(), Instant::now()));
+                    }
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while app.state.hub().active() < subscribers as i64 {
+        anyhow::ensure!(Instant::now() < deadline, "subscribers never became live");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "\nsubscriptions: {subscribers} graphql-ws subscribers on one project, `projectUpdated {{ id type project {{ name }} }}`"
+    );
+    let mut mutation_latencies = Vec::new();
+    let mut delivery = Vec::new();
+    for i in 0..mutations {
+        let name = format!("round {i}");
+        let sent = Instant::now();
+        gql(
+            "mutation($p: String!, $n: String!) { projectMutations { update(update: {id: $p, name: $n}) { id } } }",
+            json!({"p": project, "n": name}),
+        )
+        .await?;
+        let answered = Instant::now();
+        mutation_latencies.push(answered - sent);
+        let mut got = 0;
+        while got < subscribers {
+            let (arrived_name, at) = tokio::time::timeout(Duration::from_secs(60), arrivals.recv())
+                .await?
+                .context("subscribers gone")?;
+            anyhow::ensure!(
+                arrived_name == name,
+                "out of round: {arrived_name} in {name}"
+            );
+            delivery.push(at.saturating_duration_since(sent));
+            got += 1;
+        }
+    }
+    mutation_latencies.sort();
+    delivery.sort();
+    println!(
+        "reference: the mutation's own round trip p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&mutation_latencies, 0.5)),
+        ms(percentile(&mutation_latencies, 0.99))
+    );
+    println!(
+        "mutation sent -> message at each subscriber: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} deliveries)",
+        ms(percentile(&delivery, 0.5)),
+        ms(percentile(&delivery, 0.99)),
+        ms(*delivery.last().unwrap_or(&Duration::ZERO)),
+        delivery.len()
+    );
+    for r in readers {
+        r.abort();
+    }
+    cancel.cancel();
+    projecting.await?;
+    publishing.await?;
+    Ok(())
+}
+
+async fn webhooks_bench(
+    pool: &PgPool,
+    backlog: usize,
+    latency_events: usize,
+) -> anyhow::Result<()> {
+    use command_service::commands::{CommandBus, ProjectAggregate, UserAggregate, new_id};
+    use domain::project::webhook::WebhookConfig;
+    use domain::{ProjectCommand, UserCommand};
+    use tests::receiver::WebhookReceiver;
+
+    projections::install(pool, &projections::registry()).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runtime = projections::ProjectorRuntime::new(
+        pool.clone(),
+        projections::registry(),
+        projections::RuntimeOptions::default(),
+    );
+    let projecting = tokio::spawn(runtime.run(cancel.clone()));
+    // No read-your-writes wait: the bench measures from the append.
+    let bus = CommandBus::new(EventLog::new(pool.clone()), &[], Duration::from_secs(10));
+    let meta = EventMetadata::default();
+    let user = new_id();
+    let create_user = UserCommand::Create {
+        id: user.clone(),
+        email: "bench@example.com".into(),
+        name: "Bench".into(),
+        company: None,
+        server_role: domain::ServerRole::Admin,
+    };
+    bus.execute::<UserAggregate, _>(&user, &meta, |_| Ok(create_user.clone()))
+        .await?;
+    let receiver = WebhookReceiver::start().await;
+    let mut projects = Vec::new();
+    for i in 0..11 {
+        let id = new_id();
+        let create = ProjectCommand::Create {
+            id: id.clone(),
+            name: format!("bench {i}"),
+            description: None,
+            visibility: domain::Visibility::Private,
+            owner_user_id: user.clone(),
+            default_model_id: None,
+        };
+        bus.execute::<ProjectAggregate, _>(&id, &meta, |_| Ok(create.clone()))
+            .await?;
+        let webhook_id = new_id();
+        sqlx::query("INSERT INTO webhook_secrets (webhook_id, secret) VALUES ($1, 'bench-secret')")
+            .bind(&webhook_id)
+            .execute(pool)
+            .await?;
+        let hook = ProjectCommand::CreateWebhook {
+            webhook_id,
+            config: WebhookConfig {
+                url: receiver.url.clone(),
+                description: String::new(),
+                triggers: vec!["stream_update".into()],
+                enabled: true,
+                has_secret: true,
+            },
+            max_per_project: 100,
+        };
+        bus.execute::<ProjectAggregate, _>(&id, &meta, |_| Ok(hook.clone()))
+            .await?;
+        projects.push(id);
+    }
+    let rename = |project: String, name: String| {
+        let bus = bus.clone();
+        async move {
+            let cmd = ProjectCommand::Update {
+                name: Some(name),
+                description: None,
+                visibility: None,
+                allow_public_comments: None,
+            };
+            bus.execute::<ProjectAggregate, _>(&project, &EventMetadata::default(), |_| {
+                Ok(cmd.clone())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    };
+    let name_of = |r: &tests::receiver::Received| {
+        r.json()["payload"]["event"]["data"]["event"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // The floor: the same receiver, plain POSTs of a body of the same size.
+    let sample_body = "x".repeat(1500);
+    let http = reqwest::Client::new();
+    let floor_url = receiver.url.clone();
+    let post_floor = |concurrency: usize, total: usize| {
+        let http = http.clone();
+        let url = floor_url.clone();
+        let body = sample_body.clone();
+        async move {
+            let start = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let (http, url, body) = (http.clone(), url.clone(), body.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    for _ in 0..total / concurrency {
+                        let t = Instant::now();
+                        http.post(&url).body(body.clone()).send().await?;
+                        latencies.push(t.elapsed());
+                    }
+                    anyhow::Ok(latencies)
+                }));
+            }
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await??);
+            }
+            all.sort();
+            anyhow::Ok((all.len() as f64 / start.elapsed().as_secs_f64(), all))
+        }
+    };
+    println!("\nwebhooks: receiver on loopback answering 200; worker concurrency 8");
+    let (floor_one, lat) = post_floor(1, 500).await?;
+    let (floor_eight, _) = post_floor(8, 2000).await?;
+    println!(
+        "floor: plain POSTs {floor_one:.0}/s sequential (p50 {:.2} ms, p99 {:.2} ms), {floor_eight:.0}/s with 8 at once",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99))
+    );
+    let floor_requests = receiver.received().len();
+
+    let settings = command_service::config::Settings {
+        webhook_allow_private_targets: true,
+        ..Default::default()
+    };
+    let drain = |label: &'static str, targets: Vec<String>| {
+        let rename = &rename;
+        let receiver = receiver.clone();
+        let settings = settings.clone();
+        async move {
+            let before = receiver.received().len();
+            for i in 0..backlog {
+                for p in &targets {
+                    rename(p.clone(), format!("{label} {i}")).await?;
+                }
+            }
+            let expected = backlog * targets.len();
+            // Wait for the projector to enqueue the whole backlog before starting the worker.
+            loop {
+                let queued: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM jobs WHERE kind = 'webhook.deliver' AND status = 'pending'",
+                )
+                .fetch_one(pool)
+                .await?;
+                if queued as usize >= expected {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let worker_cancel = tokio_util::sync::CancellationToken::new();
+            let runner = command_service::app::job_runner(&settings, pool.clone())?;
+            let start = Instant::now();
+            let working = tokio::spawn(runner.run(worker_cancel.clone()));
+            receiver
+                .wait_for(before + expected, Duration::from_secs(600))
+                .await;
+            let elapsed = start.elapsed();
+            worker_cancel.cancel();
+            working.await?;
+            let got = receiver.received();
+            let mut in_order = true;
+            for p in &targets {
+                let names: Vec<String> = got[before..]
+                    .iter()
+                    .filter(|r| r.json()["payload"]["streamId"] == p.as_str())
+                    .map(name_of)
+                    .collect();
+                let expected: Vec<String> = (0..backlog).map(|i| format!("{label} {i}")).collect();
+                in_order &= names == expected;
+            }
+            println!(
+                "backlog of {expected} deliveries to {} webhook(s): {:.0} deliveries/s ({:.1} s), each webhook's in event order: {in_order}",
+                targets.len(),
+                expected as f64 / elapsed.as_secs_f64(),
+                elapsed.as_secs_f64()
+            );
+            anyhow::Ok(())
+        }
+    };
+    drain("one", vec![projects[10].clone()]).await?;
+    drain("ten", projects[..10].to_vec()).await?;
+
+    // Latency at a steady rate, worker running.
+    let worker_cancel = tokio_util::sync::CancellationToken::new();
+    let runner = command_service::app::job_runner(&settings, pool.clone())?;
+    let working = tokio::spawn(runner.run(worker_cancel.clone()));
+    let before = receiver.received().len();
+    let mut sent = std::collections::HashMap::new();
+    let pace = Duration::from_millis(20);
+    let started = Instant::now();
+    for i in 0..latency_events {
+        let name = format!("lat {i}");
+        rename(projects[i % 10].clone(), name.clone()).await?;
+        sent.insert(name, Instant::now());
+        let next = started + pace * u32::try_from(i + 1)?;
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let got = receiver
+        .wait_for(before + latency_events, Duration::from_secs(120))
+        .await;
+    let mut latencies: Vec<Duration> = got[before..]
+        .iter()
+        .filter_map(|r| {
+            sent.get(&name_of(r))
+                .map(|t| r.at.saturating_duration_since(*t))
+        })
+        .collect();
+    latencies.sort();
+    println!(
+        "append -> receipt at {:.0} events/s over 10 webhooks: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} samples)",
+        1.0 / pace.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(*latencies.last().unwrap_or(&Duration::ZERO)),
+        latencies.len()
+    );
+    let _ = floor_requests;
+    worker_cancel.cancel();
+    working.await?;
+    cancel.cancel();
+    projecting.await?;
+    Ok(())
+}
+
+/// The API on a random port and the projectors, over the bench's schema; returns the app, the
+/// token that stops the projectors, their task, and the Redis URL. Rate limits are off: the
+/// benches measure the API, not the limiter.
+async fn bench_stack(
+    pool: &PgPool,
+    scoped_url: &str,
+    tweak: impl FnOnce(&mut command_service::config::Settings),
+) -> anyhow::Result<(
+    tests::TestApp,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+    String,
+)> {
+    projections::install(pool, &projections::registry()).await?;
+    let redis = std::env::var("STRATA_REDIS_URL")
+        .or_else(|_| std::env::var("STRATA_TEST_REDIS_URL"))
+        .context("set STRATA_REDIS_URL (deploy/dev up writes it)")?;
+    let mut settings = command_service::config::Settings {
+        port: 0,
+        database_url: Some(command_service::config::Secret::new(scoped_url)),
+        redis_url: Some(command_service::config::Secret::new(redis.clone())),
+        token_pepper: Some(command_service::config::Secret::new(
+            "bench-pepper-bench-pepper-bench-pepper-00",
+        )),
+        database_max_connections: 40,
+        rate_limits_enabled: false,
+        ..Default::default()
+    };
+    tweak(&mut settings);
+    let app = tests::TestApp::spawn(settings).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let runtime = projections::ProjectorRuntime::new(
+        pool.clone(),
+        projections::registry(),
+        projections::RuntimeOptions::default(),
+    );
+    let projecting = tokio::spawn(runtime.run(cancel.clone()));
+    Ok((app, cancel, projecting, redis))
 }
 
 /// Runs `writers` loops of `op(writer, iteration)` for `window`; returns operations per second.

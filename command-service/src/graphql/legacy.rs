@@ -1,0 +1,1045 @@
+//! The legacy stream/branch/commit API, served from the same commands and read models as the
+//! current one (a stream is a project, a branch a model, a commit a version), with the
+//! original's names, shapes and defaults. A project made through either API is visible and
+//! editable through the other; events do not record which API made them.
+
+use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
+use domain::ProjectCommand;
+use domain::policy::{self, Visibility};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::mutations::{self as ops, command_error, metadata, rate_limited, run, signed_in};
+use super::object::JsonObject;
+use super::project::{self as read, decode_cursor, encode_cursor, page_limit};
+use crate::app::AppState;
+use crate::commands::{ProjectAggregate, new_id};
+
+fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
+    Ok(ctx.data::<AppState>()?.pool())
+}
+
+/// A stream (project).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Stream {
+    id: String,
+    name: String,
+    description: Option<String>,
+    is_public: bool,
+    allow_public_comments: bool,
+    /// The caller's role, e.g. `stream:owner`.
+    #[sqlx(skip)]
+    role: Option<String>,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+/// A stream's member.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(rename_fields = "camelCase")]
+pub struct StreamCollaborator {
+    id: String,
+    name: String,
+    role: String,
+    company: Option<String>,
+    avatar: Option<String>,
+    server_role: String,
+}
+
+/// A page of streams.
+#[derive(SimpleObject)]
+pub struct UserStreamCollection {
+    #[graphql(name = "totalCount")]
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Stream>,
+}
+
+/// A branch (model).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Branch {
+    id: String,
+    name: String,
+    description: Option<String>,
+    #[graphql(skip)]
+    author_id: String,
+    created_at: OffsetDateTime,
+}
+
+/// A page of branches.
+#[derive(SimpleObject)]
+pub struct BranchCollection {
+    #[graphql(name = "totalCount")]
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Branch>,
+}
+
+/// A commit (version).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Commit {
+    id: String,
+    referenced_object: String,
+    message: Option<String>,
+    source_application: Option<String>,
+    total_children_count: Option<i32>,
+    parents: Option<Vec<String>>,
+    branch_name: Option<String>,
+    author_id: String,
+    author_name: Option<String>,
+    author_avatar: Option<String>,
+    stream_id: String,
+    stream_name: Option<String>,
+    created_at: OffsetDateTime,
+    #[graphql(skip)]
+    model_id: String,
+}
+
+/// A page of commits.
+#[derive(SimpleObject)]
+pub struct CommitCollection {
+    #[graphql(name = "totalCount")]
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<Commit>,
+}
+
+/// One activity entry (`stream_activity` in the original).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Activity {
+    id: String,
+    action_type: String,
+    #[graphql(skip)]
+    info_value: serde_json::Value,
+    user_id: Option<String>,
+    stream_id: String,
+    resource_id: String,
+    resource_type: String,
+    time: OffsetDateTime,
+    message: String,
+}
+
+/// A page of activity, newest first; `cursor` is the last item's time.
+#[derive(SimpleObject)]
+pub struct ActivityCollection {
+    #[graphql(name = "totalCount")]
+    total_count: i64,
+    cursor: Option<OffsetDateTime>,
+    items: Vec<Activity>,
+}
+
+#[ComplexObject]
+impl Activity {
+    /// What the event recorded.
+    async fn info(&self) -> JsonObject {
+        JsonObject(self.info_value.clone())
+    }
+}
+
+const COMMIT_SELECT: &str = "SELECT v.id, v.referenced_object, v.message, v.source_application, \
+    v.total_children_count, v.parents, m.name AS branch_name, v.author_id, u.name AS author_name, \
+    u.avatar AS author_avatar, v.project_id AS stream_id, p.name AS stream_name, v.created_at, v.model_id \
+    FROM versions v LEFT JOIN models m ON m.id = v.model_id LEFT JOIN users u ON u.id = v.author_id \
+    LEFT JOIN projects p ON p.id = v.project_id ";
+
+/// Which activity rows: of a stream, of one resource in it, or of a user.
+enum ActivityScope<'a> {
+    Stream(&'a str),
+    Resource(&'a str),
+    User(&'a str),
+}
+
+async fn activity(
+    ctx: &Context<'_>,
+    scope: ActivityScope<'_>,
+    action_type: Option<String>,
+    after: Option<OffsetDateTime>,
+    before: Option<OffsetDateTime>,
+    cursor: Option<OffsetDateTime>,
+    limit: Option<i32>,
+) -> async_graphql::Result<ActivityCollection> {
+    let limit = page_limit(limit)?;
+    let (column, key) = match scope {
+        ActivityScope::Stream(id) => ("stream_id", id),
+        ActivityScope::Resource(id) => ("resource_id", id),
+        ActivityScope::User(id) => ("user_id", id),
+    };
+    // A user's feed shows only streams the caller may read.
+    let visible = match scope {
+        ActivityScope::User(_) => {
+            " AND (stream_id IN (SELECT id FROM projects WHERE visibility <> 'PRIVATE') \
+               OR stream_id IN (SELECT project_id FROM project_members WHERE user_id = $7) \
+               OR $8)"
+        }
+        _ => "",
+    };
+    let filter = format!(
+        "FROM activity WHERE {column} = $1 AND ($2::text IS NULL OR action_type = $2) \
+         AND ($3::timestamptz IS NULL OR time > $3) AND ($4::timestamptz IS NULL OR time < $4) \
+         AND ($5::timestamptz IS NULL OR time < $5){visible}"
+    );
+    let principal = ctx.data::<domain::Principal>()?;
+    let me = principal.user_id.clone().unwrap_or_default();
+    let admin = principal.server_role == Some(domain::ServerRole::Admin);
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {filter} AND $6::bigint IS NOT NULL"
+    )))
+    .bind(key)
+    .bind(&action_type)
+    .bind(after)
+    .bind(before)
+    .bind(None::<OffsetDateTime>)
+    .bind(limit)
+    .bind(&me)
+    .bind(admin)
+    .fetch_one(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let items: Vec<Activity> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, action_type, info AS info_value, user_id, stream_id, resource_id, resource_type, \
+         time, message {filter} ORDER BY time DESC, id DESC LIMIT $6"
+    )))
+    .bind(key)
+    .bind(&action_type)
+    .bind(after)
+    .bind(before)
+    .bind(cursor)
+    .bind(limit)
+    .bind(&me)
+    .bind(admin)
+    .fetch_all(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let cursor = (items.len() as i64 == limit)
+        .then(|| items.last().map(|a| a.time))
+        .flatten();
+    Ok(ActivityCollection {
+        total_count,
+        cursor,
+        items,
+    })
+}
+
+/// Loads a stream the caller may read (errors as `project(id)`).
+pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Stream> {
+    let project = read::load(ctx, id).await?;
+    let mut stream: Stream = sqlx::query_as(
+        "SELECT id, name, description, visibility <> 'PRIVATE' AS is_public, allow_public_comments, \
+         created_at, updated_at FROM projects WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool(ctx)?)
+    .await
+    .map_err(internal)?
+    .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
+    stream.role = project
+        .access()
+        .role_of_principal
+        .map(|r| r.as_str().to_owned());
+    Ok(stream)
+}
+
+#[ComplexObject]
+impl Stream {
+    /// Deprecated in the original; the same as `isPublic` here.
+    async fn is_discoverable(&self) -> bool {
+        self.is_public
+    }
+
+    /// Members with their roles.
+    async fn collaborators(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<StreamCollaborator>> {
+        sqlx::query_as(
+            "SELECT u.id, u.name, m.role, u.company, u.avatar, u.role AS server_role \
+             FROM project_members m JOIN users u ON u.id = m.user_id \
+             WHERE m.project_id = $1 ORDER BY m.created_at, u.id",
+        )
+        .bind(&self.id)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+
+    /// Its webhooks (owners only), or the one with `id`.
+    async fn webhooks(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+    ) -> async_graphql::Result<super::webhooks::WebhookCollection> {
+        let project = read::load(ctx, &self.id).await?;
+        super::webhooks::list(ctx, &project, id.as_deref()).await
+    }
+
+    /// Always 0: favourites are not kept.
+    async fn favorites_count(&self) -> i32 {
+        0
+    }
+
+    /// Branches, newest first.
+    async fn branches(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<BranchCollection> {
+        let limit = page_limit(limit)?;
+        let after = cursor.as_deref().map(decode_cursor).transpose()?;
+        let total_count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
+                .bind(&self.id)
+                .fetch_one(pool(ctx)?)
+                .await
+                .map_err(internal)?;
+        let items: Vec<Branch> = sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at FROM models \
+             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(&self.id)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)?;
+        let cursor = read::next_cursor(&items, limit, |b| (b.created_at, &b.id));
+        Ok(BranchCollection {
+            total_count,
+            cursor,
+            items,
+        })
+    }
+
+    /// One branch by name (lower-cased, as stored), `main` by default.
+    async fn branch(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = "main")] name: String,
+    ) -> async_graphql::Result<Option<Branch>> {
+        sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at FROM models \
+             WHERE project_id = $1 AND name = lower(trim($2))",
+        )
+        .bind(&self.id)
+        .bind(domain::ModelName::tidy(&name))
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+
+    /// Commits, newest first.
+    async fn commits(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<CommitCollection> {
+        commits(ctx, "v.project_id", &self.id, limit, cursor).await
+    }
+
+    /// One commit.
+    async fn commit(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Commit>> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{COMMIT_SELECT} WHERE v.id = $1 AND v.project_id = $2"
+        )))
+        .bind(&id)
+        .bind(&self.id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+
+    /// One object of the stream.
+    async fn object(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<super::object::SpeckleObject>> {
+        super::object::load(ctx, &self.id, &id).await
+    }
+
+    /// The stream's activity, newest first.
+    async fn activity(
+        &self,
+        ctx: &Context<'_>,
+        action_type: Option<String>,
+        after: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+        cursor: Option<OffsetDateTime>,
+        limit: Option<i32>,
+    ) -> async_graphql::Result<ActivityCollection> {
+        activity(
+            ctx,
+            ActivityScope::Stream(&self.id),
+            action_type,
+            after,
+            before,
+            cursor,
+            limit,
+        )
+        .await
+    }
+}
+
+async fn commits(
+    ctx: &Context<'_>,
+    column: &str,
+    key: &str,
+    limit: Option<i32>,
+    cursor: Option<String>,
+) -> async_graphql::Result<CommitCollection> {
+    let limit = page_limit(limit)?;
+    let after = cursor.as_deref().map(decode_cursor).transpose()?;
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM versions v WHERE {column} = $1"
+    )))
+    .bind(key)
+    .fetch_one(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let items: Vec<Commit> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{COMMIT_SELECT} WHERE {column} = $1 \
+         AND ($2::timestamptz IS NULL OR (v.created_at, v.id) < ($2, $3)) \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT $4"
+    )))
+    .bind(key)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let cursor = items
+        .last()
+        .filter(|_| items.len() as i64 == limit)
+        .map(|c| encode_cursor(c.created_at, &c.id));
+    Ok(CommitCollection {
+        total_count,
+        cursor,
+        items,
+    })
+}
+
+#[ComplexObject]
+impl Branch {
+    /// Its author.
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<read::LimitedUser>> {
+        super::user::other_user(ctx, &self.author_id).await
+    }
+
+    /// Its commits, newest first.
+    async fn commits(
+        &self,
+        ctx: &Context<'_>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<CommitCollection> {
+        commits(ctx, "v.model_id", &self.id, limit, cursor).await
+    }
+
+    /// Its activity, newest first.
+    async fn activity(
+        &self,
+        ctx: &Context<'_>,
+        action_type: Option<String>,
+        after: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+        cursor: Option<OffsetDateTime>,
+        limit: Option<i32>,
+    ) -> async_graphql::Result<ActivityCollection> {
+        activity(
+            ctx,
+            ActivityScope::Resource(&self.id),
+            action_type,
+            after,
+            before,
+            cursor,
+            limit,
+        )
+        .await
+    }
+}
+
+#[ComplexObject]
+impl Commit {
+    /// Its branch.
+    async fn branch(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Branch>> {
+        sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at FROM models WHERE id = $1",
+        )
+        .bind(&self.model_id)
+        .fetch_optional(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+
+    /// Its stream.
+    async fn stream(&self, ctx: &Context<'_>) -> async_graphql::Result<Stream> {
+        load(ctx, &self.stream_id).await
+    }
+
+    /// Its activity, newest first.
+    async fn activity(
+        &self,
+        ctx: &Context<'_>,
+        action_type: Option<String>,
+        after: Option<OffsetDateTime>,
+        before: Option<OffsetDateTime>,
+        cursor: Option<OffsetDateTime>,
+        limit: Option<i32>,
+    ) -> async_graphql::Result<ActivityCollection> {
+        activity(
+            ctx,
+            ActivityScope::Resource(&self.id),
+            action_type,
+            after,
+            before,
+            cursor,
+            limit,
+        )
+        .await
+    }
+}
+
+/// `streams`: the signed-in user's streams, most recently updated first.
+pub async fn user_streams(
+    ctx: &Context<'_>,
+    user_id: &str,
+    query: Option<String>,
+    limit: Option<i32>,
+    cursor: Option<String>,
+) -> async_graphql::Result<UserStreamCollection> {
+    let limit = page_limit(limit)?;
+    let after = cursor.as_deref().map(decode_cursor).transpose()?;
+    let principal = ctx.data::<domain::Principal>()?;
+    // Another user's streams: only those the caller may see.
+    let mine = principal.user_id.as_deref() == Some(user_id);
+    let filter = "FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
+         WHERE ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
+         AND ($5 OR p.visibility <> 'PRIVATE' \
+              OR EXISTS (SELECT 1 FROM project_members o WHERE o.project_id = p.id AND o.user_id = $6))";
+    let me = principal.user_id.clone().unwrap_or_default();
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {filter} AND $3::timestamptz IS NULL AND $4::text IS NOT NULL"
+    )))
+    .bind(user_id)
+    .bind(&query)
+    .bind(None::<OffsetDateTime>)
+    .bind("")
+    .bind(mine)
+    .bind(&me)
+    .fetch_one(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, p.updated_at {filter} \
+         AND ($3::timestamptz IS NULL OR (p.updated_at, p.id) < ($3, $4)) \
+         ORDER BY p.updated_at DESC, p.id DESC LIMIT $7"
+    )))
+    .bind(user_id)
+    .bind(&query)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+    .bind(mine)
+    .bind(&me)
+    .bind(limit)
+    .fetch_all(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    let cursor = rows
+        .last()
+        .filter(|_| rows.len() as i64 == limit)
+        .map(|(id, at)| encode_cursor(*at, id));
+    let mut items = Vec::with_capacity(rows.len());
+    for (id, _) in rows {
+        items.push(load(ctx, &id).await?);
+    }
+    Ok(UserStreamCollection {
+        total_count,
+        cursor,
+        items,
+    })
+}
+
+/// `user.activity`.
+pub async fn user_activity(
+    ctx: &Context<'_>,
+    user_id: &str,
+    action_type: Option<String>,
+    after: Option<OffsetDateTime>,
+    before: Option<OffsetDateTime>,
+    cursor: Option<OffsetDateTime>,
+    limit: Option<i32>,
+) -> async_graphql::Result<ActivityCollection> {
+    activity(
+        ctx,
+        ActivityScope::User(user_id),
+        action_type,
+        after,
+        before,
+        cursor,
+        limit,
+    )
+    .await
+}
+
+/// `streamCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct StreamCreateInput {
+    name: Option<String>,
+    description: Option<String>,
+    is_public: Option<bool>,
+    is_discoverable: Option<bool>,
+    with_contributors: Option<Vec<String>>,
+}
+
+/// `streamUpdate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct StreamUpdateInput {
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+    is_public: Option<bool>,
+    is_discoverable: Option<bool>,
+    allow_public_comments: Option<bool>,
+}
+
+/// `streamUpdatePermission` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct StreamUpdatePermissionInput {
+    stream_id: String,
+    user_id: String,
+    role: String,
+}
+
+/// `streamRevokePermission` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct StreamRevokePermissionInput {
+    stream_id: String,
+    user_id: String,
+}
+
+/// `branchCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct BranchCreateInput {
+    stream_id: String,
+    name: String,
+    description: Option<String>,
+}
+
+/// `branchUpdate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct BranchUpdateInput {
+    stream_id: String,
+    id: String,
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// `branchDelete` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct BranchDeleteInput {
+    stream_id: String,
+    id: String,
+}
+
+/// `commitCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CommitCreateInput {
+    stream_id: String,
+    branch_name: String,
+    object_id: String,
+    message: Option<String>,
+    source_application: Option<String>,
+    total_children_count: Option<i32>,
+    parents: Option<Vec<String>>,
+    /// Deprecated in the original; ignored.
+    previous_commit_ids: Option<Vec<String>>,
+}
+
+/// `commitUpdate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CommitUpdateInput {
+    stream_id: String,
+    id: String,
+    message: Option<String>,
+    new_branch_name: Option<String>,
+}
+
+/// `commitReceive` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CommitReceivedInput {
+    stream_id: String,
+    commit_id: String,
+    source_application: String,
+    message: Option<String>,
+}
+
+/// `commitDelete` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct CommitDeleteInput {
+    stream_id: String,
+    id: String,
+}
+
+/// `objectCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ObjectCreateInput {
+    stream_id: String,
+    objects: Vec<Option<JsonObject>>,
+}
+
+fn visibility(is_public: Option<bool>) -> Option<Visibility> {
+    is_public.map(|p| {
+        if p {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        }
+    })
+}
+
+/// The legacy mutations, merged into the root.
+#[derive(Default)]
+pub struct LegacyMutation;
+
+#[Object]
+impl LegacyMutation {
+    /// Creates a stream: public unless told otherwise, with a `main` branch ("default model").
+    async fn stream_create(
+        &self,
+        ctx: &Context<'_>,
+        stream: StreamCreateInput,
+    ) -> async_graphql::Result<Option<String>> {
+        let (principal, user) = signed_in(ctx)?;
+        policy::can_create_project(&principal, false).map_err(|d| denied(&d))?;
+        rate_limited(ctx, "STREAM_CREATE", &user).await?;
+        let id = new_id();
+        let command = ProjectCommand::Create {
+            id: id.clone(),
+            name: stream
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| format!("Stream {}", &id[..5])),
+            description: stream.description,
+            visibility: visibility(stream.is_public).unwrap_or(Visibility::Public),
+            owner_user_id: user.clone(),
+            default_model_id: Some(new_id()),
+        };
+        ctx.data::<AppState>()?
+            .bus()
+            .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
+            .await
+            .map_err(command_error)?;
+        Ok(Some(id))
+    }
+
+    /// Changes a stream's settings (owners).
+    async fn stream_update(
+        &self,
+        ctx: &Context<'_>,
+        stream: StreamUpdateInput,
+    ) -> async_graphql::Result<bool> {
+        let _ = stream.is_discoverable;
+        ops::update_project(
+            ctx,
+            &stream.id,
+            stream.name,
+            stream.description,
+            visibility(stream.is_public),
+            stream.allow_public_comments,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Deletes a stream (owners; admins).
+    async fn stream_delete(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+        run(
+            ctx,
+            &id,
+            |p, a, _| policy::can_delete_project(p, a),
+            |_| Ok(ProjectCommand::Delete),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Gives a user a role on a stream (owners).
+    async fn stream_update_permission(
+        &self,
+        ctx: &Context<'_>,
+        permission_params: StreamUpdatePermissionInput,
+    ) -> async_graphql::Result<Option<bool>> {
+        let role = ops::project_role(&permission_params.role)?;
+        ops::set_member_role(
+            ctx,
+            &permission_params.stream_id,
+            &permission_params.user_id,
+            Some(role),
+        )
+        .await?;
+        Ok(Some(true))
+    }
+
+    /// Removes a user from a stream (owners).
+    async fn stream_revoke_permission(
+        &self,
+        ctx: &Context<'_>,
+        permission_params: StreamRevokePermissionInput,
+    ) -> async_graphql::Result<Option<bool>> {
+        ops::set_member_role(
+            ctx,
+            &permission_params.stream_id,
+            &permission_params.user_id,
+            None,
+        )
+        .await?;
+        Ok(Some(true))
+    }
+
+    /// Creates a branch; returns its id. Names are lower-cased, as the original does.
+    async fn branch_create(
+        &self,
+        ctx: &Context<'_>,
+        branch: BranchCreateInput,
+    ) -> async_graphql::Result<String> {
+        let name = domain::ModelName::tidy(&branch.name).to_lowercase();
+        let model_id = ops::create_model(ctx, &branch.stream_id, name, branch.description).await?;
+        Ok(model_id)
+    }
+
+    /// Renames or re-describes a branch.
+    async fn branch_update(
+        &self,
+        ctx: &Context<'_>,
+        branch: BranchUpdateInput,
+    ) -> async_graphql::Result<bool> {
+        ops::update_model(
+            ctx,
+            &branch.stream_id,
+            &branch.id,
+            branch
+                .name
+                .as_deref()
+                .map(|n| domain::ModelName::tidy(n).to_lowercase()),
+            branch.description,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Deletes a branch and its commits (its author, or an owner).
+    async fn branch_delete(
+        &self,
+        ctx: &Context<'_>,
+        branch: BranchDeleteInput,
+    ) -> async_graphql::Result<bool> {
+        ops::delete_model(ctx, &branch.stream_id, &branch.id).await?;
+        Ok(true)
+    }
+
+    /// Creates a commit on the branch named `branchName` (lower-cased; else taken as a branch
+    /// id); returns its id.
+    async fn commit_create(
+        &self,
+        ctx: &Context<'_>,
+        commit: CommitCreateInput,
+    ) -> async_graphql::Result<String> {
+        let (_, user) = signed_in(ctx)?;
+        rate_limited(ctx, "COMMIT_CREATE", &user).await?;
+        let _ = &commit.previous_commit_ids;
+        let version_id = new_id();
+        let count = match commit.total_children_count {
+            Some(n) => u32::try_from(n).unwrap_or(0),
+            None => schema::objects::closure_ids(pool(ctx)?, &commit.stream_id, &commit.object_id)
+                .await
+                .map_err(internal)?
+                .map_or(0, |ids| u32::try_from(ids.len()).unwrap_or(u32::MAX)),
+        };
+        run(
+            ctx,
+            &commit.stream_id,
+            |p, a, _| policy::can_create_version(p, a),
+            |project| {
+                let model_id = project
+                    .model_by_name(&commit.branch_name.to_lowercase())
+                    .map(|(id, _)| id.to_owned())
+                    .or_else(|| {
+                        project
+                            .models
+                            .contains_key(&commit.branch_name)
+                            .then(|| commit.branch_name.clone())
+                    })
+                    .ok_or_else(|| {
+                        crate::commands::CommandError::Domain(domain::DomainError::not_found(
+                            domain::Entity::Model,
+                            commit.branch_name.clone(),
+                        ))
+                    })?;
+                Ok(ProjectCommand::CreateVersion {
+                    version_id: version_id.clone(),
+                    model_id,
+                    object_id: commit.object_id.clone(),
+                    message: commit.message.clone(),
+                    source_application: commit.source_application.clone(),
+                    total_children_count: count,
+                    parents: commit.parents.clone().unwrap_or_default(),
+                    author_id: user.clone(),
+                })
+            },
+        )
+        .await?;
+        Ok(version_id)
+    }
+
+    /// Changes a commit's message and/or moves it to the branch `newBranchName` (its author,
+    /// or an owner).
+    async fn commit_update(
+        &self,
+        ctx: &Context<'_>,
+        commit: CommitUpdateInput,
+    ) -> async_graphql::Result<bool> {
+        if let Some(message) = commit.message {
+            ops::update_version_message(ctx, &commit.stream_id, &commit.id, message).await?;
+        }
+        if let Some(branch) = commit.new_branch_name {
+            ops::move_versions(
+                ctx,
+                &commit.stream_id,
+                vec![commit.id.clone()],
+                &branch.to_lowercase(),
+            )
+            .await?;
+        }
+        Ok(true)
+    }
+
+    /// Records that the caller received a commit.
+    async fn commit_receive(
+        &self,
+        ctx: &Context<'_>,
+        input: CommitReceivedInput,
+    ) -> async_graphql::Result<bool> {
+        ops::mark_received(
+            ctx,
+            &input.stream_id,
+            &input.commit_id,
+            &input.source_application,
+            input.message,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Deletes a commit (its author, or an owner).
+    async fn commit_delete(
+        &self,
+        ctx: &Context<'_>,
+        commit: CommitDeleteInput,
+    ) -> async_graphql::Result<bool> {
+        ops::delete_versions(ctx, &commit.stream_id, vec![commit.id]).await?;
+        Ok(true)
+    }
+
+    /// Stores objects in a stream (contributors); returns their ids. An object without an id
+    /// gets one: the hex of the first 16 bytes of the SHA-256 of its JSON. `totalChildrenCount`
+    /// comes from `__closure` when absent.
+    async fn object_create(
+        &self,
+        ctx: &Context<'_>,
+        object_input: ObjectCreateInput,
+    ) -> async_graphql::Result<Vec<Option<String>>> {
+        let (principal, user) = signed_in(ctx)?;
+        let state = ctx.data::<AppState>()?;
+        let (project_state, _) = state
+            .bus()
+            .load::<ProjectAggregate>(&object_input.stream_id)
+            .await
+            .map_err(command_error)?;
+        let project = project_state
+            .project()
+            .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
+        let access = project.access_for(Some(&user));
+        policy::can_read_project(&principal, &access).map_err(|d| denied(&d))?;
+        policy::can_create_version(&principal, &access).map_err(|d| denied(&d))?;
+        let mut texts = Vec::with_capacity(object_input.objects.len());
+        for object in object_input.objects.into_iter().flatten() {
+            let mut value = object.0;
+            let map = value.as_object_mut().ok_or_else(|| {
+                gql_error(ErrorCode::BadRequest, "each object must be a JSON object")
+            })?;
+            if !map.get("id").is_some_and(serde_json::Value::is_string) {
+                use sha2::Digest;
+                let digest =
+                    sha2::Sha256::digest(serde_json::Value::Object(map.clone()).to_string());
+                map.insert("id".into(), hex::encode(&digest[..16]).into());
+            }
+            texts.push(serde_json::Value::Object(map.clone()).to_string());
+        }
+        let batch = format!("[{}]", texts.join(","));
+        let objects = crate::objects::parse_batch(&batch, state.settings().object_size_limit_bytes)
+            .map_err(|m| gql_error(ErrorCode::BadRequest, m))?;
+        schema::objects::insert_batch(state.pool(), &object_input.stream_id, &objects)
+            .await
+            .map_err(internal)?;
+        Ok(objects.into_iter().map(|o| Some(o.id)).collect())
+    }
+}
+
+/// The legacy queries, merged into the root.
+#[derive(Default)]
+pub struct LegacyQuery;
+
+#[Object]
+impl LegacyQuery {
+    /// A stream, if the caller may read it.
+    async fn stream(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Stream> {
+        load(ctx, &id).await
+    }
+
+    /// The signed-in user's streams.
+    async fn streams(
+        &self,
+        ctx: &Context<'_>,
+        query: Option<String>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> async_graphql::Result<Option<UserStreamCollection>> {
+        let (_, user) = signed_in(ctx)?;
+        user_streams(ctx, &user, query, limit, cursor)
+            .await
+            .map(Some)
+    }
+
+    /// Deprecated in the original: a user by id, or the signed-in user.
+    async fn user(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+    ) -> async_graphql::Result<Option<super::user::User>> {
+        match id {
+            None => super::user::active_user(ctx).await,
+            Some(id) => super::user::user_by_id(ctx, &id).await,
+        }
+    }
+}

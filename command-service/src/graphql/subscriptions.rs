@@ -1,0 +1,663 @@
+//! Subscriptions: the current API's `project*Updated` and `userProjectsUpdated`, and the
+//! legacy `stream*`/`branch*`/`commit*` ones (JSON payloads). Every stream reads this
+//! process's [`crate::realtime::Hub`], and every event is checked against the subscriber's
+//! access at delivery time: the access facts are loaded once and then follow the project's
+//! own events (role set or removed, visibility changed), so a member removed from a project
+//! gets nothing from the event that removes them on.
+
+use std::collections::HashSet;
+
+use async_graphql::{ComplexObject, Context, Enum, SimpleObject, Subscription};
+use domain::ProjectEvent;
+use domain::policy::ProjectAccess;
+use futures::stream::{BoxStream, Stream, StreamExt};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::errors::internal;
+use super::mutations::signed_in;
+use super::object::JsonObject;
+use super::project::{self, Model, Project, Version};
+use crate::app::AppState;
+
+/// Set on a connection whose subscriber fell too far behind; the socket loop closes it.
+#[derive(Clone, Default)]
+pub struct SlowSubscriber(pub std::sync::Arc<tokio::sync::Notify>);
+
+/// The subscription root.
+pub struct Subscription;
+
+/// `projectUpdated` kinds.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ProjectUpdatedMessageType {
+    /// Settings changed.
+    Updated,
+    /// Deleted.
+    Deleted,
+}
+
+/// `projectUpdated` message.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ProjectUpdatedMessage {
+    id: String,
+    #[graphql(name = "type")]
+    kind: ProjectUpdatedMessageType,
+    /// The project as the publisher read it right after the change.
+    #[graphql(skip)]
+    snapshot: Option<Project>,
+}
+
+#[ComplexObject]
+impl ProjectUpdatedMessage {
+    /// The project after the change (null once deleted).
+    async fn project(&self, ctx: &Context<'_>) -> Option<Project> {
+        if self.kind == ProjectUpdatedMessageType::Deleted {
+            return None;
+        }
+        match &self.snapshot {
+            Some(p) => Some(p.clone()),
+            None => project::load(ctx, &self.id).await.ok(),
+        }
+    }
+}
+
+/// Created, updated or deleted.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeType {
+    /// Created.
+    Created,
+    /// Updated.
+    Updated,
+    /// Deleted.
+    Deleted,
+}
+
+/// `projectModelsUpdated` message.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct ProjectModelsUpdatedMessage {
+    id: String,
+    #[graphql(name = "type")]
+    kind: ChangeType,
+}
+
+#[ComplexObject]
+impl ProjectModelsUpdatedMessage {
+    /// The model after the change (null once deleted).
+    async fn model(&self, ctx: &Context<'_>) -> Option<Model> {
+        if self.kind == ChangeType::Deleted {
+            return None;
+        }
+        project::model_by_id(ctx, &self.id).await.ok()
+    }
+}
+
+/// `projectVersionsUpdated` message.
+#[derive(SimpleObject)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct ProjectVersionsUpdatedMessage {
+    id: String,
+    #[graphql(name = "type")]
+    kind: ChangeType,
+    model_id: String,
+}
+
+#[ComplexObject]
+impl ProjectVersionsUpdatedMessage {
+    /// The version after the change (null once deleted).
+    async fn version(&self, ctx: &Context<'_>) -> Option<Version> {
+        if self.kind == ChangeType::Deleted {
+            return None;
+        }
+        project::version_by_id(ctx, &self.id).await.ok()
+    }
+}
+
+/// `userProjectsUpdated` kinds.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum UserProjectsUpdatedMessageType {
+    /// The user joined a project.
+    Added,
+    /// The user left or lost a project.
+    Removed,
+}
+
+/// `userProjectsUpdated` message.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct UserProjectsUpdatedMessage {
+    id: String,
+    #[graphql(name = "type")]
+    kind: UserProjectsUpdatedMessageType,
+}
+
+#[ComplexObject]
+impl UserProjectsUpdatedMessage {
+    /// The project (null when removed).
+    async fn project(&self, ctx: &Context<'_>) -> Option<Project> {
+        if self.kind == UserProjectsUpdatedMessageType::Removed {
+            return None;
+        }
+        project::load(ctx, &self.id).await.ok()
+    }
+}
+
+/// `projectVersionsPreviewGenerated` message.
+#[derive(SimpleObject, Clone)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectVersionsPreviewGeneratedMessage {
+    project_id: String,
+    object_id: String,
+    version_id: String,
+}
+
+/// The next live event; `None` ends the subscription: when the subscriber fell more than
+/// the buffer behind (its connection is then closed too) or the hub stopped.
+async fn next_live(
+    live: &mut crate::realtime::LiveReceiver,
+    slow: Option<&SlowSubscriber>,
+) -> Option<std::sync::Arc<crate::realtime::LiveEvent>> {
+    match live.receiver.recv().await {
+        Ok(live) => Some(live),
+        Err(RecvError::Lagged(_)) => {
+            if let Some(slow) = slow {
+                slow.0.notify_one();
+            }
+            None
+        }
+        Err(RecvError::Closed) => None,
+    }
+}
+
+/// The events of project `project_id` the subscriber may see, from now on.
+async fn watch(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<BoxStream<'static, ProjectEvent>> {
+    Ok(watch_live(ctx, project_id)
+        .await?
+        .map(|(event, _, _)| event)
+        .boxed())
+}
+
+/// [`watch`], with each event's live record and the subscriber's access after it.
+async fn watch_live(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<
+    BoxStream<
+        'static,
+        (
+            ProjectEvent,
+            std::sync::Arc<crate::realtime::LiveEvent>,
+            ProjectAccess,
+        ),
+    >,
+> {
+    let (principal, user) = signed_in(ctx)?;
+    let project = project::load(ctx, project_id).await?;
+    let state = ctx.data::<AppState>()?;
+    let slow = ctx.data_opt::<SlowSubscriber>().cloned();
+    let mut access = project.access();
+    let receiver = state.hub().subscribe();
+    let wanted = project_id.to_owned();
+    let stream = futures::stream::unfold((receiver, false), move |(mut receiver, done)| {
+        let wanted = wanted.clone();
+        let slow = slow.clone();
+        async move {
+            if done {
+                return None;
+            }
+            loop {
+                let live = next_live(&mut receiver, slow.as_ref()).await?;
+                if live.project_id() != Some(wanted.as_str()) {
+                    continue;
+                }
+                let Some(event) = live.project_event() else {
+                    continue;
+                };
+                let last = matches!(event, ProjectEvent::ProjectDeleted { .. });
+                return Some(((event, live), (receiver, last)));
+            }
+        }
+    })
+    .filter_map(move |(event, live)| {
+        follow_access(&mut access, &user, &event);
+        let allowed = domain::policy::can_read_project(&principal, &access).is_ok();
+        futures::future::ready(allowed.then_some((event, live, access)))
+    });
+    Ok(stream.boxed())
+}
+
+/// Updates the subscriber's access facts from a project event.
+fn follow_access(access: &mut ProjectAccess, user: &str, event: &ProjectEvent) {
+    match event {
+        ProjectEvent::ProjectMemberRoleSet { user_id, role, .. } if user_id == user => {
+            access.role_of_principal = Some(*role);
+        }
+        ProjectEvent::ProjectMemberRemoved { user_id, .. } if user_id == user => {
+            access.role_of_principal = None;
+        }
+        ProjectEvent::ProjectUpdated { visibility, .. } => access.visibility = *visibility,
+        _ => {}
+    }
+}
+
+fn json_object(value: serde_json::Value) -> JsonObject {
+    JsonObject(value)
+}
+
+async fn model_name(ctx_pool: &sqlx::PgPool, model_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT name FROM models WHERE id = $1")
+        .bind(model_id)
+        .fetch_optional(ctx_pool)
+        .await
+        .ok()
+        .flatten()
+}
+
+#[Subscription]
+impl Subscription {
+    /// A project's settings changed, or it was deleted.
+    async fn project_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<impl Stream<Item = ProjectUpdatedMessage> + use<>> {
+        Ok(watch_live(ctx, &id)
+            .await?
+            .filter_map(move |(e, live, access)| {
+                let kind = match e {
+                    ProjectEvent::ProjectUpdated { .. } => Some(ProjectUpdatedMessageType::Updated),
+                    ProjectEvent::ProjectDeleted { .. } => Some(ProjectUpdatedMessageType::Deleted),
+                    _ => None,
+                };
+                let id = e.project_id().to_owned();
+                let snapshot = live
+                    .project
+                    .as_ref()
+                    .and_then(|row| Project::from_snapshot(row, access.role_of_principal));
+                futures::future::ready(kind.map(|kind| ProjectUpdatedMessage {
+                    id,
+                    kind,
+                    snapshot,
+                }))
+            }))
+    }
+
+    /// A project's models were created, updated or deleted (optionally only `modelIds`).
+    async fn project_models_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        model_ids: Option<Vec<String>>,
+    ) -> async_graphql::Result<impl Stream<Item = ProjectModelsUpdatedMessage> + use<>> {
+        let only: Option<HashSet<String>> = model_ids.map(|ids| ids.into_iter().collect());
+        Ok(watch(ctx, &id).await?.filter_map(move |e| {
+            let message = match e {
+                ProjectEvent::ModelCreated { model_id, .. } => {
+                    Some((model_id, ChangeType::Created))
+                }
+                ProjectEvent::ModelUpdated { model_id, .. } => {
+                    Some((model_id, ChangeType::Updated))
+                }
+                ProjectEvent::ModelDeleted { model_id, .. } => {
+                    Some((model_id, ChangeType::Deleted))
+                }
+                _ => None,
+            }
+            .filter(|(m, _)| only.as_ref().is_none_or(|o| o.contains(m)))
+            .map(|(id, kind)| ProjectModelsUpdatedMessage { id, kind });
+            futures::future::ready(message)
+        }))
+    }
+
+    /// A project's versions were created, updated, moved or deleted.
+    async fn project_versions_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsUpdatedMessage> + use<>> {
+        Ok(watch(ctx, &id).await?.filter_map(|e| {
+            let message = match e {
+                ProjectEvent::VersionCreated {
+                    version_id,
+                    model_id,
+                    ..
+                } => Some((version_id, model_id, ChangeType::Created)),
+                ProjectEvent::VersionUpdated { version_id, .. } => {
+                    Some((version_id, String::new(), ChangeType::Updated))
+                }
+                ProjectEvent::VersionMoved {
+                    version_id,
+                    to_model_id,
+                    ..
+                } => Some((version_id, to_model_id, ChangeType::Updated)),
+                ProjectEvent::VersionDeleted {
+                    version_id,
+                    model_id,
+                    ..
+                } => Some((version_id, model_id, ChangeType::Deleted)),
+                _ => None,
+            }
+            .map(|(id, model_id, kind)| ProjectVersionsUpdatedMessage {
+                id,
+                kind,
+                model_id,
+            });
+            futures::future::ready(message)
+        }))
+    }
+
+    /// Preview images of a project's versions were made. Fires once the preview worker
+    /// lands; until then the subscription is accepted and stays silent.
+    async fn project_versions_preview_generated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsPreviewGeneratedMessage> + use<>>
+    {
+        Ok(watch(ctx, &id)
+            .await?
+            .filter_map(|_| futures::future::ready(None)))
+    }
+
+    /// The signed-in user joined or left a project.
+    async fn user_projects_updated(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = UserProjectsUpdatedMessage> + use<>> {
+        Ok(user_projects(ctx)
+            .await?
+            .map(|(id, added)| UserProjectsUpdatedMessage {
+                id,
+                kind: if added {
+                    UserProjectsUpdatedMessageType::Added
+                } else {
+                    UserProjectsUpdatedMessageType::Removed
+                },
+            }))
+    }
+
+    /// Legacy: a stream's settings changed.
+    async fn stream_updated(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
+            futures::future::ready(match e {
+                ProjectEvent::ProjectUpdated {
+                    project_id,
+                    name,
+                    description,
+                    visibility,
+                    allow_public_comments,
+                } => Some(json_object(json!({
+                    "id": project_id,
+                    "name": name,
+                    "description": description,
+                    "isPublic": visibility.is_public(),
+                    "allowPublicComments": allow_public_comments,
+                }))),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Legacy: a stream was deleted.
+    async fn stream_deleted(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
+            futures::future::ready(match e {
+                ProjectEvent::ProjectDeleted { project_id } => {
+                    Some(json_object(json!({ "streamId": project_id })))
+                }
+                _ => None,
+            })
+        }))
+    }
+
+    /// Legacy: the signed-in user was given a stream.
+    async fn user_stream_added(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(user_projects(ctx).await?.filter_map(|(id, added)| {
+            futures::future::ready(added.then(|| json_object(json!({ "id": id }))))
+        }))
+    }
+
+    /// Legacy: the signed-in user lost a stream.
+    async fn user_stream_removed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(user_projects(ctx).await?.filter_map(|(id, added)| {
+            futures::future::ready((!added).then(|| json_object(json!({ "id": id }))))
+        }))
+    }
+
+    /// Legacy: a branch was created.
+    async fn branch_created(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
+            futures::future::ready(match e {
+                ProjectEvent::ModelCreated {
+                    project_id,
+                    model_id,
+                    name,
+                    description,
+                    author_id,
+                } => Some(json_object(json!({
+                    "id": model_id, "streamId": project_id, "name": name,
+                    "description": description, "authorId": author_id,
+                }))),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Legacy: a branch was renamed or re-described (optionally only `branchId`).
+    async fn branch_updated(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+        branch_id: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
+            futures::future::ready(match e {
+                ProjectEvent::ModelUpdated {
+                    project_id,
+                    model_id,
+                    name,
+                    description,
+                } if branch_id.as_ref().is_none_or(|b| *b == model_id) => {
+                    Some(json_object(json!({
+                        "id": model_id, "streamId": project_id, "name": name,
+                        "description": description,
+                    })))
+                }
+                _ => None,
+            })
+        }))
+    }
+
+    /// Legacy: a branch was deleted.
+    async fn branch_deleted(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
+            futures::future::ready(match e {
+                ProjectEvent::ModelDeleted {
+                    project_id,
+                    model_id,
+                    ..
+                } => Some(json_object(
+                    json!({ "id": model_id, "streamId": project_id }),
+                )),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Legacy: a commit was created (the create input, its id and author).
+    async fn commit_created(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        let pool = ctx.data::<AppState>()?.pool().clone();
+        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
+            let pool = pool.clone();
+            async move {
+                match e {
+                    ProjectEvent::VersionCreated {
+                        project_id,
+                        version_id,
+                        model_id,
+                        object_id,
+                        message,
+                        source_application,
+                        total_children_count,
+                        parents,
+                        author_id,
+                    } => Some(json_object(json!({
+                        "id": version_id, "streamId": project_id,
+                        "branchName": model_name(&pool, &model_id).await,
+                        "objectId": object_id, "message": message,
+                        "sourceApplication": source_application,
+                        "totalChildrenCount": total_children_count,
+                        "parents": parents, "authorId": author_id,
+                    }))),
+                    _ => None,
+                }
+            }
+        }))
+    }
+
+    /// Legacy: a commit's message changed or it moved (optionally only `commitId`).
+    async fn commit_updated(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+        commit_id: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        let pool = ctx.data::<AppState>()?.pool().clone();
+        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
+            let pool = pool.clone();
+            let commit_id = commit_id.clone();
+            async move {
+                let wanted = |id: &String| commit_id.as_ref().is_none_or(|c| c == id);
+                match e {
+                    ProjectEvent::VersionUpdated {
+                        project_id,
+                        version_id,
+                        message,
+                    } if wanted(&version_id) => Some(json_object(json!({
+                        "id": version_id, "streamId": project_id, "message": message,
+                    }))),
+                    ProjectEvent::VersionMoved {
+                        project_id,
+                        version_id,
+                        to_model_id,
+                        ..
+                    } if wanted(&version_id) => Some(json_object(json!({
+                        "id": version_id, "streamId": project_id,
+                        "newBranchName": model_name(&pool, &to_model_id).await,
+                    }))),
+                    _ => None,
+                }
+            }
+        }))
+    }
+
+    /// Legacy: a commit was deleted.
+    async fn commit_deleted(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
+            futures::future::ready(match e {
+                ProjectEvent::VersionDeleted {
+                    project_id,
+                    version_id,
+                    ..
+                } => Some(json_object(
+                    json!({ "id": version_id, "streamId": project_id }),
+                )),
+                _ => None,
+            })
+        }))
+    }
+}
+
+/// The signed-in user's project memberships as they change: `(project id, added)`.
+async fn user_projects(
+    ctx: &Context<'_>,
+) -> async_graphql::Result<BoxStream<'static, (String, bool)>> {
+    let (_, user) = signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?;
+    let slow = ctx.data_opt::<SlowSubscriber>().cloned();
+    let receiver = state.hub().subscribe();
+    let mine: HashSet<String> = sqlx::query_scalar::<_, String>(
+        "SELECT project_id FROM project_members WHERE user_id = $1",
+    )
+    .bind(&user)
+    .fetch_all(state.pool())
+    .await
+    .map_err(internal)?
+    .into_iter()
+    .collect();
+    let stream = futures::stream::unfold((receiver, mine), move |(mut receiver, mut mine)| {
+        let user = user.clone();
+        let slow = slow.clone();
+        async move {
+            loop {
+                let live = next_live(&mut receiver, slow.as_ref()).await?;
+                let Some(event) = live.project_event() else {
+                    continue;
+                };
+                let change = match &event {
+                    ProjectEvent::ProjectMemberRoleSet {
+                        project_id,
+                        user_id,
+                        previous_role: None,
+                        ..
+                    } if *user_id == user => Some((project_id.clone(), true)),
+                    ProjectEvent::ProjectMemberRemoved {
+                        project_id,
+                        user_id,
+                        ..
+                    } if *user_id == user => Some((project_id.clone(), false)),
+                    ProjectEvent::ProjectDeleted { project_id } if mine.contains(project_id) => {
+                        Some((project_id.clone(), false))
+                    }
+                    _ => None,
+                };
+                if let Some((project_id, added)) = change {
+                    if added {
+                        mine.insert(project_id.clone());
+                    } else {
+                        mine.remove(&project_id);
+                    }
+                    return Some(((project_id, added), (receiver, mine)));
+                }
+            }
+        }
+    });
+    Ok(stream.boxed())
+}

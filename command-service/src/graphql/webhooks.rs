@@ -1,0 +1,407 @@
+//! Webhooks on the GraphQL API: `project.webhooks` with each webhook's delivery history, and
+//! `webhookCreate`, `webhookUpdate`, `webhookDelete` (the original's names and shapes), plus
+//! `webhookRedeliver`, which the original lacks. Only owners see or manage webhooks.
+
+use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
+use domain::ProjectCommand;
+use domain::policy;
+use domain::project::webhook::{WebhookChanges, WebhookConfig};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::mutations::{run, signed_in};
+use super::project::Project;
+use crate::app::AppState;
+use crate::commands::new_id;
+
+/// A page of webhooks.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookCollection {
+    total_count: i64,
+    items: Vec<Webhook>,
+}
+
+/// A webhook (its secret is never shown).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct Webhook {
+    id: String,
+    #[graphql(name = "streamId")]
+    stream_id: String,
+    project_id: String,
+    has_secret: bool,
+    url: String,
+    description: Option<String>,
+    triggers: Vec<String>,
+    enabled: bool,
+    /// Why it was switched off automatically (null when enabled or switched off by hand).
+    disabled_reason: Option<String>,
+}
+
+/// Deliveries, newest first.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookEventCollection {
+    total_count: i64,
+    items: Vec<WebhookEvent>,
+}
+
+/// One delivery of one event: status 0 pending, 1 sending, 2 delivered, 3 failed.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct WebhookEvent {
+    id: String,
+    webhook_id: String,
+    status: i32,
+    status_info: String,
+    #[graphql(skip)]
+    attempts: i32,
+    last_update: OffsetDateTime,
+    /// The exact body sent.
+    payload: String,
+    /// The activity action type that fired it.
+    event_name: String,
+}
+
+/// One HTTP attempt of a delivery.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookDeliveryAttempt {
+    started_at: OffsetDateTime,
+    latency_ms: i32,
+    response_status: Option<i32>,
+    /// The start of the response body.
+    response_body: Option<String>,
+    error: Option<String>,
+    succeeded: bool,
+}
+
+fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
+    Ok(ctx.data::<AppState>()?.pool())
+}
+
+#[ComplexObject]
+impl Webhook {
+    /// Its deliveries, newest first.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 25)] limit: i32,
+    ) -> async_graphql::Result<WebhookEventCollection> {
+        let pool = pool(ctx)?;
+        let limit = i64::from(limit.clamp(0, 1000));
+        let total_count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1")
+                .bind(&self.id)
+                .fetch_one(pool)
+                .await
+                .map_err(internal)?;
+        let items = sqlx::query_as(
+            "SELECT id, webhook_id, status::int AS status, status_info, attempts, last_update, \
+                    body AS payload, event_name \
+             FROM webhook_deliveries WHERE webhook_id = $1 \
+             ORDER BY last_update DESC, id LIMIT $2",
+        )
+        .bind(&self.id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        Ok(WebhookEventCollection { total_count, items })
+    }
+}
+
+#[ComplexObject]
+impl WebhookEvent {
+    /// Attempts after the first.
+    async fn retry_count(&self) -> i32 {
+        (self.attempts - 1).max(0)
+    }
+
+    /// Every HTTP attempt, oldest first.
+    async fn attempts(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<WebhookDeliveryAttempt>> {
+        sqlx::query_as(
+            "SELECT started_at, latency_ms, response_status, response_body, error, succeeded \
+             FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY id",
+        )
+        .bind(&self.id)
+        .fetch_all(pool(ctx)?)
+        .await
+        .map_err(internal)
+    }
+}
+
+/// `project.webhooks`.
+pub(crate) async fn list(
+    ctx: &Context<'_>,
+    project: &Project,
+    id: Option<&str>,
+) -> async_graphql::Result<WebhookCollection> {
+    let principal = ctx.data::<domain::Principal>()?;
+    policy::can_manage_webhooks(principal, &project.access()).map_err(|d| denied(&d))?;
+    let items: Vec<Webhook> = sqlx::query_as(
+        "SELECT id, project_id AS stream_id, project_id, has_secret, url, description, triggers, \
+                enabled, disabled_reason \
+         FROM webhooks WHERE project_id = $1 AND ($2::text IS NULL OR id = $2) \
+         ORDER BY created_at, id",
+    )
+    .bind(project.project_id())
+    .bind(id)
+    .fetch_all(pool(ctx)?)
+    .await
+    .map_err(internal)?;
+    Ok(WebhookCollection {
+        total_count: i64::try_from(items.len()).unwrap_or(i64::MAX),
+        items,
+    })
+}
+
+/// `webhookCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookCreateInput {
+    stream_id: String,
+    url: String,
+    description: Option<String>,
+    triggers: Vec<String>,
+    secret: Option<String>,
+    enabled: Option<bool>,
+}
+
+/// `webhookUpdate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookUpdateInput {
+    id: String,
+    stream_id: String,
+    url: Option<String>,
+    description: Option<String>,
+    secret: Option<String>,
+    enabled: Option<bool>,
+    triggers: Option<Vec<String>>,
+}
+
+/// `webhookDelete` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookDeleteInput {
+    id: String,
+    stream_id: String,
+}
+
+/// `webhookRedeliver` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct WebhookRedeliverInput {
+    /// The project.
+    stream_id: String,
+    /// The webhook.
+    webhook_id: String,
+    /// The delivery (a `history` item's id).
+    delivery_id: String,
+}
+
+/// Longest accepted secret.
+const MAX_SECRET_CHARS: usize = 1024;
+
+fn checked_secret(secret: Option<String>) -> async_graphql::Result<Option<String>> {
+    match secret {
+        Some(s) if s.chars().count() > MAX_SECRET_CHARS => Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("invalid secret: at most {MAX_SECRET_CHARS} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn check_target(state: &AppState, url: &str) -> async_graphql::Result<()> {
+    workers::webhooks::check_literal_target(
+        url.trim(),
+        state.settings().webhook_allow_private_targets,
+    )
+    .map_err(|e| gql_error(ErrorCode::BadRequest, format!("invalid url: {e}")))
+}
+
+async fn store_secret(pool: &PgPool, webhook_id: &str, secret: &str) -> async_graphql::Result<()> {
+    sqlx::query(
+        "INSERT INTO webhook_secrets (webhook_id, secret) VALUES ($1, $2) \
+         ON CONFLICT (webhook_id) DO UPDATE SET secret = $2, updated_at = now()",
+    )
+    .bind(webhook_id)
+    .bind(secret)
+    .execute(pool)
+    .await
+    .map_err(internal)?;
+    Ok(())
+}
+
+async fn forget_secret(pool: &PgPool, webhook_id: &str) -> async_graphql::Result<()> {
+    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1")
+        .bind(webhook_id)
+        .execute(pool)
+        .await
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// Runs a webhook command as the project's owner.
+async fn as_owner(
+    ctx: &Context<'_>,
+    project_id: &str,
+    command: ProjectCommand,
+) -> async_graphql::Result<()> {
+    run(
+        ctx,
+        project_id,
+        |p, a, _| policy::can_manage_webhooks(p, a),
+        move |_| Ok(command.clone()),
+    )
+    .await
+}
+
+/// `webhookCreate`: returns the new id. The secret is stored before the event is appended, so
+/// no delivery is ever sent unsigned by a race; a failed command leaves an unused secret row
+/// under an id nothing refers to.
+pub(crate) async fn create(
+    ctx: &Context<'_>,
+    input: WebhookCreateInput,
+) -> async_graphql::Result<String> {
+    signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?;
+    check_target(state, &input.url)?;
+    let secret = checked_secret(input.secret)?.filter(|s| !s.is_empty());
+    let webhook_id = new_id();
+    let config = WebhookConfig {
+        url: input.url,
+        description: input.description.unwrap_or_default(),
+        triggers: input.triggers,
+        enabled: input.enabled.unwrap_or(true),
+        has_secret: secret.is_some(),
+    };
+    if let Some(secret) = &secret {
+        store_secret(state.pool(), &webhook_id, secret).await?;
+    }
+    let command = ProjectCommand::CreateWebhook {
+        webhook_id: webhook_id.clone(),
+        config,
+        max_per_project: state.settings().webhooks_max_per_project,
+    };
+    as_owner(ctx, &input.stream_id, command).await?;
+    Ok(webhook_id)
+}
+
+/// `webhookUpdate`: an empty secret removes it; switching `enabled` on re-enables a webhook
+/// that was disabled for failing.
+pub(crate) async fn update(
+    ctx: &Context<'_>,
+    input: WebhookUpdateInput,
+) -> async_graphql::Result<String> {
+    signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?;
+    if let Some(url) = &input.url {
+        check_target(state, url)?;
+    }
+    let secret = checked_secret(input.secret)?;
+    let webhook_id = input.id.clone();
+    let changes = WebhookChanges {
+        url: input.url,
+        description: input.description,
+        triggers: input.triggers,
+        enabled: input.enabled,
+        has_secret: secret.as_ref().map(|s| !s.is_empty()),
+    };
+    // Check the webhook exists in this project (and the caller owns it) before touching the
+    // secret: nobody may plant a secret on someone else's webhook.
+    ensure_owned(ctx, &input.stream_id, &webhook_id).await?;
+    match secret.as_deref() {
+        Some("") => forget_secret(state.pool(), &webhook_id).await?,
+        Some(s) => store_secret(state.pool(), &webhook_id, s).await?,
+        None => {}
+    }
+    let command = ProjectCommand::UpdateWebhook {
+        webhook_id: webhook_id.clone(),
+        changes,
+    };
+    as_owner(ctx, &input.stream_id, command).await?;
+    Ok(webhook_id)
+}
+
+/// Checks the caller owns the project and the webhook is in it; errors as the command would.
+async fn ensure_owned(
+    ctx: &Context<'_>,
+    project_id: &str,
+    webhook_id: &str,
+) -> async_graphql::Result<()> {
+    let (principal, user) = signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?;
+    let (project_state, _) = state
+        .bus()
+        .load::<crate::commands::ProjectAggregate>(project_id)
+        .await
+        .map_err(super::mutations::command_error)?;
+    let Some(project) = project_state.project() else {
+        return Err(denied(&policy::Denied::project_not_found()));
+    };
+    let access = project.access_for(Some(&user));
+    policy::can_read_project(&principal, &access).map_err(|d| denied(&d))?;
+    policy::can_manage_webhooks(&principal, &access).map_err(|d| denied(&d))?;
+    if !project.webhooks.contains_key(webhook_id) {
+        return Err(gql_error(
+            ErrorCode::NotFound,
+            format!("webhook {webhook_id} not found"),
+        ));
+    }
+    Ok(())
+}
+
+/// `webhookDelete`: returns the id.
+pub(crate) async fn delete(
+    ctx: &Context<'_>,
+    input: WebhookDeleteInput,
+) -> async_graphql::Result<String> {
+    let state = ctx.data::<AppState>()?;
+    let command = ProjectCommand::DeleteWebhook {
+        webhook_id: input.id.clone(),
+    };
+    as_owner(ctx, &input.stream_id, command).await?;
+    forget_secret(state.pool(), &input.id).await?;
+    Ok(input.id)
+}
+
+/// `webhookRedeliver`: sends a recorded delivery again, with the same id and body.
+pub(crate) async fn redeliver(
+    ctx: &Context<'_>,
+    input: WebhookRedeliverInput,
+) -> async_graphql::Result<bool> {
+    let state = ctx.data::<AppState>()?;
+    // Owners only, before anything about deliveries is revealed.
+    ensure_owned(ctx, &input.stream_id, &input.webhook_id).await?;
+    let known: Option<String> = sqlx::query_scalar(
+        "SELECT webhook_id FROM webhook_deliveries WHERE id = $1 AND project_id = $2",
+    )
+    .bind(&input.delivery_id)
+    .bind(&input.stream_id)
+    .fetch_optional(state.pool())
+    .await
+    .map_err(internal)?;
+    if known.as_deref() != Some(input.webhook_id.as_str()) {
+        return Err(gql_error(
+            ErrorCode::NotFound,
+            format!(
+                "delivery {} of webhook {} not found",
+                input.delivery_id, input.webhook_id
+            ),
+        ));
+    }
+    let command = ProjectCommand::RedeliverWebhook {
+        webhook_id: input.webhook_id,
+        delivery_id: input.delivery_id,
+    };
+    as_owner(ctx, &input.stream_id, command).await?;
+    Ok(true)
+}

@@ -1,0 +1,289 @@
+//! Realtime: live events for GraphQL subscriptions, fanned out through Redis pub/sub.
+//!
+//! - The [`Publisher`] runs beside the projectors (one at a time per database, under an
+//!   advisory lock). It follows the event log only as far as the `speckle` read model has
+//!   applied it, so a client that re-queries on a message sees the change, and publishes each
+//!   event to one Redis channel per database schema. Mutation code never publishes.
+//! - Each API process runs a [`Hub`]: one Redis subscription feeding a bounded broadcast
+//!   channel that every subscription on that process reads. A subscriber that falls more than
+//!   the buffer behind loses its subscription (and its connection is closed with a reason);
+//!   nobody else waits for it and memory stays bounded.
+//!
+//! Subscriptions are live only: events published while a client is not connected are not
+//! replayed (as in the original).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fred::prelude::{ClientLike, EventInterface, PubsubInterface};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Secret, Settings};
+
+/// One event as subscribers see it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveEvent {
+    /// Global log position.
+    pub position: i64,
+    /// The stream, e.g. `project:abc`.
+    pub stream_id: String,
+    /// Event type name.
+    pub event_type: String,
+    /// Payload (current schema version).
+    pub payload: serde_json::Value,
+    /// The acting user, if any.
+    pub actor_user_id: Option<String>,
+    /// The project's read-model row as the publisher saw it right after the event was
+    /// applied (null once deleted): subscribers answer `project { … }` from it instead of
+    /// each querying the database.
+    #[serde(default)]
+    pub project: Option<serde_json::Value>,
+}
+
+impl LiveEvent {
+    /// The project id, for project events.
+    pub fn project_id(&self) -> Option<&str> {
+        self.stream_id
+            .strip_prefix(domain::project::STREAM_CATEGORY)
+            .and_then(|s| s.strip_prefix(':'))
+    }
+
+    /// The decoded project event, for project streams.
+    pub fn project_event(&self) -> Option<domain::ProjectEvent> {
+        self.project_id()?;
+        domain::ProjectEvent::from_stored(&self.event_type, self.payload.clone()).ok()
+    }
+}
+
+/// The Redis channel of this database schema's events.
+pub async fn channel(pool: &PgPool) -> Result<String, sqlx::Error> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    Ok(format!("strata:{schema}:live"))
+}
+
+/// How long after an append (or a publish) the read model's checkpoint is polled closely.
+const HOT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// The fallback poll while nothing is announced.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Aborts a task when dropped (the listener must not outlive a lost leadership).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Publishes applied events to Redis.
+pub struct Publisher {
+    pool: PgPool,
+    redis: fred::clients::Client,
+    poll: Duration,
+}
+
+impl Publisher {
+    /// A publisher over `pool`, publishing through `redis`.
+    pub fn new(pool: PgPool, redis: fred::clients::Client) -> Self {
+        Self {
+            pool,
+            redis,
+            poll: Duration::from_millis(5),
+        }
+    }
+
+    /// Publishes until cancelled. Waits as a standby while another process holds the lock.
+    pub async fn run(self, cancel: CancellationToken) {
+        while !cancel.is_cancelled() {
+            if let Err(e) = self.lead(&cancel).await {
+                tracing::warn!(error = %e, "realtime publisher stopped; restarting");
+            }
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    async fn lead(&self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let mut lock = self.pool.acquire().await?;
+        let held: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtext(current_schema() || ':realtime'))",
+        )
+        .fetch_one(&mut *lock)
+        .await?;
+        if !held {
+            return Ok(());
+        }
+        let channel = channel(&self.pool).await?;
+        let log = schema::EventLog::new(self.pool.clone());
+        let mut cursor = projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?;
+        tracing::info!(%channel, "realtime publisher leading");
+        // Appends are announced; after one, the read model is polled closely for a while (it
+        // applies the event a few milliseconds later), otherwise the publisher sleeps.
+        let (wake_tx, mut wake_rx) = tokio::sync::watch::channel(0u64);
+        let listening = tokio::spawn(schema::wakeups::listen(
+            self.pool.clone(),
+            schema::wakeups::EVENTS_CHANNEL,
+            wake_tx,
+            cancel.clone(),
+        ));
+        let _stop_listening = AbortOnDrop(listening);
+        let mut hot_until = std::time::Instant::now() + HOT_WINDOW;
+        while !cancel.is_cancelled() {
+            let applied =
+                projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?;
+            if applied <= cursor {
+                if std::time::Instant::now() < hot_until {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = tokio::time::sleep(self.poll) => {}
+                    }
+                } else {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        _ = wake_rx.changed() => {}
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                    }
+                    hot_until = std::time::Instant::now() + HOT_WINDOW;
+                }
+                continue;
+            }
+            hot_until = std::time::Instant::now() + HOT_WINDOW;
+            let events = log.read_all(cursor, 500).await?;
+            for e in events.iter().filter(|e| e.cursor <= applied) {
+                let mut live = LiveEvent {
+                    position: e.cursor.position,
+                    stream_id: e.stream_id.clone(),
+                    event_type: e.event_type.clone(),
+                    payload: e.payload.clone(),
+                    actor_user_id: e.metadata.actor_user_id.clone(),
+                    project: None,
+                };
+                if let Some(project_id) = live.project_id() {
+                    live.project =
+                        sqlx::query_scalar("SELECT to_jsonb(p) FROM projects p WHERE id = $1")
+                            .bind(project_id)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                }
+                let text = serde_json::to_string(&live)?;
+                let _: i64 = self
+                    .redis
+                    .publish(channel.as_str(), text)
+                    .await
+                    .context("publishing to Redis")?;
+                cursor = e.cursor;
+            }
+            if events.iter().all(|e| e.cursor > applied) {
+                cursor = applied;
+            }
+        }
+        drop(lock);
+        Ok(())
+    }
+}
+
+/// This process's view of the live events.
+#[derive(Clone)]
+pub struct Hub {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    active: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// One subscriber's receiver; counted as active until dropped.
+pub struct LiveReceiver {
+    /// The events.
+    pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
+    active: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Drop for LiveReceiver {
+    fn drop(&mut self) {
+        self.active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Hub {
+    /// Starts the Redis subscription feeding the hub; `buffer` events per subscriber at most.
+    pub fn start(settings: &Settings, pool: PgPool, buffer: usize) -> Self {
+        let (sender, _) = broadcast::channel(buffer.max(1));
+        let hub = Self {
+            sender,
+            active: Arc::default(),
+        };
+        if let Some(url) = settings.redis_url.clone() {
+            let sender = hub.sender.clone();
+            tokio::spawn(async move {
+                if let Err(e) = feed(url, pool, sender).await {
+                    tracing::error!(error = %e, "the realtime hub stopped; subscriptions get no events");
+                }
+            });
+        }
+        hub
+    }
+
+    /// A receiver of every later event.
+    pub fn subscribe(&self) -> LiveReceiver {
+        let receiver = self.sender.subscribe();
+        self.active
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LiveReceiver {
+            receiver,
+            active: self.active.clone(),
+        }
+    }
+
+    /// Subscriptions receiving events on this process now (`strata_live_subscriptions`).
+    pub fn active(&self) -> i64 {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+async fn feed(
+    url: Secret,
+    pool: PgPool,
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+) -> anyhow::Result<()> {
+    let config = fred::prelude::Config::from_url(url.expose()).context("Redis URL")?;
+    let client = fred::prelude::Builder::from_config(config)
+        .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
+            0, 100, 5_000, 2,
+        ))
+        .build_subscriber_client()?;
+    let mut messages = client.message_rx();
+    client
+        .init()
+        .await
+        .context("connecting the Redis subscriber")?;
+    // Resubscribes after a reconnect.
+    let _resubscribe = client.manage_subscriptions();
+    let channel = channel(&pool).await?;
+    client.subscribe(channel.as_str()).await?;
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let Some(text) = message.value.as_str() else {
+                    continue;
+                };
+                match serde_json::from_str::<LiveEvent>(&text) {
+                    // No receivers is fine: nobody is subscribed right now.
+                    Ok(event) => drop(sender.send(Arc::new(event))),
+                    Err(e) => tracing::warn!(error = %e, "ignoring a malformed live event"),
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "the realtime hub fell behind Redis");
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        }
+    }
+}

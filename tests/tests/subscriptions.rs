@@ -1,0 +1,657 @@
+//! Subscriptions over real WebSockets on both subprotocols: the current and legacy events,
+//! access at delivery time, refusal of anonymous connections, keep-alives, fan-out between
+//! two API processes through Redis, and a slow subscriber being cut off.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const WAIT: Duration = Duration::from_secs(20);
+const LEGACY: &str = "graphql-ws";
+const MODERN: &str = "graphql-transport-ws";
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A subscription client speaking either protocol.
+struct Client {
+    socket: Socket,
+    protocol: &'static str,
+    next_id: u32,
+}
+
+impl Client {
+    async fn open(app: &TestApp, protocol: &'static str) -> Socket {
+        let url = app.base_url.replace("http://", "ws://") + "/graphql";
+        let mut request = url.into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+        socket
+    }
+
+    /// Connects and initialises with `token`; panics unless acknowledged.
+    async fn connect(app: &TestApp, protocol: &'static str, token: &str) -> Self {
+        let mut client = Self {
+            socket: Self::open(app, protocol).await,
+            protocol,
+            next_id: 0,
+        };
+        client
+            .send(json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}))
+            .await;
+        let ack = client.receive().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        client
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next message, keep-alives included.
+    async fn raw(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.socket.next())
+            .await
+            .expect("a message in time")
+            .expect("the socket open")
+            .expect("a frame")
+    }
+
+    /// The next JSON message that is not a keep-alive.
+    async fn receive(&mut self) -> Value {
+        loop {
+            match self.raw().await {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    if value["type"] != "ka" {
+                        return value;
+                    }
+                }
+                Message::Ping(_) | Message::Pong(_) => {}
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    /// Starts a subscription; returns its id.
+    async fn subscribe(&mut self, query: &str, variables: Value) -> String {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        let kind = if self.protocol == LEGACY {
+            "start"
+        } else {
+            "subscribe"
+        };
+        self.send(
+            json!({"id": id, "type": kind, "payload": {"query": query, "variables": variables}}),
+        )
+        .await;
+        id
+    }
+
+    /// The next result: `(subscription id, data)`; panics on an error message. Skips
+    /// completions (a deleted project completes every subscription to it).
+    async fn next(&mut self) -> (String, Value) {
+        let mut message = self.receive().await;
+        while message["type"] == "complete" {
+            message = self.receive().await;
+        }
+        let data_type = if self.protocol == LEGACY {
+            "data"
+        } else {
+            "next"
+        };
+        assert_eq!(message["type"], data_type, "{message}");
+        assert!(message["payload"]["errors"].is_null(), "{message}");
+        (
+            message["id"].as_str().unwrap().to_owned(),
+            message["payload"]["data"].clone(),
+        )
+    }
+}
+
+struct World {
+    app: TestApp,
+    db: TestDb,
+    _stack: tokio_util::sync::DropGuard,
+}
+
+async fn world_with(tweak: impl FnOnce(&mut command_service::config::Settings)) -> World {
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    tweak(&mut settings);
+    let (app, stack) = tests::spawn_stack(&db, settings).await;
+    World {
+        app,
+        db,
+        _stack: stack,
+    }
+}
+
+/// Waits until exactly `n` subscriptions on `app` receive live events (the
+/// `strata_live_subscriptions` gauge), so events that follow reach them.
+async fn settle(app: &TestApp, n: i64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while app.state.hub().active() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} live subscriptions, expected {n}",
+            app.state.hub().active()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
+    let res: Value = app
+        .http
+        .post(format!("{}/graphql", app.base_url))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(res["errors"].is_null(), "{res}");
+    res["data"].clone()
+}
+
+async fn create_project(app: &TestApp, token: &str) -> String {
+    gql(
+        app,
+        token,
+        "mutation { projectMutations { create(input: {name: \"Live\"}) { id } } }",
+        json!({}),
+    )
+    .await["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn rename(app: &TestApp, token: &str, project: &str, name: &str) {
+    gql(
+        app,
+        token,
+        "mutation($p: String!, $n: String!) { projectMutations { update(update: {id: $p, name: $n}) { id } } }",
+        json!({"p": project, "n": name}),
+    )
+    .await;
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    gql(app, token, "{ activeUser { id } }", json!({})).await["activeUser"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn set_role(app: &TestApp, token: &str, project: &str, user: &str, role: Option<&str>) {
+    gql(
+        app,
+        token,
+        "mutation($p: String!, $u: String!, $r: String) { projectMutations { updateRole(input: {projectId: $p, userId: $u, role: $r}) { id } } }",
+        json!({"p": project, "u": user, "r": role}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_subscriptions_fire_on_both_protocols() {
+    let w = world_with(|_| {}).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let other = tests::register(&w.app.base_url, "other@example.com").await;
+    let other_id = user_id(&w.app, &other).await;
+    for protocol in [LEGACY, MODERN] {
+        // The previous round's connections are gone.
+        settle(&w.app, 0).await;
+        let project = create_project(&w.app, &owner).await;
+        let mut c = Client::connect(&w.app, protocol, &owner).await;
+        let mut mine = Client::connect(&w.app, protocol, &other).await;
+        let updated = c
+            .subscribe(
+                "subscription($id: String!) { projectUpdated(id: $id) { id type project { name } } }",
+                json!({"id": project}),
+            )
+            .await;
+        let models = c
+            .subscribe(
+                "subscription($id: String!) { projectModelsUpdated(id: $id) { id type model { name } } }",
+                json!({"id": project}),
+            )
+            .await;
+        let versions = c
+            .subscribe(
+                "subscription($id: String!) { projectVersionsUpdated(id: $id) { id type modelId version { message } } }",
+                json!({"id": project}),
+            )
+            .await;
+        mine.subscribe(
+            "subscription { userProjectsUpdated { id type project { name } } }",
+            json!({}),
+        )
+        .await;
+        // Events are delivered to subscriptions that have their receiver: wait for all four.
+        settle(&w.app, 4).await;
+
+        rename(&w.app, &owner, &project, "Renamed").await;
+        let (id, data) = c.next().await;
+        assert_eq!(id, updated);
+        let message = &data["projectUpdated"];
+        assert_eq!(message["type"], "UPDATED");
+        // The read model already has the change when the message arrives.
+        assert_eq!(message["project"]["name"], "Renamed", "{protocol}");
+
+        let model = gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
+            json!({"p": project}),
+        )
+        .await["modelMutations"]["create"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (id, data) = c.next().await;
+        assert_eq!(id, models);
+        assert_eq!(data["projectModelsUpdated"]["type"], "CREATED");
+        assert_eq!(data["projectModelsUpdated"]["id"], model);
+        assert_eq!(data["projectModelsUpdated"]["model"]["name"], "walls");
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"first\"}) { id } } }",
+            json!({"p": project, "m": model}),
+        )
+        .await;
+        let (id, data) = c.next().await;
+        assert_eq!(id, versions);
+        assert_eq!(data["projectVersionsUpdated"]["type"], "CREATED");
+        assert_eq!(data["projectVersionsUpdated"]["modelId"], model);
+        assert_eq!(
+            data["projectVersionsUpdated"]["version"]["message"],
+            "first"
+        );
+
+        set_role(&w.app, &owner, &project, &other_id, Some("stream:reviewer")).await;
+        let (_, data) = mine.next().await;
+        assert_eq!(data["userProjectsUpdated"]["type"], "ADDED");
+        assert_eq!(data["userProjectsUpdated"]["id"], project);
+        assert_eq!(data["userProjectsUpdated"]["project"]["name"], "Renamed");
+        set_role(&w.app, &owner, &project, &other_id, None).await;
+        let (_, data) = mine.next().await;
+        assert_eq!(data["userProjectsUpdated"]["type"], "REMOVED");
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!) { projectMutations { delete(id: $p) } }",
+            json!({"p": project}),
+        )
+        .await;
+        let (id, data) = c.next().await;
+        assert_eq!(id, updated);
+        assert_eq!(data["projectUpdated"]["type"], "DELETED");
+        assert!(data["projectUpdated"]["project"].is_null());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_subscriptions_fire() {
+    let w = world_with(|_| {}).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let other = tests::register(&w.app.base_url, "other@example.com").await;
+    let other_id = user_id(&w.app, &other).await;
+    for protocol in [LEGACY, MODERN] {
+        settle(&w.app, 0).await;
+        let project = create_project(&w.app, &owner).await;
+        let mut c = Client::connect(&w.app, protocol, &owner).await;
+        let mut them = Client::connect(&w.app, protocol, &other).await;
+        let vars = json!({"s": project});
+        for field in [
+            "streamUpdated(streamId: $s)",
+            "branchCreated(streamId: $s)",
+            "branchUpdated(streamId: $s)",
+            "branchDeleted(streamId: $s)",
+            "commitCreated(streamId: $s)",
+            "commitUpdated(streamId: $s)",
+            "commitDeleted(streamId: $s)",
+            "streamDeleted(streamId: $s)",
+        ] {
+            c.subscribe(
+                &format!("subscription($s: String!) {{ {field} }}"),
+                vars.clone(),
+            )
+            .await;
+        }
+        them.subscribe("subscription { userStreamAdded }", json!({}))
+            .await;
+        them.subscribe("subscription { userStreamRemoved }", json!({}))
+            .await;
+        settle(&w.app, 10).await;
+
+        rename(&w.app, &owner, &project, "Legacy").await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["streamUpdated"]["name"], "Legacy");
+        assert_eq!(data["streamUpdated"]["id"], project);
+
+        let model = gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"Main Branch\"}) { id } } }",
+            json!({"p": project}),
+        )
+        .await["modelMutations"]["create"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, data) = c.next().await;
+        assert_eq!(data["branchCreated"]["id"], model);
+        assert_eq!(data["branchCreated"]["streamId"], project);
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $m: String!) { modelMutations { update(input: {projectId: $p, id: $m, description: \"d\"}) { id } } }",
+            json!({"p": project, "m": model}),
+        )
+        .await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["branchUpdated"]["description"], "d");
+
+        let version = gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"c1\"}) { id } } }",
+            json!({"p": project, "m": model}),
+        )
+        .await["versionMutations"]["create"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (_, data) = c.next().await;
+        let created = &data["commitCreated"];
+        assert_eq!(created["id"], version);
+        assert_eq!(created["message"], "c1");
+        assert_eq!(created["objectId"], "0123456789abcdef0123456789abcdef");
+        assert!(created["authorId"].is_string());
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $v: String!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"c2\"}) { id } } }",
+            json!({"p": project, "v": version}),
+        )
+        .await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["commitUpdated"]["message"], "c2");
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $v: String!) { versionMutations { delete(input: {projectId: $p, versionIds: [$v]}) } }",
+            json!({"p": project, "v": version}),
+        )
+        .await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["commitDeleted"]["id"], version);
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!, $m: String!) { modelMutations { delete(input: {projectId: $p, id: $m}) } }",
+            json!({"p": project, "m": model}),
+        )
+        .await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["branchDeleted"]["id"], model);
+
+        set_role(
+            &w.app,
+            &owner,
+            &project,
+            &other_id,
+            Some("stream:contributor"),
+        )
+        .await;
+        let (_, data) = them.next().await;
+        assert_eq!(data["userStreamAdded"]["id"], project);
+        set_role(&w.app, &owner, &project, &other_id, None).await;
+        let (_, data) = them.next().await;
+        assert_eq!(data["userStreamRemoved"]["id"], project);
+
+        gql(
+            &w.app,
+            &owner,
+            "mutation($p: String!) { projectMutations { delete(id: $p) } }",
+            json!({"p": project}),
+        )
+        .await;
+        let (_, data) = c.next().await;
+        assert_eq!(data["streamDeleted"]["streamId"], project);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_connections_and_foreign_private_projects_are_refused() {
+    let w = world_with(|_| {}).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let other = tests::register(&w.app.base_url, "other@example.com").await;
+    let project = create_project(&w.app, &owner).await;
+
+    let mut legacy = Client {
+        socket: Client::open(&w.app, LEGACY).await,
+        protocol: LEGACY,
+        next_id: 0,
+    };
+    legacy
+        .send(json!({"type": "connection_init", "payload": {}}))
+        .await;
+    let refused = legacy.receive().await;
+    assert_eq!(refused["type"], "connection_error", "{refused}");
+    assert!(
+        refused["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("token")
+    );
+
+    let mut modern = Client {
+        socket: Client::open(&w.app, MODERN).await,
+        protocol: MODERN,
+        next_id: 0,
+    };
+    modern
+        .send(json!({"type": "connection_init", "payload": {"Authorization": "Bearer nonsense"}}))
+        .await;
+    match modern.raw().await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4403),
+        other => panic!("expected a close, got {other:?}"),
+    }
+
+    let mut c = Client::connect(&w.app, LEGACY, &other).await;
+    c.subscribe(
+        "subscription($id: String!) { projectUpdated(id: $id) { id name: type } }",
+        json!({"id": project}),
+    )
+    .await;
+    let message = c.receive().await;
+    assert_eq!(message["type"], "data", "{message}");
+    assert!(message["payload"]["data"].is_null(), "{message}");
+    assert_eq!(
+        message["payload"]["errors"][0]["extensions"]["code"],
+        "FORBIDDEN"
+    );
+    let text = message.to_string();
+    assert!(!text.contains("Live"), "the private name never leaks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_stops_receiving_at_once() {
+    let w = world_with(|_| {}).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let member = tests::register(&w.app.base_url, "member@example.com").await;
+    let member_id = user_id(&w.app, &member).await;
+    let project = create_project(&w.app, &owner).await;
+    set_role(
+        &w.app,
+        &owner,
+        &project,
+        &member_id,
+        Some("stream:reviewer"),
+    )
+    .await;
+
+    let query =
+        "subscription($id: String!) { projectUpdated(id: $id) { id type project { name } } }";
+    let mut theirs = Client::connect(&w.app, MODERN, &member).await;
+    theirs.subscribe(query, json!({"id": project})).await;
+    let mut ours = Client::connect(&w.app, MODERN, &owner).await;
+    ours.subscribe(query, json!({"id": project})).await;
+    settle(&w.app, 2).await;
+
+    rename(&w.app, &owner, &project, "seen by both").await;
+    assert_eq!(
+        theirs.next().await.1["projectUpdated"]["project"]["name"],
+        "seen by both"
+    );
+    assert_eq!(
+        ours.next().await.1["projectUpdated"]["project"]["name"],
+        "seen by both"
+    );
+
+    set_role(&w.app, &owner, &project, &member_id, None).await;
+    rename(&w.app, &owner, &project, "secret").await;
+    assert_eq!(
+        ours.next().await.1["projectUpdated"]["project"]["name"],
+        "secret"
+    );
+    // Back in, then another change: the next message the former member gets is that one,
+    // so "secret" never reached them.
+    set_role(
+        &w.app,
+        &owner,
+        &project,
+        &member_id,
+        Some("stream:reviewer"),
+    )
+    .await;
+    rename(&w.app, &owner, &project, "public again").await;
+    assert_eq!(
+        ours.next().await.1["projectUpdated"]["project"]["name"],
+        "public again"
+    );
+    let (_, data) = theirs.next().await;
+    assert_eq!(data["projectUpdated"]["project"]["name"], "public again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mutation_on_one_replica_reaches_a_subscriber_on_another() {
+    let w = world_with(|_| {}).await;
+    let second = TestApp::spawn(test_settings(&w.db)).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let project = create_project(&w.app, &owner).await;
+    let mut c = Client::connect(&second, LEGACY, &owner).await;
+    c.subscribe(
+        "subscription($id: String!) { projectUpdated(id: $id) { id type project { name } } }",
+        json!({"id": project}),
+    )
+    .await;
+    settle(&second, 1).await;
+    rename(&w.app, &owner, &project, "from replica one").await;
+    let (_, data) = c.next().await;
+    assert_eq!(
+        data["projectUpdated"]["project"]["name"],
+        "from replica one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_ws_connections_get_keep_alives() {
+    let w = world_with(|s| s.subscription_keepalive_seconds = 1).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let mut c = Client::connect(&w.app, LEGACY, &owner).await;
+    let started = std::time::Instant::now();
+    match c.raw().await {
+        Message::Text(text) => assert_eq!(text.as_str(), "{\"type\":\"ka\"}"),
+        other => panic!("expected a keep-alive, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_is_cut_off_and_others_are_not() {
+    let w = world_with(|s| s.subscription_buffer_events = 2).await;
+    let roomy = TestApp::spawn(test_settings(&w.db)).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let project = create_project(&w.app, &owner).await;
+    let query = "subscription($id: String!) { projectUpdated(id: $id) { id type project { name models { totalCount } team { user { name } } } } }";
+    let mut slow = Client::connect(&w.app, MODERN, &owner).await;
+    slow.subscribe(query, json!({"id": project})).await;
+    let mut fine = Client::connect(&roomy, MODERN, &owner).await;
+    fine.subscribe(query, json!({"id": project})).await;
+    settle(&w.app, 1).await;
+    settle(&roomy, 1).await;
+
+    // Fifty changes in one transaction reach the hub at once: far more than a buffer of two.
+    let log = schema::EventLog::new(w.db.pool.clone());
+    let stream = domain::project::stream_id(&project).unwrap();
+    let events: Vec<_> = (0..50)
+        .map(|i| {
+            domain::ProjectEvent::ProjectUpdated {
+                project_id: project.clone(),
+                name: format!("burst {i}"),
+                description: String::new(),
+                visibility: domain::Visibility::Private,
+                allow_public_comments: false,
+            }
+            .to_new_event()
+            .unwrap()
+        })
+        .collect();
+    log.append(&schema::AppendRequest {
+        stream,
+        expected: schema::ExpectedVersion::Any,
+        events,
+        metadata: domain::EventMetadata::default(),
+        command_id: None,
+    })
+    .await
+    .unwrap();
+
+    let mut closed = None;
+    for _ in 0..60 {
+        match slow.raw().await {
+            Message::Close(frame) => {
+                closed = frame;
+                break;
+            }
+            Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let frame = closed.expect("the slow subscriber is closed");
+    assert_eq!(u16::from(frame.code), 4000);
+    assert_eq!(
+        frame.reason.as_str(),
+        command_service::graphql::ws::TOO_SLOW
+    );
+    for _ in 0..50 {
+        let (_, data) = fine.next().await;
+        assert_eq!(data["projectUpdated"]["type"], "UPDATED");
+    }
+}
