@@ -19,6 +19,8 @@ use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::commands::{CommandBus, CommandError, UserAggregate, new_id};
+
+mod email;
 use crate::config::Secret;
 
 /// An application that may exchange access codes for tokens (the original's default apps;
@@ -110,6 +112,12 @@ pub struct AccountLimits {
     pub refresh_token_ttl: Duration,
     /// Default lifespan of personal tokens.
     pub personal_token_ttl: Duration,
+    /// How long an email verification code is valid.
+    pub verification_code_ttl: Duration,
+    /// Wrong guesses one verification code survives.
+    pub verification_code_attempts: i32,
+    /// How long a password reset link is valid.
+    pub password_reset_ttl: Duration,
 }
 
 impl Default for AccountLimits {
@@ -121,6 +129,9 @@ impl Default for AccountLimits {
             app_token_ttl: Duration::from_secs(90 * 24 * 3600),
             refresh_token_ttl: Duration::from_secs(180 * 24 * 3600),
             personal_token_ttl: Duration::from_secs(100 * 365 * 24 * 3600),
+            verification_code_ttl: Duration::from_secs(5 * 60),
+            verification_code_attempts: 5,
+            password_reset_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -170,6 +181,7 @@ pub struct Accounts {
     limits: AccountLimits,
     invite_only: bool,
     tokens: std::sync::Arc<TokenCache>,
+    email_enabled: bool,
 }
 
 /// Verified tokens, kept briefly so most requests skip the database. Every entry carries the
@@ -217,6 +229,7 @@ impl Accounts {
                 key: tokio::sync::OnceCell::new(),
                 entries: std::sync::Mutex::default(),
             }),
+            email_enabled: false,
         }
     }
 
@@ -294,6 +307,17 @@ impl Accounts {
         }
     }
 
+    fn check_password(&self, password: &str) -> Result<(), AccountError> {
+        let chars = password.chars().count();
+        if chars < self.limits.min_password_chars || chars > self.limits.max_password_chars {
+            return Err(AccountError::Invalid(format!(
+                "Password must be between {} and {} characters long.",
+                self.limits.min_password_chars, self.limits.max_password_chars
+            )));
+        }
+        Ok(())
+    }
+
     /// Registers a local account. The first account becomes server admin.
     pub async fn register(
         &self,
@@ -307,13 +331,7 @@ impl Accounts {
             String::from(Email::parse(email).map_err(|e| AccountError::Invalid(e.to_string()))?);
         let name =
             String::from(UserName::parse(name).map_err(|e| AccountError::Invalid(e.to_string()))?);
-        let chars = password.chars().count();
-        if chars < self.limits.min_password_chars || chars > self.limits.max_password_chars {
-            return Err(AccountError::Invalid(format!(
-                "Password must be between {} and {} characters long.",
-                self.limits.min_password_chars, self.limits.max_password_chars
-            )));
-        }
+        self.check_password(password)?;
         let user_id = new_id();
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ':register'))")

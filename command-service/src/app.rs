@@ -56,6 +56,11 @@ impl AppState {
                 .with_token_cache(
                     redis.clone(),
                     Duration::from_secs(settings.token_cache_seconds),
+                )
+                .with_mail(
+                    settings.smtp_host.is_some(),
+                    Duration::from_secs(settings.email_verification_timeout_minutes * 60),
+                    Duration::from_secs(settings.password_reset_timeout_minutes * 60),
                 );
         let hub = crate::realtime::Hub::start(
             &settings,
@@ -284,8 +289,9 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
         pool: pool.clone(),
         webhooks: crate::webhooks::delivery_options(settings),
         webhook_control: std::sync::Arc::new(crate::webhooks::BusWebhookControl::new(bus)),
+        mail: mail_options(settings),
     })
-    .context("building the webhook HTTP client")?;
+    .context("building the job handlers")?;
     Ok(workers::JobRunner::new(
         pool,
         handlers,
@@ -295,6 +301,36 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
             ..workers::RunnerOptions::default()
         },
     ))
+}
+
+/// The mail worker's settings; none when no SMTP host is set (email disabled).
+pub fn mail_options(settings: &Settings) -> Option<workers::email::MailOptions> {
+    let host = settings.smtp_host.clone()?;
+    Some(workers::email::MailOptions {
+        host,
+        port: settings.smtp_port,
+        // Validated when the settings were loaded.
+        security: settings
+            .smtp_tls
+            .parse()
+            .unwrap_or(workers::email::SmtpSecurity::StartTls),
+        credentials: settings.smtp_username.as_ref().map(|u| {
+            (
+                u.expose().to_owned(),
+                settings
+                    .smtp_password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+            )
+        }),
+        from: settings.email_from.clone(),
+        timeout: Duration::from_secs(30),
+        public_url: settings.origin(),
+        server_name: settings.server_name.clone(),
+        verification_minutes: settings.email_verification_timeout_minutes,
+        reset_minutes: settings.password_reset_timeout_minutes,
+    })
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.

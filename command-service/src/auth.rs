@@ -290,3 +290,59 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
         Err(e) => account_error(e),
     }
 }
+
+/// `POST /auth/pwdreset/request` with `{email}`: mails a reset link. Answers the same whether
+/// or not an account has that address.
+pub async fn password_reset_request(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = match fields(&headers, &body) {
+        Ok(f) => f,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+    };
+    let email = fields.get("email").map(String::as_str).unwrap_or_default();
+    let metadata = context.metadata(None, None);
+    match state
+        .accounts()
+        .request_password_reset(email, &metadata)
+        .await
+    {
+        Ok(()) => (StatusCode::OK, "Password reset email sent.").into_response(),
+        Err(e) => account_error(e),
+    }
+}
+
+/// `POST /auth/pwdreset/finalize` with `{tokenId, password}` (the link's `t`).
+pub async fn password_reset_finalize(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = match fields(&headers, &body) {
+        Ok(f) => f,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+    };
+    let (Some(token), Some(password)) = (
+        fields.get("tokenId").filter(|t| !t.is_empty()),
+        fields.get("password").filter(|p| !p.is_empty()),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST_ERROR",
+            "Invalid request.",
+        );
+    };
+    let metadata = context.metadata(None, None);
+    match state
+        .accounts()
+        .finalize_password_reset(token, password, &metadata)
+        .await
+    {
+        Ok(()) => (StatusCode::OK, "Password reset. Please log in.").into_response(),
+        Err(e) => account_error(e),
+    }
+}

@@ -161,6 +161,12 @@ pub struct Settings {
     pub smtp_password: Option<Secret>,
     /// Sender address of outgoing email.
     pub email_from: String,
+    /// How the SMTP connection is secured: `starttls`, `tls` or `none`.
+    pub smtp_tls: String,
+    /// How long an email verification code is valid.
+    pub email_verification_timeout_minutes: u64,
+    /// How long a password reset link is valid.
+    pub password_reset_timeout_minutes: u64,
     /// Most webhooks one project may have.
     pub webhooks_max_per_project: usize,
     /// How long one webhook delivery attempt may take.
@@ -235,6 +241,9 @@ impl Default for Settings {
             smtp_username: None,
             smtp_password: None,
             email_from: "strata@localhost".to_owned(),
+            smtp_tls: "starttls".to_owned(),
+            email_verification_timeout_minutes: 5,
+            password_reset_timeout_minutes: 60,
             webhooks_max_per_project: 100,
             webhook_timeout_seconds: 10,
             webhook_retry_schedule_seconds: "5,300,1800,7200,18000,36000,36000".to_owned(),
@@ -483,6 +492,19 @@ impl Settings {
         set_opt(&env, "smtp_username", &mut s.smtp_username, true)?;
         set_opt(&env, "smtp_password", &mut s.smtp_password, true)?;
         set(&env, "email_from", &mut s.email_from, false)?;
+        set(&env, "smtp_tls", &mut s.smtp_tls, false)?;
+        set(
+            &env,
+            "email_verification_timeout_minutes",
+            &mut s.email_verification_timeout_minutes,
+            false,
+        )?;
+        set(
+            &env,
+            "password_reset_timeout_minutes",
+            &mut s.password_reset_timeout_minutes,
+            false,
+        )?;
         set(
             &env,
             "webhooks_max_per_project",
@@ -584,6 +606,9 @@ impl Settings {
             "smtp_username",
             "smtp_password",
             "email_from",
+            "smtp_tls",
+            "email_verification_timeout_minutes",
+            "password_reset_timeout_minutes",
             "webhooks_max_per_project",
             "webhook_timeout_seconds",
             "webhook_retry_schedule_seconds",
@@ -650,6 +675,21 @@ impl Settings {
             && pepper.expose().len() < 32
         {
             return Err(invalid("token_pepper", "must be at least 32 characters"));
+        }
+        if let Err(reason) = self.smtp_tls.parse::<workers::email::SmtpSecurity>() {
+            return Err(invalid("smtp_tls", &reason));
+        }
+        if self.email_verification_timeout_minutes == 0 {
+            return Err(invalid(
+                "email_verification_timeout_minutes",
+                "must be at least 1",
+            ));
+        }
+        if self.password_reset_timeout_minutes == 0 {
+            return Err(invalid(
+                "password_reset_timeout_minutes",
+                "must be at least 1",
+            ));
         }
         if let Err(reason) = self.webhook_retry_schedule() {
             return Err(invalid("webhook_retry_schedule_seconds", &reason));

@@ -34,6 +34,14 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/local/login", axum::routing::post(crate::auth::login))
         .route("/auth/token", axum::routing::post(crate::auth::token))
         .route(
+            "/auth/pwdreset/request",
+            axum::routing::post(crate::auth::password_reset_request),
+        )
+        .route(
+            "/auth/pwdreset/finalize",
+            axum::routing::post(crate::auth::password_reset_finalize),
+        )
+        .route(
             "/objects/{project_id}",
             axum::routing::post(crate::objects::upload),
         )

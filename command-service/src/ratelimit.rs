@@ -232,7 +232,9 @@ fn route_action(method: &str, route: &str) -> Option<&'static str> {
         | ("POST", "/api/v2/projects/{project_id}/object-stream")
         | ("POST", "/api/v2/projects/{project_id}/object-stream/") => "POST_GETOBJECTS",
         ("POST", "/api/diff/{project_id}") => "POST_DIFF",
-        ("POST", "/auth/local/login") => "AUTH",
+        ("POST", "/auth/local/login")
+        | ("POST", "/auth/pwdreset/request")
+        | ("POST", "/auth/pwdreset/finalize") => "AUTH",
         ("POST", "/auth/local/register") => "USER_CREATE",
         _ => return None,
     })

@@ -53,6 +53,26 @@ pub enum UserCommand {
         /// New avatar (usually a data URL).
         avatar: Option<String>,
     },
+    /// Record that a verification code was sent to the account's email. The code itself is a
+    /// credential and never enters the log; `request_id` names it in the credential store.
+    RequestEmailVerification {
+        /// Id of the stored code, also the mail job's key.
+        request_id: String,
+    },
+    /// Record that the owner proved they read the account's email (the caller checked the
+    /// code).
+    MarkEmailVerified,
+    /// Record that a password reset link was sent; the link's secret is a credential.
+    RequestPasswordReset {
+        /// Id of the stored reset token, also the mail job's key.
+        request_id: String,
+    },
+    /// Record that the password was replaced (through a reset link); the caller stored the
+    /// new hash and revoked the account's tokens.
+    RecordPasswordReset {
+        /// The reset token that was used.
+        request_id: String,
+    },
     /// Change the server role.
     ChangeRole {
         /// The new role.
@@ -113,6 +133,38 @@ pub enum UserEvent {
         /// User id.
         user_id: String,
     },
+    /// A verification code was mailed to `email` (the code is not in the log).
+    UserEmailVerificationRequested {
+        /// User id.
+        user_id: String,
+        /// Where it went.
+        email: String,
+        /// The stored code's id.
+        request_id: String,
+    },
+    /// The owner proved they read `email`.
+    UserEmailVerified {
+        /// User id.
+        user_id: String,
+        /// The verified address.
+        email: String,
+    },
+    /// A password reset link was mailed to `email` (its secret is not in the log).
+    UserPasswordResetRequested {
+        /// User id.
+        user_id: String,
+        /// Where it went.
+        email: String,
+        /// The stored token's id.
+        request_id: String,
+    },
+    /// The password was replaced through a reset link; every token of the account was revoked.
+    UserPasswordReset {
+        /// User id.
+        user_id: String,
+        /// The reset token that was used.
+        request_id: String,
+    },
 }
 
 impl UserEvent {
@@ -120,11 +172,15 @@ impl UserEvent {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// Every user event type name.
-    pub const EVENT_TYPES: [&'static str; 4] = [
+    pub const EVENT_TYPES: [&'static str; 8] = [
         "UserCreated",
         "UserProfileUpdated",
         "UserRoleChanged",
         "UserDeleted",
+        "UserEmailVerificationRequested",
+        "UserEmailVerified",
+        "UserPasswordResetRequested",
+        "UserPasswordReset",
     ];
 
     /// The stable type name stored in the log.
@@ -134,6 +190,10 @@ impl UserEvent {
             Self::UserProfileUpdated { .. } => "UserProfileUpdated",
             Self::UserRoleChanged { .. } => "UserRoleChanged",
             Self::UserDeleted { .. } => "UserDeleted",
+            Self::UserEmailVerificationRequested { .. } => "UserEmailVerificationRequested",
+            Self::UserEmailVerified { .. } => "UserEmailVerified",
+            Self::UserPasswordResetRequested { .. } => "UserPasswordResetRequested",
+            Self::UserPasswordReset { .. } => "UserPasswordReset",
         }
     }
 
@@ -143,7 +203,11 @@ impl UserEvent {
             Self::UserCreated { user_id, .. }
             | Self::UserProfileUpdated { user_id, .. }
             | Self::UserRoleChanged { user_id, .. }
-            | Self::UserDeleted { user_id } => user_id,
+            | Self::UserDeleted { user_id }
+            | Self::UserEmailVerificationRequested { user_id, .. }
+            | Self::UserEmailVerified { user_id, .. }
+            | Self::UserPasswordResetRequested { user_id, .. }
+            | Self::UserPasswordReset { user_id, .. } => user_id,
         }
     }
 
@@ -186,6 +250,8 @@ pub struct User {
     pub avatar: Option<String>,
     /// Server role.
     pub server_role: ServerRole,
+    /// Whether the owner proved they read `email`.
+    pub email_verified: bool,
 }
 
 /// A user stream folded so far.
@@ -293,6 +359,36 @@ fn decide_active(u: &User, command: UserCommand) -> Result<Vec<UserEvent>, Domai
                 avatar,
             }])
         }
+        UserCommand::RequestEmailVerification { request_id } => {
+            if u.email_verified {
+                return Err(DomainError::invalid("email", "is already verified"));
+            }
+            Ok(vec![UserEvent::UserEmailVerificationRequested {
+                user_id: u.id.clone(),
+                email: u.email.clone(),
+                request_id,
+            }])
+        }
+        UserCommand::MarkEmailVerified => {
+            if u.email_verified {
+                return Ok(vec![]);
+            }
+            Ok(vec![UserEvent::UserEmailVerified {
+                user_id: u.id.clone(),
+                email: u.email.clone(),
+            }])
+        }
+        UserCommand::RequestPasswordReset { request_id } => {
+            Ok(vec![UserEvent::UserPasswordResetRequested {
+                user_id: u.id.clone(),
+                email: u.email.clone(),
+                request_id,
+            }])
+        }
+        UserCommand::RecordPasswordReset { request_id } => Ok(vec![UserEvent::UserPasswordReset {
+            user_id: u.id.clone(),
+            request_id,
+        }]),
         UserCommand::ChangeRole {
             role,
             guest_role_enabled,
@@ -344,6 +440,7 @@ pub fn evolve(state: UserState, event: &UserEvent) -> UserState {
             bio: None,
             avatar: None,
             server_role: *server_role,
+            email_verified: false,
         }),
         (
             UserState::Active(mut u),
@@ -366,6 +463,13 @@ pub fn evolve(state: UserState, event: &UserEvent) -> UserState {
             UserState::Active(u)
         }
         (UserState::Active(u), UserEvent::UserDeleted { .. }) => UserState::Deleted { id: u.id },
+        (UserState::Active(mut u), UserEvent::UserEmailVerified { email, .. }) => {
+            // A verification of an address the account no longer has proves nothing.
+            if *email == u.email {
+                u.email_verified = true;
+            }
+            UserState::Active(u)
+        }
         (state, _) => state,
     }
 }
@@ -542,6 +646,46 @@ mod tests {
     }
 
     #[test]
+    fn verification_is_requested_until_the_email_is_verified_once() {
+        let request = |id: &str| UserCommand::RequestEmailVerification {
+            request_id: id.into(),
+        };
+        let (state, events) = run(vec![
+            create(ServerRole::User),
+            request("aaaaaaaaaa"),
+            UserCommand::MarkEmailVerified,
+            UserCommand::MarkEmailVerified,
+        ])
+        .unwrap();
+        assert!(state.user().unwrap().email_verified);
+        let types: Vec<_> = events.iter().map(UserEvent::event_type).collect();
+        assert_eq!(
+            types,
+            [
+                "UserCreated",
+                "UserEmailVerificationRequested",
+                "UserEmailVerified"
+            ]
+        );
+        assert!(matches!(
+            decide(&state, request("bbbbbbbbbb")),
+            Err(DomainError::Invalid { field: "email", .. })
+        ));
+        // A reset is allowed whatever the verification state, and is recorded for audit.
+        let events = decide(
+            &state,
+            UserCommand::RequestPasswordReset {
+                request_id: "cccccccccc".into(),
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            &events[..],
+            [UserEvent::UserPasswordResetRequested { email, .. }] if email == "jane@example.com"
+        ));
+    }
+
+    #[test]
     fn deleted_users_accept_nothing() {
         let (state, events) = run(vec![
             create(ServerRole::User),
@@ -639,6 +783,11 @@ mod tests {
                 }
             ),
             (0u32..3).prop_map(|admin_count| UserCommand::Delete { admin_count }),
+            "[0-9a-f]{10}"
+                .prop_map(|request_id| UserCommand::RequestEmailVerification { request_id }),
+            Just(UserCommand::MarkEmailVerified),
+            "[0-9a-f]{10}".prop_map(|request_id| UserCommand::RequestPasswordReset { request_id }),
+            "[0-9a-f]{10}".prop_map(|request_id| UserCommand::RecordPasswordReset { request_id }),
         ]
     }
 

@@ -9,6 +9,7 @@
 //! and reaction-job rows; they never call external systems. Handlers derive every value from
 //! the events (never from the clock), so a rebuild produces the same tables as the live fold.
 
+pub mod mail;
 pub mod projection;
 pub mod rebuild;
 pub mod runtime;
@@ -32,5 +33,6 @@ pub fn registry() -> Vec<Arc<dyn Projection>> {
         Arc::new(streams::StreamHeads),
         Arc::new(speckle::SpeckleReadModel),
         Arc::new(webhooks::WebhooksProjection),
+        Arc::new(mail::MailProjection),
     ]
 }

@@ -616,5 +616,10 @@ async fn apply_user(
             )
             .await
         }
+        // Mail and verification state is the `mail` projection's.
+        UserEvent::UserEmailVerificationRequested { .. }
+        | UserEvent::UserEmailVerified { .. }
+        | UserEvent::UserPasswordResetRequested { .. }
+        | UserEvent::UserPasswordReset { .. } => Ok(()),
     }
 }

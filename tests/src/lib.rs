@@ -2,6 +2,7 @@
 //! port against it. Every test talks to real PostgreSQL and Redis started by `deploy/dev test`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod mailbox;
 pub mod race;
 pub mod receiver;
 

@@ -1,4 +1,5 @@
-//! Reactions to events: webhook delivery (and, as they land, previews, file imports, email).
+//! Reactions to events: webhook delivery and transactional mail (and, as they land, previews
+//! and file imports).
 //!
 //! Architecture invariant: workers change domain state only by sending commands (through a
 //! trait the application wires, e.g. [`webhooks::WebhookControl`]); they never write
@@ -6,6 +7,7 @@
 //! projectors fill (the outbox), so nothing is lost when a worker dies mid-job, and they keep
 //! their own operational records (attempts, delivery logs) in tables of their own.
 
+pub mod email;
 pub mod runner;
 pub mod webhooks;
 
@@ -21,13 +23,30 @@ pub struct Dependencies {
     pub webhooks: webhooks::DeliveryOptions,
     /// How webhooks get switched off.
     pub webhook_control: Arc<dyn webhooks::WebhookControl>,
+    /// SMTP settings; none = email disabled (no mail job is ever enqueued then).
+    pub mail: Option<email::MailOptions>,
+}
+
+/// Why the handlers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The webhook HTTP client.
+    #[error("building the webhook HTTP client: {0}")]
+    Webhooks(#[from] reqwest::Error),
+    /// The mailer.
+    #[error("building the mailer: {0}")]
+    Mail(#[from] email::MailSetupError),
 }
 
 /// Every job handler the product runs, by kind.
-pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, reqwest::Error> {
-    Ok(vec![Arc::new(webhooks::WebhookDeliverer::new(
-        deps.pool,
+pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, SetupError> {
+    let mut handlers: Vec<Arc<dyn JobHandler>> = vec![Arc::new(webhooks::WebhookDeliverer::new(
+        deps.pool.clone(),
         deps.webhooks,
         deps.webhook_control,
-    )?)])
+    )?)];
+    if let Some(mail) = deps.mail {
+        handlers.push(Arc::new(email::Mailer::new(deps.pool, mail)?));
+    }
+    Ok(handlers)
 }

@@ -18,7 +18,7 @@ impl Loader<String> for UserLoader {
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, LimitedUser>, Self::Error> {
         let rows: Vec<LimitedUser> = sqlx::query_as(
-            "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = ANY($1)",
+            "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = ANY($1)",
         )
         .bind(keys)
         .fetch_all(&self.0)

@@ -1,6 +1,7 @@
 //! The GraphQL API on `/graphql`, with the original's names and shapes (wire types live here,
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
+mod email;
 mod errors;
 mod legacy;
 mod loaders;
@@ -156,6 +157,24 @@ impl Mutation {
         token: String,
     ) -> async_graphql::Result<bool> {
         user::revoke_token(ctx, &token).await
+    }
+
+    /// (Re-)sends the signed-in user's account verification email.
+    async fn request_verification(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<bool> {
+        email::request_verification(ctx).await
+    }
+
+    /// Sends a verification email to the account with `email`, if there is one; the answer
+    /// does not say.
+    async fn request_verification_by_email(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        email: String,
+    ) -> async_graphql::Result<bool> {
+        email::request_verification_by_email(ctx, &email).await
     }
 
     /// Registers a webhook on a project (owners); returns its id.

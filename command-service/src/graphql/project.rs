@@ -474,7 +474,7 @@ impl Project {
             user: LimitedUser,
         }
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, false AS verified, u.role \
+            "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = u.id) AS verified, u.role \
              FROM project_members m JOIN users u ON u.id = m.user_id \
              WHERE m.project_id = $1 \
              ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 ELSE 2 END, m.created_at",
@@ -687,7 +687,7 @@ async fn load_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<
 
 async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
     sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = $1",
+        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(pool)

@@ -146,7 +146,10 @@ impl ServerInfo {
                     s.object_multipart_upload_size_limit_bytes,
                 ),
                 is_email_enabled: s.smtp_host.is_some(),
-                email_verification_timeout_minutes: 5,
+                email_verification_timeout_minutes: i32::try_from(
+                    s.email_verification_timeout_minutes,
+                )
+                .unwrap_or(i32::MAX),
                 blob_size_limit_bytes: i64_of(s.blob_size_limit_bytes),
             },
             blob_size_limit_bytes: i64_of(s.blob_size_limit_bytes),

@@ -242,6 +242,11 @@ pub struct ActiveUserMutations;
 
 #[Object]
 impl ActiveUserMutations {
+    /// Email verification.
+    async fn email_mutations(&self) -> super::email::ActiveUserEmailMutations {
+        super::email::ActiveUserEmailMutations
+    }
+
     /// Changes the caller's profile (`profile:write`).
     async fn update(
         &self,

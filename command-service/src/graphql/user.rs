@@ -72,7 +72,7 @@ pub struct ApiTokenCreateInput {
 
 async fn user_row(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
     sqlx::query_as(
-        "SELECT id, email AS email_address, name, bio, company, avatar, false AS verified, role, created_at \
+        "SELECT id, email AS email_address, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role, created_at \
          FROM users WHERE id = $1",
     )
     .bind(id)
@@ -118,7 +118,7 @@ pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
         ));
     }
     sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, false AS verified, role FROM users WHERE id = $1",
+        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(ctx.data::<AppState>()?.pool())
@@ -149,6 +149,23 @@ impl User {
         limit: Option<i32>,
     ) -> async_graphql::Result<super::legacy::ActivityCollection> {
         super::legacy::user_activity(ctx, &self.id, action_type, after, before, cursor, limit).await
+    }
+
+    /// Whether a verification code is waiting to be entered; only to the user themself.
+    async fn has_pending_verification(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<bool>> {
+        let principal = ctx.data::<Principal>()?;
+        if principal.user_id.as_deref() != Some(self.id.as_str()) {
+            return Ok(None);
+        }
+        ctx.data::<AppState>()?
+            .accounts()
+            .has_pending_verification(&self.id)
+            .await
+            .map(Some)
+            .map_err(internal)
     }
 
     /// The email: only to the user themself (with `profile:email`) or an admin.

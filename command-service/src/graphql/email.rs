@@ -1,0 +1,77 @@
+//! Email verification over GraphQL: `requestVerification`, `requestVerificationByEmail` and
+//! `activeUserMutations.emailMutations.verify`, with the original's names.
+
+use async_graphql::{Context, InputObject, Object};
+
+use super::errors::{ErrorCode, gql_error, internal};
+use super::mutations::{command_error, metadata, signed_in};
+use crate::accounts::AccountError;
+use crate::app::AppState;
+
+/// `emailMutations.verify` input: the address and the code mailed to it.
+#[derive(InputObject)]
+pub struct VerifyUserEmailInput {
+    email: String,
+    code: String,
+}
+
+/// The signed-in user's email mutations.
+pub struct ActiveUserEmailMutations;
+
+#[Object]
+impl ActiveUserEmailMutations {
+    /// Checks the code mailed to `email` and marks the address verified.
+    async fn verify(
+        &self,
+        ctx: &Context<'_>,
+        input: VerifyUserEmailInput,
+    ) -> async_graphql::Result<bool> {
+        let (_, user_id) = signed_in(ctx)?;
+        ctx.data::<AppState>()?
+            .accounts()
+            .verify_email(
+                &user_id,
+                &input.email,
+                &input.code,
+                &metadata(ctx, &user_id),
+            )
+            .await
+            .map_err(account_error)?;
+        Ok(true)
+    }
+}
+
+/// (Re-)sends the signed-in user's verification code.
+pub async fn request_verification(ctx: &Context<'_>) -> async_graphql::Result<bool> {
+    let (_, user_id) = signed_in(ctx)?;
+    ctx.data::<AppState>()?
+        .accounts()
+        .request_email_verification(&user_id, &metadata(ctx, &user_id))
+        .await
+        .map_err(account_error)?;
+    Ok(true)
+}
+
+/// Sends a verification code to the account owning `email`, if any (the answer is the same
+/// either way).
+pub async fn request_verification_by_email(
+    ctx: &Context<'_>,
+    email: &str,
+) -> async_graphql::Result<bool> {
+    let principal = ctx.data::<domain::policy::Principal>()?;
+    let actor = principal.user_id.clone().unwrap_or_default();
+    ctx.data::<AppState>()?
+        .accounts()
+        .request_email_verification_by_email(email, &metadata(ctx, &actor))
+        .await
+        .map_err(account_error)?;
+    Ok(true)
+}
+
+fn account_error(e: AccountError) -> async_graphql::Error {
+    match e {
+        AccountError::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
+        AccountError::Command(c) => command_error(c),
+        other => internal(other),
+    }
+}
