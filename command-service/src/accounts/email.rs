@@ -115,22 +115,37 @@ impl Accounts {
             .await?
             .ok_or_else(|| AccountError::Invalid("The user has no email address.".to_owned()))?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
+        self.request_mail(
+            "verify_email",
+            user_id,
+            &email,
+            &code,
+            self.limits.verification_code_ttl,
+            metadata,
+            |request_id| UserCommand::RequestEmailVerification { request_id },
+        )
+        .await
+    }
+
+    /// Stores `secret` and records the request with the command `record` makes from its id;
+    /// a refused command takes the stored secret back, so nothing is left half-written.
+    #[allow(clippy::too_many_arguments)]
+    async fn request_mail(
+        &self,
+        purpose: &str,
+        user_id: &str,
+        email: &str,
+        secret: &str,
+        ttl: Duration,
+        metadata: &EventMetadata,
+        record: impl Fn(String) -> UserCommand + Send + Sync,
+    ) -> Result<(), AccountError> {
         let id = self
-            .store_mail_secret(
-                "verify_email",
-                user_id,
-                &email,
-                &code,
-                self.limits.verification_code_ttl,
-            )
+            .store_mail_secret(purpose, user_id, email, secret, ttl)
             .await?;
         let result = self
             .bus
-            .execute::<UserAggregate, _>(user_id, metadata, |_| {
-                Ok(UserCommand::RequestEmailVerification {
-                    request_id: id.clone(),
-                })
-            })
+            .execute::<UserAggregate, _>(user_id, metadata, |_| Ok(record(id.clone())))
             .await;
         if let Err(e) = result {
             if !matches!(e, CommandError::Lag(_)) {
@@ -227,31 +242,16 @@ impl Accounts {
         let Some((user_id, email)) = self.user_of_email(email).await? else {
             return Ok(());
         };
-        let secret = random_hex(16);
-        let id = self
-            .store_mail_secret(
-                "password_reset",
-                &user_id,
-                &email,
-                &secret,
-                self.limits.password_reset_ttl,
-            )
-            .await?;
-        let result = self
-            .bus
-            .execute::<UserAggregate, _>(&user_id, metadata, |_| {
-                Ok(UserCommand::RequestPasswordReset {
-                    request_id: id.clone(),
-                })
-            })
-            .await;
-        if let Err(e) = result {
-            if !matches!(e, CommandError::Lag(_)) {
-                self.forget_mail_secret(&id).await?;
-            }
-            return Err(e.into());
-        }
-        Ok(())
+        self.request_mail(
+            "password_reset",
+            &user_id,
+            &email,
+            &random_hex(16),
+            self.limits.password_reset_ttl,
+            metadata,
+            |request_id| UserCommand::RequestPasswordReset { request_id },
+        )
+        .await
     }
 
     /// `POST /auth/pwdreset/finalize`: sets `password` for the account the reset `token`
