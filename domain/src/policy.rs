@@ -616,6 +616,14 @@ pub fn can_search_users(p: &Principal) -> Decision {
     need_server_role(role, ServerRole::Guest)
 }
 
+/// The admin queries (`admin { … }`): server admins holding `scope` (`users:read` for the
+/// user list, `server:stats` for the statistics), as the original's directives require.
+pub fn can_administer(p: &Principal, scope: &Scope) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_server_role(role, ServerRole::Admin)?;
+    need_scope(p, scope)
+}
+
 /// Seeing and managing a project's webhooks (their URLs and delivery logs are an owner's
 /// business, as in the original's `canReadWebhooks`): owners with `streams:write`.
 pub fn can_manage_webhooks(p: &Principal, a: &ProjectAccess) -> Decision {

@@ -659,3 +659,49 @@ async fn cached_tokens_are_revoked_at_once_on_every_replica() {
     assert_eq!(with(&w.app, &personal).await, 403);
     assert_eq!(with(&other, &token).await, 200, "other tokens still work");
 }
+
+#[tokio::test]
+async fn admin_queries_are_for_admins_with_the_scope() {
+    let (w, _db) = world().await;
+    // The first account is the server admin.
+    let (admin, _) = w.register("root@example.com").await;
+    let (user, _) = w.register("plain@example.com").await;
+    w.register("other@example.com").await;
+    w.gql(
+        &admin,
+        "mutation { projectMutations { create(input: {name: \"p\"}) { id } } }",
+        json!({}),
+    )
+    .await;
+    let stats =
+        "{ admin { serverStatistics { totalProjectCount totalUserCount totalPendingInvites } } }";
+    let res = w.gql(&admin, stats, json!({})).await;
+    assert_eq!(
+        res["data"]["admin"]["serverStatistics"],
+        json!({"totalProjectCount": 1, "totalUserCount": 3, "totalPendingInvites": 0}),
+        "{res}"
+    );
+    let refused = w.gql(&user, stats, json!({})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+
+    let list = "query($c: String, $q: String) { admin { userList(limit: 2, cursor: $c, query: $q) { totalCount cursor items { email role } } } }";
+    let first = w.gql(&admin, list, json!({})).await;
+    let page = &first["data"]["admin"]["userList"];
+    assert_eq!(page["totalCount"], 3, "{first}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let second = w.gql(&admin, list, json!({"c": page["cursor"]})).await;
+    let rest = &second["data"]["admin"]["userList"];
+    assert_eq!(rest["items"][0]["email"], "root@example.com", "{second}");
+    assert_eq!(rest["items"][0]["role"], "server:admin");
+    assert_eq!(rest["cursor"], Value::Null);
+    let found = w.gql(&admin, list, json!({"q": "PLAIN"})).await;
+    assert_eq!(
+        found["data"]["admin"]["userList"]["items"],
+        json!([{"email": "plain@example.com", "role": "server:user"}])
+    );
+    let refused = w.gql(&user, list, json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+}

@@ -1,6 +1,7 @@
 //! The GraphQL API on `/graphql`, with the original's names and shapes (wire types live here,
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
+mod admin;
 mod email;
 mod errors;
 mod legacy;
@@ -102,6 +103,11 @@ impl Query {
             },
         )
         .await
+    }
+
+    /// Server administration (admins only; each field checks its scope).
+    async fn admin(&self) -> admin::AdminQueries {
+        admin::AdminQueries
     }
 
     /// One project, if the caller may read it: `STREAM_NOT_FOUND` when it does not exist,

@@ -551,3 +551,28 @@ fn roles_visibility_and_scopes_use_the_wire_names() {
         Scope::STREAMS_READ
     );
 }
+
+#[test]
+fn admin_queries_need_an_admin_with_the_scope() {
+    let admin = Principal::user(ME, ServerRole::Admin);
+    assert_eq!(can_administer(&admin, &Scope::SERVER_STATS), Ok(()));
+    let narrow = Principal::user(ME, ServerRole::Admin).with_scopes([Scope::USERS_READ]);
+    assert_eq!(can_administer(&narrow, &Scope::USERS_READ), Ok(()));
+    assert_eq!(
+        can_administer(&narrow, &Scope::SERVER_STATS)
+            .unwrap_err()
+            .code
+            .as_str(),
+        "FORBIDDEN"
+    );
+    for role in [
+        ServerRole::User,
+        ServerRole::Guest,
+        ServerRole::ArchivedUser,
+    ] {
+        let denied = can_administer(&Principal::user(ME, role), &Scope::USERS_READ).unwrap_err();
+        assert_eq!(denied.code.as_str(), "FORBIDDEN");
+    }
+    let denied = can_administer(&Principal::anonymous(), &Scope::USERS_READ).unwrap_err();
+    assert_eq!(denied.code.as_str(), "UNAUTHORIZED");
+}

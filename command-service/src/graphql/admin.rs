@@ -1,0 +1,141 @@
+//! The admin queries (`admin { serverStatistics, userList }`), for server admins, with the
+//! original's names and shapes.
+
+use async_graphql::{Context, Object, SimpleObject};
+use domain::policy::{self, Principal, Scope};
+use time::OffsetDateTime;
+
+use super::errors::{denied, internal};
+use super::project::{decode_cursor, next_cursor, page_limit};
+use crate::app::AppState;
+
+/// Counts over the whole server.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ServerStatistics {
+    total_project_count: i32,
+    total_user_count: i32,
+    total_pending_invites: i32,
+}
+
+/// One user as an admin sees it (with the email).
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(rename_fields = "camelCase")]
+pub struct AdminUserListItem {
+    id: String,
+    email: Option<String>,
+    name: String,
+    bio: Option<String>,
+    company: Option<String>,
+    avatar: Option<String>,
+    verified: Option<bool>,
+    role: Option<String>,
+    created_at: Option<OffsetDateTime>,
+}
+
+/// A page of users, newest first.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct AdminUserList {
+    items: Vec<AdminUserListItem>,
+    cursor: Option<String>,
+    total_count: i32,
+}
+
+/// The admin queries.
+pub struct AdminQueries;
+
+/// The user list's filter: `$1` a LIKE pattern on name or email, `$2` a role.
+macro_rules! user_filter {
+    () => {
+        "($1::text IS NULL OR lower(name) LIKE $1 OR email LIKE $1) AND ($2::text IS NULL OR role = $2)"
+    };
+}
+
+fn check(ctx: &Context<'_>, scope: &Scope) -> async_graphql::Result<()> {
+    policy::can_administer(ctx.data::<Principal>()?, scope).map_err(|d| denied(&d))
+}
+
+fn count(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[Object]
+impl AdminQueries {
+    /// Projects, users and pending invites on the server (`server:stats`).
+    async fn server_statistics(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<ServerStatistics> {
+        check(ctx, &Scope::SERVER_STATS)?;
+        let (projects, users, invites): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM users), \
+             (SELECT count(*) FROM project_invites WHERE status = 'pending')",
+        )
+        .fetch_one(ctx.data::<AppState>()?.pool())
+        .await
+        .map_err(internal)?;
+        Ok(ServerStatistics {
+            total_project_count: count(projects),
+            total_user_count: count(users),
+            total_pending_invites: count(invites),
+        })
+    }
+
+    /// Every user, newest first, optionally those whose name or email contains `query` or
+    /// who hold `role` (`users:read`).
+    async fn user_list(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 25)] limit: i32,
+        cursor: Option<String>,
+        query: Option<String>,
+        role: Option<String>,
+    ) -> async_graphql::Result<AdminUserList> {
+        check(ctx, &Scope::USERS_READ)?;
+        let limit = page_limit(Some(limit))?;
+        let after = cursor.as_deref().map(decode_cursor).transpose()?;
+        let pattern = query.map(|q| {
+            format!(
+                "%{}%",
+                q.trim()
+                    .to_lowercase()
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        });
+        let pool = ctx.data::<AppState>()?.pool();
+        let total: i64 =
+            sqlx::query_scalar(concat!("SELECT count(*) FROM users WHERE ", user_filter!()))
+                .bind(&pattern)
+                .bind(&role)
+                .fetch_one(pool)
+                .await
+                .map_err(internal)?;
+        let items: Vec<AdminUserListItem> = sqlx::query_as(concat!(
+            "SELECT id, email, name, bio, company, avatar, \
+             EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
+             role, created_at FROM users WHERE ",
+            user_filter!(),
+            " AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5"
+        ))
+        .bind(&pattern)
+        .bind(&role)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        let cursor = next_cursor(&items, limit, |u| {
+            (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id)
+        });
+        Ok(AdminUserList {
+            items,
+            cursor,
+            total_count: count(total),
+        })
+    }
+}
