@@ -559,6 +559,34 @@ impl Accounts {
         Ok(format!("{id}{secret}"))
     }
 
+    /// Changes `user_id`'s server role, then makes every replica forget its cached tokens: a
+    /// cached principal carries its role, and an archived or demoted user must lose access at
+    /// once, not when the cache entry runs out.
+    pub async fn change_server_role(
+        &self,
+        user_id: &str,
+        role: ServerRole,
+        guest_role_enabled: bool,
+        metadata: &EventMetadata,
+    ) -> Result<(), AccountError> {
+        let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = $1")
+            .bind(ServerRole::Admin.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        let admin_count = u32::try_from(admins).unwrap_or(u32::MAX);
+        self.bus
+            .execute::<UserAggregate, _>(user_id, metadata, |_| {
+                Ok(UserCommand::ChangeRole {
+                    role,
+                    guest_role_enabled,
+                    admin_count,
+                })
+            })
+            .await?;
+        self.invalidate_tokens().await;
+        Ok(())
+    }
+
     /// Revokes one of `user_id`'s tokens, given the token or its id. Returns whether one was.
     pub async fn revoke_token(&self, user_id: &str, token: &str) -> Result<bool, AccountError> {
         let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();

@@ -225,7 +225,7 @@ impl Default for Settings {
             public_url: None,
             speckle_version: "2.31.14".to_owned(),
             invite_only: false,
-            object_size_limit_bytes: 10 * 1024 * 1024,
+            object_size_limit_bytes: 100 * 1024 * 1024,
             object_multipart_upload_size_limit_bytes: 100 * 1024 * 1024,
             blob_size_limit_bytes: 100 * 1024 * 1024,
             graphql_max_depth: 24,

@@ -95,8 +95,13 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), uri = %req.uri(), request_id)
         }))
         // gzip for clients that ask (connectors and the viewer all do): object downloads shrink
-        // several-fold.
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        // several-fold. The fastest level: the default (6) held a download of 1 MB objects to
+        // 25 MB/s on one core, while level 1 still shrinks Speckle JSON about four-fold.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .quality(tower_http::CompressionLevel::Fastest),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(security_headers))

@@ -704,4 +704,36 @@ async fn admin_queries_are_for_admins_with_the_scope() {
     );
     let refused = w.gql(&user, list, json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+
+    // userRoleChange: admins only; the change reaches the user's already cached token at once.
+    let me = w.gql(&user, "{ activeUser { id role } }", json!({})).await;
+    let user_id = me["data"]["activeUser"]["id"].as_str().unwrap().to_owned();
+    let change = "mutation($id: String!, $r: String!) { userRoleChange(userRoleInput: {id: $id, role: $r}) }";
+    let refused = w
+        .gql(&user, change, json!({"id": user_id, "r": "server:admin"}))
+        .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let guests_off = w
+        .gql(&admin, change, json!({"id": user_id, "r": "server:guest"}))
+        .await;
+    assert!(
+        guests_off["errors"][0]["message"].is_string(),
+        "{guests_off}"
+    );
+    let archived = w
+        .gql(
+            &admin,
+            change,
+            json!({"id": user_id, "r": "server:archived-user"}),
+        )
+        .await;
+    assert_eq!(archived["data"]["userRoleChange"], true, "{archived}");
+    let me = w.gql(&user, "{ activeUser { role } }", json!({})).await;
+    assert_eq!(
+        me["data"]["activeUser"]["role"], "server:archived-user",
+        "{me}"
+    );
 }

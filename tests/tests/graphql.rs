@@ -127,7 +127,7 @@ async fn server_info_reports_version_scopes_and_limits() {
     assert_eq!(info["version"], "2.31.14", "{res}");
     assert_eq!(
         info["configuration"]["objectSizeLimitBytes"],
-        10 * 1024 * 1024
+        100 * 1024 * 1024
     );
     assert_eq!(info["configuration"]["isEmailEnabled"], false);
     assert_eq!(info["workspaces"]["workspacesEnabled"], false);

@@ -139,3 +139,38 @@ impl AdminQueries {
         })
     }
 }
+
+/// `userRoleChange` input: a user and a server role's wire name (`server:admin`, …).
+#[derive(async_graphql::InputObject)]
+pub struct UserRoleInput {
+    id: String,
+    role: String,
+}
+
+/// Changes a user's server role (server admins, as the original). Guest mode is off on this
+/// server, so the guest role is refused.
+pub async fn change_role(ctx: &Context<'_>, input: UserRoleInput) -> async_graphql::Result<bool> {
+    let principal = ctx.data::<Principal>()?;
+    policy::can_administer(principal, &Scope::USERS_READ).map_err(|d| denied(&d))?;
+    let role: policy::ServerRole = input.role.parse().map_err(|_| {
+        super::errors::gql_error(
+            super::errors::ErrorCode::BadRequest,
+            format!("{} is not a server role", input.role),
+        )
+    })?;
+    let actor = principal.user_id.clone().unwrap_or_default();
+    ctx.data::<AppState>()?
+        .accounts()
+        .change_server_role(
+            &input.id,
+            role,
+            false,
+            &super::mutations::metadata(ctx, &actor),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::accounts::AccountError::Command(c) => super::mutations::command_error(c),
+            other => internal(other),
+        })?;
+    Ok(true)
+}

@@ -165,6 +165,15 @@ impl Mutation {
         user::revoke_token(ctx, &token).await
     }
 
+    /// Changes a user's server role (server admins).
+    async fn user_role_change(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user_role_input: admin::UserRoleInput,
+    ) -> async_graphql::Result<bool> {
+        admin::change_role(ctx, user_role_input).await
+    }
+
     /// (Re-)sends the signed-in user's account verification email.
     async fn request_verification(
         &self,
