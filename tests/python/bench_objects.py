@@ -136,7 +136,8 @@ def specklepy_round_trip(client: SpeckleClient, project_id: str, label: str, tre
     return sent
 
 
-def raw_download(url: str, token: str, project_id: str, root_id: str, objects: int) -> None:
+def stream_download(url: str, token: str, project_id: str, root_id: str) -> tuple[int, float]:
+    """Downloads a tree as `id\tjson` lines without keeping it; returns bytes and seconds."""
     started = time.perf_counter()
     received = 0
     with requests.get(
@@ -148,7 +149,11 @@ def raw_download(url: str, token: str, project_id: str, root_id: str, objects: i
         response.raise_for_status()
         for chunk in response.iter_content(1 << 20):
             received += len(chunk)
-    elapsed = time.perf_counter() - started
+    return received, time.perf_counter() - started
+
+
+def raw_download(url: str, token: str, project_id: str, root_id: str, objects: int) -> None:
+    received, elapsed = stream_download(url, token, project_id, root_id)
     print(
         f"raw download of {objects} objects: {objects / elapsed:.0f} objects/s, "
         f"{received / elapsed / 1e6:.1f} MB/s ({received / 1e6:.0f} MB in {elapsed:.2f} s)"
@@ -199,18 +204,7 @@ def gigabyte_upload_and_download(
 
     sampler = RssSampler(pid)
     sampler.start()
-    started = time.perf_counter()
-    received = 0
-    with requests.get(
-        f"{url}/objects/{project_id}/{root_id}",
-        headers={**auth, "Accept": "text/plain"},
-        stream=True,
-        timeout=600,
-    ) as response:
-        response.raise_for_status()
-        for chunk in response.iter_content(1 << 20):
-            received += len(chunk)
-    download = time.perf_counter() - started
+    received, download = stream_download(url, token, project_id, root_id)
     download_peak = sampler.stop()
     print(
         f"{sent / 1e9:.2f} GB upload in {upload:.1f} s ({sent / upload / 1e6:.0f} MB/s): "
