@@ -20,8 +20,11 @@ use time::OffsetDateTime;
 
 use crate::commands::{CommandBus, CommandError, UserAggregate, new_id};
 
+mod apps;
 mod email;
+
 use crate::config::Secret;
+pub use apps::{AppFields, AppInfo, ResolvedApp};
 
 /// An application that may exchange access codes for tokens (the original's default apps;
 /// their secret equals their id, as there).
@@ -154,6 +157,12 @@ pub enum AccountError {
     /// An access code, refresh token or app did not check out (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such thing (404).
+    #[error("{0}")]
+    NotFound(String),
     /// A command failed.
     #[error("{0}")]
     Command(#[from] CommandError),
@@ -182,6 +191,7 @@ pub struct Accounts {
     invite_only: bool,
     tokens: std::sync::Arc<TokenCache>,
     email_enabled: bool,
+    origin: String,
 }
 
 /// Verified tokens, kept briefly so most requests skip the database. Every entry carries the
@@ -230,7 +240,14 @@ impl Accounts {
                 entries: std::sync::Mutex::default(),
             }),
             email_enabled: false,
+            origin: String::new(),
         }
+    }
+
+    /// The public origin, where the default apps send users back with their access code.
+    pub fn with_origin(mut self, origin: String) -> Self {
+        self.origin = origin;
+        self
     }
 
     /// Caches verified tokens for `ttl`, checking the revocation epoch in `redis`.
@@ -439,13 +456,6 @@ impl Accounts {
         Ok(code)
     }
 
-    fn app(app_id: &str, app_secret: &str) -> Result<&'static App, AccountError> {
-        DEFAULT_APPS
-            .iter()
-            .find(|a| a.id == app_id && a.id == app_secret)
-            .ok_or_else(|| AccountError::Unauthorized("Invalid app credentials.".into()))
-    }
-
     /// Exchanges an access code for a token and a refresh token.
     pub async fn exchange_code(
         &self,
@@ -454,7 +464,7 @@ impl Accounts {
         code: &str,
         challenge: &str,
     ) -> Result<(String, String), AccountError> {
-        let app = Self::app(app_id, app_secret)?;
+        let app = self.resolve_app(app_id, app_secret).await?;
         let row = sqlx::query(
             "DELETE FROM auth_access_codes WHERE code = $1 RETURNING app_id, user_id, challenge, expires_at > now() AS fresh",
         )
@@ -471,7 +481,7 @@ impl Accounts {
             ));
         }
         let user_id: String = row.try_get("user_id")?;
-        self.issue_app_tokens(app, &user_id).await
+        self.issue_app_tokens(&app, &user_id).await
     }
 
     /// Trades a refresh token for a new token and a new refresh token; the old one stops working.
@@ -481,7 +491,7 @@ impl Accounts {
         app_secret: &str,
         refresh_token: &str,
     ) -> Result<(String, String), AccountError> {
-        let app = Self::app(app_id, app_secret)?;
+        let app = self.resolve_app(app_id, app_secret).await?;
         let (id, secret) = split_token(refresh_token)
             .ok_or_else(|| AccountError::Unauthorized("Invalid refresh token.".into()))?;
         let row = sqlx::query(
@@ -498,21 +508,21 @@ impl Accounts {
             return Err(AccountError::Unauthorized("Invalid refresh token.".into()));
         }
         let user_id: String = row.try_get("user_id")?;
-        self.issue_app_tokens(app, &user_id).await
+        self.issue_app_tokens(&app, &user_id).await
     }
 
     async fn issue_app_tokens(
         &self,
-        app: &App,
+        app: &ResolvedApp,
         user_id: &str,
     ) -> Result<(String, String), AccountError> {
         let token = self
             .create_token(
                 user_id,
                 &format!("{}-token", app.name),
-                &app.scopes(),
+                &app.scopes,
                 Some(self.limits.app_token_ttl),
-                Some(app.id),
+                Some(&app.id),
             )
             .await?;
         let (id, secret) = (random_hex(5), random_hex(16));
@@ -522,7 +532,7 @@ impl Accounts {
         )
         .bind(&id)
         .bind(self.digest(&secret)?)
-        .bind(app.id)
+        .bind(&app.id)
         .bind(user_id)
         .bind(self.limits.refresh_token_ttl.as_secs_f64())
         .execute(&self.pool)

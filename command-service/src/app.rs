@@ -57,6 +57,7 @@ impl AppState {
                     redis.clone(),
                     Duration::from_secs(settings.token_cache_seconds),
                 )
+                .with_origin(settings.origin())
                 .with_mail(
                     settings.smtp_host.is_some(),
                     Duration::from_secs(settings.email_verification_timeout_minutes * 60),

@@ -86,7 +86,10 @@ fn account_error(e: AccountError) -> Response {
     match e {
         AccountError::Invalid(m) => error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
         AccountError::EmailTaken => error(StatusCode::BAD_REQUEST, "EMAIL_TAKEN", e.to_string()),
-        AccountError::InviteOnly => error(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string()),
+        AccountError::InviteOnly | AccountError::Forbidden(_) => {
+            error(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
+        }
+        AccountError::NotFound(_) => error(StatusCode::NOT_FOUND, "NOT_FOUND_ERROR", e.to_string()),
         AccountError::BadCredentials => (
             StatusCode::UNAUTHORIZED,
             Json(json!({"err": true, "message": "Invalid credentials."})),
@@ -343,6 +346,66 @@ pub async fn password_reset_finalize(
         .await
     {
         Ok(()) => (StatusCode::OK, "Password reset. Please log in.").into_response(),
+        Err(e) => account_error(e),
+    }
+}
+
+/// The `GET /auth/accesscode` query.
+#[derive(Deserialize)]
+pub struct AccessCodeQuery {
+    #[serde(rename = "appId")]
+    app_id: Option<String>,
+    challenge: Option<String>,
+}
+
+/// `GET /auth/accesscode?appId=&challenge=`: a signed-in user (token or `authn` cookie)
+/// authorizes an app; answers 302 to the app's redirect URL with an `access_code` the app
+/// exchanges at `POST /auth/token`.
+pub async fn access_code(
+    State(state): State<AppState>,
+    Query(query): Query<AccessCodeQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let principal = match authenticate(&state, &headers).await {
+        Ok(p) => p,
+        Err(refused) => return refused.into_response(),
+    };
+    let Some(user_id) = principal.user_id else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "Sign in to authorize an app.",
+        );
+    };
+    let (Some(app_id), Some(challenge)) = (
+        query.app_id.filter(|a| !a.is_empty()),
+        query.challenge.filter(|c| !c.is_empty()),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST_ERROR",
+            "appId and challenge are required.",
+        );
+    };
+    let app = match state.accounts().app_by_id(&app_id).await {
+        Ok(Some(app)) => app,
+        Ok(None) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", "Invalid app."),
+        Err(e) => return account_error(e),
+    };
+    match state
+        .accounts()
+        .issue_access_code(&app.id, &user_id, &challenge)
+        .await
+    {
+        Ok(code) => {
+            let joiner = if app.redirect_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            let location = format!("{}{joiner}access_code={code}", app.redirect_url);
+            (StatusCode::FOUND, [(header::LOCATION, location)]).into_response()
+        }
         Err(e) => account_error(e),
     }
 }

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/local/login", axum::routing::post(crate::auth::login))
         .route("/auth/token", axum::routing::post(crate::auth::token))
+        .route("/auth/accesscode", get(crate::auth::access_code))
         .route(
             "/auth/pwdreset/request",
             axum::routing::post(crate::auth::password_reset_request),

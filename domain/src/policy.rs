@@ -624,6 +624,21 @@ pub fn can_administer(p: &Principal, scope: &Scope) -> Decision {
     need_scope(p, scope)
 }
 
+/// Registering third-party apps, and changing or deleting one's own (`appCreate`,
+/// `appUpdate`, `appDelete`, `appRevokeAccess`): signed-in users with `apps:write`.
+pub fn can_write_apps(p: &Principal) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_server_role(role, ServerRole::User)?;
+    need_scope(p, &Scope::APPS_WRITE)
+}
+
+/// Seeing the apps one made or authorized: signed-in users with `apps:read`.
+pub fn can_read_own_apps(p: &Principal) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_server_role(role, ServerRole::User)?;
+    need_scope(p, &Scope::APPS_READ)
+}
+
 /// Seeing and managing a project's webhooks (their URLs and delivery logs are an owner's
 /// business, as in the original's `canReadWebhooks`): owners with `streams:write`.
 pub fn can_manage_webhooks(p: &Principal, a: &ProjectAccess) -> Decision {

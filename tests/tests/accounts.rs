@@ -737,3 +737,161 @@ async fn admin_queries_are_for_admins_with_the_scope() {
         "{me}"
     );
 }
+
+#[tokio::test]
+async fn registered_apps_authorize_users_and_lose_their_tokens_when_changed() {
+    let (w, _db) = world().await;
+    w.register("first@example.com").await;
+    let (author, _) = w.register("author@example.com").await;
+    let (user, _) = w.register("user@example.com").await;
+    let create = "mutation($s: [String]!) { appCreate(app: {name: \"Viewer Pro\", description: \"d\", redirectUrl: \"http://app.example/cb\", scopes: $s, public: true}) }";
+    let created = w
+        .gql(
+            &author,
+            create,
+            json!({"s": ["streams:read", "profile:read"]}),
+        )
+        .await;
+    let app_id = created["data"]["appCreate"].as_str().unwrap().to_owned();
+    let unknown = w.gql(&author, create, json!({"s": ["nope:nope"]})).await;
+    assert_eq!(
+        unknown["errors"][0]["extensions"]["code"],
+        "BAD_REQUEST_ERROR"
+    );
+
+    let read = "query($id: String!) { app(id: $id) { id name secret redirectUrl scopes { name } author { id } } }";
+    let mine = w.gql(&author, read, json!({"id": app_id})).await;
+    let secret = mine["data"]["app"]["secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        mine["data"]["app"]["scopes"],
+        json!([{"name": "streams:read"}, {"name": "profile:read"}])
+    );
+    let theirs = w.gql(&user, read, json!({"id": app_id})).await;
+    assert_eq!(
+        theirs["data"]["app"]["secret"],
+        Value::Null,
+        "the secret is the author's"
+    );
+    let listed = w.gql(&user, "{ apps { id } }", json!({})).await;
+    let ids: Vec<&str> = listed["data"]["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"spklwebapp") && ids.contains(&app_id.as_str()),
+        "{listed}"
+    );
+
+    // The user authorizes the app and the app trades the code for a token of its scopes.
+    let res = w
+        .http
+        .get(w.url(&format!("/auth/accesscode?appId={app_id}&challenge=xyz")))
+        .bearer_auth(&user)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("http://app.example/cb?access_code="),
+        "{location}"
+    );
+    let code = location.rsplit('=').next().unwrap().to_owned();
+    let wrong = w
+        .http
+        .post(w.url("/auth/token"))
+        .json(&json!({"appId": app_id, "appSecret": "0000000000", "accessCode": code, "challenge": "xyz"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let code = {
+        let res = w
+            .http
+            .get(w.url(&format!("/auth/accesscode?appId={app_id}&challenge=xyz")))
+            .bearer_auth(&user)
+            .send()
+            .await
+            .unwrap();
+        res.headers()["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let tokens: Value = w
+        .http
+        .post(w.url("/auth/token"))
+        .json(
+            &json!({"appId": app_id, "appSecret": secret, "accessCode": code, "challenge": "xyz"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app_token = tokens["token"].as_str().unwrap().to_owned();
+    let me = w
+        .gql(&app_token, "{ activeUser { email } }", json!({}))
+        .await;
+    assert_eq!(
+        me["data"]["activeUser"]["email"],
+        Value::Null,
+        "no profile:email scope"
+    );
+    let write = w
+        .gql(
+            &app_token,
+            "mutation { projectMutations { create(input: {name: \"x\"}) { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        write["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{write}"
+    );
+    let authorized = w
+        .gql(&user, "{ activeUser { authorizedApps { id } } }", json!({}))
+        .await;
+    assert!(
+        authorized["data"]["activeUser"]["authorizedApps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == app_id.as_str()),
+        "{authorized}"
+    );
+
+    // Only the author (or an admin) changes it; a change ends every token the app holds.
+    let update = "mutation($id: String!) { appUpdate(app: {id: $id, name: \"Viewer Pro 2\", description: \"d\", redirectUrl: \"http://app.example/cb\", scopes: [\"streams:read\"]}) }";
+    let refused = w.gql(&user, update, json!({"id": app_id})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    let default_app = w.gql(&author, update, json!({"id": "spklwebapp"})).await;
+    assert_eq!(default_app["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    let updated = w.gql(&author, update, json!({"id": app_id})).await;
+    assert_eq!(updated["data"]["appUpdate"], true, "{updated}");
+    let after = w
+        .http
+        .post(w.url("/graphql"))
+        .bearer_auth(&app_token)
+        .json(&json!({"query": "{ activeUser { id } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 403);
+    let deleted = w
+        .gql(
+            &author,
+            "mutation($id: String!) { appDelete(appId: $id) }",
+            json!({"id": app_id}),
+        )
+        .await;
+    assert_eq!(deleted["data"]["appDelete"], true);
+    let gone = w.gql(&author, read, json!({"id": app_id})).await;
+    assert_eq!(gone["data"]["app"], Value::Null);
+}

@@ -2,6 +2,7 @@
 //! apart from the domain's types), GraphiQL on `/explorer`, and the exported SDL.
 
 mod admin;
+mod apps;
 mod email;
 mod errors;
 mod legacy;
@@ -105,6 +106,23 @@ impl Query {
         .await
     }
 
+    /// One app (default or registered).
+    async fn app(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<apps::ServerApp>> {
+        apps::app(ctx, &id).await
+    }
+
+    /// The publicly listed apps.
+    async fn apps(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Vec<apps::ServerAppListItem>> {
+        apps::apps(ctx).await
+    }
+
     /// Server administration (admins only; each field checks its scope).
     async fn admin(&self) -> admin::AdminQueries {
         admin::AdminQueries
@@ -163,6 +181,42 @@ impl Mutation {
         token: String,
     ) -> async_graphql::Result<bool> {
         user::revoke_token(ctx, &token).await
+    }
+
+    /// Registers a third-party app (`apps:write`); returns its id.
+    async fn app_create(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        app: apps::AppCreateInput,
+    ) -> async_graphql::Result<String> {
+        apps::create(ctx, app).await
+    }
+
+    /// Changes an app (its author or an admin); every token it holds stops working.
+    async fn app_update(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        app: apps::AppUpdateInput,
+    ) -> async_graphql::Result<bool> {
+        apps::update(ctx, app).await
+    }
+
+    /// Deletes an app (its author or an admin) and everything it was granted.
+    async fn app_delete(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        app_id: String,
+    ) -> async_graphql::Result<bool> {
+        apps::delete(ctx, &app_id).await
+    }
+
+    /// Ends what the caller granted an app.
+    async fn app_revoke_access(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        app_id: String,
+    ) -> async_graphql::Result<bool> {
+        apps::revoke_access(ctx, &app_id).await
     }
 
     /// Changes a user's server role (server admins).

@@ -151,6 +151,28 @@ impl User {
         super::legacy::user_activity(ctx, &self.id, action_type, after, before, cursor, limit).await
     }
 
+    /// The apps the user registered (only to the user themself, with `apps:read`).
+    async fn created_apps(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<super::apps::ServerApp>>> {
+        if ctx.data::<Principal>()?.user_id.as_deref() != Some(self.id.as_str()) {
+            return Ok(None);
+        }
+        super::apps::created(ctx, &self.id).await.map(Some)
+    }
+
+    /// The apps holding a live token of the user (only to the user themself, with `apps:read`).
+    async fn authorized_apps(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<super::apps::ServerAppListItem>>> {
+        if ctx.data::<Principal>()?.user_id.as_deref() != Some(self.id.as_str()) {
+            return Ok(None);
+        }
+        super::apps::authorized(ctx, &self.id).await.map(Some)
+    }
+
     /// Whether a verification code is waiting to be entered; only to the user themself.
     async fn has_pending_verification(
         &self,

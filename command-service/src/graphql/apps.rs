@@ -1,0 +1,329 @@
+//! Third-party apps over GraphQL, with the original's names: `app`, `apps`,
+//! `activeUser.createdApps/authorizedApps`, `appCreate`, `appUpdate`, `appDelete`,
+//! `appRevokeAccess`.
+
+use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
+use domain::policy::{self, Principal, Scope, ServerRole};
+use time::OffsetDateTime;
+
+use super::errors::{ErrorCode, denied, gql_error, internal};
+use crate::accounts::{AccountError, AppFields, AppInfo};
+use crate::app::AppState;
+
+/// A scope as apps list it.
+#[derive(SimpleObject)]
+pub struct AppScope {
+    name: String,
+    description: String,
+}
+
+/// Who registered an app.
+#[derive(SimpleObject)]
+pub struct AppAuthor {
+    id: Option<String>,
+    name: Option<String>,
+    avatar: Option<String>,
+}
+
+/// An app in full (`app(id)`, `createdApps`); `secret` only to its author and admins.
+#[derive(SimpleObject)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct ServerApp {
+    id: String,
+    name: String,
+    description: Option<String>,
+    terms_and_conditions_link: Option<String>,
+    logo: Option<String>,
+    public: Option<bool>,
+    trust_by_default: Option<bool>,
+    created_at: OffsetDateTime,
+    redirect_url: String,
+    scopes: Vec<AppScope>,
+    #[graphql(skip)]
+    info: AppInfo,
+}
+
+/// An app as listed (`apps`, `authorizedApps`).
+#[derive(SimpleObject)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct ServerAppListItem {
+    id: String,
+    name: String,
+    description: Option<String>,
+    redirect_url: String,
+    terms_and_conditions_link: Option<String>,
+    trust_by_default: Option<bool>,
+    logo: Option<String>,
+    #[graphql(skip)]
+    author_id: Option<String>,
+}
+
+async fn author(
+    ctx: &Context<'_>,
+    id: &Option<String>,
+) -> async_graphql::Result<Option<AppAuthor>> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let row: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, avatar FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(ctx.data::<AppState>()?.pool())
+            .await
+            .map_err(internal)?;
+    Ok(row.map(|(name, avatar)| AppAuthor {
+        id: Some(id.clone()),
+        name: Some(name),
+        avatar,
+    }))
+}
+
+#[ComplexObject]
+impl ServerApp {
+    /// The secret the app exchanges codes with: its author's and admins' business only.
+    async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+        let p = ctx.data::<Principal>()?;
+        let mine = p.user_id.is_some() && p.user_id == self.info.author_id;
+        Ok((mine || p.server_role == Some(ServerRole::Admin)).then(|| self.info.secret.clone()))
+    }
+
+    /// Who registered it.
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppAuthor>> {
+        author(ctx, &self.info.author_id).await
+    }
+}
+
+#[ComplexObject]
+impl ServerAppListItem {
+    /// Who registered it.
+    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppAuthor>> {
+        author(ctx, &self.author_id).await
+    }
+}
+
+fn full(info: AppInfo) -> ServerApp {
+    ServerApp {
+        id: info.id.clone(),
+        name: info.name.clone(),
+        description: Some(info.description.clone()),
+        terms_and_conditions_link: info.terms_and_conditions_link.clone(),
+        logo: info.logo.clone(),
+        public: Some(info.public),
+        trust_by_default: Some(info.default_app),
+        created_at: info.created_at,
+        redirect_url: info.redirect_url.clone(),
+        scopes: info
+            .scopes
+            .iter()
+            .map(|s| AppScope {
+                name: s.clone(),
+                description: String::new(),
+            })
+            .collect(),
+        info,
+    }
+}
+
+fn listed(info: AppInfo) -> ServerAppListItem {
+    ServerAppListItem {
+        id: info.id,
+        name: info.name,
+        description: Some(info.description),
+        redirect_url: info.redirect_url,
+        terms_and_conditions_link: info.terms_and_conditions_link,
+        trust_by_default: Some(info.default_app),
+        logo: info.logo,
+        author_id: info.author_id,
+    }
+}
+
+fn account_error(e: AccountError) -> async_graphql::Error {
+    match e {
+        AccountError::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
+        AccountError::Forbidden(m) => gql_error(ErrorCode::Forbidden, m),
+        AccountError::NotFound(m) => gql_error(ErrorCode::NotFound, m),
+        other => internal(other),
+    }
+}
+
+/// `appCreate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct AppCreateInput {
+    name: String,
+    description: String,
+    terms_and_conditions_link: Option<String>,
+    logo: Option<String>,
+    public: Option<bool>,
+    redirect_url: String,
+    scopes: Vec<Option<String>>,
+}
+
+/// `appUpdate` input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct AppUpdateInput {
+    id: String,
+    name: String,
+    description: String,
+    terms_and_conditions_link: Option<String>,
+    logo: Option<String>,
+    public: Option<bool>,
+    redirect_url: String,
+    scopes: Vec<Option<String>>,
+}
+
+impl AppUpdateInput {
+    /// The app's id, and the fields it sets (the same as a creation's).
+    fn split(self) -> (String, AppCreateInput) {
+        (
+            self.id,
+            AppCreateInput {
+                name: self.name,
+                description: self.description,
+                terms_and_conditions_link: self.terms_and_conditions_link,
+                logo: self.logo,
+                public: self.public,
+                redirect_url: self.redirect_url,
+                scopes: self.scopes,
+            },
+        )
+    }
+}
+
+/// Checks the scopes an app asks for: known ones the author holds.
+fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFields> {
+    let mut parsed = Vec::new();
+    for raw in input.scopes.into_iter().flatten() {
+        let scope =
+            Scope::parse(&raw).map_err(|e| gql_error(ErrorCode::BadRequest, e.to_string()))?;
+        if !Scope::KNOWN.contains(&scope) {
+            return Err(gql_error(
+                ErrorCode::BadRequest,
+                format!("Unknown scope {raw}."),
+            ));
+        }
+        if !p.has_scope(&scope) {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                format!("You cannot grant the {raw} scope you do not hold."),
+            ));
+        }
+        parsed.push(scope);
+    }
+    Ok(AppFields {
+        name: input.name,
+        description: input.description,
+        terms_and_conditions_link: input.terms_and_conditions_link,
+        logo: input.logo,
+        public: input.public.unwrap_or(false),
+        redirect_url: input.redirect_url,
+        scopes: parsed,
+    })
+}
+
+/// `app(id)`.
+pub async fn app(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<ServerApp>> {
+    Ok(ctx
+        .data::<AppState>()?
+        .accounts()
+        .app_by_id(id)
+        .await
+        .map_err(account_error)?
+        .map(full))
+}
+
+/// `apps`: the publicly listed ones.
+pub async fn apps(ctx: &Context<'_>) -> async_graphql::Result<Vec<ServerAppListItem>> {
+    Ok(ctx
+        .data::<AppState>()?
+        .accounts()
+        .public_apps()
+        .await
+        .map_err(account_error)?
+        .into_iter()
+        .map(listed)
+        .collect())
+}
+
+/// `activeUser.createdApps`.
+pub async fn created(ctx: &Context<'_>, user_id: &str) -> async_graphql::Result<Vec<ServerApp>> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_read_own_apps(p).map_err(|d| denied(&d))?;
+    Ok(ctx
+        .data::<AppState>()?
+        .accounts()
+        .apps_created_by(user_id)
+        .await
+        .map_err(account_error)?
+        .into_iter()
+        .map(full)
+        .collect())
+}
+
+/// `activeUser.authorizedApps`.
+pub async fn authorized(
+    ctx: &Context<'_>,
+    user_id: &str,
+) -> async_graphql::Result<Vec<ServerAppListItem>> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_read_own_apps(p).map_err(|d| denied(&d))?;
+    Ok(ctx
+        .data::<AppState>()?
+        .accounts()
+        .apps_authorized_by(user_id)
+        .await
+        .map_err(account_error)?
+        .into_iter()
+        .map(listed)
+        .collect())
+}
+
+/// `appCreate`: returns the new app's id.
+pub async fn create(ctx: &Context<'_>, input: AppCreateInput) -> async_graphql::Result<String> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    let f = fields(p, input)?;
+    ctx.data::<AppState>()?
+        .accounts()
+        .create_app(p.user_id.as_deref().unwrap_or_default(), &f)
+        .await
+        .map_err(account_error)
+}
+
+/// `appUpdate`.
+pub async fn update(ctx: &Context<'_>, input: AppUpdateInput) -> async_graphql::Result<bool> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    let (id, input) = input.split();
+    let f = fields(p, input)?;
+    ctx.data::<AppState>()?
+        .accounts()
+        .update_app(p, &id, &f)
+        .await
+        .map_err(account_error)?;
+    Ok(true)
+}
+
+/// `appDelete`.
+pub async fn delete(ctx: &Context<'_>, app_id: &str) -> async_graphql::Result<bool> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    ctx.data::<AppState>()?
+        .accounts()
+        .delete_app(p, app_id)
+        .await
+        .map_err(account_error)?;
+    Ok(true)
+}
+
+/// `appRevokeAccess`: ends what the caller granted the app.
+pub async fn revoke_access(ctx: &Context<'_>, app_id: &str) -> async_graphql::Result<bool> {
+    let p = ctx.data::<Principal>()?;
+    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    ctx.data::<AppState>()?
+        .accounts()
+        .revoke_app_access(p.user_id.as_deref().unwrap_or_default(), app_id)
+        .await
+        .map_err(account_error)
+}
