@@ -324,6 +324,46 @@ impl Accounts {
         }
     }
 
+    /// The token of invite `invite_id`: the id and a keyed tag, so only whoever received the
+    /// invite can use it (a bare invite id is guessable from activity).
+    pub fn invite_token(&self, invite_id: &str) -> Result<String, AccountError> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose().as_bytes())
+            .map_err(|e| AccountError::Internal(e.to_string()))?;
+        mac.update(b"invite:");
+        mac.update(invite_id.as_bytes());
+        let tag = hex::encode(mac.finalize().into_bytes());
+        Ok(format!("{invite_id}{}", &tag[..22]))
+    }
+
+    /// The invite id a presented invite token stands for, if its tag checks out.
+    pub fn invite_id_of(&self, token: &str) -> Option<String> {
+        let id = token.get(..10)?;
+        let expected = self.invite_token(id).ok()?;
+        let same = expected.len() == token.len()
+            && expected
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        same.then(|| id.to_owned())
+    }
+
+    /// Whether `token` is a pending invite addressed to `email`: what lets someone register on
+    /// an invite-only server.
+    async fn invited(&self, token: Option<&str>, email: &str) -> Result<bool, AccountError> {
+        let Some(invite_id) = token.and_then(|t| self.invite_id_of(t)) else {
+            return Ok(false);
+        };
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM project_invites WHERE id = $1 AND status = 'pending' \
+             AND lower(target_email) = $2)",
+        )
+        .bind(&invite_id)
+        .bind(email)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     fn check_password(&self, password: &str) -> Result<(), AccountError> {
         let chars = password.chars().count();
         if chars < self.limits.min_password_chars || chars > self.limits.max_password_chars {
@@ -335,17 +375,20 @@ impl Accounts {
         Ok(())
     }
 
-    /// Registers a local account. The first account becomes server admin.
+    /// Registers a local account. The first account becomes server admin. On an invite-only
+    /// server everyone after it needs `invite`: the token of a pending invite to that email.
     pub async fn register(
         &self,
         email: &str,
         password: &str,
         name: &str,
         company: Option<String>,
+        invite: Option<&str>,
         metadata: &EventMetadata,
     ) -> Result<String, AccountError> {
         let email =
             String::from(Email::parse(email).map_err(|e| AccountError::Invalid(e.to_string()))?);
+        let invited = self.invite_only && self.invited(invite, &email).await?;
         let name =
             String::from(UserName::parse(name).map_err(|e| AccountError::Invalid(e.to_string()))?);
         self.check_password(password)?;
@@ -357,7 +400,7 @@ impl Accounts {
         let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM user_emails")
             .fetch_one(&mut *tx)
             .await?;
-        if existing > 0 && self.invite_only {
+        if existing > 0 && self.invite_only && !invited {
             return Err(AccountError::InviteOnly);
         }
         let claimed = sqlx::query(

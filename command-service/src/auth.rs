@@ -164,6 +164,8 @@ fn decode_component(raw: &str) -> Result<String, String> {
 #[derive(Deserialize)]
 pub struct ChallengeQuery {
     challenge: Option<String>,
+    /// On registration: an invite token (needed on invite-only servers).
+    token: Option<String>,
 }
 
 fn redirect(state: &AppState, code: &str, register: bool) -> Response {
@@ -207,6 +209,7 @@ pub async fn register(
             get("password"),
             get("name"),
             company,
+            query.token.as_deref(),
             &metadata,
         )
         .await

@@ -895,3 +895,68 @@ async fn registered_apps_authorize_users_and_lose_their_tokens_when_changed() {
     let gone = w.gql(&author, read, json!({"id": app_id})).await;
     assert_eq!(gone["data"]["app"], Value::Null);
 }
+
+#[tokio::test]
+async fn an_invite_only_server_registers_only_the_invited() {
+    let db = TestDb::new().await;
+    let settings = command_service::config::Settings {
+        invite_only: true,
+        ..test_settings(&db)
+    };
+    let (app, _guard) = tests::spawn_stack(&db, settings).await;
+    let w = World {
+        app,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        _cancel: _guard,
+    };
+    let (owner, _) = w.register("owner@example.com").await;
+    let register = |email: &'static str, token: Option<String>| {
+        let url = match &token {
+            Some(t) => w.url(&format!("/auth/local/register?challenge=c&token={t}")),
+            None => w.url("/auth/local/register?challenge=c"),
+        };
+        let req = w.http.post(url).form(&[
+            ("email", email),
+            ("password", "correct horse"),
+            ("name", "Newcomer"),
+        ]);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(register("stranger@example.com", None).await, 403);
+
+    let created = w
+        .gql(
+            &owner,
+            "mutation { projectMutations { create(input: {name: \"p\"}) { id } } }",
+            json!({}),
+        )
+        .await;
+    let pid = created["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invited = w
+        .gql(
+            &owner,
+            "mutation($p: String!) { projectMutations { invites { create(projectId: $p, input: {email: \"invited@example.com\"}) { invitedTeam { inviteId } } } } }",
+            json!({"p": pid}),
+        )
+        .await;
+    let invite_id =
+        invited["data"]["projectMutations"]["invites"]["create"]["invitedTeam"][0]["inviteId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{invited}"))
+            .to_owned();
+    let token = w.app.state.accounts().invite_token(&invite_id).unwrap();
+    // The token is the addressee's: a forged tag, or another address, does not open the door.
+    let forged = format!("{invite_id}{}", "0".repeat(22));
+    assert_eq!(register("invited@example.com", Some(forged)).await, 403);
+    assert_eq!(
+        register("someone-else@example.com", Some(token.clone())).await,
+        403
+    );
+    assert_eq!(register("invited@example.com", Some(token)).await, 302);
+}

@@ -4,8 +4,6 @@ use async_graphql::{Context, InputObject, Object};
 use domain::policy::{self, ProjectRole, ServerRole};
 use domain::project::{InviteTarget, Invitee, ProjectCommand};
 use domain::user::UserCommand;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 use super::errors::{ErrorCode, gql_error, internal};
 use super::mutations::{command_error, run, signed_in};
@@ -14,18 +12,9 @@ use super::user::User;
 use crate::app::AppState;
 use crate::commands::{CommandError, UserAggregate, new_id};
 
-/// The invite token: the invite id and a keyed tag, so only whoever received it can use it.
+/// The invite token (see `Accounts::invite_token`).
 pub(crate) fn invite_token(state: &AppState, invite_id: &str) -> async_graphql::Result<String> {
-    let pepper = state
-        .settings()
-        .token_pepper
-        .as_ref()
-        .ok_or_else(|| internal("no token pepper"))?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()).map_err(internal)?;
-    mac.update(b"invite:");
-    mac.update(invite_id.as_bytes());
-    let tag = hex::encode(mac.finalize().into_bytes());
-    Ok(format!("{invite_id}{}", &tag[..22]))
+    state.accounts().invite_token(invite_id).map_err(internal)
 }
 
 fn parse_role(raw: Option<&str>) -> async_graphql::Result<ProjectRole> {
