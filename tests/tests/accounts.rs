@@ -704,6 +704,17 @@ async fn admin_queries_are_for_admins_with_the_scope() {
     );
     let refused = w.gql(&user, list, json!({})).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
+    let projects = "query($q: String, $v: String) { admin { projectList(query: $q, visibility: $v) { totalCount items { name } } } }";
+    let all = w.gql(&admin, projects, json!({})).await;
+    assert_eq!(
+        all["data"]["admin"]["projectList"],
+        json!({"totalCount": 1, "items": [{"name": "p"}]}),
+        "{all}"
+    );
+    let none = w.gql(&admin, projects, json!({"v": "public"})).await;
+    assert_eq!(none["data"]["admin"]["projectList"]["totalCount"], 0);
+    let refused = w.gql(&user, projects, json!({})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "FORBIDDEN");
 
     // userRoleChange: admins only; the change reaches the user's already cached token at once.
     let me = w.gql(&user, "{ activeUser { id role } }", json!({})).await;

@@ -45,7 +45,7 @@ fn role_of(stored: &str) -> Option<ProjectRole> {
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Project {
-    id: String,
+    pub(crate) id: String,
     name: String,
     description: Option<String>,
     #[graphql(skip)]
@@ -54,7 +54,7 @@ pub struct Project {
     /// The caller's role, e.g. `stream:owner`.
     #[sqlx(skip)]
     role: Option<String>,
-    created_at: OffsetDateTime,
+    pub(crate) created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
 

@@ -473,13 +473,7 @@ pub async fn search(
         .as_deref()
         .map(super::project::decode_cursor)
         .transpose()?;
-    let pattern = format!(
-        "%{}%",
-        query
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    );
+    let pattern = super::admin::like_pattern(&query);
     let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(
         "SELECT id, created_at FROM users \
          WHERE (CASE WHEN $2 THEN email = $1 ELSE (email = $1 OR lower(name) LIKE $3) END) \
