@@ -375,6 +375,10 @@ pub async fn download(
                 }
             }
         }
+        drop(rows);
+        // Rows of large objects grew the connection's read buffer; give it back (see
+        // `objects::SHRINK_AFTER_BYTES`).
+        sqlx::Connection::shrink_buffers(&mut *conn);
         if !lines {
             chunk.push(']');
         }

@@ -416,10 +416,7 @@ async fn commits(
     .fetch_all(pool(ctx)?)
     .await
     .map_err(internal)?;
-    let cursor = items
-        .last()
-        .filter(|_| items.len() as i64 == limit)
-        .map(|c| encode_cursor(c.created_at, &c.id));
+    let cursor = super::project::next_cursor(&items, limit, |c| (c.created_at, &c.id));
     Ok(CommitCollection {
         total_count,
         cursor,
