@@ -251,6 +251,18 @@ fn json_object(value: serde_json::Value) -> JsonObject {
     JsonObject(value)
 }
 
+/// A legacy subscription: the project's events, each turned into a message or skipped.
+async fn messages(
+    ctx: &Context<'_>,
+    stream_id: &str,
+    message: impl Fn(ProjectEvent) -> Option<serde_json::Value> + Send + 'static,
+) -> async_graphql::Result<BoxStream<'static, JsonObject>> {
+    Ok(watch(ctx, stream_id)
+        .await?
+        .filter_map(move |e| futures::future::ready(message(e).map(json_object)))
+        .boxed())
+}
+
 async fn model_name(ctx_pool: &sqlx::PgPool, model_id: &str) -> Option<String> {
     sqlx::query_scalar("SELECT name FROM models WHERE id = $1")
         .bind(model_id)
@@ -389,24 +401,23 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                ProjectEvent::ProjectUpdated {
-                    project_id,
-                    name,
-                    description,
-                    visibility,
-                    allow_public_comments,
-                } => Some(json_object(json!({
-                    "id": project_id,
-                    "name": name,
-                    "description": description,
-                    "isPublic": visibility.is_public(),
-                    "allowPublicComments": allow_public_comments,
-                }))),
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::ProjectUpdated {
+                project_id,
+                name,
+                description,
+                visibility,
+                allow_public_comments,
+            } => Some(json!({
+                "id": project_id,
+                "name": name,
+                "description": description,
+                "isPublic": visibility.is_public(),
+                "allowPublicComments": allow_public_comments,
+            })),
+            _ => None,
+        })
+        .await
     }
 
     /// Legacy: a stream was deleted.
@@ -415,14 +426,11 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                ProjectEvent::ProjectDeleted { project_id } => {
-                    Some(json_object(json!({ "streamId": project_id })))
-                }
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::ProjectDeleted { project_id } => Some(json!({ "streamId": project_id })),
+            _ => None,
+        })
+        .await
     }
 
     /// Legacy: the signed-in user was given a stream.
@@ -451,21 +459,20 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                ProjectEvent::ModelCreated {
-                    project_id,
-                    model_id,
-                    name,
-                    description,
-                    author_id,
-                } => Some(json_object(json!({
-                    "id": model_id, "streamId": project_id, "name": name,
-                    "description": description, "authorId": author_id,
-                }))),
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::ModelCreated {
+                project_id,
+                model_id,
+                name,
+                description,
+                author_id,
+            } => Some(json!({
+                "id": model_id, "streamId": project_id, "name": name,
+                "description": description, "authorId": author_id,
+            })),
+            _ => None,
+        })
+        .await
     }
 
     /// Legacy: a branch was renamed or re-described (optionally only `branchId`).
@@ -475,22 +482,19 @@ impl Subscription {
         stream_id: String,
         branch_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
-            futures::future::ready(match e {
-                ProjectEvent::ModelUpdated {
-                    project_id,
-                    model_id,
-                    name,
-                    description,
-                } if branch_id.as_ref().is_none_or(|b| *b == model_id) => {
-                    Some(json_object(json!({
-                        "id": model_id, "streamId": project_id, "name": name,
-                        "description": description,
-                    })))
-                }
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::ModelUpdated {
+                project_id,
+                model_id,
+                name,
+                description,
+            } if branch_id.as_ref().is_none_or(|b| *b == model_id) => Some(json!({
+                "id": model_id, "streamId": project_id, "name": name,
+                "description": description,
+            })),
+            _ => None,
+        })
+        .await
     }
 
     /// Legacy: a branch was deleted.
@@ -499,18 +503,15 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                ProjectEvent::ModelDeleted {
-                    project_id,
-                    model_id,
-                    ..
-                } => Some(json_object(
-                    json!({ "id": model_id, "streamId": project_id }),
-                )),
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::ModelDeleted {
+                project_id,
+                model_id,
+                ..
+            } => Some(json!({ "id": model_id, "streamId": project_id })),
+            _ => None,
+        })
+        .await
     }
 
     /// Legacy: a commit was created (the create input, its id and author).
@@ -590,18 +591,15 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        Ok(watch(ctx, &stream_id).await?.filter_map(|e| {
-            futures::future::ready(match e {
-                ProjectEvent::VersionDeleted {
-                    project_id,
-                    version_id,
-                    ..
-                } => Some(json_object(
-                    json!({ "id": version_id, "streamId": project_id }),
-                )),
-                _ => None,
-            })
-        }))
+        messages(ctx, &stream_id, move |e| match e {
+            ProjectEvent::VersionDeleted {
+                project_id,
+                version_id,
+                ..
+            } => Some(json!({ "id": version_id, "streamId": project_id })),
+            _ => None,
+        })
+        .await
     }
 }
 
