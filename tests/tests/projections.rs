@@ -171,8 +171,10 @@ async fn install(db: &TestDb, p: &Arc<Totals>) {
 /// yet: other tests' open transactions hold the horizon back, and waiting for the true last
 /// write is what read-your-writes means.
 async fn head(log: &EventLog) -> schema::LogCursor {
+    // The alias matters: `ORDER BY transaction_id` would otherwise name the text output column
+    // and sort "999" after "1000" (seen once a fresh cluster's transaction ids reached 1000).
     let (xid, position): (String, i64) = sqlx::query_as(
-        "SELECT transaction_id::text, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        "SELECT transaction_id::text AS xid, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1",
     )
     .fetch_one(log.pool())
     .await
