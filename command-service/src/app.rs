@@ -278,7 +278,11 @@ pub fn projector_runtime(settings: &Settings, pool: PgPool) -> projections::Proj
 pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands::CommandBus {
     crate::commands::CommandBus::new(
         event_log,
-        &[projections::speckle::NAME, projections::webhooks::NAME],
+        &[
+            projections::speckle::NAME,
+            projections::webhooks::NAME,
+            projections::mail::NAME,
+        ],
         Duration::from_millis(settings.read_your_writes_timeout_ms),
     )
 }
