@@ -201,7 +201,10 @@ pub struct Accounts {
 struct TokenCache {
     redis: Option<fred::clients::Client>,
     ttl: std::time::Duration,
-    key: tokio::sync::OnceCell<String>,
+    key: std::sync::Arc<tokio::sync::OnceCell<String>>,
+    /// The epoch, read once per wave of requests (each still sees a read begun after it
+    /// arrived, so a revocation that finished before a request is honoured for it).
+    epoch: Option<std::sync::Arc<crate::coalesce::SharedRead<Option<i64>>>>,
     entries: std::sync::Mutex<std::collections::HashMap<String, CachedToken>>,
 }
 
@@ -210,6 +213,23 @@ struct CachedToken {
     principal: Principal,
     epoch: i64,
     until: std::time::Instant,
+}
+
+/// The Redis key of the revocation epoch (per database schema, so test schemas never share
+/// one), looked up once.
+async fn epoch_key<'a>(
+    pool: &sqlx::PgPool,
+    key: &'a tokio::sync::OnceCell<String>,
+) -> Option<&'a str> {
+    key.get_or_try_init(|| async {
+        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(pool)
+            .await?;
+        Ok::<_, sqlx::Error>(format!("strata:{schema}:token-epoch"))
+    })
+    .await
+    .ok()
+    .map(String::as_str)
 }
 
 /// Most tokens kept in one process's cache.
@@ -236,7 +256,8 @@ impl Accounts {
             tokens: std::sync::Arc::new(TokenCache {
                 redis: None,
                 ttl: std::time::Duration::ZERO,
-                key: tokio::sync::OnceCell::new(),
+                key: std::sync::Arc::default(),
+                epoch: None,
                 entries: std::sync::Mutex::default(),
             }),
             email_enabled: false,
@@ -256,41 +277,43 @@ impl Accounts {
         redis: fred::clients::Client,
         ttl: std::time::Duration,
     ) -> Self {
+        let key: std::sync::Arc<tokio::sync::OnceCell<String>> = std::sync::Arc::default();
+        let epoch = {
+            let (redis, pool, key) = (redis.clone(), self.pool.clone(), key.clone());
+            crate::coalesce::SharedRead::new(move || {
+                let (redis, pool, key) = (redis.clone(), pool.clone(), key.clone());
+                Box::pin(async move {
+                    use fred::prelude::KeysInterface;
+                    let key = epoch_key(&pool, &key).await?;
+                    match tokio::time::timeout(EPOCH_TIMEOUT, redis.get::<Option<i64>, _>(key))
+                        .await
+                    {
+                        Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
+                        _ => None,
+                    }
+                })
+            })
+        };
         self.tokens = std::sync::Arc::new(TokenCache {
             redis: Some(redis),
             ttl,
-            key: tokio::sync::OnceCell::new(),
+            key,
+            epoch: Some(epoch),
             entries: std::sync::Mutex::default(),
         });
         self
     }
 
     async fn epoch_key(&self) -> Option<&str> {
-        self.tokens
-            .key
-            .get_or_try_init(|| async {
-                let schema: String = sqlx::query_scalar("SELECT current_schema()")
-                    .fetch_one(&self.pool)
-                    .await?;
-                Ok::<_, sqlx::Error>(format!("strata:{schema}:token-epoch"))
-            })
-            .await
-            .ok()
-            .map(String::as_str)
+        epoch_key(&self.pool, &self.tokens.key).await
     }
 
     /// The current revocation epoch, or `None` (cache bypassed) when Redis cannot say.
     async fn token_epoch(&self) -> Option<i64> {
-        use fred::prelude::KeysInterface;
-        let redis = self.tokens.redis.as_ref()?;
         if self.tokens.ttl.is_zero() {
             return None;
         }
-        let key = self.epoch_key().await?;
-        match tokio::time::timeout(EPOCH_TIMEOUT, redis.get::<Option<i64>, _>(key)).await {
-            Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
-            _ => None,
-        }
+        self.tokens.epoch.as_ref()?.get().await
     }
 
     /// Forgets cached tokens everywhere: bumps the epoch and clears this process's entries.

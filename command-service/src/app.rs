@@ -26,6 +26,7 @@ struct Inner {
     metrics: Metrics,
     event_log: EventLog,
     schema: std::sync::OnceLock<crate::graphql::StrataSchema>,
+    response_cache: Option<crate::graphql::cache::ResponseCache>,
     bus: crate::commands::CommandBus,
     accounts: crate::accounts::Accounts,
     hub: crate::realtime::Hub,
@@ -70,6 +71,11 @@ impl AppState {
         );
         let rate_limits = crate::ratelimit::parse(&settings.rate_limits)
             .map_err(|e| anyhow::anyhow!("STRATA_RATE_LIMITS: {e}"))?;
+        let response_cache = crate::graphql::cache::ResponseCache::new(
+            pool.clone(),
+            settings.graphql_cache_bytes,
+            settings.graphql_cache_entry_max_bytes,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 redis_namespace: tokio::sync::OnceCell::new(),
@@ -82,6 +88,7 @@ impl AppState {
                 metrics: Metrics::new().context("registering metrics")?,
                 event_log,
                 schema: std::sync::OnceLock::new(),
+                response_cache,
                 bus: bus.clone(),
                 accounts,
             }),
@@ -108,6 +115,11 @@ impl AppState {
         self.inner
             .schema
             .get_or_init(|| crate::graphql::build(self.clone()))
+    }
+
+    /// The cache of read-only GraphQL answers; `None` when turned off.
+    pub fn response_cache(&self) -> Option<&crate::graphql::cache::ResponseCache> {
+        self.inner.response_cache.as_ref()
     }
 
     /// The command bus.

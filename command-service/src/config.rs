@@ -138,6 +138,11 @@ pub struct Settings {
     pub graphql_max_depth: usize,
     /// Most complex GraphQL query accepted (async-graphql's complexity: one per field).
     pub graphql_max_complexity: usize,
+    /// Bytes the per-process cache of read-only GraphQL answers may hold (0 turns it off);
+    /// answers are exact against the read model's checkpoint (`graphql::cache`).
+    pub graphql_cache_bytes: usize,
+    /// Largest single GraphQL answer the cache keeps.
+    pub graphql_cache_entry_max_bytes: usize,
     /// Key of the HMAC that token digests are made with (at least 32 characters). Changing it
     /// invalidates every token.
     pub token_pepper: Option<Secret>,
@@ -230,6 +235,8 @@ impl Default for Settings {
             blob_size_limit_bytes: 100 * 1024 * 1024,
             graphql_max_depth: 24,
             graphql_max_complexity: 5_000,
+            graphql_cache_bytes: 64 * 1024 * 1024,
+            graphql_cache_entry_max_bytes: 1024 * 1024,
             token_pepper: None,
             s3_endpoint: None,
             s3_bucket: "strata".to_owned(),
@@ -474,6 +481,18 @@ impl Settings {
             &env,
             "graphql_max_complexity",
             &mut s.graphql_max_complexity,
+            false,
+        )?;
+        set(
+            &env,
+            "graphql_cache_bytes",
+            &mut s.graphql_cache_bytes,
+            false,
+        )?;
+        set(
+            &env,
+            "graphql_cache_entry_max_bytes",
+            &mut s.graphql_cache_entry_max_bytes,
             false,
         )?;
         set_opt(&env, "token_pepper", &mut s.token_pepper, true)?;

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub rate_limit_failures: prometheus::IntCounter,
     /// Live subscriptions on this process (set at scrape time).
     pub live_subscriptions: prometheus::IntGauge,
+    /// GraphQL requests answered from the response cache.
+    graphql_cache_hits: prometheus::IntCounter,
+    /// GraphQL requests that looked in the response cache and executed.
+    graphql_cache_misses: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -57,11 +61,21 @@ impl Metrics {
             "Requests let through unchecked because the rate limiter (Redis) failed",
         )?;
         registry.register(Box::new(rate_limit_failures.clone()))?;
+        let graphql_cache = IntCounterVec::new(
+            Opts::new(
+                "graphql_cache_total",
+                "GraphQL requests that looked in the response cache, by outcome (hit, miss)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(graphql_cache.clone()))?;
         registry.register(Box::new(projections.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(event_log.clone()))?;
         Ok(Self {
+            graphql_cache_hits: graphql_cache.with_label_values(&["hit"]),
+            graphql_cache_misses: graphql_cache.with_label_values(&["miss"]),
             rate_limit_failures,
             live_subscriptions,
             registry,
@@ -70,6 +84,15 @@ impl Metrics {
             event_log,
             projections,
         })
+    }
+
+    /// Counts one look in the GraphQL response cache.
+    pub fn graphql_cache(&self, hit: bool) {
+        if hit {
+            self.graphql_cache_hits.inc();
+        } else {
+            self.graphql_cache_misses.inc();
+        }
     }
 
     /// The Prometheus text exposition of every metric.

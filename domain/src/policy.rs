@@ -345,7 +345,7 @@ impl From<Scope> for String {
 }
 
 /// Who is asking: the facts about the caller that every decision needs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Principal {
     /// The authenticated user; `None` for an anonymous request.
     pub user_id: Option<String>,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod apps;
+pub mod cache;
 mod email;
 mod errors;
 mod legacy;
@@ -293,6 +294,7 @@ pub fn build(state: AppState) -> StrataSchema {
     )
     .limit_depth(settings.graphql_max_depth)
     .limit_complexity(settings.graphql_max_complexity)
+    .extension(cache::CacheProbeExtension)
     .data(state)
     .finish()
 }
@@ -322,11 +324,69 @@ pub async fn handler(
     let (users, versions) = loaders::for_request(state.pool());
     let request = request
         .into_inner()
-        .data(principal)
+        .data(principal.clone())
         .data(context)
         .data(users)
         .data(versions);
-    GraphQLResponse::from(state.schema().execute_batch(request).await).into_response()
+    match request {
+        async_graphql::BatchRequest::Single(single) => {
+            execute_single(&state, &principal, single).await
+        }
+        batch => GraphQLResponse::from(state.schema().execute_batch(batch).await).into_response(),
+    }
+}
+
+/// One operation, answered from the response cache when it holds the answer at the current
+/// read-model checkpoint, and stored there when every field it resolved qualifies.
+async fn execute_single(
+    state: &AppState,
+    principal: &Principal,
+    request: async_graphql::Request,
+) -> Response {
+    let cache = state.response_cache();
+    let key = cache.and_then(|_| cache::CacheKey::new(principal, &request));
+    let (Some(cache), Some(key)) = (cache, key) else {
+        return GraphQLResponse::from(state.schema().execute(request).await).into_response();
+    };
+    // Read before executing: an answer stored under this version was computed from a read
+    // model at least this new.
+    let version = match cache.version().await {
+        Ok(version) => version,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the checkpoint; answering uncached");
+            return GraphQLResponse::from(state.schema().execute(request).await).into_response();
+        }
+    };
+    if let Some(body) = cache.get(&key, &version) {
+        state.metrics().graphql_cache(true);
+        return json_answer(body);
+    }
+    state.metrics().graphql_cache(false);
+    let probe = std::sync::Arc::new(cache::CacheProbe::default());
+    let response = state.schema().execute(request.data(probe.clone())).await;
+    if !(response.is_ok() && response.http_headers.is_empty() && probe.cacheable()) {
+        return GraphQLResponse::from(response).into_response();
+    }
+    match serde_json::to_vec(&response) {
+        Ok(body) => {
+            let body = axum::body::Bytes::from(body);
+            cache.put(key, version, body.clone());
+            json_answer(body)
+        }
+        Err(_) => GraphQLResponse::from(response).into_response(),
+    }
+}
+
+/// A serialised GraphQL answer, with the headers async-graphql-axum gives one.
+fn json_answer(body: axum::body::Bytes) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/graphql-response+json",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /explorer`: GraphiQL.

@@ -52,7 +52,8 @@ pub struct Project {
     visibility: String,
     allow_public_comments: bool,
     /// The caller's role, e.g. `stream:owner`.
-    #[sqlx(skip)]
+    // Filled where the query joins the membership (`load`); other reads leave it empty.
+    #[sqlx(default)]
     role: Option<String>,
     pub(crate) created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
@@ -91,6 +92,14 @@ pub struct Model {
     project_id: String,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+}
+
+/// A model read with the number of models in its project.
+#[derive(sqlx::FromRow)]
+struct CountedModel {
+    #[sqlx(flatten)]
+    model: Model,
+    total_count: i64,
 }
 
 /// A version.
@@ -292,34 +301,26 @@ pub(crate) fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTi
 pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project> {
     let principal = ctx.data::<Principal>()?;
     let pool = pool(ctx)?;
+    // One round trip: the project and the caller's membership together.
     let project: Option<Project> = sqlx::query_as(
-        "SELECT id, name, description, visibility, allow_public_comments, created_at, updated_at \
-         FROM projects WHERE id = $1",
+        "SELECT p.id, p.name, p.description, p.visibility, p.allow_public_comments, p.created_at, \
+                p.updated_at, m.role \
+         FROM projects p LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 \
+         WHERE p.id = $1",
     )
     .bind(id)
+    .bind(principal.user_id.as_deref())
     .fetch_optional(pool)
     .await
     .map_err(internal)?;
-    let Some(mut project) = project else {
+    let Some(project) = project else {
         return Err(denied(&domain::policy::Denied::project_not_found()));
-    };
-    let role: Option<String> = match &principal.user_id {
-        None => None,
-        Some(user) => sqlx::query_scalar(
-            "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
-        )
-        .bind(id)
-        .bind(user)
-        .fetch_optional(pool)
-        .await
-        .map_err(internal)?,
     };
     let access = ProjectAccess {
         visibility: visibility_of(&project.visibility),
-        role_of_principal: role.as_deref().and_then(role_of),
+        role_of_principal: project.role.as_deref().and_then(role_of),
     };
     can_read_project(principal, &access).map_err(|d| denied(&d))?;
-    project.role = role;
     Ok(project)
 }
 
@@ -502,15 +503,12 @@ impl Project {
     ) -> async_graphql::Result<ModelCollection> {
         let limit = page_limit(limit)?;
         let pool = pool(ctx)?;
-        let total_count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
-                .bind(&self.id)
-                .fetch_one(pool)
-                .await
-                .map_err(internal)?;
         let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let items: Vec<Model> = sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+        // The page and the count in one round trip (the window count is taken before LIMIT);
+        // a page past the end has no row to carry it, so only then is it asked for alone.
+        let rows: Vec<CountedModel> = sqlx::query_as(
+            "SELECT id, name, description, author_id, project_id, created_at, updated_at, \
+                    (SELECT count(*) FROM models WHERE project_id = $1) AS total_count FROM models \
              WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (updated_at, id) < ($2, $3)) \
              ORDER BY updated_at DESC, id DESC LIMIT $4",
         )
@@ -521,6 +519,15 @@ impl Project {
         .fetch_all(pool)
         .await
         .map_err(internal)?;
+        let total_count = match rows.first() {
+            Some(row) => row.total_count,
+            None => sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
+                .bind(&self.id)
+                .fetch_one(pool)
+                .await
+                .map_err(internal)?,
+        };
+        let items: Vec<Model> = rows.into_iter().map(|r| r.model).collect();
         let cursor = next_cursor(&items, limit, |m| (m.updated_at, &m.id));
         Ok(ModelCollection {
             total_count,

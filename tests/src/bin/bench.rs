@@ -488,6 +488,13 @@ async fn live_lag(
     Ok(lags)
 }
 
+/// What the GraphQL bench checks in every answer: data and no errors.
+#[derive(serde::Deserialize)]
+struct GraphqlAnswer {
+    data: Option<serde::de::IgnoredAny>,
+    errors: Option<serde::de::IgnoredAny>,
+}
+
 async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow::Result<()> {
     let (app, cancel, running, _) = bench_stack(pool, scoped_url, |_| {}).await?;
     let http = reqwest::Client::builder()
@@ -563,6 +570,30 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
         }
     }
     let project_query = "query($id: String!) { project(id: $id) { id name role models(limit: 10) { totalCount items { id name versions(limit: 5) { totalCount items { id message referencedObject createdAt authorUser { id name } } } } } } }";
+    // The same server with the response cache off, on the same database, for the reference
+    // row; both must give the same answer.
+    let uncached = tests::TestApp::spawn(command_service::config::Settings {
+        graphql_cache_bytes: 0,
+        ..app.state.settings().clone()
+    })
+    .await;
+    let base_uncached = uncached.base_url.clone();
+    let mut answers = Vec::new();
+    for b in [&base, &base, &base_uncached] {
+        let body: serde_json::Value = http
+            .post(format!("{b}/graphql"))
+            .bearer_auth(&token)
+            .json(&json!({"query": project_query, "variables": {"id": pid}}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        answers.push(body);
+    }
+    anyhow::ensure!(
+        answers[0] == answers[1] && answers[1] == answers[2],
+        "cached and uncached answers differ: {answers:?}"
+    );
     println!("\ngraphql: {seconds} s per measurement; every response checked for errors");
     println!(
         "{:>8} {:>28} {:>10} {:>10} {:>10}",
@@ -573,6 +604,7 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
             ("GET /api/ping (floor)", 0u8),
             ("{activeUser{id}}", 1),
             ("project 10x5", 2),
+            ("project 10x5, cache off", 3),
         ] {
             let window = Duration::from_secs(seconds);
             let start = Instant::now();
@@ -582,8 +614,10 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
                 let base = base.clone();
                 let token = token.clone();
                 let pid = pid.clone();
+                let base_uncached = base_uncached.clone();
                 tasks.push(tokio::spawn(async move {
                     let mut latencies = Vec::new();
+                    let target = if kind == 3 { &base_uncached } else { &base };
                     while start.elapsed() < window {
                         let t = Instant::now();
                         match kind {
@@ -602,17 +636,21 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
                                 } else {
                                     json!({"query": project_query, "variables": {"id": pid}})
                                 };
-                                let res: serde_json::Value = http
-                                    .post(format!("{base}/graphql"))
+                                let bytes = http
+                                    .post(format!("{target}/graphql"))
                                     .bearer_auth(&token)
                                     .json(&body)
                                     .send()
                                     .await?
-                                    .json()
+                                    .bytes()
                                     .await?;
+                                // Parsed in full, but without building a tree: the load
+                                // generator shares the cores with the server.
+                                let res: GraphqlAnswer = serde_json::from_slice(&bytes)?;
                                 anyhow::ensure!(
-                                    res.get("errors").is_none() && res["data"].is_object(),
-                                    "bad response {res}"
+                                    res.errors.is_none() && res.data.is_some(),
+                                    "bad response {}",
+                                    String::from_utf8_lossy(&bytes)
                                 );
                             }
                         }
