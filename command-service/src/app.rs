@@ -356,8 +356,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
+    // Without TCP_NODELAY the small last write of a response (a chunked body's terminator)
+    // waits for the client's delayed ACK: about 40 ms per streamed object download.
+    let listener = listener.tap_io(|stream| {
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use tower_http::compression::Predicate;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -101,7 +102,19 @@ pub fn router(state: AppState) -> Router {
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .gzip(true)
-                .quality(tower_http::CompressionLevel::Fastest),
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(
+                    tower_http::compression::predicate::DefaultPredicate::new().and(
+                        |_: StatusCode,
+                         _: axum::http::Version,
+                         _: &axum::http::HeaderMap,
+                         extensions: &axum::http::Extensions| {
+                            extensions
+                                .get::<crate::objects::stream::EncodedHere>()
+                                .is_none()
+                        },
+                    ),
+                ),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

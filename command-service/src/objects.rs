@@ -4,7 +4,7 @@
 //! Failure statuses follow the original: 401 with an empty body when the caller may not, 404
 //! when the project or object does not exist, 400/413 with a message for bad input. A batch is
 //! validated whole before any of it is stored, so a bad batch stores nothing of itself.
-//! Not yet: streaming downloads and gzip-encoded responses (bodies are built in memory).
+//! Downloads stream from a database cursor (`stream`).
 
 use std::io::Read;
 
@@ -19,6 +19,8 @@ use serde_json::value::RawValue;
 use crate::app::AppState;
 use crate::auth;
 use schema::objects::{self, NewObject};
+
+pub mod stream;
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
@@ -279,39 +281,31 @@ pub async fn diff(
     axum::Json(answer).into_response()
 }
 
+/// A streamed object body, framed and encoded as the request and the settings say.
+fn stream_rows(
+    state: &AppState,
+    headers: &HeaderMap,
+    project_id: String,
+    rows: stream::Rows,
+    lines: bool,
+    transform: Option<stream::Transform>,
+) -> Response {
+    let settings = state.settings();
+    let framing = stream::Framing::for_request(
+        headers,
+        lines,
+        settings.object_download_gzip,
+        settings.object_download_chunk_bytes,
+    );
+    stream::respond(state.pool().clone(), project_id, rows, framing, transform)
+}
+
 fn wants_lines(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) == Some("text/plain")
 }
 
-fn render(lines: bool, objects: &[(String, String)]) -> Response {
-    if lines {
-        let mut body = String::new();
-        for (id, data) in objects {
-            body.push_str(id);
-            body.push('\t');
-            body.push_str(data);
-            body.push('\n');
-        }
-        ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
-    } else {
-        let mut body = String::from("[");
-        for (i, (_, data)) in objects.iter().enumerate() {
-            if i > 0 {
-                body.push(',');
-            }
-            body.push_str(data);
-        }
-        body.push(']');
-        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-    }
-}
-
-/// `GET /objects/:projectId/:objectId`: the root, then every object of its closure by id.
-///
-/// Streamed: a task reads the closure from a database cursor and hands the body on in chunks
-/// of about [`DOWNLOAD_CHUNK_BYTES`] through a small bounded channel, so memory stays flat
-/// however large the model; gzip (when asked) compresses on the fly. A client that hangs up
-/// drops the channel, which stops the task and frees its connection.
+/// `GET /objects/:projectId/:objectId`: the root, then every object of its closure by id,
+/// streamed (`stream`).
 pub async fn download(
     State(state): State<AppState>,
     Path((project_id, object_id)): Path<(String, String)>,
@@ -326,82 +320,12 @@ pub async fn download(
         Err(e) => return internal(e),
     };
     let lines = wants_lines(&headers);
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let pool = state.pool().clone();
-    tokio::spawn(async move {
-        let mut chunk = String::with_capacity(DOWNLOAD_CHUNK_BYTES + 1024);
-        let mut first = true;
-        let mut push = |chunk: &mut String, id: &str, data: &str| {
-            if lines {
-                chunk.push_str(id);
-                chunk.push('\t');
-                chunk.push_str(data);
-                chunk.push('\n');
-            } else {
-                chunk.push(if first { '[' } else { ',' });
-                chunk.push_str(data);
-            }
-            first = false;
-        };
-        push(&mut chunk, &object_id, &root);
-        drop(root);
-        let mut conn = match pool.acquire().await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = tx.send(Err(std::io::Error::other(e))).await;
-                return;
-            }
-        };
-        let mut rows = sqlx::query_as::<_, (String, String)>(objects::CLOSURE_ROWS)
-            .bind(&project_id)
-            .bind(&object_id)
-            .fetch(&mut *conn);
-        while let Some(row) = futures::StreamExt::next(&mut rows).await {
-            match row {
-                Ok((id, data)) => push(&mut chunk, &id, &data),
-                Err(e) => {
-                    tracing::warn!(error = %e, "object download failed mid-stream");
-                    let _ = tx.send(Err(std::io::Error::other(e))).await;
-                    return;
-                }
-            }
-            if chunk.len() >= DOWNLOAD_CHUNK_BYTES {
-                let full = std::mem::replace(
-                    &mut chunk,
-                    String::with_capacity(DOWNLOAD_CHUNK_BYTES + 1024),
-                );
-                if tx.send(Ok(Bytes::from(full))).await.is_err() {
-                    return; // the client hung up
-                }
-            }
-        }
-        drop(rows);
-        // Rows of large objects grew the connection's read buffer; give it back (see
-        // `objects::SHRINK_AFTER_BYTES`).
-        sqlx::Connection::shrink_buffers(&mut *conn);
-        if !lines {
-            chunk.push(']');
-        }
-        let _ = tx.send(Ok(Bytes::from(chunk))).await;
-    });
-    // Fused: the compression layer may poll once more after the end.
-    let body = futures::StreamExt::fuse(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
-    let content_type = if lines {
-        "text/plain; charset=UTF-8"
-    } else {
-        "application/json"
+    let rows = stream::Rows::Closure {
+        root_id: object_id,
+        root,
     };
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
+    stream_rows(&state, &headers, project_id, rows, lines, None)
 }
-
-/// Target size of one streamed download chunk.
-pub const DOWNLOAD_CHUNK_BYTES: usize = 64 * 1024;
 
 /// `GET /objects/:projectId/:objectId/single`.
 pub async fn single(
@@ -437,12 +361,15 @@ pub async fn get_objects(
         Ok(ids) => ids,
         Err(m) => return text(StatusCode::BAD_REQUEST, m),
     };
-    let mut out = Vec::new();
-    match objects::many(state.pool(), &project_id, &ids).await {
-        Ok(rows) => out.extend(rows),
-        Err(e) => return internal(e),
-    }
-    render(wants_lines(&headers), &out)
+    let lines = wants_lines(&headers);
+    stream_rows(
+        &state,
+        &headers,
+        project_id,
+        stream::Rows::Ids(ids),
+        lines,
+        None,
+    )
 }
 
 /// The body of `POST /api/v2/projects/:projectId/object-stream`.
@@ -504,31 +431,20 @@ pub async fn object_stream(
             "objectIds and any attributeMask list need at least one entry",
         );
     }
-    let mut body = String::new();
-    let rows = match objects::many(state.pool(), &project_id, &request.object_ids).await {
-        Ok(rows) => rows,
-        Err(e) => return internal(e),
-    };
-    for (id, data) in rows {
-        let data = match &request.attribute_mask {
-            None => data,
-            Some(mask) => {
-                let Ok(serde_json::Value::Object(mut object)) =
-                    serde_json::from_str::<serde_json::Value>(&data)
-                else {
-                    return internal(format!("stored object {id} is not a JSON object"));
-                };
-                match mask {
-                    AttributeMask::Include(keys) => object.retain(|k, _| keys.contains(k)),
-                    AttributeMask::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
-                }
-                serde_json::Value::Object(object).to_string()
+    let transform: Option<stream::Transform> = request.attribute_mask.map(|mask| {
+        Box::new(move |id: &str, data: String| {
+            let Ok(serde_json::Value::Object(mut object)) =
+                serde_json::from_str::<serde_json::Value>(&data)
+            else {
+                return Err(format!("stored object {id} is not a JSON object"));
+            };
+            match &mask {
+                AttributeMask::Include(keys) => object.retain(|k, _| keys.contains(k)),
+                AttributeMask::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
             }
-        };
-        body.push_str(&id);
-        body.push('\t');
-        body.push_str(&data);
-        body.push('\n');
-    }
-    ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+            Ok(serde_json::Value::Object(object).to_string())
+        }) as stream::Transform
+    });
+    let rows = stream::Rows::Ids(request.object_ids);
+    stream_rows(&state, &headers, project_id, rows, true, transform)
 }

@@ -69,7 +69,12 @@ pub async fn existing(
     let mut out = Vec::new();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
         let found: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM objects WHERE project_id = $1 AND id = ANY($2)")
+            // Forced primary-key probes, for the reason given at [`MANY_ROWS`].
+            sqlx::query_scalar(
+                "SELECT o.id FROM unnest($2::text[]) AS k(id) \
+                 CROSS JOIN LATERAL (SELECT id FROM objects \
+                                     WHERE project_id = $1 AND id = k.id LIMIT 1) o",
+            )
                 .bind(project_id)
                 .bind(chunk)
                 .fetch_all(pool)
@@ -118,6 +123,18 @@ pub const CLOSURE_ROWS: &str = "SELECT o.id, o.data \
 /// as the original orders them.
 pub const LOOKUP_CHUNK: usize = 1000;
 
+/// The stored objects among `$2` (at most [`LOOKUP_CHUNK`] ids), ordered by id, as a query a
+/// caller streams row by row.
+///
+/// One primary-key probe per id, forced: `LIMIT 1` keeps the planner from flattening the
+/// lateral lookup into a join. Both simpler forms (`id = ANY($2)`, or a join over
+/// `unnest($2)`) sometimes got plans that walk the project's whole key range for every chunk:
+/// 43 to 170 ms per 1,000 ids in a 100,000-object project, against about 6 ms for the probes.
+pub const MANY_ROWS: &str = "SELECT o.id, o.data FROM unnest($2::text[]) AS k(id) \
+     CROSS JOIN LATERAL (SELECT id, data FROM objects \
+                         WHERE project_id = $1 AND id = k.id LIMIT 1) o \
+     ORDER BY o.id";
+
 /// `(id, data)` of the stored objects among `ids`, chunk by chunk in request order, ordered by id
 /// within a chunk; unknown ids are skipped.
 pub async fn many(
@@ -127,13 +144,11 @@ pub async fn many(
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     let mut out = Vec::new();
     for chunk in ids.chunks(LOOKUP_CHUNK) {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, data FROM objects WHERE project_id = $1 AND id = ANY($2) ORDER BY id",
-        )
-        .bind(project_id)
-        .bind(chunk)
-        .fetch_all(pool)
-        .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(MANY_ROWS)
+            .bind(project_id)
+            .bind(chunk)
+            .fetch_all(pool)
+            .await?;
         out.extend(rows);
     }
     Ok(out)

@@ -21,9 +21,13 @@ fn id(n: u32) -> String {
 }
 
 async fn world(part_limit: usize) -> (World, TestDb) {
+    world_with(|s| s.object_multipart_upload_size_limit_bytes = part_limit).await
+}
+
+async fn world_with(tweak: impl FnOnce(&mut command_service::config::Settings)) -> (World, TestDb) {
     let db = TestDb::new().await;
     let mut settings = test_settings(&db);
-    settings.object_multipart_upload_size_limit_bytes = part_limit;
+    tweak(&mut settings);
     let (app, guard) = tests::spawn_stack(&db, settings).await;
     let http = reqwest::Client::new();
     let token = tests::register(&app.base_url, "ada@example.com").await;
@@ -83,6 +87,23 @@ impl World {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap()
+    }
+}
+
+impl World {
+    /// Uploads [`tree`] in its two batches.
+    async fn upload_tree(&self) {
+        let (first, second) = tree();
+        let res = self
+            .upload(
+                vec![
+                    (first.into_bytes(), "text/plain"),
+                    (second.into_bytes(), "text/plain"),
+                ],
+                Some(&self.token),
+            )
+            .await;
+        assert_eq!(res.status(), 201);
     }
 }
 
@@ -286,17 +307,7 @@ async fn bad_batches_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graphql_reads_objects_and_children() {
     let (w, _db) = world(1 << 20).await;
-    let (first, second) = tree();
-    let res = w
-        .upload(
-            vec![
-                (first.into_bytes(), "text/plain"),
-                (second.into_bytes(), "text/plain"),
-            ],
-            Some(&w.token),
-        )
-        .await;
-    assert_eq!(res.status(), 201);
+    w.upload_tree().await;
     let query = "query($p: String!, $o: String!, $c: String) { project(id: $p) { object(id: $o) { id speckleType totalChildrenCount data \
                  children(limit: 2, depth: 2, select: [\"n\"], cursor: $c) { totalCount cursor objects { id data } } } } }";
     let page: Value = w
@@ -330,31 +341,9 @@ async fn graphql_reads_objects_and_children() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_are_gzipped_for_clients_that_ask() {
     let (w, _db) = world(1 << 20).await;
-    let (first, second) = tree();
-    w.upload(
-        vec![
-            (first.into_bytes(), "text/plain"),
-            (second.into_bytes(), "text/plain"),
-        ],
-        Some(&w.token),
-    )
-    .await;
-    // reqwest here has no gzip feature, so it shows the encoded body as it came.
-    let res = w
-        .http
-        .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
-        .bearer_auth(&w.token)
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let res = download_of_tree_asking_for_gzip(&w).await;
     assert_eq!(res.headers()["content-encoding"], "gzip");
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&res.bytes().await.unwrap()[..]),
-        &mut text,
-    )
-    .unwrap();
+    let text = gunzip(&res.bytes().await.unwrap());
     assert_eq!(
         serde_json::from_str::<Value>(&text)
             .unwrap()
@@ -368,15 +357,7 @@ async fn downloads_are_gzipped_for_clients_that_ask() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_viewer_object_stream_masks_and_validates() {
     let (w, _db) = world(1 << 20).await;
-    let (first, second) = tree();
-    w.upload(
-        vec![
-            (first.into_bytes(), "text/plain"),
-            (second.into_bytes(), "text/plain"),
-        ],
-        Some(&w.token),
-    )
-    .await;
+    w.upload_tree().await;
     let stream = |body: Value| {
         w.http
             .post(w.url(&format!("/api/v2/projects/{}/object-stream/", w.project)))
@@ -487,4 +468,118 @@ async fn large_closures_stream_in_order_in_both_formats() {
         assert_eq!(line_id, item["id"]);
         assert_eq!(serde_json::from_str::<Value>(data).unwrap(), *item);
     }
+}
+
+/// Uploads [`tree`] and downloads it with `Accept-Encoding: gzip`. reqwest here has no gzip
+/// feature, so the body comes as it was sent.
+async fn download_of_tree_asking_for_gzip(w: &World) -> reqwest::Response {
+    w.upload_tree().await;
+    w.http
+        .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
+        .bearer_auth(&w.token)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text).unwrap();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn getobjects_streams_each_chunk_by_id_gzipped_or_not() {
+    // Small pieces, so the 2,500 objects cross many of them.
+    let (w, _db) = world_with(|s| {
+        s.object_multipart_upload_size_limit_bytes = 16 << 20;
+        s.object_download_chunk_bytes = 4096;
+    })
+    .await;
+    let children: Vec<String> = (1..=2500)
+        .map(|n| format!(r#"{{"id":"{}","speckle_type":"Base","n":{n}}}"#, id(n)))
+        .collect();
+    let res = w
+        .upload(
+            vec![(
+                format!("[{}]", children.join(",")).into_bytes(),
+                "text/plain",
+            )],
+            Some(&w.token),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // Newest first, with unknown ids mixed in: 2,600 ids, so three lookup chunks.
+    let mut asked: Vec<String> = (1..=2500).rev().map(id).collect();
+    for n in 0..100u32 {
+        asked.insert(n as usize * 26, id(900_000 + n));
+    }
+    let get = |encoding: &'static str, accept: &'static str| {
+        w.http
+            .post(w.url(&format!("/api/getobjects/{}", w.project)))
+            .bearer_auth(&w.token)
+            .header("accept", accept)
+            .header("accept-encoding", encoding)
+            .form(&[("objects", serde_json::to_string(&asked).unwrap())])
+            .send()
+    };
+    let plain = get("identity", "text/plain").await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.text().await.unwrap();
+    let zipped = get("gzip", "text/plain").await.unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gunzip(&zipped.bytes().await.unwrap()), plain);
+    let got: Vec<&str> = plain
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    let mut expected = Vec::new();
+    for chunk in asked.chunks(1000) {
+        let mut known: Vec<&str> = chunk
+            .iter()
+            .map(String::as_str)
+            .filter(|i| i < &id(900_000).as_str())
+            .collect();
+        known.sort_unstable();
+        expected.extend(known);
+    }
+    assert_eq!(got.len(), 2500);
+    assert_eq!(
+        got, expected,
+        "by id within each chunk of 1,000, chunks in request order"
+    );
+    let json: Value = serde_json::from_str(&gunzip(
+        &get("gzip", "application/json")
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2500);
+    // Nothing found: an empty array, still well-formed.
+    let none = w
+        .http
+        .post(w.url(&format!("/api/getobjects/{}", w.project)))
+        .bearer_auth(&w.token)
+        .form(&[("objects", serde_json::to_string(&[id(999_999)]).unwrap())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(none, "[]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_can_turn_download_gzip_off() {
+    let (w, _db) = world_with(|s| s.object_download_gzip = false).await;
+    let res = download_of_tree_asking_for_gzip(&w).await;
+    // Neither the route nor the router's compression layer encodes it.
+    assert!(res.headers().get("content-encoding").is_none());
+    let items: Value = res.json().await.unwrap();
+    assert_eq!(items.as_array().unwrap().len(), 4);
 }
