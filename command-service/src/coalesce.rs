@@ -79,49 +79,75 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
+    use tokio::sync::Semaphore;
+
     use super::*;
 
+    /// Waits (bounded) until `done` holds; the test drives the reader step by step.
+    async fn until(done: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !done() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the state was reached");
+    }
+
     #[tokio::test]
-    async fn every_caller_sees_a_read_that_began_after_it_asked() {
-        // The "store" counts writes; each read reports how many writes had happened when it
-        // started, after a pause in which more callers arrive.
+    async fn callers_that_ask_during_a_read_share_the_next_one_not_that_one() {
+        // The "store" counts writes; a read reports how many it saw when it began, then waits
+        // for the test to let it finish.
         let writes = Arc::new(AtomicU64::new(0));
         let reads = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(Semaphore::new(0));
         let shared = {
-            let writes = writes.clone();
-            let reads = reads.clone();
+            let (writes, reads, gate) = (writes.clone(), reads.clone(), gate.clone());
             SharedRead::new(move || {
-                let writes = writes.clone();
-                let reads = reads.clone();
+                let (writes, reads, gate) = (writes.clone(), reads.clone(), gate.clone());
                 Box::pin(async move {
                     reads.fetch_add(1, Ordering::SeqCst);
                     let seen = writes.load(Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    gate.acquire().await.expect("gate open").forget();
                     seen
                 })
             })
         };
-        let mut callers = Vec::new();
-        for _ in 0..64 {
-            writes.fetch_add(1, Ordering::SeqCst);
-            let written_before_asking = writes.load(Ordering::SeqCst);
+        let ask = |written_before_asking: u64| {
             let shared = shared.clone();
-            callers.push(tokio::spawn(async move {
+            tokio::spawn(async move {
                 let seen = shared.get().await;
                 assert!(
                     seen >= written_before_asking,
-                    "read {seen} writes, {written_before_asking} happened before asking"
+                    "read saw {seen} writes, {written_before_asking} happened before asking"
                 );
-            }));
-            tokio::time::sleep(Duration::from_micros(300)).await;
+            })
+        };
+        writes.fetch_add(1, Ordering::SeqCst);
+        let mut callers = vec![ask(1)];
+        until(|| reads.load(Ordering::SeqCst) == 1).await;
+        // While that read is in flight, 63 more writes and callers.
+        for n in 2..=64 {
+            writes.fetch_add(1, Ordering::SeqCst);
+            callers.push(ask(n));
         }
+        until(|| {
+            shared
+                .waiting
+                .lock()
+                .map(|w| w.len() == 63)
+                .unwrap_or(false)
+        })
+        .await;
+        gate.add_permits(2);
         for c in callers {
-            c.await.expect("caller");
+            c.await
+                .expect("every caller saw a read begun after it asked");
         }
-        let reads = reads.load(Ordering::SeqCst);
-        assert!(
-            reads < 64,
-            "{reads} reads served 64 callers: nothing was shared"
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            2,
+            "the 63 callers shared one read"
         );
     }
 }
