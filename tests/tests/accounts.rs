@@ -750,6 +750,61 @@ async fn admin_queries_are_for_admins_with_the_scope() {
 }
 
 #[tokio::test]
+async fn admin_invite_list_shows_invited_people_without_an_account() {
+    let (w, _db) = world().await;
+    let (admin, _) = w.register("root@example.com").await;
+    let (user, _) = w.register("plain@example.com").await;
+    let me = w.gql(&user, "{ activeUser { id } }", json!({})).await;
+    let user_id = me["data"]["activeUser"]["id"].as_str().unwrap().to_owned();
+    let created = w
+        .gql(
+            &admin,
+            "mutation { projectMutations { create(input: {name: \"p\"}) { id } } }",
+            json!({}),
+        )
+        .await;
+    let pid = created["data"]["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let invite = "mutation($p: String!, $i: ProjectInviteCreateInput!) { projectMutations { invites { create(projectId: $p, input: $i) { id } } } }";
+    for input in [
+        json!({"email": "ann@example.com"}),
+        json!({"email": "bob@example.com"}),
+        // An existing user's invite is not a server invite.
+        json!({"userId": user_id}),
+    ] {
+        let res = w.gql(&admin, invite, json!({"p": pid, "i": input})).await;
+        assert!(res.get("errors").is_none(), "{res}");
+    }
+    let list = "query($c: String, $q: String) { admin { inviteList(limit: 1, cursor: $c, query: $q) { totalCount cursor items { email invitedBy { name } } } } }";
+    let first = w.gql(&admin, list, json!({})).await;
+    let page = &first["data"]["admin"]["inviteList"];
+    assert_eq!(page["totalCount"], 2, "{first}");
+    assert_eq!(page["items"][0]["email"], "bob@example.com", "newest first");
+    assert_eq!(page["items"][0]["invitedBy"]["name"], "Ada Lovelace");
+    let second = w.gql(&admin, list, json!({"c": page["cursor"]})).await;
+    let rest = &second["data"]["admin"]["inviteList"];
+    assert_eq!(rest["items"][0]["email"], "ann@example.com", "{second}");
+    let end = w.gql(&admin, list, json!({"c": rest["cursor"]})).await;
+    assert_eq!(
+        end["data"]["admin"]["inviteList"]["items"],
+        json!([]),
+        "{end}"
+    );
+    let found = w.gql(&admin, list, json!({"q": "ANN"})).await;
+    assert_eq!(
+        found["data"]["admin"]["inviteList"]["totalCount"], 1,
+        "{found}"
+    );
+    let refused = w.gql(&user, list, json!({})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn registered_apps_authorize_users_and_lose_their_tokens_when_changed() {
     let (w, _db) = world().await;
     w.register("first@example.com").await;

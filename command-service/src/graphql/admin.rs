@@ -1,12 +1,12 @@
-//! The admin queries (`admin { serverStatistics, userList }`), for server admins, with the
-//! original's names and shapes.
+//! The admin queries (`admin { serverStatistics, userList, projectList, inviteList }`), for
+//! server admins, with the original's names and shapes.
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use domain::policy::{self, Principal, Scope};
 use time::OffsetDateTime;
 
 use super::errors::{denied, internal};
-use super::project::{Project, decode_cursor, next_cursor, page_limit};
+use super::project::{LimitedUser, Project, decode_cursor, load_user, next_cursor, page_limit};
 use crate::app::AppState;
 
 /// Counts over the whole server.
@@ -51,6 +51,38 @@ pub struct AdminProjectList {
     items: Vec<Project>,
 }
 
+/// Someone invited who has no account yet: a pending project invite to an email address, which
+/// is what the original keeps as a server invite.
+#[derive(SimpleObject, sqlx::FromRow)]
+#[graphql(complex)]
+pub struct ServerInvite {
+    id: String,
+    email: String,
+    #[graphql(skip)]
+    invited_by: String,
+    #[graphql(skip)]
+    created_at: OffsetDateTime,
+}
+
+#[ComplexObject]
+impl ServerInvite {
+    /// Who sent it.
+    async fn invited_by(&self, ctx: &Context<'_>) -> async_graphql::Result<LimitedUser> {
+        load_user(ctx, &self.invited_by)
+            .await?
+            .ok_or_else(|| internal(format!("inviter {} not found", self.invited_by)))
+    }
+}
+
+/// A page of pending invites, newest first (`admin.inviteList`).
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct AdminInviteList {
+    total_count: i32,
+    cursor: Option<String>,
+    items: Vec<ServerInvite>,
+}
+
 /// The admin queries.
 pub struct AdminQueries;
 
@@ -58,6 +90,13 @@ pub struct AdminQueries;
 macro_rules! project_filter {
     () => {
         "($1::text IS NULL OR lower(name) LIKE $1) AND ($2::text IS NULL OR visibility = $2)"
+    };
+}
+
+/// The invite list's filter: pending invites to an email, `$1` a LIKE pattern on it.
+macro_rules! invite_filter {
+    () => {
+        "status = 'pending' AND target_email IS NOT NULL AND ($1::text IS NULL OR target_email LIKE $1)"
     };
 }
 
@@ -153,6 +192,49 @@ impl AdminQueries {
         .map_err(internal)?;
         let cursor = next_cursor(&items, limit, |p| (p.created_at, &p.id));
         Ok(AdminProjectList {
+            total_count: count(total),
+            cursor,
+            items,
+        })
+    }
+
+    /// Pending invites of people without an account, newest first, optionally those whose
+    /// email contains `query` (`users:read`).
+    async fn invite_list(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 25)] limit: i32,
+        cursor: Option<String>,
+        query: Option<String>,
+    ) -> async_graphql::Result<AdminInviteList> {
+        check(ctx, &Scope::USERS_READ)?;
+        let limit = page_limit(Some(limit))?;
+        let after = cursor.as_deref().map(decode_cursor).transpose()?;
+        let pattern = query.as_deref().map(like_pattern);
+        let pool = ctx.data::<AppState>()?.pool();
+        let total: i64 = sqlx::query_scalar(concat!(
+            "SELECT count(*) FROM project_invites WHERE ",
+            invite_filter!()
+        ))
+        .bind(&pattern)
+        .fetch_one(pool)
+        .await
+        .map_err(internal)?;
+        let items: Vec<ServerInvite> = sqlx::query_as(concat!(
+            "SELECT id, target_email AS email, invited_by, created_at FROM project_invites WHERE ",
+            invite_filter!(),
+            " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        ))
+        .bind(&pattern)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+        let cursor = next_cursor(&items, limit, |i| (i.created_at, &i.id));
+        Ok(AdminInviteList {
             total_count: count(total),
             cursor,
             items,

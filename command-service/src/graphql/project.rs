@@ -685,7 +685,10 @@ async fn versions_page(
     })
 }
 
-async fn load_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
+pub(crate) async fn load_user(
+    ctx: &Context<'_>,
+    id: &str,
+) -> async_graphql::Result<Option<LimitedUser>> {
     match ctx.data::<std::sync::Arc<DataLoader<UserLoader>>>() {
         Ok(loader) => loader.load_one(id.to_owned()).await.map_err(internal),
         Err(_) => limited_user(pool(ctx)?, id).await,
