@@ -134,22 +134,3 @@ pub const MANY_ROWS: &str = "SELECT o.id, o.data FROM unnest($2::text[]) AS k(id
      CROSS JOIN LATERAL (SELECT id, data FROM objects \
                          WHERE project_id = $1 AND id = k.id LIMIT 1) o \
      ORDER BY o.id";
-
-/// `(id, data)` of the stored objects among `ids`, chunk by chunk in request order, ordered by id
-/// within a chunk; unknown ids are skipped.
-pub async fn many(
-    pool: &PgPool,
-    project_id: &str,
-    ids: &[String],
-) -> Result<Vec<(String, String)>, sqlx::Error> {
-    let mut out = Vec::new();
-    for chunk in ids.chunks(LOOKUP_CHUNK) {
-        let rows: Vec<(String, String)> = sqlx::query_as(MANY_ROWS)
-            .bind(project_id)
-            .bind(chunk)
-            .fetch_all(pool)
-            .await?;
-        out.extend(rows);
-    }
-    Ok(out)
-}

@@ -123,6 +123,54 @@ pub(crate) fn like_pattern(q: &str) -> String {
     )
 }
 
+/// One page of an admin list, newest first: how many rows `source` (a table and a `WHERE`
+/// filter whose parameters `$1..$n` are `binds`) holds, the page's cursor, and the rows after
+/// `cursor`. Every admin list is this shape; only the columns and the filter differ.
+async fn newest_first<T>(
+    ctx: &Context<'_>,
+    columns: &'static str,
+    source: &'static str,
+    binds: &[Option<String>],
+    cursor: Option<&str>,
+    limit: i32,
+    key: impl Fn(&T) -> (OffsetDateTime, &String),
+) -> async_graphql::Result<(i32, Option<String>, Vec<T>)>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let limit = page_limit(Some(limit))?;
+    let after = cursor.map(decode_cursor).transpose()?;
+    let pool = ctx.data::<AppState>()?.pool();
+    let mut total = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {source}"
+    )));
+    for bind in binds {
+        total = total.bind(bind);
+    }
+    let total = total.fetch_one(pool).await.map_err(internal)?;
+    let n = binds.len();
+    let mut page = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {source} \
+         AND (${at}::timestamptz IS NULL OR (created_at, id) < (${at}, ${id})) \
+         ORDER BY created_at DESC, id DESC LIMIT ${limit}",
+        at = n + 1,
+        id = n + 2,
+        limit = n + 3,
+    )));
+    for bind in binds {
+        page = page.bind(bind);
+    }
+    let items = page
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(internal)?;
+    let cursor = next_cursor(&items, limit, key);
+    Ok((count(total), cursor, items))
+}
+
 fn count(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -161,38 +209,22 @@ impl AdminQueries {
         cursor: Option<String>,
     ) -> async_graphql::Result<AdminProjectList> {
         check(ctx, &Scope::USERS_READ)?;
-        let limit = page_limit(Some(limit))?;
-        let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let pattern = query.as_deref().map(like_pattern);
-        let visibility = visibility.map(|v| v.to_uppercase());
-        let pool = ctx.data::<AppState>()?.pool();
-        let total: i64 = sqlx::query_scalar(concat!(
-            "SELECT count(*) FROM projects WHERE ",
-            project_filter!()
-        ))
-        .bind(&pattern)
-        .bind(&visibility)
-        .fetch_one(pool)
-        .await
-        .map_err(internal)?;
-        let items: Vec<Project> = sqlx::query_as(concat!(
-            "SELECT id, name, description, visibility, allow_public_comments, created_at, updated_at \
-             FROM projects WHERE ",
-            project_filter!(),
-            " AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
-             ORDER BY created_at DESC, id DESC LIMIT $5"
-        ))
-        .bind(&pattern)
-        .bind(&visibility)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-        let cursor = next_cursor(&items, limit, |p| (p.created_at, &p.id));
+        let binds = [
+            query.as_deref().map(like_pattern),
+            visibility.map(|v| v.to_uppercase()),
+        ];
+        let (total_count, cursor, items) = newest_first(
+            ctx,
+            "id, name, description, visibility, allow_public_comments, created_at, updated_at",
+            concat!("projects WHERE ", project_filter!()),
+            &binds,
+            cursor.as_deref(),
+            limit,
+            |p: &Project| (p.created_at, &p.id),
+        )
+        .await?;
         Ok(AdminProjectList {
-            total_count: count(total),
+            total_count,
             cursor,
             items,
         })
@@ -208,34 +240,18 @@ impl AdminQueries {
         query: Option<String>,
     ) -> async_graphql::Result<AdminInviteList> {
         check(ctx, &Scope::USERS_READ)?;
-        let limit = page_limit(Some(limit))?;
-        let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let pattern = query.as_deref().map(like_pattern);
-        let pool = ctx.data::<AppState>()?.pool();
-        let total: i64 = sqlx::query_scalar(concat!(
-            "SELECT count(*) FROM project_invites WHERE ",
-            invite_filter!()
-        ))
-        .bind(&pattern)
-        .fetch_one(pool)
-        .await
-        .map_err(internal)?;
-        let items: Vec<ServerInvite> = sqlx::query_as(concat!(
-            "SELECT id, target_email AS email, invited_by, created_at FROM project_invites WHERE ",
-            invite_filter!(),
-            " AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(&pattern)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-        let cursor = next_cursor(&items, limit, |i| (i.created_at, &i.id));
+        let (total_count, cursor, items) = newest_first(
+            ctx,
+            "id, target_email AS email, invited_by, created_at",
+            concat!("project_invites WHERE ", invite_filter!()),
+            &[query.as_deref().map(like_pattern)],
+            cursor.as_deref(),
+            limit,
+            |i: &ServerInvite| (i.created_at, &i.id),
+        )
+        .await?;
         Ok(AdminInviteList {
-            total_count: count(total),
+            total_count,
             cursor,
             items,
         })
@@ -252,40 +268,22 @@ impl AdminQueries {
         role: Option<String>,
     ) -> async_graphql::Result<AdminUserList> {
         check(ctx, &Scope::USERS_READ)?;
-        let limit = page_limit(Some(limit))?;
-        let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let pattern = query.as_deref().map(like_pattern);
-        let pool = ctx.data::<AppState>()?.pool();
-        let total: i64 =
-            sqlx::query_scalar(concat!("SELECT count(*) FROM users WHERE ", user_filter!()))
-                .bind(&pattern)
-                .bind(&role)
-                .fetch_one(pool)
-                .await
-                .map_err(internal)?;
-        let items: Vec<AdminUserListItem> = sqlx::query_as(concat!(
-            "SELECT id, email, name, bio, company, avatar, \
+        let (total_count, cursor, items) = newest_first(
+            ctx,
+            "id, email, name, bio, company, avatar, \
              EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
-             role, created_at FROM users WHERE ",
-            user_filter!(),
-            " AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
-             ORDER BY created_at DESC, id DESC LIMIT $5"
-        ))
-        .bind(&pattern)
-        .bind(&role)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-        let cursor = next_cursor(&items, limit, |u| {
-            (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id)
-        });
+             role, created_at",
+            concat!("users WHERE ", user_filter!()),
+            &[query.as_deref().map(like_pattern), role],
+            cursor.as_deref(),
+            limit,
+            |u: &AdminUserListItem| (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id),
+        )
+        .await?;
         Ok(AdminUserList {
             items,
             cursor,
-            total_count: count(total),
+            total_count,
         })
     }
 }
