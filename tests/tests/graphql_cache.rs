@@ -43,9 +43,15 @@ impl World {
 
     /// Requests answered from the cache so far.
     async fn hits(&self) -> u64 {
+        self.looks("hit").await
+    }
+
+    /// Requests that looked in the cache with `outcome` (`hit` or `miss`) so far.
+    async fn looks(&self, outcome: &str) -> u64 {
         let text = self.app.get("/metrics").await.text().await.unwrap();
+        let prefix = format!("strata_graphql_cache_total{{outcome=\"{outcome}\"}} ");
         text.lines()
-            .find_map(|l| l.strip_prefix("strata_graphql_cache_total{outcome=\"hit\"} "))
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
             .map_or(0, |n| n.trim().parse().unwrap())
     }
 
@@ -101,6 +107,8 @@ async fn a_repeated_query_is_reused_until_the_read_model_moves() {
     assert!(checked, "the read model never stood still for two requests");
 
     // A write: the very next read sees it (the mutation returned after the read model moved).
+    // Mutations do not look in the cache at all.
+    let misses = w.looks("miss").await;
     let renamed = w
         .gql(
             Some(&token),
@@ -109,6 +117,11 @@ async fn a_repeated_query_is_reused_until_the_read_model_moves() {
         )
         .await;
     assert!(renamed.get("errors").is_none(), "{renamed}");
+    assert_eq!(
+        w.looks("miss").await,
+        misses,
+        "the mutation looked in the cache"
+    );
     let after = w.gql(Some(&token), PROJECT, json!({"id": pid})).await;
     assert_eq!(after["data"]["project"]["name"], "second", "{after}");
     w.gql(

@@ -287,16 +287,20 @@ impl Mutation {
 /// Builds the schema with the configured depth and complexity limits.
 pub fn build(state: AppState) -> StrataSchema {
     let settings = state.settings();
-    Schema::build(
+    let schema = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         subscriptions::Subscription,
     )
     .limit_depth(settings.graphql_max_depth)
-    .limit_complexity(settings.graphql_max_complexity)
-    .extension(cache::CacheProbeExtension)
-    .data(state)
-    .finish()
+    .limit_complexity(settings.graphql_max_complexity);
+    // The probe runs on every resolved field; only worth it when there is a cache to feed.
+    let schema = if state.response_cache().is_some() {
+        schema.extension(cache::CacheProbeExtension)
+    } else {
+        schema
+    };
+    schema.data(state).finish()
 }
 
 /// The SDL of the schema, as committed in `schema/schema.graphql`.
@@ -341,9 +345,9 @@ pub async fn handler(
 async fn execute_single(
     state: &AppState,
     principal: &Principal,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
 ) -> Response {
-    let cache = state.response_cache();
+    let cache = state.response_cache().filter(|_| is_query(&mut request));
     let key = cache.and_then(|_| cache::CacheKey::new(principal, &request));
     let (Some(cache), Some(key)) = (cache, key) else {
         return GraphQLResponse::from(state.schema().execute(request).await).into_response();
@@ -375,6 +379,24 @@ async fn execute_single(
         }
         Err(_) => GraphQLResponse::from(response).into_response(),
     }
+}
+
+/// Whether the operation the request selects is a query: mutations and subscriptions never
+/// look in the cache (and so cost no checkpoint read). The parse is kept in the request, so
+/// execution does not parse again.
+fn is_query(request: &mut async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
+        return false;
+    };
+    let operation = match (&document.operations, name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_some_and(|op| op.node.ty == OperationType::Query)
 }
 
 /// A serialised GraphQL answer, with the headers async-graphql-axum gives one.
