@@ -249,15 +249,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     projections::install(&pool, &projections::registry())
         .await
         .context("installing projection tables")?;
-    // A projection whose definition gained tables is rebuilt, so the new tables hold history.
+    // A projection whose definition changed (new tables, new columns, a new fold version) is
+    // rebuilt, so its tables hold all of history in the new shape.
     for projection in projections::registry() {
-        let missing = projections::missing_tables(&pool, projection.as_ref()).await?;
-        if !missing.is_empty() {
-            tracing::info!(
-                projection = projection.name(),
-                ?missing,
-                "rebuilding for new tables"
-            );
+        if let Some(reason) = projections::needs_rebuild(&pool, projection.as_ref()).await? {
+            tracing::info!(projection = projection.name(), %reason, "rebuilding");
             projections::rebuild(
                 &pool,
                 projection.as_ref(),

@@ -11,7 +11,7 @@ use domain::event::EventCodecError;
 use domain::policy::Denied;
 use domain::project::{ProjectCommand, ProjectEvent, ProjectState};
 use domain::user::{UserCommand, UserEvent, UserState};
-use domain::{EventMetadata, NewEvent, StreamId, Upcasters};
+use domain::{EventMetadata, NewEvent, StreamId};
 use schema::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion};
 
 /// An event-sourced aggregate as the command handler sees it.
@@ -29,13 +29,14 @@ pub trait Aggregate {
     -> Result<Vec<Self::Event>, DomainError>;
     /// The pure fold step.
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
-    /// Reads a stored, upcast event.
-    fn decode(event_type: &str, payload: serde_json::Value)
-    -> Result<Self::Event, EventCodecError>;
+    /// Reads a stored event (upcast to the current shape first).
+    fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<Self::Event, EventCodecError>;
     /// Prepares an event for the log.
     fn encode(event: &Self::Event) -> Result<NewEvent, EventCodecError>;
-    /// Declares its event types' current versions.
-    fn upcasters() -> Upcasters;
 }
 
 /// The Project aggregate (projects, members, invites, models, versions).
@@ -59,15 +60,13 @@ impl Aggregate for ProjectAggregate {
     }
     fn decode(
         event_type: &str,
+        schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<ProjectEvent, EventCodecError> {
-        ProjectEvent::from_stored(event_type, payload)
+        ProjectEvent::decode(event_type, schema_version, payload)
     }
     fn encode(event: &ProjectEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
-    }
-    fn upcasters() -> Upcasters {
-        ProjectEvent::register_current(Upcasters::new())
     }
 }
 
@@ -87,14 +86,15 @@ impl Aggregate for UserAggregate {
     fn evolve(state: UserState, event: &UserEvent) -> UserState {
         domain::user::evolve(state, event)
     }
-    fn decode(event_type: &str, payload: serde_json::Value) -> Result<UserEvent, EventCodecError> {
-        UserEvent::from_stored(event_type, payload)
+    fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<UserEvent, EventCodecError> {
+        UserEvent::decode(event_type, schema_version, payload)
     }
     fn encode(event: &UserEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
-    }
-    fn upcasters() -> Upcasters {
-        UserEvent::register_current(Upcasters::new())
     }
 }
 
@@ -168,7 +168,6 @@ impl CommandBus {
     /// The current state of aggregate `id`, with the version it was folded at.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A::State, u64), CommandError> {
         let stream = A::stream(id)?;
-        let upcasters = A::upcasters();
         let stored = self
             .log
             .read_stream(&stream, 1)
@@ -177,14 +176,9 @@ impl CommandBus {
         let mut state = A::State::default();
         let mut version = 0;
         for e in stored {
-            let (_, payload) = upcasters
-                .upcast(
-                    &e.event_type,
-                    u32::try_from(e.schema_version).unwrap_or(0),
-                    e.payload,
-                )
-                .map_err(|err| CommandError::Internal(err.to_string()))?;
-            let event = A::decode(&e.event_type, payload)
+            let schema_version = u32::try_from(e.schema_version)
+                .map_err(|_| CommandError::Internal("negative schema version".into()))?;
+            let event = A::decode(&e.event_type, schema_version, e.payload)
                 .map_err(|err| CommandError::Internal(err.to_string()))?;
             state = A::evolve(state, &event);
             version = u64::try_from(e.stream_version).unwrap_or(0);

@@ -64,216 +64,236 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Every setting of the `strata` process. Field names are the TOML keys; the environment
-/// variable is `STRATA_` plus the upper-cased name.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Settings {
+/// A type a setting may have: how its `STRATA_*` variable parses, and whether its value must
+/// never be shown.
+pub trait SettingValue: Sized {
+    /// Secret values are never echoed, not even in a parse error.
+    const SECRET: bool = false;
+    /// Parses the variable's text.
+    fn parse_setting(raw: &str) -> Result<Self, String>;
+}
+
+macro_rules! from_str_settings {
+    ($($ty:ty),* $(,)?) => {$(
+        impl SettingValue for $ty {
+            fn parse_setting(raw: &str) -> Result<Self, String> {
+                raw.parse().map_err(|e| format!("{raw:?}: {e}"))
+            }
+        }
+    )*};
+}
+
+from_str_settings!(u16, u32, u64, usize, i64, bool, String, IpAddr, LogFormat);
+
+impl SettingValue for Secret {
+    const SECRET: bool = true;
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        Ok(Self::new(raw))
+    }
+}
+
+/// An optional setting: an empty variable clears it.
+impl<T: SettingValue> SettingValue for Option<T> {
+    const SECRET: bool = T::SECRET;
+    fn parse_setting(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            Ok(None)
+        } else {
+            T::parse_setting(raw).map(Some)
+        }
+    }
+}
+
+/// Declares every setting once: its doc, type and default. The struct, its `Default`, the key
+/// list (unknown-variable warnings, the README check) and the environment layer all follow
+/// from this one list, so a setting cannot be declared and then not read.
+macro_rules! settings {
+    ($( $(#[$doc:meta])* $name:ident : $ty:ty = $default:expr ),* $(,)?) => {
+        /// Every setting of the `strata` process. Field names are the TOML keys; the
+        /// environment variable is `STRATA_` plus the upper-cased name.
+        #[derive(Clone, Debug, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Settings {
+            $( $(#[$doc])* pub $name: $ty, )*
+        }
+
+        impl Default for Settings {
+            fn default() -> Self {
+                Self { $( $name: $default, )* }
+            }
+        }
+
+        impl Settings {
+            /// Every setting's key (the TOML key; `STRATA_` plus upper case is the variable).
+            pub fn keys() -> &'static [&'static str] {
+                &[ $( stringify!($name), )* ]
+            }
+
+            /// Applies the `STRATA_*` variables (keys lower-cased, prefix stripped).
+            fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+                $(
+                    if let Some(raw) = env.get(stringify!($name)) {
+                        self.$name = <$ty as SettingValue>::parse_setting(raw).map_err(|reason| {
+                            ConfigError::Invalid {
+                                key: env_name(stringify!($name)),
+                                reason: if <$ty as SettingValue>::SECRET {
+                                    "does not parse".to_owned()
+                                } else {
+                                    reason
+                                },
+                            }
+                        })?;
+                    }
+                )*
+                Ok(())
+            }
+        }
+    };
+}
+
+fn env_name(key: &str) -> String {
+    format!("STRATA_{}", key.to_uppercase())
+}
+
+settings! {
     /// HTTP port of the API.
-    pub port: u16,
+    port: u16 = 3000,
     /// Address the API binds to.
-    pub bind_address: IpAddr,
+    bind_address: IpAddr = IpAddr::from([127, 0, 0, 1]),
+    /// Origins whose web pages may call the API (CORS): `*` for any (as the original), or a
+    /// comma-separated list such as `https://app.example.com,http://localhost:8080`.
+    cors_allowed_origins: String = "*".to_owned(),
     /// PostgreSQL URL the running processes use (the runtime role).
-    pub database_url: Option<Secret>,
+    database_url: Option<Secret> = None,
     /// PostgreSQL URL for migrations and rebuilds (the owning role); defaults to `database_url`.
-    pub admin_database_url: Option<Secret>,
+    admin_database_url: Option<Secret> = None,
     /// Connection pool size per process.
-    pub database_max_connections: u32,
+    database_max_connections: u32 = 20,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
-    pub database_acquire_timeout_ms: u64,
+    database_acquire_timeout_ms: u64 = 5_000,
     /// Redis URL (subscription fan-out, rate limits, caches).
-    pub redis_url: Option<Secret>,
+    redis_url: Option<Secret> = None,
     /// Log line format.
-    pub log_format: LogFormat,
+    log_format: LogFormat = LogFormat::Pretty,
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,sqlx=warn`).
-    pub log_level: String,
+    log_level: String = "info".to_owned(),
     /// OTLP/HTTP endpoint for traces (e.g. `http://127.0.0.1:4318/v1/traces`); none = no export.
-    pub otlp_endpoint: Option<String>,
+    otlp_endpoint: Option<String> = None,
     /// The service name in traces.
-    pub service_name: String,
+    service_name: String = "strata".to_owned(),
     /// How long each `/readiness` dependency check may take, in milliseconds.
-    pub readiness_timeout_ms: u64,
+    readiness_timeout_ms: u64 = 2_000,
     /// How long to wait for in-flight requests on shutdown, in seconds.
-    pub shutdown_timeout_seconds: u64,
+    shutdown_timeout_seconds: u64 = 30,
     /// Most events one command may append.
-    pub append_max_events: usize,
+    append_max_events: usize = 1_000,
     /// Largest payload of one event, in bytes.
-    pub append_max_payload_bytes: usize,
+    append_max_payload_bytes: usize = 1024 * 1024,
     /// Most events a projector folds in one transaction.
-    pub projection_batch_size: i64,
+    projection_batch_size: i64 = 500,
     /// How often projectors look for new events without a notification, in milliseconds.
-    pub projection_poll_interval_ms: u64,
+    projection_poll_interval_ms: u64 = 500,
     /// How long a halted projection waits before retrying its failing event, in seconds.
-    pub projection_retry_seconds: u64,
+    projection_retry_seconds: u64 = 5,
     /// How long a mutation waits for the read models it affects, in milliseconds, before
     /// answering `PROJECTION_LAG` (the write itself is kept).
-    pub read_your_writes_timeout_ms: u64,
+    read_your_writes_timeout_ms: u64 = 5_000,
     /// Jobs one worker process runs at once.
-    pub worker_concurrency: usize,
+    worker_concurrency: usize = 8,
     /// How long a worker's claim on a job lasts without renewal, in seconds.
-    pub job_lease_seconds: u64,
+    job_lease_seconds: u64 = 60,
     /// The server's name in `serverInfo`.
-    pub server_name: String,
+    server_name: String = "strata".to_owned(),
     /// The operating company, shown in `serverInfo`.
-    pub server_company: Option<String>,
+    server_company: Option<String> = None,
     /// A description, shown in `serverInfo`.
-    pub server_description: Option<String>,
+    server_description: Option<String> = None,
     /// Whom to contact, shown in `serverInfo`.
-    pub admin_contact: Option<String>,
+    admin_contact: Option<String> = None,
     /// The public origin clients and links use (`serverInfo.canonicalUrl`, preview URLs);
     /// defaults to `http://BIND_ADDRESS:PORT`.
-    pub public_url: Option<String>,
+    public_url: Option<String> = None,
     /// The Speckle server version whose API this server speaks, reported as
     /// `serverInfo.version` (clients gate features on it).
-    pub speckle_version: String,
+    speckle_version: String = "2.31.14".to_owned(),
     /// Whether registering needs an invite.
-    pub invite_only: bool,
+    invite_only: bool = false,
     /// Largest single object accepted, in bytes (`serverInfo.configuration`).
-    pub object_size_limit_bytes: usize,
+    object_size_limit_bytes: usize = 100 * 1024 * 1024,
     /// Largest multipart object upload, in bytes.
-    pub object_multipart_upload_size_limit_bytes: usize,
+    object_multipart_upload_size_limit_bytes: usize = 100 * 1024 * 1024,
     /// Target size of one piece of a streamed object download, after gzip: large pieces keep
     /// clients that re-split pending lines per piece (Python's requests) linear.
-    pub object_download_chunk_bytes: usize,
+    object_download_chunk_bytes: usize = 512 * 1024,
     /// Gzip object downloads for clients that accept it. On for networks; off trades
     /// bandwidth for the client's decompression time (on loopback, specklepy's gunzip alone
     /// takes about twice its serialisation of the same tree).
-    pub object_download_gzip: bool,
+    object_download_gzip: bool = true,
     /// Largest blob (file) upload, in bytes.
-    pub blob_size_limit_bytes: usize,
+    blob_size_limit_bytes: usize = 100 * 1024 * 1024,
     /// Deepest GraphQL query accepted.
-    pub graphql_max_depth: usize,
+    graphql_max_depth: usize = 24,
     /// Most complex GraphQL query accepted (async-graphql's complexity: one per field).
-    pub graphql_max_complexity: usize,
+    graphql_max_complexity: usize = 5_000,
     /// Bytes the per-process cache of read-only GraphQL answers may hold (0 turns it off);
     /// answers are exact against the read model's checkpoint (`graphql::cache`).
-    pub graphql_cache_bytes: usize,
+    graphql_cache_bytes: usize = 64 * 1024 * 1024,
     /// Largest single GraphQL answer the cache keeps.
-    pub graphql_cache_entry_max_bytes: usize,
+    graphql_cache_entry_max_bytes: usize = 1024 * 1024,
     /// Key of the HMAC that token digests are made with (at least 32 characters). Changing it
     /// invalidates every token.
-    pub token_pepper: Option<Secret>,
+    token_pepper: Option<Secret> = None,
     /// S3-compatible endpoint for uploaded files and previews (used by workers).
-    pub s3_endpoint: Option<String>,
+    s3_endpoint: Option<String> = None,
     /// S3 bucket.
-    pub s3_bucket: String,
+    s3_bucket: String = "strata".to_owned(),
     /// S3 region.
-    pub s3_region: String,
+    s3_region: String = "us-east-1".to_owned(),
     /// S3 access key id.
-    pub s3_access_key_id: Option<Secret>,
+    s3_access_key_id: Option<Secret> = None,
     /// S3 secret access key.
-    pub s3_secret_access_key: Option<Secret>,
+    s3_secret_access_key: Option<Secret> = None,
     /// SMTP host for transactional email (used by workers); none = email disabled.
-    pub smtp_host: Option<String>,
+    smtp_host: Option<String> = None,
     /// SMTP port.
-    pub smtp_port: u16,
+    smtp_port: u16 = 587,
     /// SMTP user name.
-    pub smtp_username: Option<Secret>,
+    smtp_username: Option<Secret> = None,
     /// SMTP password.
-    pub smtp_password: Option<Secret>,
+    smtp_password: Option<Secret> = None,
     /// Sender address of outgoing email.
-    pub email_from: String,
+    email_from: String = "strata@localhost".to_owned(),
     /// How the SMTP connection is secured: `starttls`, `tls` or `none`.
-    pub smtp_tls: String,
+    smtp_tls: String = "starttls".to_owned(),
     /// How long an email verification code is valid.
-    pub email_verification_timeout_minutes: u64,
+    email_verification_timeout_minutes: u64 = 5,
     /// How long a password reset link is valid.
-    pub password_reset_timeout_minutes: u64,
+    password_reset_timeout_minutes: u64 = 60,
     /// Most webhooks one project may have.
-    pub webhooks_max_per_project: usize,
+    webhooks_max_per_project: usize = 100,
     /// How long one webhook delivery attempt may take.
-    pub webhook_timeout_seconds: u64,
+    webhook_timeout_seconds: u64 = 10,
     /// Delays before each retry of a failed delivery, comma-separated seconds.
-    pub webhook_retry_schedule_seconds: String,
+    webhook_retry_schedule_seconds: String = "5,300,1800,7200,18000,36000,36000".to_owned(),
     /// Whether webhooks may target loopback, private and link-local addresses.
-    pub webhook_allow_private_targets: bool,
+    webhook_allow_private_targets: bool = false,
     /// A webhook failing without a success for this long is switched off.
-    pub webhook_disable_after_seconds: u64,
+    webhook_disable_after_seconds: u64 = 5 * 24 * 3600,
     /// Most response-body bytes kept per delivery attempt.
-    pub webhook_response_body_limit_bytes: usize,
+    webhook_response_body_limit_bytes: usize = 4096,
     /// Live events one subscriber may fall behind before its connection is closed.
-    pub subscription_buffer_events: usize,
+    subscription_buffer_events: usize = 1024,
     /// Interval of the `ka` keep-alive on `graphql-ws` connections.
-    pub subscription_keepalive_seconds: u64,
+    subscription_keepalive_seconds: u64 = 30,
     /// How long a send to a subscriber may block before its connection is closed.
-    pub subscription_send_timeout_seconds: u64,
+    subscription_send_timeout_seconds: u64 = 10,
     /// How long a verified token is trusted without the database (0 = never); revocations
     /// still apply at once on every replica.
-    pub token_cache_seconds: u64,
+    token_cache_seconds: u64 = 10,
     /// Whether rate limits apply.
-    pub rate_limits_enabled: bool,
+    rate_limits_enabled: bool = true,
     /// Overrides of the default limits: `ACTION=regular/seconds,burst/seconds;…`.
-    pub rate_limits: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            port: 3000,
-            bind_address: IpAddr::from([127, 0, 0, 1]),
-            database_url: None,
-            admin_database_url: None,
-            database_max_connections: 20,
-            database_acquire_timeout_ms: 5_000,
-            redis_url: None,
-            log_format: LogFormat::Pretty,
-            log_level: "info".to_owned(),
-            otlp_endpoint: None,
-            service_name: "strata".to_owned(),
-            readiness_timeout_ms: 2_000,
-            shutdown_timeout_seconds: 30,
-            append_max_events: 1_000,
-            append_max_payload_bytes: 1024 * 1024,
-            projection_batch_size: 500,
-            projection_poll_interval_ms: 500,
-            projection_retry_seconds: 5,
-            read_your_writes_timeout_ms: 5_000,
-            worker_concurrency: 8,
-            job_lease_seconds: 60,
-            server_name: "strata".to_owned(),
-            server_company: None,
-            server_description: None,
-            admin_contact: None,
-            public_url: None,
-            speckle_version: "2.31.14".to_owned(),
-            invite_only: false,
-            object_size_limit_bytes: 100 * 1024 * 1024,
-            object_multipart_upload_size_limit_bytes: 100 * 1024 * 1024,
-            blob_size_limit_bytes: 100 * 1024 * 1024,
-            object_download_chunk_bytes: 512 * 1024,
-            object_download_gzip: true,
-            graphql_max_depth: 24,
-            graphql_max_complexity: 5_000,
-            graphql_cache_bytes: 64 * 1024 * 1024,
-            graphql_cache_entry_max_bytes: 1024 * 1024,
-            token_pepper: None,
-            s3_endpoint: None,
-            s3_bucket: "strata".to_owned(),
-            s3_region: "us-east-1".to_owned(),
-            s3_access_key_id: None,
-            s3_secret_access_key: None,
-            smtp_host: None,
-            smtp_port: 587,
-            smtp_username: None,
-            smtp_password: None,
-            email_from: "strata@localhost".to_owned(),
-            smtp_tls: "starttls".to_owned(),
-            email_verification_timeout_minutes: 5,
-            password_reset_timeout_minutes: 60,
-            webhooks_max_per_project: 100,
-            webhook_timeout_seconds: 10,
-            webhook_retry_schedule_seconds: "5,300,1800,7200,18000,36000,36000".to_owned(),
-            webhook_allow_private_targets: false,
-            webhook_disable_after_seconds: 5 * 24 * 3600,
-            webhook_response_body_limit_bytes: 4096,
-            subscription_buffer_events: 1024,
-            subscription_keepalive_seconds: 30,
-            subscription_send_timeout_seconds: 10,
-            token_cache_seconds: 10,
-            rate_limits_enabled: true,
-            rate_limits: String::new(),
-        }
-    }
+    rate_limits: String = String::new(),
 }
 
 /// Why the configuration is unusable. Each names the setting at fault.
@@ -318,53 +338,6 @@ const NOT_SETTINGS: &[&str] = &[
     "TOOLS_DIR",
 ];
 
-fn parse_value<T: FromStr>(key: &str, raw: &str, secret: bool) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    raw.parse().map_err(|e: T::Err| ConfigError::Invalid {
-        key: format!("STRATA_{}", key.to_uppercase()),
-        reason: if secret {
-            "does not parse".to_owned()
-        } else {
-            format!("{raw:?}: {e}")
-        },
-    })
-}
-
-fn set<T: FromStr>(
-    env: &BTreeMap<String, String>,
-    key: &str,
-    slot: &mut T,
-    secret: bool,
-) -> Result<(), ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    if let Some(raw) = env.get(key) {
-        *slot = parse_value(key, raw, secret)?;
-    }
-    Ok(())
-}
-
-/// Like [`set`]; an empty value clears an optional setting.
-fn set_opt<T: FromStr>(
-    env: &BTreeMap<String, String>,
-    key: &str,
-    slot: &mut Option<T>,
-    secret: bool,
-) -> Result<(), ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match env.get(key).map(String::as_str) {
-        None => {}
-        Some("") => *slot = None,
-        Some(raw) => *slot = Some(parse_value(key, raw, secret)?),
-    }
-    Ok(())
-}
-
 impl Settings {
     /// Loads settings: defaults, then the TOML file named by `file` or `STRATA_CONFIG`, then
     /// `STRATA_*` variables from `vars`. Returns the settings and the names of `STRATA_*`
@@ -393,219 +366,7 @@ impl Settings {
                 })?
             }
         };
-        let s = &mut settings;
-        set(&env, "port", &mut s.port, false)?;
-        set(&env, "bind_address", &mut s.bind_address, false)?;
-        set_opt(&env, "database_url", &mut s.database_url, true)?;
-        set_opt(&env, "admin_database_url", &mut s.admin_database_url, true)?;
-        set(
-            &env,
-            "database_max_connections",
-            &mut s.database_max_connections,
-            false,
-        )?;
-        set(
-            &env,
-            "database_acquire_timeout_ms",
-            &mut s.database_acquire_timeout_ms,
-            false,
-        )?;
-        set_opt(&env, "redis_url", &mut s.redis_url, true)?;
-        set(&env, "log_format", &mut s.log_format, false)?;
-        set(&env, "log_level", &mut s.log_level, false)?;
-        set_opt(&env, "otlp_endpoint", &mut s.otlp_endpoint, false)?;
-        set(&env, "service_name", &mut s.service_name, false)?;
-        set(
-            &env,
-            "readiness_timeout_ms",
-            &mut s.readiness_timeout_ms,
-            false,
-        )?;
-        set(
-            &env,
-            "shutdown_timeout_seconds",
-            &mut s.shutdown_timeout_seconds,
-            false,
-        )?;
-        set(&env, "append_max_events", &mut s.append_max_events, false)?;
-        set(
-            &env,
-            "append_max_payload_bytes",
-            &mut s.append_max_payload_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "projection_batch_size",
-            &mut s.projection_batch_size,
-            false,
-        )?;
-        set(
-            &env,
-            "projection_poll_interval_ms",
-            &mut s.projection_poll_interval_ms,
-            false,
-        )?;
-        set(
-            &env,
-            "projection_retry_seconds",
-            &mut s.projection_retry_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "read_your_writes_timeout_ms",
-            &mut s.read_your_writes_timeout_ms,
-            false,
-        )?;
-        set(&env, "worker_concurrency", &mut s.worker_concurrency, false)?;
-        set(&env, "job_lease_seconds", &mut s.job_lease_seconds, false)?;
-        set(&env, "server_name", &mut s.server_name, false)?;
-        set_opt(&env, "server_company", &mut s.server_company, false)?;
-        set_opt(&env, "server_description", &mut s.server_description, false)?;
-        set_opt(&env, "admin_contact", &mut s.admin_contact, false)?;
-        set_opt(&env, "public_url", &mut s.public_url, false)?;
-        set(&env, "speckle_version", &mut s.speckle_version, false)?;
-        set(&env, "invite_only", &mut s.invite_only, false)?;
-        set(
-            &env,
-            "object_size_limit_bytes",
-            &mut s.object_size_limit_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "object_multipart_upload_size_limit_bytes",
-            &mut s.object_multipart_upload_size_limit_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "object_download_gzip",
-            &mut s.object_download_gzip,
-            false,
-        )?;
-        set(
-            &env,
-            "object_download_chunk_bytes",
-            &mut s.object_download_chunk_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "blob_size_limit_bytes",
-            &mut s.blob_size_limit_bytes,
-            false,
-        )?;
-        set(&env, "graphql_max_depth", &mut s.graphql_max_depth, false)?;
-        set(
-            &env,
-            "graphql_max_complexity",
-            &mut s.graphql_max_complexity,
-            false,
-        )?;
-        set(
-            &env,
-            "graphql_cache_bytes",
-            &mut s.graphql_cache_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "graphql_cache_entry_max_bytes",
-            &mut s.graphql_cache_entry_max_bytes,
-            false,
-        )?;
-        set_opt(&env, "token_pepper", &mut s.token_pepper, true)?;
-        set_opt(&env, "s3_endpoint", &mut s.s3_endpoint, false)?;
-        set(&env, "s3_bucket", &mut s.s3_bucket, false)?;
-        set(&env, "s3_region", &mut s.s3_region, false)?;
-        set_opt(&env, "s3_access_key_id", &mut s.s3_access_key_id, true)?;
-        set_opt(
-            &env,
-            "s3_secret_access_key",
-            &mut s.s3_secret_access_key,
-            true,
-        )?;
-        set_opt(&env, "smtp_host", &mut s.smtp_host, false)?;
-        set(&env, "smtp_port", &mut s.smtp_port, false)?;
-        set_opt(&env, "smtp_username", &mut s.smtp_username, true)?;
-        set_opt(&env, "smtp_password", &mut s.smtp_password, true)?;
-        set(&env, "email_from", &mut s.email_from, false)?;
-        set(&env, "smtp_tls", &mut s.smtp_tls, false)?;
-        set(
-            &env,
-            "email_verification_timeout_minutes",
-            &mut s.email_verification_timeout_minutes,
-            false,
-        )?;
-        set(
-            &env,
-            "password_reset_timeout_minutes",
-            &mut s.password_reset_timeout_minutes,
-            false,
-        )?;
-        set(
-            &env,
-            "webhooks_max_per_project",
-            &mut s.webhooks_max_per_project,
-            false,
-        )?;
-        set(
-            &env,
-            "webhook_timeout_seconds",
-            &mut s.webhook_timeout_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "webhook_retry_schedule_seconds",
-            &mut s.webhook_retry_schedule_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "webhook_allow_private_targets",
-            &mut s.webhook_allow_private_targets,
-            false,
-        )?;
-        set(
-            &env,
-            "webhook_disable_after_seconds",
-            &mut s.webhook_disable_after_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "webhook_response_body_limit_bytes",
-            &mut s.webhook_response_body_limit_bytes,
-            false,
-        )?;
-        set(
-            &env,
-            "subscription_buffer_events",
-            &mut s.subscription_buffer_events,
-            false,
-        )?;
-        set(
-            &env,
-            "subscription_keepalive_seconds",
-            &mut s.subscription_keepalive_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "subscription_send_timeout_seconds",
-            &mut s.subscription_send_timeout_seconds,
-            false,
-        )?;
-        set(
-            &env,
-            "rate_limits_enabled",
-            &mut s.rate_limits_enabled,
-            false,
-        )?;
-        set(&env, "rate_limits", &mut s.rate_limits, false)?;
+        settings.apply_env(&env)?;
         settings.validate()?;
         let known = Self::keys();
         let unknown = env
@@ -618,52 +379,6 @@ impl Settings {
         Ok((settings, unknown))
     }
 
-    /// Every setting's key, in README order.
-    pub fn keys() -> &'static [&'static str] {
-        &[
-            "port",
-            "bind_address",
-            "database_url",
-            "admin_database_url",
-            "database_max_connections",
-            "database_acquire_timeout_ms",
-            "redis_url",
-            "log_format",
-            "log_level",
-            "otlp_endpoint",
-            "service_name",
-            "readiness_timeout_ms",
-            "shutdown_timeout_seconds",
-            "append_max_events",
-            "append_max_payload_bytes",
-            "s3_endpoint",
-            "s3_bucket",
-            "s3_region",
-            "s3_access_key_id",
-            "s3_secret_access_key",
-            "smtp_host",
-            "smtp_port",
-            "smtp_username",
-            "smtp_password",
-            "email_from",
-            "smtp_tls",
-            "email_verification_timeout_minutes",
-            "password_reset_timeout_minutes",
-            "webhooks_max_per_project",
-            "webhook_timeout_seconds",
-            "webhook_retry_schedule_seconds",
-            "webhook_allow_private_targets",
-            "webhook_disable_after_seconds",
-            "webhook_response_body_limit_bytes",
-            "subscription_buffer_events",
-            "subscription_keepalive_seconds",
-            "subscription_send_timeout_seconds",
-            "token_cache_seconds",
-            "rate_limits_enabled",
-            "rate_limits",
-        ]
-    }
-
     /// The public origin without a trailing slash (`public_url`, else the bind address).
     pub fn origin(&self) -> String {
         self.public_url
@@ -671,6 +386,34 @@ impl Settings {
             .unwrap_or_else(|| format!("http://{}:{}", self.bind_address, self.port))
             .trim_end_matches('/')
             .to_owned()
+    }
+
+    /// The CORS origins: `None` for any origin, else the listed ones (validated at load time).
+    pub fn cors_origins(&self) -> Result<Option<Vec<String>>, String> {
+        let raw = self.cors_allowed_origins.trim();
+        if raw == "*" {
+            return Ok(None);
+        }
+        let origins: Vec<String> = raw
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if origins.is_empty() {
+            return Err("must be * or a comma-separated list of origins".to_owned());
+        }
+        for origin in &origins {
+            let rest = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"))
+                .ok_or_else(|| format!("{origin:?} must start with http:// or https://"))?;
+            if rest.is_empty() || rest.contains('/') || !origin.is_ascii() {
+                return Err(format!(
+                    "{origin:?} is not an origin (scheme://host[:port])"
+                ));
+            }
+        }
+        Ok(Some(origins))
     }
 
     /// The webhook retry delays, parsed (validated at load time).
@@ -754,6 +497,9 @@ impl Settings {
         }
         if self.append_max_events == 0 {
             return Err(invalid("append_max_events", "must be at least 1"));
+        }
+        if let Err(reason) = self.cors_origins() {
+            return Err(invalid("cors_allowed_origins", &reason));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return Err(invalid("log_level", &e.to_string()));
@@ -854,6 +600,42 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains("pw9"),
             "{shown}"
         );
+    }
+
+    /// Each declared setting is read from its variable: a probe value either changes the
+    /// loaded settings or is refused naming that very variable.
+    #[test]
+    fn every_setting_is_read_from_the_environment() {
+        let defaults = format!("{:?}", Settings::default());
+        for key in Settings::keys() {
+            let env = format!("STRATA_{}", key.to_uppercase());
+            match Settings::load(None, vars(&[(&env, "zz-probe-1")])) {
+                Ok((s, unknown)) => {
+                    assert!(unknown.is_empty(), "{env}: {unknown:?}");
+                    assert_ne!(format!("{s:?}"), defaults, "{env} is not read");
+                }
+                Err(e) => assert!(e.to_string().contains(&env), "{env}: {e}"),
+            }
+        }
+        let (s, _) = Settings::load(None, vars(&[("STRATA_TOKEN_CACHE_SECONDS", "0")])).unwrap();
+        assert_eq!(s.token_cache_seconds, 0);
+    }
+
+    /// The README's table names only real settings (or the scripts' own variables).
+    #[test]
+    fn every_readme_setting_is_a_key() {
+        let readme = include_str!("../../README.md");
+        for line in readme.lines() {
+            let Some(rest) = line.strip_prefix("| `STRATA_") else {
+                continue;
+            };
+            let name = rest.split('`').next().unwrap_or_default();
+            assert!(
+                Settings::keys().contains(&name.to_lowercase().as_str())
+                    || NOT_SETTINGS.contains(&name),
+                "README lists STRATA_{name}, which is no setting"
+            );
+        }
     }
 
     #[test]

@@ -119,7 +119,35 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(middleware::from_fn(security_headers))
+        // Outermost: preflights are answered before rate limits and authentication, and
+        // every answer (errors included) carries the headers a browser needs to read it.
+        .layer(cors(state.settings()))
         .with_state(state)
+}
+
+/// CORS as the original's API: any origin by default (`STRATA_CORS_ALLOWED_ORIGINS`), every
+/// method, the request headers a page asks for (`Authorization`, `Content-Type`,
+/// `apollographql-client-name`, `x-request-id`, ...) and no cookies: clients authenticate with
+/// bearer tokens. Preflights are cached by browsers for a day.
+fn cors(settings: &crate::config::Settings) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    let origin = match settings.cors_origins() {
+        Ok(Some(list)) => AllowOrigin::list(
+            list.iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok())
+                .collect::<Vec<_>>(),
+        ),
+        // Validated when the settings were loaded; `*` is the only other outcome.
+        Ok(None) | Err(_) => AllowOrigin::any(),
+    };
+    CorsLayer::new()
+        .allow_origin(origin)
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::HeaderName::from_static(
+            crate::context::REQUEST_ID_HEADER,
+        )])
+        .max_age(Duration::from_secs(24 * 3600))
 }
 
 async fn security_headers(req: Request, next: Next) -> Response {

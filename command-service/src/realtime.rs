@@ -34,8 +34,11 @@ pub struct LiveEvent {
     pub stream_id: String,
     /// Event type name.
     pub event_type: String,
-    /// Payload (current schema version).
+    /// Payload, as stored.
     pub payload: serde_json::Value,
+    /// The payload's schema version, as stored ([`Self::project_event`] upcasts from it).
+    #[serde(default = "first_schema_version")]
+    pub schema_version: u32,
     /// The acting user, if any.
     pub actor_user_id: Option<String>,
     /// The project's read-model row as the publisher saw it right after the event was
@@ -56,8 +59,13 @@ impl LiveEvent {
     /// The decoded project event, for project streams.
     pub fn project_event(&self) -> Option<domain::ProjectEvent> {
         self.project_id()?;
-        domain::ProjectEvent::from_stored(&self.event_type, self.payload.clone()).ok()
+        domain::ProjectEvent::decode(&self.event_type, self.schema_version, self.payload.clone())
+            .ok()
     }
+}
+
+fn first_schema_version() -> u32 {
+    1
 }
 
 /// The Redis channel of this database schema's events.
@@ -164,6 +172,7 @@ impl Publisher {
                     stream_id: e.stream_id.clone(),
                     event_type: e.event_type.clone(),
                     payload: e.payload.clone(),
+                    schema_version: u32::try_from(e.schema_version).unwrap_or(0),
                     actor_user_id: e.metadata.actor_user_id.clone(),
                     project: None,
                 };

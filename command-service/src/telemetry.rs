@@ -1,4 +1,5 @@
-//! Logs and traces: `tracing` to stdout as pretty text or JSON, and to an OTLP collector when
+//! Logs and traces: `tracing` to standard error as pretty text or JSON (standard output carries
+//! only a subcommand's result, so `strata audit verify | jq` works), and to an OTLP collector when
 //! one is configured (nothing is exported otherwise).
 
 use opentelemetry::trace::TracerProvider as _;
@@ -28,11 +29,15 @@ pub fn init(settings: &Settings) -> anyhow::Result<TelemetryGuard> {
     let filter = EnvFilter::try_new(&settings.log_level)?;
     let fmt_layer = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .compact()
+            .boxed(),
     };
     let (otel_layer, provider) = match &settings.otlp_endpoint {
         None => (None, None),

@@ -68,4 +68,36 @@ fn a_config_file_is_read_and_env_overrides_it() {
     std::fs::write(&file, "log_format = \"yaml\"\n").unwrap();
     let (_, err) = strata(&["serve"], &[("STRATA_CONFIG", file.to_str().unwrap())]);
     assert!(err.contains("log_format"), "{err}");
+    // The file's value alone is refused; the variable overrides it, so start gets as far as
+    // the next missing setting.
+    std::fs::write(&file, "database_max_connections = 0\n").unwrap();
+    let (code, err) = strata(&["--config", file.to_str().unwrap(), "serve"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("STRATA_DATABASE_MAX_CONNECTIONS"), "{err}");
+    let (code, err) = strata(
+        &["--config", file.to_str().unwrap(), "serve"],
+        &[("STRATA_DATABASE_MAX_CONNECTIONS", "4")],
+    );
+    assert_ne!(code, 0);
+    assert!(!err.contains("DATABASE_MAX_CONNECTIONS"), "{err}");
+    assert!(err.contains("STRATA_DATABASE_URL"), "{err}");
+}
+
+/// Logs go to standard error: standard output carries only a subcommand's result, so
+/// `strata audit verify | jq` works even when something is logged.
+#[test]
+fn logs_never_reach_standard_output() {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["audit", "verify"])
+        .env_clear()
+        .env("STRATA_NO_SUCH_SETTING", "1")
+        // Nothing listens on port 1: the command fails after warning about the variable.
+        .env("STRATA_DATABASE_URL", "postgres://u@127.0.0.1:1/db")
+        .env("STRATA_DATABASE_ACQUIRE_TIMEOUT_MS", "200")
+        .output()
+        .expect("running strata");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("STRATA_NO_SUCH_SETTING"), "{stderr}");
+    assert!(stdout.trim().is_empty(), "stdout: {stdout}");
 }

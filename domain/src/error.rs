@@ -83,6 +83,13 @@ pub enum DomainError {
     /// The aggregate was deleted and accepts no further commands.
     #[error("this {0} has been deleted")]
     Deleted(Entity),
+    /// A version points at a root object the project does not hold (the original's
+    /// `COMMIT_CREATE_ERROR`).
+    #[error("Couldn't find commit object")]
+    RootObjectMissing {
+        /// The missing object's id.
+        object_id: String,
+    },
     /// `main` and `globals` are reserved model names that cannot be deleted (as in Speckle).
     #[error("the {name:?} model is reserved and cannot be deleted")]
     ReservedModel {

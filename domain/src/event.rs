@@ -73,6 +73,9 @@ pub enum EventCodecError {
         #[source]
         source: serde_json::Error,
     },
+    /// The stored version could not be brought to the current shape.
+    #[error(transparent)]
+    Upcast(#[from] crate::UpcastError),
     /// Serialising failed; cannot happen for the plain types used here, but is not hidden.
     #[error("could not serialise event: {0}")]
     Encode(#[source] serde_json::Error),

@@ -163,9 +163,11 @@ pub enum ProjectCommand {
         version_id: String,
         /// The model it belongs to.
         model_id: String,
-        /// The root object's id (not checked against the object store: the original has no
-        /// foreign key either).
+        /// The root object's id.
         object_id: String,
+        /// Whether the project's object store holds the root object, as the command handler
+        /// found it (objects always arrive before the version that points at them).
+        root_object_stored: bool,
         /// Commit message.
         message: Option<String>,
         /// The sending application, e.g. `Rhino`.
@@ -578,21 +580,82 @@ impl ProjectEvent {
         }
     }
 
+    /// `user`'s access facts after this event, for readers that follow a project live (GraphQL
+    /// subscriptions re-check access on every event). Every event is listed, so a new event
+    /// type has to say here whether it changes who may read the project.
+    pub fn access_after(
+        &self,
+        mut access: crate::policy::ProjectAccess,
+        user: &str,
+    ) -> crate::policy::ProjectAccess {
+        match self {
+            Self::ProjectCreated { visibility, .. } | Self::ProjectUpdated { visibility, .. } => {
+                access.visibility = *visibility;
+            }
+            Self::ProjectMemberRoleSet { user_id, role, .. } if user_id == user => {
+                access.role_of_principal = Some(*role);
+            }
+            Self::ProjectMemberRemoved { user_id, .. } if user_id == user => {
+                access.role_of_principal = None;
+            }
+            // Other members' roles, and everything below, leave this user's access as it was
+            // (an accepted invite grants its role through the `ProjectMemberRoleSet` after it;
+            // a deleted project ends the subscription).
+            Self::ProjectMemberRoleSet { .. }
+            | Self::ProjectMemberRemoved { .. }
+            | Self::ProjectDeleted { .. }
+            | Self::ProjectInviteCreated { .. }
+            | Self::ProjectInviteAccepted { .. }
+            | Self::ProjectInviteDeclined { .. }
+            | Self::ProjectInviteCancelled { .. }
+            | Self::ModelCreated { .. }
+            | Self::ModelUpdated { .. }
+            | Self::ModelDeleted { .. }
+            | Self::VersionCreated { .. }
+            | Self::VersionUpdated { .. }
+            | Self::VersionMoved { .. }
+            | Self::VersionDeleted { .. }
+            | Self::VersionReceived { .. }
+            | Self::WebhookCreated { .. }
+            | Self::WebhookUpdated { .. }
+            | Self::WebhookDeleted { .. }
+            | Self::WebhookDisabled { .. }
+            | Self::WebhookRedeliveryRequested { .. } => {}
+        }
+        access
+    }
+
     /// The event as it is appended to the log.
     pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
         encode_tagged(self, Self::SCHEMA_VERSION)
     }
 
-    /// Reads a stored event back. The payload must already be upcast to
-    /// [`Self::SCHEMA_VERSION`].
-    pub fn from_stored(
+    /// The one way to read a stored project event, for every reader (command handling,
+    /// projections, the live publisher): brings the payload from its stored schema version to
+    /// the current shape through [`Self::register_current`]'s upcasters, then decodes it.
+    pub fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<Self, EventCodecError> {
+        static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
+        let (_, payload) = UPCASTERS
+            .get_or_init(|| Self::register_current(Upcasters::new()))
+            .upcast(event_type, schema_version, payload)?;
+        Self::from_stored(event_type, payload)
+    }
+
+    /// Reads a payload already in the current shape; readers outside the domain use
+    /// [`Self::decode`], which upcasts first.
+    pub(crate) fn from_stored(
         event_type: &str,
         payload: serde_json::Value,
     ) -> Result<Self, EventCodecError> {
         decode_tagged(&Self::EVENT_TYPES, event_type, payload)
     }
 
-    /// Declares every project event type's current version in an upcaster registry.
+    /// Declares every project event type's current version, and the upcast steps from older
+    /// ones (none yet), in an upcaster registry.
     pub fn register_current(upcasters: Upcasters) -> Upcasters {
         Self::EVENT_TYPES
             .iter()
@@ -1119,6 +1182,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             version_id,
             model_id,
             object_id,
+            root_object_stored,
             message,
             source_application,
             total_children_count,
@@ -1126,8 +1190,11 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             author_id,
         } => {
             p.check_new_id("id", &version_id, Entity::Version)?;
-            p.model(&model_id)?;
             check_object_id(&object_id)?;
+            if !root_object_stored {
+                return Err(DomainError::RootObjectMissing { object_id });
+            }
+            p.model(&model_id)?;
             check_opt_len("message", message.as_deref(), MAX_MESSAGE_CHARS)?;
             check_opt_len(
                 "sourceApplication",

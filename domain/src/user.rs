@@ -216,16 +216,32 @@ impl UserEvent {
         encode_tagged(self, Self::SCHEMA_VERSION)
     }
 
-    /// Reads a stored event back. The payload must already be upcast to
-    /// [`Self::SCHEMA_VERSION`].
-    pub fn from_stored(
+    /// The one way to read a stored user event, for every reader (command handling,
+    /// projections, the live publisher): brings the payload from its stored schema version to
+    /// the current shape through [`Self::register_current`]'s upcasters, then decodes it.
+    pub fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<Self, EventCodecError> {
+        static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
+        let (_, payload) = UPCASTERS
+            .get_or_init(|| Self::register_current(Upcasters::new()))
+            .upcast(event_type, schema_version, payload)?;
+        Self::from_stored(event_type, payload)
+    }
+
+    /// Reads a payload already in the current shape; readers outside the domain use
+    /// [`Self::decode`], which upcasts first.
+    pub(crate) fn from_stored(
         event_type: &str,
         payload: serde_json::Value,
     ) -> Result<Self, EventCodecError> {
         decode_tagged(&Self::EVENT_TYPES, event_type, payload)
     }
 
-    /// Declares every user event type's current version in an upcaster registry.
+    /// Declares every user event type's current version, and the upcast steps from older ones
+    /// (none yet), in an upcaster registry.
     pub fn register_current(upcasters: Upcasters) -> Upcasters {
         Self::EVENT_TYPES
             .iter()

@@ -21,7 +21,10 @@ pub mod webhooks;
 
 use std::sync::Arc;
 
-pub use projection::{Batch, Projection, ProjectionError, TableDef, install, missing_tables};
+pub use projection::{
+    Batch, Projection, ProjectionError, TableDef, definition, install, missing_tables,
+    needs_rebuild,
+};
 pub use rebuild::{RebuildOptions, RebuildReport, rebuild};
 pub use runtime::{ProjectorRuntime, RuntimeOptions};
 pub use status::{ProjectionStatus, status};

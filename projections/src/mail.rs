@@ -75,13 +75,7 @@ impl Projection for MailProjection {
                 {
                     continue;
                 }
-                let event =
-                    UserEvent::from_stored(&e.event_type, e.payload.clone()).map_err(|err| {
-                        ProjectionError::Handler {
-                            position: Some(e.cursor.position),
-                            message: err.to_string(),
-                        }
-                    })?;
+                let event = crate::projection::user_event(e)?;
                 match &event {
                     UserEvent::UserEmailVerificationRequested {
                         user_id,

@@ -32,6 +32,30 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
 }
 
+/// The one decoder every projection reads project events with: upcast to the current shape,
+/// then decoded; a failure names the event's position.
+pub fn project_event(e: &RecordedEvent) -> Result<domain::ProjectEvent, ProjectionError> {
+    domain::ProjectEvent::decode(&e.event_type, schema_version(e)?, e.payload.clone())
+        .map_err(|err| handler_error(e, err))
+}
+
+/// Like [`project_event`], for user events.
+pub fn user_event(e: &RecordedEvent) -> Result<domain::UserEvent, ProjectionError> {
+    domain::UserEvent::decode(&e.event_type, schema_version(e)?, e.payload.clone())
+        .map_err(|err| handler_error(e, err))
+}
+
+fn schema_version(e: &RecordedEvent) -> Result<u32, ProjectionError> {
+    u32::try_from(e.schema_version).map_err(|_| handler_error(e, "negative schema version"))
+}
+
+fn handler_error(e: &RecordedEvent, err: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Handler {
+        position: Some(e.cursor.position),
+        message: format!("{} at position {}: {err}", e.event_type, e.cursor.position),
+    }
+}
+
 /// The transaction a handler writes in, with the names of its current tables.
 pub struct Batch<'t> {
     /// The open transaction's connection.
@@ -70,12 +94,58 @@ pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The tables it owns.
     fn tables(&self) -> &'static [TableDef];
+    /// The version of its fold: bump it when what the handler writes changes without a change
+    /// to [`Self::tables`], so existing read models are rebuilt (`strata migrate`).
+    fn version(&self) -> u32 {
+        1
+    }
     /// Folds `events` (in log order) into the batch's tables.
     fn apply<'a, 'b>(
         &'a self,
         batch: &'a mut Batch<'b>,
         events: &'a [RecordedEvent],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+/// The fingerprint of a projection's definition (its version and every table's DDL), stored
+/// with its checkpoint when its live tables are built.
+pub fn definition(projection: &dyn Projection) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(format!("v{}\n", projection.version()));
+    for table in projection.tables() {
+        hash.update(table.name);
+        hash.update("\n");
+        hash.update(table.create);
+        for index in table.indexes {
+            hash.update("\n");
+            hash.update(index);
+        }
+        hash.update("\n\n");
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Why an installed projection must be rebuilt before it may fold again: a table of its
+/// definition is missing, or its stored definition is not the code's. `None` when current.
+pub async fn needs_rebuild(
+    pool: &PgPool,
+    projection: &dyn Projection,
+) -> Result<Option<String>, sqlx::Error> {
+    let missing = missing_tables(pool, projection).await?;
+    if !missing.is_empty() {
+        return Ok(Some(format!("new tables {missing:?}")));
+    }
+    let stored: Option<Option<String>> =
+        sqlx::query_scalar("SELECT definition FROM projection_checkpoints WHERE projection = $1")
+            .bind(projection.name())
+            .fetch_optional(pool)
+            .await?;
+    Ok(match stored {
+        Some(Some(d)) if d == definition(projection) => None,
+        Some(_) => Some("its definition changed".to_owned()),
+        None => None,
+    })
 }
 
 pub(crate) fn physical(name: &str, generation: i32) -> String {
@@ -164,10 +234,13 @@ pub async fn install(
         if !exists {
             create_tables(&mut tx, projection.as_ref(), 1, true).await?;
             point_views(&mut tx, projection.as_ref(), 1).await?;
-            sqlx::query("INSERT INTO projection_checkpoints (projection) VALUES ($1)")
-                .bind(projection.name())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (projection, definition) VALUES ($1, $2)",
+            )
+            .bind(projection.name())
+            .bind(definition(projection.as_ref()))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
     }

@@ -232,7 +232,7 @@ async fn build_and_swap(
         sqlx::query(
             "UPDATE projection_checkpoints SET generation = $2, transaction_id = $3::text::xid8, \
                     position = $4, events_applied = $5, updated_at = now(), \
-                    failed_at = NULL, error = NULL, error_position = NULL \
+                    failed_at = NULL, error = NULL, error_position = NULL, definition = $6 \
              WHERE projection = $1",
         )
         .bind(name)
@@ -240,6 +240,7 @@ async fn build_and_swap(
         .bind(cursor.transaction_id.to_string())
         .bind(cursor.position)
         .bind(i64::try_from(done).unwrap_or(i64::MAX))
+        .bind(crate::projection::definition(projection))
         .execute(&mut *tx)
         .await?;
     }

@@ -55,6 +55,8 @@ pub(crate) enum StepError {
         message: String,
     },
     Database(sqlx::Error),
+    /// The live tables were built by another definition of the projection.
+    Stale(String),
 }
 
 impl From<sqlx::Error> for StepError {
@@ -209,6 +211,16 @@ async fn run_projection(
                         () = cancel.cancelled() => {}
                     }
                 }
+                Err(StepError::Stale(message)) => {
+                    tracing::error!(projection = name, error = %message, "projection refused");
+                    if let Err(e) = record_failure(&pool, name, None, &message).await {
+                        tracing::warn!(projection = name, error = %e, "cannot record the failure");
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(options.retry_after) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
                 Err(StepError::Database(e)) => {
                     tracing::warn!(projection = name, error = %e, "projection step failed; retrying");
                     tokio::select! {
@@ -234,8 +246,8 @@ pub(crate) async fn step(
 ) -> Result<StepOutcome, StepError> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(
-        "SELECT generation, transaction_id::text AS xid, position FROM projection_checkpoints \
-         WHERE projection = $1 FOR UPDATE",
+        "SELECT generation, transaction_id::text AS xid, position, definition \
+         FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
     )
     .bind(projection.name())
     .fetch_optional(&mut *tx)
@@ -247,6 +259,14 @@ pub(crate) async fn step(
         )))
     })?;
     let generation: i32 = row.try_get("generation")?;
+    let stored: Option<String> = row.try_get("definition")?;
+    if stored.as_deref() != Some(crate::projection::definition(projection).as_str()) {
+        return Err(StepError::Stale(format!(
+            "the tables of projection {} were built by another definition of it: run \
+             `strata migrate`, which rebuilds it",
+            projection.name()
+        )));
+    }
     let cursor = cursor_of(&row)?;
     let events = read_all_with(&mut *tx, cursor, size).await?;
     let Some(last) = events.last().map(|e| e.cursor) else {

@@ -1,6 +1,8 @@
 //! The `speckle` read model: users, projects, members, invites, models and versions, as the
 //! GraphQL API reads them.
 
+pub mod query;
+
 use domain::project::{InviteTarget, ProjectEvent};
 use domain::user::UserEvent;
 use futures::FutureExt;
@@ -105,20 +107,14 @@ impl Projection for SpeckleReadModel {
             let t = Tables::of(batch);
             for e in events {
                 let at = e.recorded_at;
-                let failed = |message: String| ProjectionError::Handler {
-                    position: Some(e.cursor.position),
-                    message,
-                };
                 match e.stream_id.split_once(':').map(|(c, _)| c) {
                     Some(domain::project::STREAM_CATEGORY) => {
-                        let event = ProjectEvent::from_stored(&e.event_type, e.payload.clone())
-                            .map_err(|err| failed(err.to_string()))?;
+                        let event = crate::projection::project_event(e)?;
                         apply_project(batch.conn, &t, &event, at).await?;
                         record_activity(batch.conn, &t, e, &event).await?;
                     }
-                    Some("user") => {
-                        let event = UserEvent::from_stored(&e.event_type, e.payload.clone())
-                            .map_err(|err| failed(err.to_string()))?;
+                    Some(domain::user::STREAM_CATEGORY) => {
+                        let event = crate::projection::user_event(e)?;
                         apply_user(batch.conn, &t, &event, at).await?;
                     }
                     _ => {}

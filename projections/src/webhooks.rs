@@ -61,13 +61,7 @@ impl Projection for WebhooksProjection {
                 {
                     continue;
                 }
-                let event =
-                    ProjectEvent::from_stored(&e.event_type, e.payload.clone()).map_err(|err| {
-                        ProjectionError::Handler {
-                            position: Some(e.cursor.position),
-                            message: err.to_string(),
-                        }
-                    })?;
+                let event = crate::projection::project_event(e)?;
                 enqueue_deliveries(batch, &table, e, &event).await?;
                 apply_config(batch, &table, e, &event).await?;
             }

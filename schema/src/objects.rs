@@ -110,6 +110,23 @@ pub async fn closure_ids(
     Ok(row.map(Option::unwrap_or_default))
 }
 
+/// How many objects `id`'s closure lists (its children at every depth), or `None` when the
+/// project holds no object `id`.
+pub async fn children_count(
+    pool: &PgPool,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM jsonb_object_keys(coalesce(closure, '{}'))) \
+         FROM objects WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The objects of `id`'s closure, ordered by id, as a query a caller streams row by row
 /// (bind `project_id`, then `id`): the closure's keys are sorted, then each object is found
 /// through the primary key, so rows flow as they are found and nothing is buffered.

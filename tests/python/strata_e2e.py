@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
 import requests
+from specklepy.api import operations
 from specklepy.api.client import SpeckleClient
 from specklepy.api.models import Project
 from specklepy.logging.exceptions import GraphQLException
+from specklepy.objects import Base
+from specklepy.transports.server import ServerTransport
 
 # The web app's client id and secret: the original upserts `spklwebapp` with secret == id, and
 # registration issues its access code for that app.
@@ -185,8 +188,23 @@ def unique_name(prefix: str) -> str:
 
 
 def object_id() -> str:
-    """An object id as clients compute them: 32 lowercase hex characters."""
+    """An object id as clients compute them (32 lowercase hex characters), of nothing stored:
+    for the cases where an unknown id is the point."""
     return uuid.uuid4().hex
+
+
+def stored_object(client: SpeckleClient, project_id: str) -> str:
+    """Sends a small object to the project with specklepy's `ServerTransport` and returns its
+    id, so that a version can reference it (the server refuses a version whose root object the
+    project does not hold). A unique attribute makes every call's id different."""
+    base = Base()
+    base.name = "strata e2e root"
+    base.nonce = uuid.uuid4().hex
+    sent = operations.send(
+        base, [ServerTransport(stream_id=project_id, client=client)], use_default_cache=False
+    )
+    assert len(sent) == 32, sent
+    return sent
 
 
 def user_projects(client: SpeckleClient, limit: int = 25) -> Iterator[Project]:

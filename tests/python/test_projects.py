@@ -26,7 +26,7 @@ from strata_e2e import (
     ENTITY_ID,
     RegisteredUser,
     error_codes,
-    object_id,
+    stored_object,
     unique_name,
     user_projects,
 )
@@ -195,8 +195,10 @@ def test_version_create_list_update_receive_delete(first_client: SpeckleClient) 
     me = first_client.active_user.get()
     assert me is not None
 
-    # The server does not check that the object exists: any 32-hex id will do.
-    first_object, second_object = object_id(), object_id()
+    # A version must reference an object the project holds (see test_compat.py for the refusal).
+    first_object = stored_object(first_client, project.id)
+    second_object = stored_object(first_client, project.id)
+    assert first_object != second_object
     first = first_client.version.create(
         CreateVersionInput(
             object_id=first_object,

@@ -30,7 +30,7 @@ from specklepy.api.inputs.project_inputs import (
 )
 from specklepy.api.inputs.version_inputs import CreateVersionInput
 
-from strata_e2e import RegisteredUser, authenticated_client, object_id, unique_name
+from strata_e2e import RegisteredUser, authenticated_client, stored_object, unique_name
 
 WAIT_SECONDS = 20.0
 
@@ -109,12 +109,14 @@ def test_project_models_and_versions_updated(url: str, first_client: SpeckleClie
     assert created.model is not None and created.model.name == "live/walls"
     assert created.model.display_name == "walls"
 
+    # Stored before subscribing, so that the only change the subscription sees is the version.
+    root = stored_object(first_client, project_id)
     version = receive_one(
         url,
         lambda cb: first_client.subscription.project_versions_updated(cb, project_id),
         lambda: first_client.version.create(
             CreateVersionInput(
-                object_id=object_id(),
+                object_id=root,
                 model_id=created.id,
                 project_id=project_id,
                 message="sent live",

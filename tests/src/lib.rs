@@ -225,3 +225,30 @@ pub async fn register(base_url: &str, email: &str) -> String {
         .expect("token body");
     tokens["token"].as_str().expect("token").to_owned()
 }
+
+/// Stores a childless `Base` object `object_id` in `project_id` through `POST /objects/:id`
+/// (one multipart batch, as the connectors send), so a version may point at it: the server
+/// refuses a version whose root object the project does not hold. Asserts `201 Created`.
+pub async fn store_object(base_url: &str, token: &str, project_id: &str, object_id: &str) {
+    let batch = serde_json::json!([
+        {"id": object_id, "speckle_type": "Base", "totalChildrenCount": 0}
+    ])
+    .to_string();
+    let form = reqwest::multipart::Form::new().part(
+        "batch-0",
+        reqwest::multipart::Part::bytes(batch.into_bytes())
+            .file_name("batch-0")
+            .mime_str("text/plain")
+            .expect("mime"),
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{base_url}/objects/{project_id}"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("uploading an object");
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "storing object {object_id}: {body}");
+}

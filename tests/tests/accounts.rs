@@ -283,12 +283,19 @@ async fn mutations_create_update_and_delete_through_the_log() {
     let pid = project["id"].as_str().unwrap().to_owned();
 
     let model = w
-        .gql(&ada, "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \" Structure / L1 \"}) { id name displayName } } }", json!({"p": pid}))
+        .gql(&ada, "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \" Structure / L1 \"}) { id name displayName } } }", json!({"p": pid}))
         .await;
     let m = &model["data"]["modelMutations"]["create"];
     assert_eq!(m["name"], "structure/l1", "{model}");
     assert_eq!(m["displayName"], "l1");
     let mid = m["id"].as_str().unwrap().to_owned();
+    tests::store_object(
+        &w.app.base_url,
+        &ada,
+        &pid,
+        "0123456789abcdef0123456789abcdef",
+    )
+    .await;
     let version = w
         .gql(&ada, "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"first\", sourceApplication: \"test\", totalChildrenCount: 2}) { id message referencedObject totalChildrenCount authorUser { name } model { id } } } }", json!({"p": pid, "m": mid}))
         .await;
@@ -309,7 +316,7 @@ async fn mutations_create_update_and_delete_through_the_log() {
         peek["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{peek}"
     );
-    let poke = w.gql(&bob, "mutation($p: String!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
+    let poke = w.gql(&bob, "mutation($p: ID!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
     assert_eq!(
         poke["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{poke}"
@@ -341,18 +348,18 @@ async fn mutations_create_update_and_delete_through_the_log() {
         seen["data"]["project"]["role"], "stream:contributor",
         "{seen}"
     );
-    let rename = w.gql(&bob, "mutation($p: String!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
+    let rename = w.gql(&bob, "mutation($p: ID!) { projectMutations { update(update: {id: $p, name: \"mine\"}) { name } } }", json!({"p": pid})).await;
     assert_eq!(
         rename["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{rename}"
     );
 
-    let updated = w.gql(&ada, "mutation($p: String!, $v: String!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"renamed\"}) { message } } }", json!({"p": pid, "v": vid})).await;
+    let updated = w.gql(&ada, "mutation($p: ID!, $v: ID!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"renamed\"}) { message } } }", json!({"p": pid, "v": vid})).await;
     assert_eq!(
         updated["data"]["versionMutations"]["update"]["message"], "renamed",
         "{updated}"
     );
-    let moved = w.gql(&ada, "mutation($p: String!, $v: String!) { versionMutations { moveToModel(input: {projectId: $p, versionIds: [$v], targetModelName: \"archive\"}) { name versions { totalCount } } } }", json!({"p": pid, "v": vid})).await;
+    let moved = w.gql(&ada, "mutation($p: ID!, $v: ID!) { versionMutations { moveToModel(input: {projectId: $p, versionIds: [$v], targetModelName: \"archive\"}) { name versions { totalCount } } } }", json!({"p": pid, "v": vid})).await;
     assert_eq!(
         moved["data"]["versionMutations"]["moveToModel"]["versions"]["totalCount"], 1,
         "{moved}"
@@ -362,7 +369,7 @@ async fn mutations_create_update_and_delete_through_the_log() {
         received["data"]["versionMutations"]["markReceived"], true,
         "{received}"
     );
-    let taken = w.gql(&ada, "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"ARCHIVE\"}) { id } } }", json!({"p": pid})).await;
+    let taken = w.gql(&ada, "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"ARCHIVE\"}) { id } } }", json!({"p": pid})).await;
     assert_eq!(
         taken["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
         "{taken}"
@@ -423,7 +430,7 @@ async fn invites_leave_profiles_and_permissions() {
         .unwrap()
         .to_owned();
     let invited = w
-        .gql(&ada, "mutation($p: String!, $u: String!) { projectMutations { invites { create(projectId: $p, input: {userId: $u, role: \"stream:reviewer\"}) { invitedTeam { inviteId role user { id } } } } } }", json!({"p": pid, "u": bob_id}))
+        .gql(&ada, "mutation($p: ID!, $u: String!) { projectMutations { invites { create(projectId: $p, input: {userId: $u, role: \"stream:reviewer\"}) { invitedTeam { inviteId role user { id } } } } } }", json!({"p": pid, "u": bob_id}))
         .await;
     let team = &invited["data"]["projectMutations"]["invites"]["create"]["invitedTeam"];
     assert_eq!(team[0]["user"]["id"], bob_id, "{invited}");
@@ -441,7 +448,7 @@ async fn invites_leave_profiles_and_permissions() {
         .to_owned();
     let mut forged = token.clone();
     forged.replace_range(31.., if token.ends_with('0') { "1" } else { "0" });
-    let use_q = "mutation($p: String!, $t: String!) { projectMutations { invites { use(input: {projectId: $p, token: $t, accept: true}) } } }";
+    let use_q = "mutation($p: ID!, $t: String!) { projectMutations { invites { use(input: {projectId: $p, token: $t, accept: true}) } } }";
     let refused = w.gql(&bob, use_q, json!({"p": pid, "t": forged})).await;
     assert_eq!(
         refused["errors"][0]["extensions"]["code"], "NOT_FOUND_ERROR",
@@ -767,7 +774,7 @@ async fn admin_invite_list_shows_invited_people_without_an_account() {
         .as_str()
         .unwrap()
         .to_owned();
-    let invite = "mutation($p: String!, $i: ProjectInviteCreateInput!) { projectMutations { invites { create(projectId: $p, input: $i) { id } } } }";
+    let invite = "mutation($p: ID!, $i: ProjectInviteCreateInput!) { projectMutations { invites { create(projectId: $p, input: $i) { id } } } }";
     for input in [
         json!({"email": "ann@example.com"}),
         json!({"email": "bob@example.com"}),
@@ -1007,7 +1014,7 @@ async fn an_invite_only_server_registers_only_the_invited() {
     let invited = w
         .gql(
             &owner,
-            "mutation($p: String!) { projectMutations { invites { create(projectId: $p, input: {email: \"invited@example.com\"}) { invitedTeam { inviteId } } } } }",
+            "mutation($p: ID!) { projectMutations { invites { create(projectId: $p, input: {email: \"invited@example.com\"}) { invitedTeam { inviteId } } } } }",
             json!({"p": pid}),
         )
         .await;

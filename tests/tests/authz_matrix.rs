@@ -173,7 +173,7 @@ async fn fixture(w: &World, founder: &str, tag: &str, public: bool, n: u32) -> F
     let data = w
         .ok(
             founder,
-            "mutation($p: String!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
+            "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
             json!({"p": id, "n": model}),
         )
         .await;
@@ -325,7 +325,7 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "GET /objects/single" => w.rest(t, "GET", &format!("/objects/{p}/{}/single", f.object_id), None).await,
         "POST /api/getobjects" => w.rest(t, "POST", &format!("/api/getobjects/{p}"), Some(json!({"objects": json!([f.object_id]).to_string()}))).await,
         "POST object-stream" => w.rest(t, "POST", &format!("/api/v2/projects/{p}/object-stream"), Some(json!({"objectIds": [f.object_id]}))).await,
-        "modelMutations.create" => gql("mutation($p: String!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }", json!({"p": p, "n": format!("m{n}")})).await,
+        "modelMutations.create" => gql("mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }", json!({"p": p, "n": format!("m{n}")})).await,
         "branchCreate" => gql("mutation($p: String!, $n: String!) { branchCreate(branch: {streamId: $p, name: $n}) }", json!({"p": p, "n": format!("b{n}")})).await,
         "POST /objects" => {
             let status = match t {
@@ -335,7 +335,7 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
             (status, String::new())
         }
         "POST /api/diff" => w.rest(t, "POST", &format!("/api/diff/{p}"), Some(json!({"objects": json!([f.object_id]).to_string()}))).await,
-        "projectMutations.update" => gql("mutation($p: String!, $d: String) { projectMutations { update(update: {id: $p, description: $d}) { id } } }", json!({"p": p, "d": format!("d{n}")})).await,
+        "projectMutations.update" => gql("mutation($p: ID!, $d: String) { projectMutations { update(update: {id: $p, description: $d}) { id } } }", json!({"p": p, "d": format!("d{n}")})).await,
         "streamUpdate" => gql("mutation($p: String!, $d: String) { streamUpdate(stream: {id: $p, description: $d}) }", json!({"p": p, "d": format!("s{n}")})).await,
         "project.webhooks" => gql("query($p: String!) { project(id: $p) { webhooks { totalCount } } }", json!({"p": p})).await,
         other => panic!("no runner for {other}"),

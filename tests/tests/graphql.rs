@@ -96,6 +96,7 @@ impl World {
                 version_id: new_id(),
                 model_id: model,
                 object_id: "0123456789abcdef0123456789abcdef".into(),
+                root_object_stored: true,
                 message: Some(format!("v{i}")),
                 source_application: Some("test".into()),
                 total_children_count: 1,

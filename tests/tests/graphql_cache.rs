@@ -112,7 +112,7 @@ async fn a_repeated_query_is_reused_until_the_read_model_moves() {
     let renamed = w
         .gql(
             Some(&token),
-            "mutation($id: String!) { projectMutations { update(update: {id: $id, name: \"second\"}) { id } } }",
+            "mutation($id: ID!) { projectMutations { update(update: {id: $id, name: \"second\"}) { id } } }",
             json!({"id": pid}),
         )
         .await;
@@ -126,7 +126,7 @@ async fn a_repeated_query_is_reused_until_the_read_model_moves() {
     assert_eq!(after["data"]["project"]["name"], "second", "{after}");
     w.gql(
         Some(&token),
-        "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
+        "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
         json!({"p": pid}),
     )
     .await;

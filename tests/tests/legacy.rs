@@ -62,6 +62,10 @@ impl World {
     }
 }
 
+/// The root object every version here points at (stored first: the server refuses a version
+/// whose root object the project does not hold).
+const OBJECT: &str = "0123456789abcdef0123456789abcdef";
+
 fn code(res: &Value) -> &str {
     res["errors"][0]["extensions"]["code"]
         .as_str()
@@ -124,6 +128,7 @@ async fn branches_and_commits_through_their_life() {
         .as_str()
         .unwrap()
         .to_owned();
+    tests::store_object(&w.app.base_url, &token, &id, OBJECT).await;
     let create = "mutation($c: CommitCreateInput!) { commitCreate(commit: $c) }";
     let by_name = w
         .ok(
@@ -279,6 +284,7 @@ async fn private_streams_stay_private_until_shared() {
     let id = w
         .stream_create(&owner, json!({"name": "Secret plans", "isPublic": false}))
         .await;
+    tests::store_object(&w.app.base_url, &owner, &id, OBJECT).await;
     w.ok(
         &owner,
         "mutation($s: String!) { commitCreate(commit: {streamId: $s, branchName: \"main\", objectId: \"0123456789abcdef0123456789abcdef\"}) }",
@@ -362,6 +368,7 @@ async fn both_apis_see_and_edit_the_same_projects() {
     let stream = w
         .stream_create(&token, json!({"name": "From legacy"}))
         .await;
+    tests::store_object(&w.app.base_url, &token, &stream, OBJECT).await;
     w.ok(
         &token,
         "mutation($s: String!) { commitCreate(commit: {streamId: $s, branchName: \"main\", objectId: \"0123456789abcdef0123456789abcdef\", message: \"old client\"}) }",
@@ -384,7 +391,7 @@ async fn both_apis_see_and_edit_the_same_projects() {
     );
     w.ok(
         &token,
-        "mutation($id: String!) { projectMutations { update(update: {id: $id, name: \"Renamed now\"}) { id } } }",
+        "mutation($id: ID!) { projectMutations { update(update: {id: $id, name: \"Renamed now\"}) { id } } }",
         json!({"id": stream}),
     )
     .await;
@@ -405,13 +412,14 @@ async fn both_apis_see_and_edit_the_same_projects() {
     let model = w
         .ok(
             &token,
-            "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"Walls\"}) { id } } }",
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"Walls\"}) { id } } }",
             json!({"p": pid}),
         )
         .await["modelMutations"]["create"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    tests::store_object(&w.app.base_url, &token, &pid, OBJECT).await;
     w.ok(
         &token,
         "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"new client\"}) { id } } }",

@@ -187,6 +187,90 @@ async fn head(log: &EventLog) -> schema::LogCursor {
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The status of `name` once it reports an error (within [`WAIT`]).
+async fn halted_status(pool: &PgPool, name: &str) -> projections::ProjectionStatus {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = projections::status(pool).await.unwrap();
+        let t = status.into_iter().find(|s| s.name == name).unwrap();
+        if t.error.is_some() {
+            return t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never halted: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_definition_halts_the_projection_until_rebuilt() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let totals = Arc::new(Totals {
+        fixed: AtomicBool::new(true),
+        ..Totals::default()
+    });
+    install(&db, &totals).await;
+    assert_eq!(
+        projections::needs_rebuild(&db.pool, totals.as_ref())
+            .await
+            .unwrap(),
+        None
+    );
+    for i in 0..5 {
+        append(&log, "a", json!({"n": i})).await;
+    }
+    // As if the code of the projection changed (a column added) since its tables were built.
+    sqlx::query(
+        "UPDATE projection_checkpoints SET definition = 'older' WHERE projection = 'totals'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        projections::needs_rebuild(&db.pool, totals.as_ref())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (task, cancel) = spawn_runtime(&db.pool, vec![totals.clone()]);
+    let refused = halted_status(&db.pool, "totals").await;
+    assert!(
+        refused
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("strata migrate")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused.events_applied, 0,
+        "nothing folded into stale tables"
+    );
+    projections::rebuild(
+        &db.pool,
+        totals.as_ref(),
+        &RebuildOptions::default(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        projections::needs_rebuild(&db.pool, totals.as_ref())
+            .await
+            .unwrap(),
+        None
+    );
+    append(&log, "a", json!({"n": 10})).await;
+    projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(read_totals(&db.pool).await, truth(&db.pool).await);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_up_then_follows_live_and_reads_its_own_writes() {
     let db = TestDb::new().await;
@@ -378,14 +462,7 @@ async fn a_handler_error_halts_only_its_projection_at_the_exact_event_then_resum
         .await
         .unwrap();
     // The failing one stops on the poison event, having applied everything before it.
-    let halted = loop {
-        let status = projections::status(&db.pool).await.unwrap();
-        let t = status.into_iter().find(|s| s.name == "totals").unwrap();
-        if t.error.is_some() {
-            break t;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let halted = halted_status(&db.pool, "totals").await;
     assert_eq!(halted.error_position, Some(poison.last.position));
     assert_eq!(halted.events_applied, 10);
     assert_eq!(halted.behind_events, 11);

@@ -142,6 +142,7 @@ async fn a_command_is_visible_in_the_read_model_when_it_returns() {
         version_id: version.clone(),
         model_id: model.clone(),
         object_id: "0123456789abcdef0123456789abcdef".into(),
+        root_object_stored: true,
         message: Some("first".into()),
         source_application: Some("specklepy".into()),
         total_children_count: 3,

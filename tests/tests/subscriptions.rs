@@ -186,7 +186,7 @@ async fn rename(app: &TestApp, token: &str, project: &str, name: &str) {
     gql(
         app,
         token,
-        "mutation($p: String!, $n: String!) { projectMutations { update(update: {id: $p, name: $n}) { id } } }",
+        "mutation($p: ID!, $n: String!) { projectMutations { update(update: {id: $p, name: $n}) { id } } }",
         json!({"p": project, "n": name}),
     )
     .await;
@@ -258,7 +258,7 @@ async fn current_subscriptions_fire_on_both_protocols() {
         let model = gql(
             &w.app,
             &owner,
-            "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
             json!({"p": project}),
         )
         .await["modelMutations"]["create"]["id"]
@@ -271,6 +271,13 @@ async fn current_subscriptions_fire_on_both_protocols() {
         assert_eq!(data["projectModelsUpdated"]["id"], model);
         assert_eq!(data["projectModelsUpdated"]["model"]["name"], "walls");
 
+        tests::store_object(
+            &w.app.base_url,
+            &owner,
+            &project,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await;
         gql(
             &w.app,
             &owner,
@@ -352,7 +359,7 @@ async fn legacy_subscriptions_fire() {
         let model = gql(
             &w.app,
             &owner,
-            "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"Main Branch\"}) { id } } }",
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"Main Branch\"}) { id } } }",
             json!({"p": project}),
         )
         .await["modelMutations"]["create"]["id"]
@@ -366,13 +373,20 @@ async fn legacy_subscriptions_fire() {
         gql(
             &w.app,
             &owner,
-            "mutation($p: String!, $m: String!) { modelMutations { update(input: {projectId: $p, id: $m, description: \"d\"}) { id } } }",
+            "mutation($p: ID!, $m: ID!) { modelMutations { update(input: {projectId: $p, id: $m, description: \"d\"}) { id } } }",
             json!({"p": project, "m": model}),
         )
         .await;
         let (_, data) = c.next().await;
         assert_eq!(data["branchUpdated"]["description"], "d");
 
+        tests::store_object(
+            &w.app.base_url,
+            &owner,
+            &project,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await;
         let version = gql(
             &w.app,
             &owner,
@@ -393,7 +407,7 @@ async fn legacy_subscriptions_fire() {
         gql(
             &w.app,
             &owner,
-            "mutation($p: String!, $v: String!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"c2\"}) { id } } }",
+            "mutation($p: ID!, $v: ID!) { versionMutations { update(input: {projectId: $p, versionId: $v, message: \"c2\"}) { id } } }",
             json!({"p": project, "v": version}),
         )
         .await;
@@ -403,7 +417,7 @@ async fn legacy_subscriptions_fire() {
         gql(
             &w.app,
             &owner,
-            "mutation($p: String!, $v: String!) { versionMutations { delete(input: {projectId: $p, versionIds: [$v]}) } }",
+            "mutation($p: ID!, $v: ID!) { versionMutations { delete(input: {projectId: $p, versionIds: [$v]}) } }",
             json!({"p": project, "v": version}),
         )
         .await;
@@ -413,7 +427,7 @@ async fn legacy_subscriptions_fire() {
         gql(
             &w.app,
             &owner,
-            "mutation($p: String!, $m: String!) { modelMutations { delete(input: {projectId: $p, id: $m}) } }",
+            "mutation($p: ID!, $m: ID!) { modelMutations { delete(input: {projectId: $p, id: $m}) } }",
             json!({"p": project, "m": model}),
         )
         .await;

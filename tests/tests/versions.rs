@@ -30,13 +30,20 @@ async fn priority_versions_come_first_and_paging_skips_them() {
         .unwrap()
         .to_owned();
     let model = gql(
-        "mutation($p: String!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
+        "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
         json!({"p": project}),
     )
     .await["modelMutations"]["create"]["id"]
         .as_str()
         .unwrap()
         .to_owned();
+    tests::store_object(
+        &app.base_url,
+        &token,
+        &project,
+        "0123456789abcdef0123456789abcdef",
+    )
+    .await;
     let mut versions = Vec::new();
     for i in 0..5 {
         let v = gql(

@@ -129,7 +129,7 @@ impl World {
         let data = self
             .ok(
                 token,
-                "mutation($p: String!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
+                "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
                 json!({"p": project, "n": name}),
             )
             .await;
@@ -140,6 +140,14 @@ impl World {
     }
 
     async fn version(&self, token: &str, project: &str, model: &str) {
+        // The root object first: the server refuses a version whose object is not stored.
+        tests::store_object(
+            &self.app.base_url,
+            token,
+            project,
+            "0123456789abcdef0123456789abcdef",
+        )
+        .await;
         self.ok(
             token,
             "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\"}) { id } } }",
@@ -269,7 +277,7 @@ async fn deliveries_are_signed_and_only_matching_triggers_fire() {
         .await;
     w.ok(
         &owner,
-        "mutation($p: String!) { projectMutations { update(update: {id: $p, name: \"Renamed\"}) { id } } }",
+        "mutation($p: ID!) { projectMutations { update(update: {id: $p, name: \"Renamed\"}) { id } } }",
         json!({"p": other}),
     )
     .await;

@@ -42,10 +42,10 @@ pub struct AdminUserList {
     total_count: i32,
 }
 
-/// A page of projects, newest first (`admin.projectList`).
+/// A page of projects, newest first (`admin.projectList`, `Workspace.projects`).
 #[derive(SimpleObject)]
 #[graphql(rename_fields = "camelCase")]
-pub struct AdminProjectList {
+pub struct ProjectCollection {
     total_count: i32,
     cursor: Option<String>,
     items: Vec<Project>,
@@ -111,17 +111,7 @@ fn check(ctx: &Context<'_>, scope: &Scope) -> async_graphql::Result<()> {
     policy::can_administer(ctx.data::<Principal>()?, scope).map_err(|d| denied(&d))
 }
 
-/// A case-insensitive `LIKE` pattern matching `q` anywhere, with its wildcards escaped.
-pub(crate) fn like_pattern(q: &str) -> String {
-    format!(
-        "%{}%",
-        q.trim()
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_")
-    )
-}
+pub(crate) use projections::speckle::query::like_pattern;
 
 /// One page of an admin list, newest first: how many rows `source` (a table and a `WHERE`
 /// filter whose parameters `$1..$n` are `binds`) holds, the page's cursor, and the rows after
@@ -207,7 +197,7 @@ impl AdminQueries {
         visibility: Option<String>,
         #[graphql(default = 25)] limit: i32,
         cursor: Option<String>,
-    ) -> async_graphql::Result<AdminProjectList> {
+    ) -> async_graphql::Result<ProjectCollection> {
         check(ctx, &Scope::USERS_READ)?;
         let binds = [
             query.as_deref().map(like_pattern),
@@ -223,7 +213,7 @@ impl AdminQueries {
             |p: &Project| (p.created_at, &p.id),
         )
         .await?;
-        Ok(AdminProjectList {
+        Ok(ProjectCollection {
             total_count,
             cursor,
             items,
@@ -265,9 +255,10 @@ impl AdminQueries {
         #[graphql(default = 25)] limit: i32,
         cursor: Option<String>,
         query: Option<String>,
-        role: Option<String>,
+        role: Option<super::wire::ServerRoleWire>,
     ) -> async_graphql::Result<AdminUserList> {
         check(ctx, &Scope::USERS_READ)?;
+        let role = role.map(|r| domain::policy::ServerRole::from(r).as_str().to_owned());
         let (total_count, cursor, items) = newest_first(
             ctx,
             "id, email, name, bio, company, avatar, \

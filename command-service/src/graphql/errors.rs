@@ -16,6 +16,8 @@ pub enum ErrorCode {
     NotFound,
     /// Malformed input.
     BadRequest,
+    /// A version could not be created (e.g. its root object is not stored).
+    CommitCreate,
     /// Our failure.
     Internal,
 }
@@ -29,6 +31,7 @@ impl ErrorCode {
             Self::StreamNotFound => "STREAM_NOT_FOUND",
             Self::NotFound => "NOT_FOUND_ERROR",
             Self::BadRequest => "BAD_REQUEST_ERROR",
+            Self::CommitCreate => "COMMIT_CREATE_ERROR",
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -321,14 +321,15 @@ impl Stream {
     async fn branch(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = "main")] name: String,
+        #[graphql(default_with = "Some(String::from(\"main\"))")] name: Option<String>,
     ) -> async_graphql::Result<Option<Branch>> {
+        let name = name.as_deref().unwrap_or("main");
         sqlx::query_as(
             "SELECT id, name, description, author_id, project_id, created_at FROM models \
              WHERE project_id = $1 AND name = lower(trim($2))",
         )
         .bind(&self.id)
-        .bind(domain::ModelName::tidy(&name))
+        .bind(domain::ModelName::tidy(name))
         .fetch_optional(pool(ctx)?)
         .await
         .map_err(internal)
@@ -345,11 +346,17 @@ impl Stream {
     }
 
     /// One commit.
-    async fn commit(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Commit>> {
+    async fn commit(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+    ) -> async_graphql::Result<Option<Commit>> {
+        // Without an id, the latest commit (as the original).
         sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{COMMIT_SELECT} WHERE v.id = $1 AND v.project_id = $2"
+            "{COMMIT_SELECT} WHERE ($1::text IS NULL OR v.id = $1) AND v.project_id = $2 \
+             ORDER BY v.created_at DESC, v.id DESC LIMIT 1"
         )))
-        .bind(&id)
+        .bind(id.as_deref())
         .bind(&self.id)
         .fetch_optional(pool(ctx)?)
         .await
@@ -664,9 +671,9 @@ pub struct CommitCreateInput {
     message: Option<String>,
     source_application: Option<String>,
     total_children_count: Option<i32>,
-    parents: Option<Vec<String>>,
+    parents: Option<Vec<Option<String>>>,
     /// Deprecated in the original; ignored.
-    previous_commit_ids: Option<Vec<String>>,
+    previous_commit_ids: Option<Vec<Option<String>>>,
 }
 
 /// `commitUpdate` input.
@@ -866,13 +873,16 @@ impl LegacyMutation {
         rate_limited(ctx, "COMMIT_CREATE", &user).await?;
         let _ = &commit.previous_commit_ids;
         let version_id = new_id();
-        let count = match commit.total_children_count {
-            Some(n) => u32::try_from(n).unwrap_or(0),
-            None => schema::objects::closure_ids(pool(ctx)?, &commit.stream_id, &commit.object_id)
-                .await
-                .map_err(internal)?
-                .map_or(0, |ids| u32::try_from(ids.len()).unwrap_or(u32::MAX)),
-        };
+        let root = ops::root_object(ctx, &commit.stream_id, &commit.object_id).await?;
+        let count = root.children_count(commit.total_children_count);
+        // The original drops null parents.
+        let parents: Vec<String> = commit
+            .parents
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .collect();
         run(
             ctx,
             &commit.stream_id,
@@ -897,10 +907,11 @@ impl LegacyMutation {
                     version_id: version_id.clone(),
                     model_id,
                     object_id: commit.object_id.clone(),
+                    root_object_stored: root.stored,
                     message: commit.message.clone(),
                     source_application: commit.source_application.clone(),
                     total_children_count: count,
-                    parents: commit.parents.clone().unwrap_or_default(),
+                    parents: parents.clone(),
                     author_id: user.clone(),
                 })
             },

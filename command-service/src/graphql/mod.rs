@@ -16,6 +16,8 @@ mod subscriptions;
 mod team;
 mod user;
 mod webhooks;
+mod wire;
+mod workspaces;
 pub mod ws;
 
 use async_graphql::http::GraphiQLSource;
@@ -91,8 +93,8 @@ impl Query {
         query: String,
         limit: Option<i32>,
         cursor: Option<String>,
-        #[graphql(default = false)] archived: bool,
-        #[graphql(default = false)] email_only: bool,
+        #[graphql(default_with = "Some(false)")] archived: Option<bool>,
+        #[graphql(default_with = "Some(false)")] email_only: Option<bool>,
     ) -> async_graphql::Result<user::UserSearchResultCollection> {
         user::search(
             ctx,
@@ -100,8 +102,8 @@ impl Query {
                 query,
                 limit,
                 cursor,
-                archived,
-                email_only,
+                archived: archived.unwrap_or(false),
+                email_only: email_only.unwrap_or(false),
             },
         )
         .await
@@ -127,6 +129,23 @@ impl Query {
     /// Server administration (admins only; each field checks its scope).
     async fn admin(&self) -> admin::AdminQueries {
         admin::AdminQueries
+    }
+
+    /// A workspace: always `WORKSPACES_MODULE_DISABLED_ERROR`, as the original without its
+    /// workspaces module.
+    async fn workspace(&self, id: String) -> async_graphql::Result<workspaces::Workspace> {
+        workspaces::workspace(&id)
+    }
+
+    /// Looks for a pending invite to a project: the caller's own (or, with `token`, the one that
+    /// token answers); null when there is none.
+    async fn project_invite(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        project_id: String,
+        token: Option<String>,
+    ) -> async_graphql::Result<Option<project::PendingStreamCollaborator>> {
+        team::project_invite(ctx, &project_id, token.as_deref()).await
     }
 
     /// One project, if the caller may read it: `STREAM_NOT_FOUND` when it does not exist,
@@ -159,6 +178,11 @@ impl Mutation {
     /// Version mutations.
     async fn version_mutations(&self) -> mutations::VersionMutations {
         mutations::VersionMutations
+    }
+
+    /// Workspace mutations (workspaces are not enabled: each operation is refused).
+    async fn workspace_mutations(&self) -> workspaces::WorkspaceMutations {
+        workspaces::WorkspaceMutations
     }
 
     /// The signed-in user's own mutations.
@@ -312,6 +336,61 @@ pub fn sdl() -> String {
     )
     .finish()
     .sdl()
+}
+
+/// Validates a client's GraphQL document against the live schema with async-graphql's own
+/// rules (and the default depth and complexity limits) without executing it: `Ok` when valid,
+/// else the validation messages. Used to prove that every document a pinned client sends is
+/// accepted.
+pub async fn validate_document(document: &str) -> Result<(), Vec<String>> {
+    static SCHEMA: std::sync::OnceLock<StrataSchema> = std::sync::OnceLock::new();
+    let schema = SCHEMA.get_or_init(|| {
+        let limits = crate::config::Settings::default();
+        Schema::build(
+            QueryRoot::default(),
+            MutationRoot::default(),
+            subscriptions::Subscription,
+        )
+        .limit_depth(limits.graphql_max_depth)
+        .limit_complexity(limits.graphql_max_complexity)
+        .extension(ValidateOnly)
+        .finish()
+    });
+    let response = schema.execute(document).await;
+    let messages: Vec<String> = response
+        .errors
+        .into_iter()
+        .map(|e| e.message)
+        .filter(|m| m != VALIDATED)
+        .collect();
+    if messages.is_empty() {
+        Ok(())
+    } else {
+        Err(messages)
+    }
+}
+
+const VALIDATED: &str = "validated, not executed";
+
+/// Stops every request right after validation.
+struct ValidateOnly;
+
+impl async_graphql::extensions::ExtensionFactory for ValidateOnly {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ValidateOnly)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ValidateOnly {
+    async fn validation(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextValidation<'_>,
+    ) -> Result<async_graphql::ValidationResult, Vec<async_graphql::ServerError>> {
+        next.run(ctx).await?;
+        Err(vec![async_graphql::ServerError::new(VALIDATED, None)])
+    }
 }
 
 /// `POST /graphql` (single or batched operations) and `GET /graphql`.

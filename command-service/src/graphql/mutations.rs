@@ -1,6 +1,7 @@
 //! Mutations: each builds a command, checks the policy on the state it is decided on, runs it
 //! through the command bus (which waits for the read model), and answers from the read model.
 
+use async_graphql::ID;
 use async_graphql::{Context, InputObject, Object};
 use domain::error::{DomainError, Entity};
 use domain::policy::{self, Principal, ProjectRole, Visibility};
@@ -24,6 +25,9 @@ pub(crate) fn command_error(e: CommandError) -> async_graphql::Error {
             }
             | DomainError::Deleted(Entity::Project),
         ) => denied(&policy::Denied::project_not_found()),
+        CommandError::Domain(d @ DomainError::RootObjectMissing { .. }) => {
+            gql_error(ErrorCode::CommitCreate, d.to_string())
+        }
         CommandError::Domain(d @ DomainError::NotFound { .. }) => {
             gql_error(ErrorCode::NotFound, d.to_string())
         }
@@ -105,12 +109,18 @@ pub(crate) async fn run(
     Ok(())
 }
 
-fn visibility_in(v: Option<ProjectVisibility>) -> Option<Visibility> {
+fn ids(ids: &[ID]) -> Vec<String> {
+    ids.iter().map(|id| id.0.clone()).collect()
+}
+
+fn visibility_in(v: Option<ProjectVisibility>) -> async_graphql::Result<Option<Visibility>> {
     v.map(|v| match v {
-        ProjectVisibility::Private => Visibility::Private,
-        ProjectVisibility::Unlisted => Visibility::Unlisted,
-        ProjectVisibility::Public => Visibility::Public,
+        ProjectVisibility::Private => Ok(Visibility::Private),
+        ProjectVisibility::Unlisted => Ok(Visibility::Unlisted),
+        ProjectVisibility::Public => Ok(Visibility::Public),
+        ProjectVisibility::Workspace => Err(super::workspaces::disabled()),
     })
+    .transpose()
 }
 
 /// Each version may be changed by its author or an owner.
@@ -142,7 +152,7 @@ pub struct ProjectCreateInput {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct ProjectUpdateInput {
-    id: String,
+    id: ID,
     name: Option<String>,
     description: Option<String>,
     visibility: Option<ProjectVisibility>,
@@ -185,7 +195,7 @@ impl ProjectMutations {
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| format!("Project {}", &id[..5])),
             description: input.description,
-            visibility: visibility_in(input.visibility).unwrap_or(Visibility::Private),
+            visibility: visibility_in(input.visibility)?.unwrap_or(Visibility::Private),
             owner_user_id: user.clone(),
             default_model_id: None,
         };
@@ -209,7 +219,7 @@ impl ProjectMutations {
             &update.id,
             update.name.clone(),
             update.description.clone(),
-            visibility_in(update.visibility),
+            visibility_in(update.visibility)?,
             update.allow_public_comments,
         )
         .await?;
@@ -248,7 +258,7 @@ impl ProjectMutations {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct CreateModelInput {
-    project_id: String,
+    project_id: ID,
     name: String,
     description: Option<String>,
 }
@@ -257,8 +267,8 @@ pub struct CreateModelInput {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct UpdateModelInput {
-    project_id: String,
-    id: String,
+    project_id: ID,
+    id: ID,
     name: Option<String>,
     description: Option<String>,
 }
@@ -267,8 +277,8 @@ pub struct UpdateModelInput {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct DeleteModelInput {
-    project_id: String,
-    id: String,
+    project_id: ID,
+    id: ID,
 }
 
 /// Model mutations.
@@ -333,25 +343,25 @@ pub struct CreateVersionInput {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct UpdateVersionInput {
-    project_id: String,
-    version_id: String,
-    message: String,
+    project_id: ID,
+    version_id: ID,
+    message: Option<String>,
 }
 
 /// `versionMutations.delete` input.
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct DeleteVersionsInput {
-    project_id: String,
-    version_ids: Vec<String>,
+    project_id: ID,
+    version_ids: Vec<ID>,
 }
 
 /// `versionMutations.moveToModel` input.
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct MoveVersionsInput {
-    project_id: String,
-    version_ids: Vec<String>,
+    project_id: ID,
+    version_ids: Vec<ID>,
     target_model_name: String,
 }
 
@@ -379,7 +389,8 @@ impl VersionMutations {
         let (_, user) = signed_in(ctx)?;
         rate_limited(ctx, "COMMIT_CREATE", &user).await?;
         let version_id = new_id();
-        let count = u32::try_from(input.total_children_count.unwrap_or(1)).unwrap_or(0);
+        let root = root_object(ctx, &input.project_id, &input.object_id).await?;
+        let count = root.children_count(input.total_children_count);
         run(
             ctx,
             &input.project_id,
@@ -389,6 +400,7 @@ impl VersionMutations {
                     version_id: version_id.clone(),
                     model_id: input.model_id.clone(),
                     object_id: input.object_id.clone(),
+                    root_object_stored: root.stored,
                     message: input.message.clone(),
                     source_application: input.source_application.clone(),
                     total_children_count: count,
@@ -407,8 +419,11 @@ impl VersionMutations {
         ctx: &Context<'_>,
         input: UpdateVersionInput,
     ) -> async_graphql::Result<Version> {
-        let version_id = input.version_id.clone();
-        update_version_message(ctx, &input.project_id, &version_id, input.message.clone()).await?;
+        let version_id = input.version_id.0.clone();
+        let Some(message) = input.message.clone().filter(|m| !m.is_empty()) else {
+            return Err(gql_error(ErrorCode::BadRequest, "Nothing to update"));
+        };
+        update_version_message(ctx, &input.project_id, &version_id, message).await?;
         read::version_by_id(ctx, &version_id).await
     }
 
@@ -418,7 +433,7 @@ impl VersionMutations {
         ctx: &Context<'_>,
         input: DeleteVersionsInput,
     ) -> async_graphql::Result<bool> {
-        delete_versions(ctx, &input.project_id, input.version_ids.clone()).await?;
+        delete_versions(ctx, &input.project_id, ids(&input.version_ids)).await?;
         Ok(true)
     }
 
@@ -431,7 +446,7 @@ impl VersionMutations {
         move_versions(
             ctx,
             &input.project_id,
-            input.version_ids.clone(),
+            ids(&input.version_ids),
             &input.target_model_name,
         )
         .await?;
@@ -458,6 +473,43 @@ impl VersionMutations {
 
 // Operations both APIs issue (the current API's resolvers and `graphql::legacy` map their
 // wire inputs onto these).
+
+/// What the object store says about a version's root object.
+pub(crate) struct RootObject {
+    /// Whether the project holds it.
+    pub(crate) stored: bool,
+    /// Its closure's size, when stored.
+    closure_size: Option<i64>,
+}
+
+impl RootObject {
+    /// A version's `totalChildrenCount`, one rule for both APIs: the client's count when it
+    /// gives one, else the stored root object's closure size.
+    pub(crate) fn children_count(&self, given: Option<i32>) -> u32 {
+        match given {
+            Some(n) => u32::try_from(n).unwrap_or(0),
+            None => u32::try_from(self.closure_size.unwrap_or(0)).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Looks the root object up in the project's object store (the source of truth: objects always
+/// arrive before the version that points at them). The domain refuses a version whose root is
+/// not stored, after the caller's rights were checked, so nothing leaks to outsiders.
+pub(crate) async fn root_object(
+    ctx: &Context<'_>,
+    project_id: &str,
+    object_id: &str,
+) -> async_graphql::Result<RootObject> {
+    let closure_size =
+        schema::objects::children_count(ctx.data::<AppState>()?.pool(), project_id, object_id)
+            .await
+            .map_err(internal)?;
+    Ok(RootObject {
+        stored: closure_size.is_some(),
+        closure_size,
+    })
+}
 
 /// Changes a project's settings (owners).
 pub(crate) async fn update_project(

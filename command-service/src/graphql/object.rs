@@ -95,7 +95,7 @@ impl SpeckleObject {
         ctx: &Context<'_>,
         #[graphql(default = 100)] limit: i32,
         #[graphql(default = 50)] depth: i32,
-        select: Option<Vec<String>>,
+        select: Option<Vec<Option<String>>>,
         cursor: Option<String>,
     ) -> async_graphql::Result<ObjectCollection> {
         if !(0..=1000).contains(&limit) {
@@ -119,6 +119,7 @@ impl SpeckleObject {
         .fetch_all(ctx.data::<AppState>()?.pool())
         .await
         .map_err(internal)?;
+        let select: Option<Vec<String>> = select.map(|s| s.into_iter().flatten().collect());
         if let Some(select) = select.filter(|s| !s.is_empty()) {
             for o in &mut objects {
                 let data: serde_json::Value = serde_json::from_str(&o.raw).map_err(internal)?;

@@ -7,6 +7,8 @@ use time::OffsetDateTime;
 
 use async_graphql::dataloader::DataLoader;
 
+use projections::speckle::query;
+
 use super::errors::{ErrorCode, denied, gql_error, internal};
 use super::loaders::{FirstPage, ModelVersionsLoader, UserLoader};
 use crate::app::AppState;
@@ -21,6 +23,8 @@ pub enum ProjectVisibility {
     Unlisted,
     /// Anyone.
     Public,
+    /// Members of the project's workspace (workspaces are not enabled here: never stored).
+    Workspace,
 }
 
 fn visibility_of(stored: &str) -> Visibility {
@@ -94,14 +98,6 @@ pub struct Model {
     updated_at: OffsetDateTime,
 }
 
-/// A model read with the number of models in its project.
-#[derive(sqlx::FromRow)]
-struct CountedModel {
-    #[sqlx(flatten)]
-    model: Model,
-    total_count: i64,
-}
-
 /// A version.
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
@@ -126,9 +122,68 @@ pub struct Version {
 #[graphql(rename_fields = "camelCase")]
 pub struct ModelVersionsFilter {
     /// Versions to put first (or alone, with `priorityIdsOnly`).
-    priority_ids: Vec<String>,
+    priority_ids: Option<Vec<String>>,
     /// Only the priority versions.
     priority_ids_only: Option<bool>,
+}
+
+/// Filters of `Project.models`, as the original's.
+#[derive(InputObject, Default)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ProjectModelsFilter {
+    /// Part of the model's full name, case-insensitive.
+    search: Option<String>,
+    /// Only models with a version sent from one of these applications (substring match).
+    source_apps: Option<Vec<String>>,
+    /// Only models with a version by one of these users.
+    contributors: Option<Vec<String>>,
+    /// Only models that have versions.
+    only_with_versions: Option<bool>,
+    /// Only these models (an empty list matches none).
+    ids: Option<Vec<String>>,
+    /// Not these models.
+    exclude_ids: Option<Vec<String>>,
+}
+
+impl From<ProjectModelsFilter> for query::ModelsFilter {
+    fn from(f: ProjectModelsFilter) -> Self {
+        Self {
+            search: f.search,
+            source_apps: f.source_apps,
+            contributors: f.contributors,
+            only_with_versions: f.only_with_versions.unwrap_or(false),
+            ids: f.ids,
+            exclude_ids: f.exclude_ids,
+        }
+    }
+}
+
+impl From<query::ModelRow> for Model {
+    fn from(r: query::ModelRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            author_id: r.author_id,
+            project_id: r.project_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// Most models one page of `Project.models` may hold (the original's default maximum).
+const MAX_MODELS_PAGE: i64 = 500;
+
+fn models_page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
+    let limit = i64::from(limit.unwrap_or(25));
+    if !(0..=MAX_MODELS_PAGE).contains(&limit) {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("limit must be between 0 and {MAX_MODELS_PAGE}"),
+        ));
+    }
+    Ok(limit)
 }
 
 /// A pending invite as the project's team sees it.
@@ -146,12 +201,36 @@ pub struct PendingStreamCollaborator {
     invited_by: Option<LimitedUser>,
 }
 
-/// The outcome of one permission check, as the web app reads it.
+/// The outcome of one permission check, as clients read it: `OK` when authorized, else the
+/// original's policy code (e.g. `ProjectNoAccess`) and a message.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct PermissionCheckResult {
     authorized: bool,
     code: String,
     message: String,
+    /// Details of some refusals; none of strata's checks has any.
+    payload: Option<async_graphql::Json<serde_json::Value>>,
+}
+
+#[ComplexObject]
+impl PermissionCheckResult {
+    /// The message when refused, null when authorized.
+    async fn error_message(&self) -> Option<&str> {
+        (!self.authorized).then_some(self.message.as_str())
+    }
+}
+
+impl PermissionCheckResult {
+    /// A refusal with the original's `code`.
+    pub(crate) fn refused(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            authorized: false,
+            code: code.to_owned(),
+            message: message.into(),
+            payload: None,
+        }
+    }
 }
 
 impl From<policy::Decision> for PermissionCheckResult {
@@ -161,14 +240,28 @@ impl From<policy::Decision> for PermissionCheckResult {
                 authorized: true,
                 code: "OK".into(),
                 message: "OK".into(),
+                payload: None,
             },
-            Err(denied) => Self {
-                authorized: false,
-                code: format!("{:?}", denied.reason),
-                message: denied.message,
-            },
+            Err(denied) => Self::refused(denied.reason.as_str(), denied.message),
         }
     }
+}
+
+/// What the caller may do with a model.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct ModelPermissionChecks {
+    can_update: PermissionCheckResult,
+    can_delete: PermissionCheckResult,
+    can_create_version: PermissionCheckResult,
+}
+
+/// What the caller may do with a version.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct VersionPermissionChecks {
+    can_update: PermissionCheckResult,
+    can_receive: PermissionCheckResult,
 }
 
 /// What the caller may do with a project.
@@ -187,6 +280,37 @@ pub struct ProjectPermissionChecks {
 }
 
 impl PendingStreamCollaborator {
+    /// An invite as the original's `projectInvite` answers it: titled with the invited user's
+    /// name or address, `token` only for its addressee.
+    pub(crate) async fn from_invite(
+        row: query::InviteRow,
+        token: Option<String>,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Self> {
+        let user = match &row.target_user_id {
+            Some(id) => load_user(ctx, id).await?,
+            None => None,
+        };
+        let title = match (&row.target_user_id, &row.target_email) {
+            (Some(id), _) => user
+                .as_ref()
+                .map_or_else(|| format!("#{id}"), |u| u.name.clone()),
+            (None, Some(email)) => email.clone(),
+            (None, None) => String::new(),
+        };
+        Ok(Self {
+            id: format!("invite:{}", row.id),
+            invite_id: row.id,
+            project_id: row.project_id,
+            project_name: row.project_name,
+            title,
+            role: row.role,
+            token,
+            user,
+            invited_by: load_user(ctx, &row.invited_by).await?,
+        })
+    }
+
     /// An invite as its addressee sees it, token included.
     pub(crate) async fn for_invitee(
         id: String,
@@ -494,43 +618,25 @@ impl Project {
             .collect())
     }
 
-    /// Models, most recently updated first.
+    /// Models, most recently updated first, optionally filtered (the original's
+    /// `ProjectModelsFilter`; `globals` and an empty `main` are never listed).
     async fn models(
         &self,
         ctx: &Context<'_>,
-        limit: Option<i32>,
+        #[graphql(default = 25)] limit: Option<i32>,
         cursor: Option<String>,
+        filter: Option<ProjectModelsFilter>,
     ) -> async_graphql::Result<ModelCollection> {
-        let limit = page_limit(limit)?;
-        let pool = pool(ctx)?;
+        let limit = models_page_limit(limit)?;
         let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        // The page and the count in one round trip (the window count is taken before LIMIT);
-        // a page past the end has no row to carry it, so only then is it asked for alone.
-        let rows: Vec<CountedModel> = sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at, updated_at, \
-                    (SELECT count(*) FROM models WHERE project_id = $1) AS total_count FROM models \
-             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (updated_at, id) < ($2, $3)) \
-             ORDER BY updated_at DESC, id DESC LIMIT $4",
-        )
-        .bind(&self.id)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-        let total_count = match rows.first() {
-            Some(row) => row.total_count,
-            None => sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
-                .bind(&self.id)
-                .fetch_one(pool)
-                .await
-                .map_err(internal)?,
-        };
-        let items: Vec<Model> = rows.into_iter().map(|r| r.model).collect();
+        let filter = filter.map(Into::into).unwrap_or_default();
+        let page = query::models_page(pool(ctx)?, &self.id, &filter, after, limit)
+            .await
+            .map_err(internal)?;
+        let items: Vec<Model> = page.items.into_iter().map(Model::from).collect();
         let cursor = next_cursor(&items, limit, |m| (m.updated_at, &m.id));
         Ok(ModelCollection {
-            total_count,
+            total_count: page.total_count,
             cursor,
             items,
         })
@@ -753,7 +859,7 @@ impl Model {
                  WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3",
             )
             .bind(&self.id)
-            .bind(&priority_ids)
+            .bind(priority_ids.unwrap_or_default())
             .bind(page_limit(limit)?)
             .fetch_all(pool(ctx)?)
             .await
@@ -764,9 +870,11 @@ impl Model {
                 items,
             });
         }
-        if let Some(filter) = filter.filter(|f| !f.priority_ids.is_empty()) {
-            return prioritised_versions(pool(ctx)?, &self.id, &filter.priority_ids, limit, cursor)
-                .await;
+        if let Some(priority) = filter
+            .and_then(|f| f.priority_ids)
+            .filter(|ids| !ids.is_empty())
+        {
+            return prioritised_versions(pool(ctx)?, &self.id, &priority, limit, cursor).await;
         }
         if cursor.is_none()
             && let Ok(loader) = ctx.data::<std::sync::Arc<DataLoader<ModelVersionsLoader>>>()
@@ -795,6 +903,29 @@ impl Model {
     /// The project it belongs to.
     async fn project_id(&self) -> &str {
         &self.project_id
+    }
+
+    /// What the caller may do with this model, decided by the policy the mutations use.
+    async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<ModelPermissionChecks> {
+        let p = ctx.data::<Principal>()?;
+        let a = load(ctx, &self.project_id).await?.access();
+        let can_delete = match policy::can_delete_model(p, &a, Some(&self.author_id)) {
+            Ok(()) if domain::ModelName::RESERVED.contains(&self.name.as_str()) => {
+                PermissionCheckResult::refused(
+                    "ReservedModelNotDeletable",
+                    domain::DomainError::ReservedModel {
+                        name: self.name.clone(),
+                    }
+                    .to_string(),
+                )
+            }
+            decision => decision.into(),
+        };
+        Ok(ModelPermissionChecks {
+            can_update: policy::can_update_model(p, &a).into(),
+            can_delete,
+            can_create_version: policy::can_create_version(p, &a).into(),
+        })
     }
 }
 
@@ -830,6 +961,20 @@ impl Version {
             .await
             .map_err(internal)?
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+    }
+
+    /// What the caller may do with this version, decided by the policy the mutations use
+    /// (`canReceive` is `versionMutations.markReceived`).
+    async fn permissions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<VersionPermissionChecks> {
+        let p = ctx.data::<Principal>()?;
+        let a = load(ctx, &self.project_id).await?.access();
+        Ok(VersionPermissionChecks {
+            can_update: policy::can_update_version(p, &a, &self.author_id).into(),
+            can_receive: policy::can_mark_received(p, &a).into(),
+        })
     }
 }
 

@@ -226,25 +226,11 @@ async fn watch_live(
         }
     })
     .filter_map(move |(event, live)| {
-        follow_access(&mut access, &user, &event);
+        access = event.access_after(access, &user);
         let allowed = domain::policy::can_read_project(&principal, &access).is_ok();
         futures::future::ready(allowed.then_some((event, live, access)))
     });
     Ok(stream.boxed())
-}
-
-/// Updates the subscriber's access facts from a project event.
-fn follow_access(access: &mut ProjectAccess, user: &str, event: &ProjectEvent) {
-    match event {
-        ProjectEvent::ProjectMemberRoleSet { user_id, role, .. } if user_id == user => {
-            access.role_of_principal = Some(*role);
-        }
-        ProjectEvent::ProjectMemberRemoved { user_id, .. } if user_id == user => {
-            access.role_of_principal = None;
-        }
-        ProjectEvent::ProjectUpdated { visibility, .. } => access.visibility = *visibility,
-        _ => {}
-    }
 }
 
 fn json_object(value: serde_json::Value) -> JsonObject {
@@ -399,8 +385,9 @@ impl Subscription {
     async fn stream_updated(
         &self,
         ctx: &Context<'_>,
-        stream_id: String,
+        stream_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        let stream_id = required_stream_id(stream_id)?;
         messages(ctx, &stream_id, move |e| match e {
             ProjectEvent::ProjectUpdated {
                 project_id,
@@ -424,8 +411,9 @@ impl Subscription {
     async fn stream_deleted(
         &self,
         ctx: &Context<'_>,
-        stream_id: String,
+        stream_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+        let stream_id = required_stream_id(stream_id)?;
         messages(ctx, &stream_id, move |e| match e {
             ProjectEvent::ProjectDeleted { project_id } => Some(json!({ "streamId": project_id })),
             _ => None,
@@ -658,4 +646,12 @@ async fn user_projects(
         }
     });
     Ok(stream.boxed())
+}
+
+/// The legacy stream subscriptions declare `streamId` nullable (as the original); a stream is
+/// still needed to know what to watch.
+fn required_stream_id(stream_id: Option<String>) -> async_graphql::Result<String> {
+    stream_id.ok_or_else(|| {
+        super::errors::gql_error(super::errors::ErrorCode::BadRequest, "streamId is required")
+    })
 }

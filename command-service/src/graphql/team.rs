@@ -1,5 +1,6 @@
 //! Invites, leaving a project, and profile updates.
 
+use async_graphql::ID;
 use async_graphql::{Context, InputObject, Object};
 use domain::policy::{self, ProjectRole, ServerRole};
 use domain::project::{InviteTarget, Invitee, ProjectCommand};
@@ -7,7 +8,9 @@ use domain::user::UserCommand;
 
 use super::errors::{ErrorCode, gql_error, internal};
 use super::mutations::{command_error, run, signed_in};
-use super::project::{self as read, Project};
+use projections::speckle::query;
+
+use super::project::{self as read, PendingStreamCollaborator, Project};
 use super::user::User;
 use crate::app::AppState;
 use crate::commands::{CommandError, UserAggregate, new_id};
@@ -15,6 +18,48 @@ use crate::commands::{CommandError, UserAggregate, new_id};
 /// The invite token (see `Accounts::invite_token`).
 pub(crate) fn invite_token(state: &AppState, invite_id: &str) -> async_graphql::Result<String> {
     state.accounts().invite_token(invite_id).map_err(internal)
+}
+
+/// `projectInvite(projectId, token)`: the caller's own pending invite to the project, or the one
+/// `token` answers (for a signed-in caller, only if addressed to them); null when there is none.
+/// The token is shown back only to the invite's addressee.
+pub(crate) async fn project_invite(
+    ctx: &Context<'_>,
+    project_id: &str,
+    token: Option<&str>,
+) -> async_graphql::Result<Option<PendingStreamCollaborator>> {
+    let principal = ctx.data::<policy::Principal>()?;
+    let state = ctx.data::<AppState>()?;
+    let pool = state.pool();
+    let invite_id = match token {
+        None if principal.user_id.is_none() => return Ok(None),
+        None => None,
+        Some(token) => {
+            let id = token.get(..10).unwrap_or_default();
+            if token.len() != 32 || invite_token(state, id)? != token {
+                return Ok(None);
+            }
+            Some(id)
+        }
+    };
+    let email = match principal.user_id.as_deref() {
+        Some(user) => query::user_email(pool, user).await.map_err(internal)?,
+        None => None,
+    };
+    let addressee = principal.user_id.as_deref().zip(email.as_deref());
+    let Some(row) = query::pending_invite(pool, project_id, invite_id, addressee)
+        .await
+        .map_err(internal)?
+    else {
+        return Ok(None);
+    };
+    let token = match addressee {
+        Some(_) => Some(invite_token(state, &row.id)?),
+        None => None,
+    };
+    PendingStreamCollaborator::from_invite(row, token, ctx)
+        .await
+        .map(Some)
 }
 
 fn parse_role(raw: Option<&str>) -> async_graphql::Result<ProjectRole> {
@@ -45,7 +90,7 @@ pub struct ProjectInviteCreateInput {
 #[derive(InputObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct ProjectInviteUseInput {
-    project_id: String,
+    project_id: ID,
     token: String,
     accept: bool,
 }
@@ -105,7 +150,7 @@ impl InviteMutations {
     async fn create(
         &self,
         ctx: &Context<'_>,
-        project_id: String,
+        project_id: ID,
         input: ProjectInviteCreateInput,
     ) -> async_graphql::Result<Project> {
         invite(ctx, &project_id, input).await?;
@@ -116,7 +161,7 @@ impl InviteMutations {
     async fn batch_create(
         &self,
         ctx: &Context<'_>,
-        project_id: String,
+        project_id: ID,
         input: Vec<ProjectInviteCreateInput>,
     ) -> async_graphql::Result<Project> {
         for one in input {
@@ -182,7 +227,7 @@ impl InviteMutations {
     async fn cancel(
         &self,
         ctx: &Context<'_>,
-        project_id: String,
+        project_id: ID,
         invite_id: String,
     ) -> async_graphql::Result<Project> {
         run(

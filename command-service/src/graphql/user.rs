@@ -1,5 +1,6 @@
 //! `activeUser`, `otherUser` and personal access tokens.
 
+use async_graphql::ID;
 use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
 use domain::policy::{self, Principal, Scope};
 use time::OffsetDateTime;
@@ -33,7 +34,7 @@ pub struct UserProjectsFilter {
     /// Only projects where the user has one of these roles.
     only_with_roles: Option<Vec<String>>,
     /// Workspaces are not offered: ignored.
-    workspace_id: Option<String>,
+    workspace_id: Option<ID>,
     /// Workspaces are not offered: every project is personal.
     personal_only: Option<bool>,
     /// Accepted for compatibility; membership is always explicit here.
@@ -58,7 +59,7 @@ pub struct ApiToken {
     last_chars: String,
     scopes: Vec<String>,
     created_at: OffsetDateTime,
-    lifespan: i64,
+    lifespan: super::wire::BigInt,
     last_used: Option<OffsetDateTime>,
 }
 
@@ -67,7 +68,28 @@ pub struct ApiToken {
 pub struct ApiTokenCreateInput {
     scopes: Vec<String>,
     name: String,
-    lifespan: Option<i64>,
+    lifespan: Option<super::wire::BigInt>,
+    /// Projects the token is limited to. strata's tokens are not resource-limited yet, so a
+    /// non-empty list is refused rather than silently widened.
+    limit_resources: Option<Vec<TokenResourceIdentifierInput>>,
+}
+
+/// A resource a token may be limited to.
+#[derive(InputObject)]
+pub struct TokenResourceIdentifierInput {
+    id: String,
+    #[graphql(name = "type")]
+    kind: TokenResourceIdentifierType,
+}
+
+/// The kinds of resource a token may be limited to.
+#[derive(async_graphql::Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "lowercase")]
+pub enum TokenResourceIdentifierType {
+    /// A project.
+    Project,
+    /// A workspace.
+    Workspace,
 }
 
 async fn user_row(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
@@ -126,8 +148,75 @@ pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
     .map_err(internal)
 }
 
+/// What the caller may do outside any project (`User.permissions`).
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct RootPermissionChecks {
+    can_create_personal_project: super::project::PermissionCheckResult,
+    can_create_workspace: super::project::PermissionCheckResult,
+}
+
+impl User {
+    /// The original's `@isOwner`: fields only the user themself (or an admin) may read.
+    fn only_owner(&self, ctx: &Context<'_>, field: &str) -> async_graphql::Result<()> {
+        let principal = ctx.data::<Principal>()?;
+        if principal.user_id.is_none() {
+            return Err(gql_error(
+                ErrorCode::Forbidden,
+                "You must be authenticated to access this data",
+            ));
+        }
+        if principal.user_id.as_deref() == Some(self.id.as_str())
+            || principal.server_role == Some(domain::policy::ServerRole::Admin)
+        {
+            return Ok(());
+        }
+        Err(gql_error(
+            ErrorCode::Forbidden,
+            format!(
+                "You must be authenticated as the user whose '{field}' value you wish to retrieve"
+            ),
+        ))
+    }
+}
+
 #[ComplexObject]
 impl User {
+    /// What the caller may do outside any project, decided by the policy the mutations use.
+    async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<RootPermissionChecks> {
+        self.only_owner(ctx, "permissions")?;
+        let principal = ctx.data::<Principal>()?;
+        Ok(RootPermissionChecks {
+            can_create_personal_project: domain::policy::can_create_project(principal, false)
+                .into(),
+            can_create_workspace: super::project::PermissionCheckResult::refused(
+                "WorkspacesNotEnabled",
+                "This server does not support workspaces",
+            ),
+        })
+    }
+
+    /// The user's workspaces: `WORKSPACES_MODULE_DISABLED_ERROR`, there are none here.
+    async fn workspaces(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(name = "limit", default = 25)] _limit: i32,
+        #[graphql(name = "cursor")] _cursor: Option<String>,
+        #[graphql(name = "filter")] _filter: Option<super::workspaces::UserWorkspacesFilter>,
+    ) -> async_graphql::Result<super::workspaces::WorkspaceCollection> {
+        self.only_owner(ctx, "workspaces")?;
+        Err(super::workspaces::disabled())
+    }
+
+    /// The workspace the user works in: always null, there are none here.
+    async fn active_workspace(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::workspaces::LimitedWorkspace>> {
+        self.only_owner(ctx, "activeWorkspace")?;
+        Ok(None)
+    }
+
     /// Legacy: the user's streams (only those the caller may see).
     async fn streams(
         &self,
@@ -323,8 +412,10 @@ impl User {
         Ok(tokens
             .into_iter()
             .map(|t| ApiToken {
-                lifespan: i64::try_from((t.expires_at - t.created_at).whole_milliseconds())
-                    .unwrap_or(i64::MAX),
+                lifespan: super::wire::BigInt(
+                    i64::try_from((t.expires_at - t.created_at).whole_milliseconds())
+                        .unwrap_or(i64::MAX),
+                ),
                 id: t.id,
                 name: t.name,
                 last_chars: t.last_chars,
@@ -376,8 +467,16 @@ pub async fn create_token(
             "A token needs at least one scope.",
         ));
     }
+    if let Some(limited) = input.limit_resources.as_ref().and_then(|list| list.first()) {
+        tracing::debug!(id = %limited.id, kind = ?limited.kind, "refusing a resource-limited token");
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "Tokens limited to resources (limitResources) are not supported by this server.",
+        ));
+    }
     let lifespan = input
         .lifespan
+        .map(|l| l.0)
         .filter(|ms| *ms > 0)
         .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
     ctx.data::<AppState>()?

@@ -70,6 +70,7 @@ fn version(id: &str, model_id: &str, author: &str) -> ProjectCommand {
         version_id: id.into(),
         model_id: model_id.into(),
         object_id: OBJ.into(),
+        root_object_stored: true,
         message: Some("first".into()),
         source_application: Some("Rhino".into()),
         total_children_count: 42,
@@ -676,6 +677,20 @@ fn versions_need_an_existing_model_and_valid_fields() {
             ..
         }
     ));
+    // A root object the project does not hold is refused before the model is looked at.
+    let mut unstored = version(V2, M1, OWNER);
+    if let ProjectCommand::CreateVersion {
+        root_object_stored, ..
+    } = &mut unstored
+    {
+        *root_object_stored = false;
+    }
+    assert_eq!(
+        decide_err(&state, unstored),
+        DomainError::RootObjectMissing {
+            object_id: OBJ.into()
+        }
+    );
     let with = |f: fn(&mut ProjectCommand)| {
         let mut c = version(V2, MAIN, OWNER);
         f(&mut c);
@@ -921,6 +936,7 @@ fn every_event_scenario() -> Vec<ProjectCommand> {
             version_id: V2.into(),
             model_id: M1.into(),
             object_id: OBJ.into(),
+            root_object_stored: true,
             message: None,
             source_application: None,
             total_children_count: 1,
@@ -1227,6 +1243,7 @@ fn arb_pooled_command() -> impl Strategy<Value = ProjectCommand> {
                     version_id,
                     model_id,
                     object_id,
+                    root_object_stored: true,
                     message: None,
                     source_application: Some("Rhino".into()),
                     total_children_count,
@@ -1368,6 +1385,7 @@ fn arb_wild_command() -> impl Strategy<Value = ProjectCommand> {
                         version_id,
                         model_id,
                         object_id,
+                        root_object_stored: true,
                         message,
                         source_application: None,
                         total_children_count,
