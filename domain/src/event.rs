@@ -134,3 +134,19 @@ pub(crate) fn decode_tagged<T: serde::de::DeserializeOwned>(
         }
     })
 }
+
+/// Upcasts a stored payload through `upcasters` (built once by `register`), then decodes it:
+/// the body of each aggregate's one public decoder.
+pub(crate) fn upcast_and_decode<T: serde::de::DeserializeOwned>(
+    upcasters: &std::sync::OnceLock<crate::Upcasters>,
+    register: fn(crate::Upcasters) -> crate::Upcasters,
+    known: &[&str],
+    event_type: &str,
+    schema_version: u32,
+    payload: serde_json::Value,
+) -> Result<T, EventCodecError> {
+    let (_, payload) = upcasters
+        .get_or_init(|| register(crate::Upcasters::new()))
+        .upcast(event_type, schema_version, payload)?;
+    decode_tagged(known, event_type, payload)
+}

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
-use crate::event::{EventCodecError, NewEvent, decode_tagged, encode_tagged};
+use crate::event::{EventCodecError, NewEvent, encode_tagged};
 use crate::ids::{StreamId, StreamIdError, is_entity_id};
 use crate::names::{
     Email, MAX_AVATAR_CHARS, MAX_BIO_CHARS, MAX_COMPANY_CHARS, UserName, check_len,
@@ -225,19 +225,24 @@ impl UserEvent {
         payload: serde_json::Value,
     ) -> Result<Self, EventCodecError> {
         static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
-        let (_, payload) = UPCASTERS
-            .get_or_init(|| Self::register_current(Upcasters::new()))
-            .upcast(event_type, schema_version, payload)?;
-        Self::from_stored(event_type, payload)
+        crate::event::upcast_and_decode(
+            &UPCASTERS,
+            Self::register_current,
+            &Self::EVENT_TYPES,
+            event_type,
+            schema_version,
+            payload,
+        )
     }
 
-    /// Reads a payload already in the current shape; readers outside the domain use
+    /// Reads a payload already in the current shape (tests of the codec); every reader uses
     /// [`Self::decode`], which upcasts first.
+    #[cfg(test)]
     pub(crate) fn from_stored(
         event_type: &str,
         payload: serde_json::Value,
     ) -> Result<Self, EventCodecError> {
-        decode_tagged(&Self::EVENT_TYPES, event_type, payload)
+        crate::event::decode_tagged(&Self::EVENT_TYPES, event_type, payload)
     }
 
     /// Declares every user event type's current version, and the upcast steps from older ones

@@ -112,18 +112,24 @@ pub async fn models_page(
     let contributors = filter.contributors.as_ref().filter(|c| !c.is_empty());
     // The page and the total in one round trip; a page past the end has no row to carry the
     // total, so only then is it asked for alone.
-    let rows: Vec<Counted> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    // The filter's parameters, `$1` to `$7` of [`FILTERED`], in either query.
+    macro_rules! filtered {
+        ($query:expr) => {
+            $query
+                .bind(project_id)
+                .bind(search.map(like_pattern))
+                .bind(apps.as_ref())
+                .bind(contributors)
+                .bind(filter.only_with_versions)
+                .bind(filter.ids.as_ref())
+                .bind(filter.exclude_ids.as_ref())
+        };
+    }
+    let rows: Vec<Counted> = filtered!(sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{FILTERED} SELECT f.*, (SELECT count(*) FROM filtered) AS total_count FROM filtered f \
          WHERE $8::timestamptz IS NULL OR (f.updated_at, f.id) < ($8, $9) \
          ORDER BY f.updated_at DESC, f.id DESC LIMIT $10"
-    )))
-    .bind(project_id)
-    .bind(search.map(like_pattern))
-    .bind(apps.as_ref())
-    .bind(contributors)
-    .bind(filter.only_with_versions)
-    .bind(filter.ids.as_ref())
-    .bind(filter.exclude_ids.as_ref())
+    ))))
     .bind(after.as_ref().map(|a| a.0))
     .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
     .bind(limit)
@@ -132,16 +138,9 @@ pub async fn models_page(
     let total_count = match rows.first() {
         Some(row) => row.total_count,
         None => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            filtered!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "{FILTERED} SELECT count(*) FROM filtered"
-            )))
-            .bind(project_id)
-            .bind(search.map(like_pattern))
-            .bind(apps.as_ref())
-            .bind(contributors)
-            .bind(filter.only_with_versions)
-            .bind(filter.ids.as_ref())
-            .bind(filter.exclude_ids.as_ref())
+            ))))
             .fetch_one(pool)
             .await?
         }
