@@ -20,8 +20,9 @@ pub struct ServerStatistics {
 
 /// One user as an admin sees it (with the email).
 #[derive(SimpleObject, sqlx::FromRow)]
-#[graphql(rename_fields = "camelCase")]
+#[graphql(complex, rename_fields = "camelCase")]
 pub struct AdminUserListItem {
+    #[graphql(skip)]
     id: String,
     email: Option<String>,
     name: String,
@@ -31,6 +32,15 @@ pub struct AdminUserListItem {
     verified: Option<bool>,
     role: Option<String>,
     created_at: Option<OffsetDateTime>,
+}
+
+#[ComplexObject]
+impl AdminUserListItem {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
 }
 
 /// A page of users, newest first.

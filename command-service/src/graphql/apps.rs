@@ -10,13 +10,6 @@ use super::errors::{ErrorCode, denied, gql_error, internal};
 use crate::accounts::{AccountError, AppFields, AppInfo};
 use crate::app::AppState;
 
-/// A scope as apps list it.
-#[derive(SimpleObject)]
-pub struct AppScope {
-    name: String,
-    description: String,
-}
-
 /// Who registered an app.
 #[derive(SimpleObject)]
 pub struct AppAuthor {
@@ -38,7 +31,7 @@ pub struct ServerApp {
     trust_by_default: Option<bool>,
     created_at: OffsetDateTime,
     redirect_url: String,
-    scopes: Vec<AppScope>,
+    scopes: Vec<super::server::ScopeInfo>,
     #[graphql(skip)]
     info: AppInfo,
 }
@@ -115,7 +108,7 @@ fn full(info: AppInfo) -> ServerApp {
         scopes: info
             .scopes
             .iter()
-            .map(|s| AppScope {
+            .map(|s| super::server::ScopeInfo {
                 name: s.clone(),
                 description: String::new(),
             })

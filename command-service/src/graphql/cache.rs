@@ -31,7 +31,7 @@ use crate::coalesce::SharedRead;
 /// Fields whose values come only from the `speckle` read model, the caller, or the settings.
 const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
     (
-        "QueryRoot",
+        "Query",
         &[
             "project",
             "activeUser",
@@ -574,7 +574,7 @@ mod tests {
             ("User", "verified"),
             ("LimitedUser", "verified"),
             ("PendingStreamCollaborator", "token"),
-            ("MutationRoot", "projectMutations"),
+            ("Mutation", "projectMutations"),
         ] {
             assert!(!is_read_model_field(ty, field), "{ty}.{field}");
         }

@@ -18,7 +18,7 @@ pub struct VerifyUserEmailInput {
 /// The signed-in user's email mutations.
 pub struct ActiveUserEmailMutations;
 
-#[Object]
+#[Object(name = "UserEmailMutations")]
 impl ActiveUserEmailMutations {
     /// Checks the code mailed to `email` and marks the address verified.
     async fn verify(

@@ -112,6 +112,7 @@ pub struct CommitCollection {
 #[derive(SimpleObject, sqlx::FromRow)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Activity {
+    #[graphql(skip)]
     id: String,
     action_type: String,
     #[graphql(skip)]
@@ -135,6 +136,12 @@ pub struct ActivityCollection {
 
 #[ComplexObject]
 impl Activity {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+
     /// What the event recorded.
     async fn info(&self) -> JsonObject {
         JsonObject(self.info_value.clone())

@@ -36,19 +36,21 @@ pub use errors::{ErrorCode, gql_error};
 /// The executable schema.
 pub type StrataSchema = Schema<QueryRoot, MutationRoot, subscriptions::Subscription>;
 
-/// Every query: the current API and the legacy one.
+/// Every query: the current API and the legacy one (named `Query`, as the original's root).
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(Query, legacy::LegacyQuery);
 
-/// Every mutation: the current API and the legacy one.
+/// Every mutation: the current API and the legacy one (named `Mutation`, as the original's).
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(Mutation, legacy::LegacyMutation);
 
 /// The current API's queries.
 #[derive(Default)]
 pub struct Query;
 
-#[Object]
+#[Object(name = "CurrentQuery")]
 impl Query {
     /// This server's identity, capabilities and limits.
     async fn server_info(
@@ -163,7 +165,7 @@ impl Query {
 #[derive(Default)]
 pub struct Mutation;
 
-#[Object]
+#[Object(name = "CurrentMutation")]
 impl Mutation {
     /// Project mutations.
     async fn project_mutations(&self) -> mutations::ProjectMutations {

@@ -49,6 +49,7 @@ fn role_of(stored: &str) -> Option<ProjectRole> {
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Project {
+    #[graphql(skip)]
     pub(crate) id: String,
     name: String,
     description: Option<String>,
@@ -65,7 +66,9 @@ pub struct Project {
 
 /// A user as others see them.
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
+#[graphql(complex)]
 pub struct LimitedUser {
+    #[graphql(skip)]
     pub(crate) id: String,
     name: String,
     bio: Option<String>,
@@ -75,18 +78,39 @@ pub struct LimitedUser {
     role: String,
 }
 
+#[ComplexObject]
+impl LimitedUser {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+}
+
 /// A member and their role.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ProjectCollaborator {
+    #[graphql(skip)]
     id: String,
     role: String,
     user: LimitedUser,
+}
+
+#[ComplexObject]
+impl ProjectCollaborator {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
 }
 
 /// A model.
 #[derive(SimpleObject, sqlx::FromRow)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Model {
+    #[graphql(skip)]
     id: String,
     name: String,
     description: Option<String>,
@@ -102,6 +126,7 @@ pub struct Model {
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Version {
+    #[graphql(skip)]
     id: String,
     referenced_object: String,
     message: Option<String>,
@@ -489,6 +514,12 @@ impl Project {
 
 #[ComplexObject]
 impl Project {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+
     /// Its webhooks (owners only), or the one with `id`.
     async fn webhooks(
         &self,
@@ -813,6 +844,12 @@ async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<L
 
 #[ComplexObject]
 impl Model {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+
     /// The last path segment of the name.
     async fn display_name(&self) -> String {
         self.name
@@ -938,6 +975,12 @@ impl Version {
 
 #[ComplexObject]
 impl Version {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+
     /// Where its preview image is served.
     async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
         Ok(format!(

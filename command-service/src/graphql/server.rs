@@ -33,8 +33,8 @@ pub struct ServerInfo {
 #[derive(SimpleObject)]
 #[graphql(name = "Scope")]
 pub struct ScopeInfo {
-    name: String,
-    description: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
 }
 
 /// A server role.

@@ -64,8 +64,7 @@ impl ProjectUpdatedMessage {
 }
 
 /// Created, updated or deleted.
-#[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+#[derive(Copy, Clone, Eq, PartialEq)]
 pub enum ChangeType {
     /// Created.
     Created,
@@ -75,17 +74,59 @@ pub enum ChangeType {
     Deleted,
 }
 
+/// The original names one enum per message type; they carry the same three values.
+macro_rules! change_type_on_the_wire {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+        #[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+        pub enum $name {
+            /// Created.
+            Created,
+            /// Updated.
+            Updated,
+            /// Deleted.
+            Deleted,
+        }
+
+        impl From<ChangeType> for $name {
+            fn from(kind: ChangeType) -> Self {
+                match kind {
+                    ChangeType::Created => Self::Created,
+                    ChangeType::Updated => Self::Updated,
+                    ChangeType::Deleted => Self::Deleted,
+                }
+            }
+        }
+    };
+}
+
+change_type_on_the_wire!(
+    /// `projectModelsUpdated.type`.
+    ProjectModelsUpdatedMessageType
+);
+change_type_on_the_wire!(
+    /// `projectVersionsUpdated.type`.
+    ProjectVersionsUpdatedMessageType
+);
+
 /// `projectModelsUpdated` message.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ProjectModelsUpdatedMessage {
     id: String,
-    #[graphql(name = "type")]
+    #[graphql(skip)]
     kind: ChangeType,
 }
 
 #[ComplexObject]
 impl ProjectModelsUpdatedMessage {
+    /// What happened to the model.
+    #[graphql(name = "type")]
+    async fn kind_on_the_wire(&self) -> ProjectModelsUpdatedMessageType {
+        self.kind.into()
+    }
+
     /// The model after the change (null once deleted).
     async fn model(&self, ctx: &Context<'_>) -> Option<Model> {
         if self.kind == ChangeType::Deleted {
@@ -100,13 +141,19 @@ impl ProjectModelsUpdatedMessage {
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct ProjectVersionsUpdatedMessage {
     id: String,
-    #[graphql(name = "type")]
+    #[graphql(skip)]
     kind: ChangeType,
     model_id: String,
 }
 
 #[ComplexObject]
 impl ProjectVersionsUpdatedMessage {
+    /// What happened to the version.
+    #[graphql(name = "type")]
+    async fn kind_on_the_wire(&self) -> ProjectVersionsUpdatedMessageType {
+        self.kind.into()
+    }
+
     /// The version after the change (null once deleted).
     async fn version(&self, ctx: &Context<'_>) -> Option<Version> {
         if self.kind == ChangeType::Deleted {

@@ -144,7 +144,7 @@ async fn invite(
     .await
 }
 
-#[Object]
+#[Object(name = "ProjectInviteMutations")]
 impl InviteMutations {
     /// Invites a user (by id) or an email address to the project (owners, with `users:invite`).
     async fn create(

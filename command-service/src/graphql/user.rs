@@ -13,6 +13,7 @@ use crate::app::AppState;
 #[derive(SimpleObject, sqlx::FromRow)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct User {
+    #[graphql(skip)]
     id: String,
     #[graphql(skip)]
     email_address: String,
@@ -182,6 +183,12 @@ impl User {
 
 #[ComplexObject]
 impl User {
+    /// Its id.
+    #[graphql(name = "id")]
+    async fn wire_id(&self) -> async_graphql::ID {
+        async_graphql::ID(self.id.clone())
+    }
+
     /// What the caller may do outside any project, decided by the policy the mutations use.
     async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<RootPermissionChecks> {
         self.only_owner(ctx, "permissions")?;
