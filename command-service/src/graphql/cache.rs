@@ -28,6 +28,39 @@ use sqlx::PgPool;
 
 use crate::coalesce::SharedRead;
 
+/// Fields of the types in [`READ_MODEL_FIELDS`] that read something else (credentials, the
+/// object store, other read models): a request resolving one is answered, never stored.
+const NOT_CACHED: &[(&str, &[&str])] = &[
+    (
+        "Query",
+        &[
+            "users",
+            "userSearch",
+            "app",
+            "apps",
+            "admin",
+            "workspace",
+            "projectInvite",
+        ],
+    ),
+    ("Project", &["webhooks", "object"]),
+    ("Stream", &["webhooks", "object"]),
+    ("LimitedUser", &["verified"]),
+    ("PendingStreamCollaborator", &["token"]),
+    (
+        "User",
+        &[
+            "verified",
+            "workspaces",
+            "createdApps",
+            "authorizedApps",
+            "hasPendingVerification",
+            "projectInvites",
+            "apiTokens",
+        ],
+    ),
+];
+
 /// Fields whose values come only from the `speckle` read model, the caller, or the settings.
 const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
     (
@@ -79,7 +112,12 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "previewUrl",
             "versions",
             "projectId",
+            "permissions",
         ],
+    ),
+    (
+        "ModelPermissionChecks",
+        &["canUpdate", "canDelete", "canCreateVersion"],
     ),
     ("VersionCollection", &["totalCount", "cursor", "items"]),
     (
@@ -95,8 +133,10 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "previewUrl",
             "authorUser",
             "model",
+            "permissions",
         ],
     ),
+    ("VersionPermissionChecks", &["canUpdate", "canReceive"]),
     // Not `verified`: it comes from the mail read model, whose checkpoint is another.
     (
         "LimitedUser",
@@ -131,7 +171,10 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "canLeave",
         ],
     ),
-    ("PermissionCheckResult", &["authorized", "code", "message"]),
+    (
+        "PermissionCheckResult",
+        &["authorized", "code", "message", "payload", "errorMessage"],
+    ),
     // Not `verified`, `hasPendingVerification`, `apiTokens`, `createdApps`,
     // `authorizedApps` or `projectInvites`: other stores.
     (
@@ -148,7 +191,13 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "streams",
             "projects",
             "activity",
+            "permissions",
+            "activeWorkspace",
         ],
+    ),
+    (
+        "RootPermissionChecks",
+        &["canCreatePersonalProject", "canCreateWorkspace"],
     ),
     ("UserProjectCollection", &["totalCount", "cursor", "items"]),
     ("UserStreamCollection", &["totalCount", "cursor", "items"]),
@@ -256,6 +305,8 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "objectSizeLimitBytes",
             "objectMultipartUploadSizeLimitBytes",
             "isEmailEnabled",
+            "emailVerificationTimeoutMinutes",
+            "blobSizeLimitBytes",
         ],
     ),
     ("ServerWorkspacesInfo", &["workspacesEnabled"]),
@@ -490,6 +541,49 @@ mod tests {
             &async_graphql::Request::new(query),
         )
         .expect("no uploads")
+    }
+
+    #[test]
+    fn every_field_of_a_listed_type_is_classified() {
+        // A new field on a type the cache serves must be put on one of the two lists: on
+        // `READ_MODEL_FIELDS` only if it reads nothing but the `speckle` tables, the caller or
+        // the settings; on `NOT_CACHED` otherwise.
+        let sdl = crate::graphql::sdl();
+        let mut unclassified = Vec::new();
+        for (ty, listed) in READ_MODEL_FIELDS {
+            let start = sdl
+                .find(&format!("type {ty} {{"))
+                .unwrap_or_else(|| panic!("no type {ty} in the schema"));
+            let body = &sdl[start..start + sdl[start..].find("\n}").expect("type ends")];
+            let not_cached = NOT_CACHED
+                .iter()
+                .find(|(t, _)| t == ty)
+                .map_or(&[][..], |(_, f)| *f);
+            let mut in_description = false;
+            for line in body.lines().skip(1) {
+                let text = line.trim();
+                if let Some(rest) = text.strip_prefix("\"\"\"") {
+                    // `"""one line"""` stays outside; a lone `"""` opens or closes a block.
+                    if !rest.ends_with("\"\"\"") {
+                        in_description = !in_description;
+                    }
+                    continue;
+                }
+                if in_description || !line.starts_with('\t') || line.starts_with("\t\t") {
+                    continue;
+                }
+                let Some(field) = text.split(['(', ':']).next().filter(|f| !f.is_empty()) else {
+                    continue;
+                };
+                if !listed.contains(&field) && !not_cached.contains(&field) {
+                    unclassified.push(format!("{ty}.{field}"));
+                }
+            }
+        }
+        assert!(
+            unclassified.is_empty(),
+            "classify these fields in graphql::cache: {unclassified:?}"
+        );
     }
 
     #[test]
