@@ -33,6 +33,7 @@ struct Inner {
     rate_limits: std::collections::BTreeMap<&'static str, crate::ratelimit::Limit>,
     redis_namespace: tokio::sync::OnceCell<String>,
     limiter_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+    db_gate: crate::dbgate::DbGate,
 }
 
 impl AppState {
@@ -80,6 +81,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 redis_namespace: tokio::sync::OnceCell::new(),
                 limiter_paused_until: std::sync::Mutex::new(None),
+                db_gate: crate::dbgate::DbGate::default(),
                 rate_limits,
                 hub,
                 settings,
@@ -180,6 +182,11 @@ impl AppState {
         &self.inner.metrics
     }
 
+    /// Whether PostgreSQL answered its last probe (`dbgate`).
+    pub fn db_gate(&self) -> &crate::dbgate::DbGate {
+        &self.inner.db_gate
+    }
+
     /// Checks that Postgres answers a query.
     pub async fn ping_postgres(&self) -> Result<(), String> {
         sqlx::query("SELECT 1")
@@ -210,6 +217,38 @@ pub fn pg_pool(settings: &Settings, url: &Secret) -> anyhow::Result<PgPool> {
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
         .connect_lazy_with(options.application_name("strata")))
+}
+
+/// The database settings under which an acknowledged write can be lost (`fsync=off`,
+/// `synchronous_commit=off`, `full_page_writes=off`), as this pool's sessions see them.
+pub async fn undurable_settings(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings \
+         WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(settings
+        .into_iter()
+        .filter(|(_, value)| value == "off")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect())
+}
+
+/// Logs a loud warning for each database setting that can lose acknowledged writes.
+pub async fn warn_if_not_durable(pool: &PgPool) {
+    match undurable_settings(pool).await {
+        Ok(settings) => {
+            for setting in settings {
+                tracing::warn!(
+                    %setting,
+                    "PostgreSQL runs with {setting}: writes strata acknowledged can be lost in a crash \
+                     (fine for tests, never for people's data)"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read PostgreSQL's durability settings"),
+    }
 }
 
 /// A Redis client that connects in the background and keeps reconnecting.
@@ -355,6 +394,13 @@ pub async fn serve(
     use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
+    let settings = state.settings();
+    let probe = tokio::spawn(state.db_gate().clone().watch(
+        state.pool().clone(),
+        Duration::from_millis(settings.database_probe_interval_ms),
+        Duration::from_millis(settings.database_probe_timeout_ms),
+    ));
+    let _stop_probe = AbortOnDrop(probe);
     // Without TCP_NODELAY the small last write of a response (a chunked body's terminator)
     // waits for the client's delayed ACK: about 40 ms per streamed object download.
     let listener = listener.tap_io(|stream| {
@@ -369,4 +415,13 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .context("serving HTTP")
+}
+
+/// Aborts a background task when the scope that started it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -171,6 +171,13 @@ settings! {
     database_max_connections: u32 = 20,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     database_acquire_timeout_ms: u64 = 5_000,
+    /// How often each API process checks that PostgreSQL answers, in milliseconds; while it
+    /// does not, requests are refused at once (`SERVICE_UNAVAILABLE`, 503).
+    database_probe_interval_ms: u64 = 500,
+    /// How long one such check may take, in milliseconds.
+    database_probe_timeout_ms: u64 = 1_000,
+    /// The `Retry-After` given to requests refused while PostgreSQL is down, in seconds.
+    database_retry_after_seconds: u64 = 5,
     /// Redis URL (subscription fan-out, rate limits, caches).
     redis_url: Option<Secret> = None,
     /// Log line format.
@@ -482,6 +489,12 @@ impl Settings {
         }
         if self.webhook_timeout_seconds == 0 {
             return Err(invalid("webhook_timeout_seconds", "must be at least 1"));
+        }
+        if self.database_probe_interval_ms == 0 {
+            return Err(invalid("database_probe_interval_ms", "must be at least 1"));
+        }
+        if self.database_probe_timeout_ms == 0 {
+            return Err(invalid("database_probe_timeout_ms", "must be at least 1"));
         }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be at least 1"));

@@ -84,6 +84,12 @@ pub fn router(state: AppState) -> Router {
             crate::ratelimit::middleware,
         ))
         .layer(middleware::from_fn(embed_token))
+        // Before rate limits and authentication: while PostgreSQL is down nothing can be
+        // served, and every caller hears so at once.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::dbgate::middleware,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             record_metrics,

@@ -11,6 +11,7 @@ pub mod coalesce;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod dbgate;
 pub mod error;
 pub mod graphql;
 pub mod http;

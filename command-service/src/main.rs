@@ -170,6 +170,10 @@ async fn run_processes(
     workers: bool,
 ) -> anyhow::Result<()> {
     let pool = runtime_pool(&settings, "every process reads the event log")?;
+    tokio::spawn({
+        let pool = pool.clone();
+        async move { app::warn_if_not_durable(&pool).await }
+    });
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     if projectors {

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod mailbox;
+pub mod proxy;
 pub mod race;
 pub mod receiver;
 
