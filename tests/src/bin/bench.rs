@@ -94,6 +94,17 @@ enum Bench {
         #[arg(long, default_value_t = 8)]
         clients: usize,
     },
+    /// Commands at scale: sequential model and version creates (each with read-your-writes,
+    /// over HTTP) and 16 concurrent version creates on one project, in projects already holding
+    /// 0, 1,000, 10,000 and 50,000 versions, beside `GET /api/ping` (the HTTP floor).
+    Commands {
+        /// Creates measured per kind and size.
+        #[arg(long, default_value_t = 200)]
+        ops: usize,
+        /// Project sizes, in versions already there.
+        #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,50000")]
+        sizes: Vec<usize>,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -138,6 +149,7 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Commands { ops, sizes } => commands_bench(&pool, &scoped, ops, &sizes).await,
         Bench::Graphql { seconds } => graphql_bench(&pool, &scoped, seconds).await,
         Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
         Bench::Subscriptions {
@@ -1307,5 +1319,237 @@ async fn race_bench(pool: &PgPool, writers: usize, rounds: usize) -> anyhow::Res
         outcome.is_exact(),
         "the reader did not see every committed event exactly once"
     );
+    Ok(())
+}
+
+/// One GraphQL request with a token; fails on errors.
+async fn gql_ok(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let res: serde_json::Value = http
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"query": query, "variables": variables}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    anyhow::ensure!(res["errors"].is_null(), "GraphQL errors: {res}");
+    Ok(res["data"].clone())
+}
+
+fn latency_row(label: &str, mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    format!(
+        "{label}: p50 {:.2} ms, p99 {:.2} ms",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99))
+    )
+}
+
+async fn commands_bench(
+    pool: &PgPool,
+    scoped_url: &str,
+    ops: usize,
+    sizes: &[usize],
+) -> anyhow::Result<()> {
+    use domain::project::ProjectEvent;
+    let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let base = app.base_url.clone();
+    let http = reqwest::Client::new();
+    let token = tests::register(&base, "bench@example.com").await;
+    let me = gql_ok(
+        &http,
+        &base,
+        &token,
+        "{ activeUser { id } }",
+        serde_json::json!({}),
+    )
+    .await?["activeUser"]["id"]
+        .as_str()
+        .context("user id")?
+        .to_owned();
+    const OBJECT: &str = "0123456789abcdef0123456789abcdef";
+    const CREATE_MODEL: &str =
+        "mutation($i: CreateModelInput!) { modelMutations { create(input: $i) { id } } }";
+    const CREATE_VERSION: &str =
+        "mutation($i: CreateVersionInput!) { versionMutations { create(input: $i) { id } } }";
+    let log = EventLog::new(pool.clone());
+    let mut ping = Vec::with_capacity(ops);
+    for _ in 0..ops {
+        let started = Instant::now();
+        http.get(format!("{base}/api/ping"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        ping.push(started.elapsed());
+    }
+    println!(
+        "\ncommands: {ops} sequential creates per kind, then {ops} creates by 16 clients at once, \
+         each answered after its read models (read-your-writes); {}",
+        latency_row("reference GET /api/ping", ping)
+    );
+    for &size in sizes {
+        let project = gql_ok(
+            &http,
+            &base,
+            &token,
+            "mutation { projectMutations { create(input: {name: \"bench\"}) { id } } }",
+            serde_json::json!({}),
+        )
+        .await?["projectMutations"]["create"]["id"]
+            .as_str()
+            .context("project id")?
+            .to_owned();
+        let model = gql_ok(
+            &http,
+            &base,
+            &token,
+            CREATE_MODEL,
+            serde_json::json!({"i": {"projectId": project, "name": "seed"}}),
+        )
+        .await?["modelMutations"]["create"]["id"]
+            .as_str()
+            .context("model id")?
+            .to_owned();
+        tests::store_object(&base, &token, &project, OBJECT).await;
+        // History, appended straight to the log in batches (the commands under test come after).
+        let seeded = Instant::now();
+        for chunk in (0..size).collect::<Vec<_>>().chunks(1000) {
+            let events = chunk
+                .iter()
+                .map(|i| {
+                    ProjectEvent::VersionCreated {
+                        project_id: project.clone(),
+                        version_id: format!("{:010x}", 0xb0_0000_0000u64 + *i as u64),
+                        model_id: model.clone(),
+                        object_id: OBJECT.into(),
+                        message: Some(format!("seed {i}")),
+                        source_application: Some("bench".into()),
+                        total_children_count: 0,
+                        parents: vec![],
+                        author_id: me.clone(),
+                    }
+                    .to_new_event()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            log.append(&AppendRequest {
+                stream: StreamId::new("project", &project)?,
+                expected: ExpectedVersion::Any,
+                events,
+                metadata: EventMetadata::default(),
+                command_id: None,
+            })
+            .await?;
+        }
+        let head: (String, i64) = sqlx::query_as(
+            "SELECT transaction_id::text, position FROM events \
+             ORDER BY transaction_id DESC, position DESC LIMIT 1",
+        )
+        .fetch_one(pool)
+        .await?;
+        projections::wait_for(
+            pool,
+            &[projections::speckle::NAME],
+            LogCursor {
+                transaction_id: head.0.parse()?,
+                position: head.1,
+            },
+            Duration::from_secs(600),
+        )
+        .await?;
+        let seed_time = seeded.elapsed();
+        // The first command folds whatever it has to; it is reported on its own.
+        let started = Instant::now();
+        gql_ok(
+            &http,
+            &base,
+            &token,
+            CREATE_MODEL,
+            serde_json::json!({"i": {"projectId": project, "name": "first"}}),
+        )
+        .await?;
+        let first = started.elapsed();
+        let mut models = Vec::with_capacity(ops);
+        for i in 0..ops {
+            let started = Instant::now();
+            gql_ok(
+                &http,
+                &base,
+                &token,
+                CREATE_MODEL,
+                serde_json::json!({"i": {"projectId": project, "name": format!("m{i}")}}),
+            )
+            .await?;
+            models.push(started.elapsed());
+        }
+        let mut versions = Vec::with_capacity(ops);
+        for _ in 0..ops {
+            let started = Instant::now();
+            gql_ok(
+                &http,
+                &base,
+                &token,
+                CREATE_VERSION,
+                serde_json::json!({"i": {"projectId": project, "modelId": model, "objectId": OBJECT}}),
+            )
+            .await?;
+            versions.push(started.elapsed());
+        }
+        let next = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(AtomicU64::new(0));
+        let concurrent = Arc::new(std::sync::Mutex::new(Vec::with_capacity(ops)));
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            let (http, base, token, project, model) = (
+                http.clone(),
+                base.clone(),
+                token.clone(),
+                project.clone(),
+                model.clone(),
+            );
+            let (next, failures, concurrent) = (next.clone(), failures.clone(), concurrent.clone());
+            clients.push(tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::SeqCst) < ops as u64 {
+                    let started = Instant::now();
+                    let ok = gql_ok(
+                        &http,
+                        &base,
+                        &token,
+                        CREATE_VERSION,
+                        serde_json::json!({"i": {"projectId": project, "modelId": model, "objectId": OBJECT}}),
+                    )
+                    .await;
+                    if let Err(e) = ok {
+                        eprintln!("concurrent create failed: {e}");
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if let Ok(mut samples) = concurrent.lock() {
+                        samples.push(started.elapsed());
+                    }
+                }
+            }));
+        }
+        for client in clients {
+            client.await?;
+        }
+        let concurrent = concurrent.lock().map(|s| s.clone()).unwrap_or_default();
+        println!(
+            "{size:>6} versions (seeded in {:.1} s; first command {:.1} ms): {}; {}; 16 clients {}, {} failed",
+            seed_time.as_secs_f64(),
+            ms(first),
+            latency_row("model create", models),
+            latency_row("version create", versions),
+            latency_row("version create", concurrent),
+            failures.load(Ordering::SeqCst)
+        );
+    }
+    cancel.cancel();
+    let _ = projecting.await;
     Ok(())
 }
