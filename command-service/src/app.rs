@@ -332,6 +332,7 @@ pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands:
         ],
         Duration::from_millis(settings.read_your_writes_timeout_ms),
     )
+    .with_state_cache(settings.command_state_cache_streams)
 }
 
 /// The job runner over every registered handler.

@@ -4,6 +4,10 @@
 //! A concurrent write to the same stream makes the append conflict; the command is then
 //! decided again on fresh state, a bounded number of times, never dropped silently.
 
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use domain::error::DomainError;
@@ -17,7 +21,7 @@ use schema::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion};
 /// An event-sourced aggregate as the command handler sees it.
 pub trait Aggregate {
     /// Folded state.
-    type State: Default + Clone;
+    type State: Default + Clone + Send + 'static;
     /// What may be asked of it.
     type Command: Clone;
     /// What it records.
@@ -152,38 +156,124 @@ pub struct CommandBus {
     read_models: &'static [&'static str],
     wait: Duration,
     retries: u32,
+    states: Arc<StateCache>,
+}
+
+/// Aggregate states kept between commands, so a command costs the same in a project with
+/// fifty thousand versions as in a new one: a snapshot cache, never authoritative. An entry is
+/// the fold of its stream up to a version; a command decides on it optimistically and appends
+/// expecting that version, so a write made elsewhere (another replica, a rebuild of history)
+/// makes the append conflict, and the entry is brought up to date from the log before the
+/// command is decided again. A refusal or a no-op decided on an entry that was not read from
+/// the log in this command is checked again on fresh state before it is answered. Commands on
+/// one stream take its entry in turn (they would conflict on the append anyway); the read-model
+/// wait happens after the entry is given back.
+struct StateCache {
+    /// Each stream's entry, with the tick it was last used at.
+    slots: std::sync::Mutex<HashMap<String, (SharedSlot, u64)>>,
+    capacity: usize,
+    tick: AtomicU64,
+}
+
+/// One stream's entry, taken in turn by its commands.
+type SharedSlot = Arc<tokio::sync::Mutex<Slot>>;
+
+/// One stream's cached fold.
+#[derive(Default)]
+struct Slot {
+    /// The state (`A::State` of the stream's aggregate), absent until first folded.
+    state: Option<Box<dyn Any + Send>>,
+    /// The stream version it was folded up to.
+    version: u64,
+}
+
+impl StateCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(HashMap::new()),
+            capacity,
+            tick: AtomicU64::new(0),
+        }
+    }
+
+    /// The entry of `stream`, made when absent; the least recently used entry goes when the
+    /// cache is full.
+    fn slot(&self, stream: &str) -> SharedSlot {
+        let now = self.tick.fetch_add(1, Ordering::Relaxed);
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((slot, used)) = slots.get_mut(stream) {
+            *used = now;
+            return slot.clone();
+        }
+        if slots.len() >= self.capacity.max(1) {
+            let oldest = slots
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                slots.remove(&oldest);
+            }
+        }
+        let slot = Arc::new(tokio::sync::Mutex::new(Slot::default()));
+        slots.insert(stream.to_owned(), (slot.clone(), now));
+        slot
+    }
 }
 
 impl CommandBus {
-    /// A bus that waits up to `wait` for `read_models` after each command.
+    /// A bus that waits up to `wait` for `read_models` after each command, keeping the states
+    /// of up to 10,000 streams between commands.
     pub fn new(log: EventLog, read_models: &'static [&'static str], wait: Duration) -> Self {
         Self {
             log,
             read_models,
             wait,
             retries: 20,
+            states: Arc::new(StateCache::new(10_000)),
         }
     }
 
-    /// The current state of aggregate `id`, with the version it was folded at.
-    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A::State, u64), CommandError> {
-        let stream = A::stream(id)?;
+    /// The same bus keeping the states of at most `streams` streams between commands (0: none).
+    #[must_use]
+    pub fn with_state_cache(mut self, streams: usize) -> Self {
+        self.states = Arc::new(StateCache::new(streams));
+        self
+    }
+
+    /// Folds the events of `stream` after `version` into `state`.
+    async fn catch_up<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        mut state: A::State,
+        mut version: u64,
+    ) -> Result<(A::State, u64), CommandError> {
         let stored = self
             .log
-            .read_stream(&stream, 1)
+            .read_stream(
+                stream,
+                i64::try_from(version + 1)
+                    .map_err(|_| CommandError::Internal("stream version overflow".into()))?,
+            )
             .await
             .map_err(|e| CommandError::Internal(e.to_string()))?;
-        let mut state = A::State::default();
-        let mut version = 0;
         for e in stored {
             let schema_version = u32::try_from(e.schema_version)
                 .map_err(|_| CommandError::Internal("negative schema version".into()))?;
             let event = A::decode(&e.event_type, schema_version, e.payload)
                 .map_err(|err| CommandError::Internal(err.to_string()))?;
             state = A::evolve(state, &event);
-            version = u64::try_from(e.stream_version).unwrap_or(0);
+            version = u64::try_from(e.stream_version).unwrap_or(version);
         }
         Ok((state, version))
+    }
+
+    /// The current state of aggregate `id`, with the version it was folded at.
+    pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A::State, u64), CommandError> {
+        let stream = A::stream(id)?;
+        self.catch_up::<A>(&stream, A::State::default(), 0).await
     }
 
     /// Loads aggregate `id`, lets `make` turn its state into a command (checking permissions
@@ -199,16 +289,43 @@ impl CommandBus {
         F: Fn(&A::State) -> Result<A::Command, CommandError>,
     {
         let stream = A::stream(id)?;
+        let slot = if self.states.capacity == 0 {
+            Arc::new(tokio::sync::Mutex::new(Slot::default()))
+        } else {
+            self.states.slot(stream.as_str())
+        };
+        let mut entry = slot.lock().await;
+        let cached = entry
+            .state
+            .take()
+            .and_then(|s| s.downcast::<A::State>().ok());
+        // Whether `state` was read from the log in this command (else it is the cache's word).
+        let mut fresh = cached.is_none();
+        let (mut state, mut version) = match cached {
+            Some(state) => (*state, entry.version),
+            None => self.catch_up::<A>(&stream, A::State::default(), 0).await?,
+        };
         for _ in 0..=self.retries {
-            let (state, version) = self.load::<A>(id).await?;
-            let command = make(&state)?;
-            let events = A::decide(&state, command)?;
-            if events.is_empty() {
-                return Ok(Outcome {
-                    events,
-                    appended: None,
-                });
-            }
+            let decided = make(&state).and_then(|c| A::decide(&state, c).map_err(Into::into));
+            let events = match decided {
+                Ok(events) if !events.is_empty() => events,
+                // A refusal or a no-op must hold on the stream as it is now.
+                other if !fresh => {
+                    drop(other);
+                    (state, version) = self.catch_up::<A>(&stream, state, version).await?;
+                    fresh = true;
+                    continue;
+                }
+                other => {
+                    entry.state = Some(Box::new(state));
+                    entry.version = version;
+                    let events = other?;
+                    return Ok(Outcome {
+                        events,
+                        appended: None,
+                    });
+                }
+            };
             let encoded = events
                 .iter()
                 .map(A::encode)
@@ -227,6 +344,12 @@ impl CommandBus {
             };
             match self.log.append(&request).await {
                 Ok(appended) => {
+                    for event in &events {
+                        state = A::evolve(state, event);
+                    }
+                    entry.state = Some(Box::new(state));
+                    entry.version = version + events.len() as u64;
+                    drop(entry);
                     projections::wait_for(
                         self.log.pool(),
                         self.read_models,
@@ -244,11 +367,18 @@ impl CommandBus {
                     // jittered pause so many contenders do not collide again in lockstep.
                     let pause = rand::random_range(0..2_000u64);
                     tokio::time::sleep(Duration::from_micros(pause)).await;
-                    continue;
+                    (state, version) = self.catch_up::<A>(&stream, state, version).await?;
+                    fresh = true;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    entry.state = Some(Box::new(state));
+                    entry.version = version;
+                    return Err(e.into());
+                }
             }
         }
+        entry.state = Some(Box::new(state));
+        entry.version = version;
         Err(CommandError::Contended {
             stream: stream.to_string(),
         })

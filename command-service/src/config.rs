@@ -205,6 +205,9 @@ settings! {
     /// How long a mutation waits for the read models it affects, in milliseconds, before
     /// answering `PROJECTION_LAG` (the write itself is kept).
     read_your_writes_timeout_ms: u64 = 5_000,
+    /// How many aggregates' states each API process keeps between commands, so a command
+    /// costs the same in a long-lived project as in a new one (0 folds every stream anew).
+    command_state_cache_streams: usize = 10_000,
     /// Jobs one worker process runs at once.
     worker_concurrency: usize = 8,
     /// How long a worker's claim on a job lasts without renewal, in seconds.

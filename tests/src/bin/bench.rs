@@ -104,6 +104,10 @@ enum Bench {
         /// Project sizes, in versions already there.
         #[arg(long, value_delimiter = ',', default_value = "0,1000,10000,50000")]
         sizes: Vec<usize>,
+        /// `STRATA_COMMAND_STATE_CACHE_STREAMS` of the server (0: every command folds its
+        /// project's whole stream, as before the cache).
+        #[arg(long, default_value_t = 10_000)]
+        state_cache_streams: usize,
     },
     /// The late-commit race soak.
     Race {
@@ -149,7 +153,11 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
-        Bench::Commands { ops, sizes } => commands_bench(&pool, &scoped, ops, &sizes).await,
+        Bench::Commands {
+            ops,
+            sizes,
+            state_cache_streams,
+        } => commands_bench(&pool, &scoped, ops, &sizes, state_cache_streams).await,
         Bench::Graphql { seconds } => graphql_bench(&pool, &scoped, seconds).await,
         Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
         Bench::Subscriptions {
@@ -1356,9 +1364,13 @@ async fn commands_bench(
     scoped_url: &str,
     ops: usize,
     sizes: &[usize],
+    state_cache_streams: usize,
 ) -> anyhow::Result<()> {
     use domain::project::ProjectEvent;
-    let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |s| {
+        s.command_state_cache_streams = state_cache_streams;
+    })
+    .await?;
     let base = app.base_url.clone();
     let http = reqwest::Client::new();
     let token = tests::register(&base, "bench@example.com").await;
@@ -1390,8 +1402,9 @@ async fn commands_bench(
         ping.push(started.elapsed());
     }
     println!(
-        "\ncommands: {ops} sequential creates per kind, then {ops} creates by 16 clients at once, \
-         each answered after its read models (read-your-writes); {}",
+        "\ncommands (state cache: {state_cache_streams} streams): {ops} sequential creates per \
+         kind, then {ops} creates by 16 clients at once, each answered after its read models \
+         (read-your-writes); {}",
         latency_row("reference GET /api/ping", ping)
     );
     for &size in sizes {
