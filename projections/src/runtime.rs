@@ -36,6 +36,9 @@ impl Default for RuntimeOptions {
     }
 }
 
+/// The first pause before looking again at events held back by an open transaction.
+const HELD_BACK_FIRST_PAUSE: Duration = Duration::from_millis(1);
+
 /// Runs a set of projections until cancelled.
 pub struct ProjectorRuntime {
     pool: PgPool,
@@ -46,6 +49,10 @@ pub struct ProjectorRuntime {
 pub(crate) struct StepOutcome {
     pub applied: usize,
     pub last: Option<LogCursor>,
+    /// Committed events after the checkpoint were not readable yet: a transaction that began
+    /// before they committed (any writer in the cluster, a projector's own batch among them)
+    /// still holds the horizon back. Nothing will announce its end, so look again soon.
+    pub held_back: bool,
 }
 
 pub(crate) enum StepError {
@@ -163,6 +170,7 @@ async fn run_projection(
         // After a batch fails, go one event at a time up to the batch's end, so the events
         // before the bad one are applied and the error names the exact position.
         let mut probe_until: Option<LogCursor> = None;
+        let mut held_pause = HELD_BACK_FIRST_PAUSE;
         loop {
             if cancel.is_cancelled() {
                 let _ = owner.close().await;
@@ -183,6 +191,21 @@ async fn run_projection(
                     if outcome.applied as i64 == size {
                         continue;
                     }
+                    if outcome.held_back {
+                        // Back off from 1 ms towards the poll interval while a long transaction
+                        // holds the horizon; progress resets it.
+                        held_pause = if outcome.applied > 0 {
+                            HELD_BACK_FIRST_PAUSE
+                        } else {
+                            (held_pause * 2).min(options.poll_interval)
+                        };
+                        tokio::select! {
+                            () = tokio::time::sleep(held_pause) => {}
+                            () = cancel.cancelled() => {}
+                        }
+                        continue;
+                    }
+                    held_pause = HELD_BACK_FIRST_PAUSE;
                     if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
                         tracing::warn!(projection = name, "lost the projection lock connection");
                         break;
@@ -270,10 +293,12 @@ pub(crate) async fn step(
     let cursor = cursor_of(&row)?;
     let events = read_all_with(&mut *tx, cursor, size).await?;
     let Some(last) = events.last().map(|e| e.cursor) else {
+        let held_back = held_back_after(&mut tx, cursor).await?;
         tx.commit().await?;
         return Ok(StepOutcome {
             applied: 0,
             last: None,
+            held_back,
         });
     };
     let applied = {
@@ -293,11 +318,26 @@ pub(crate) async fn step(
         });
     }
     advance(&mut tx, projection.name(), last, events.len()).await?;
+    let held_back = (events.len() as i64) < size && held_back_after(&mut tx, last).await?;
     tx.commit().await?;
     Ok(StepOutcome {
         applied: events.len(),
         last: Some(last),
+        held_back,
     })
+}
+
+/// Whether committed events after `cursor` sit beyond the readable horizon.
+async fn held_back_after(conn: &mut PgConnection, cursor: LogCursor) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events \
+           WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+             AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+    )
+    .bind(cursor.transaction_id.to_string())
+    .bind(cursor.position)
+    .fetch_one(conn)
+    .await
 }
 
 pub(crate) async fn advance(

@@ -1407,6 +1407,8 @@ async fn commands_bench(
          (read-your-writes); {}",
         latency_row("reference GET /api/ping", ping)
     );
+    // Seeded version ids are unique across every size of the run.
+    let mut seeded_ids = 0u64;
     for &size in sizes {
         let project = gql_ok(
             &http,
@@ -1439,7 +1441,7 @@ async fn commands_bench(
                 .map(|i| {
                     ProjectEvent::VersionCreated {
                         project_id: project.clone(),
-                        version_id: format!("{:010x}", 0xb0_0000_0000u64 + *i as u64),
+                        version_id: format!("{:010x}", 0xb0_0000_0000u64 + seeded_ids + *i as u64),
                         model_id: model.clone(),
                         object_id: OBJECT.into(),
                         message: Some(format!("seed {i}")),
@@ -1460,8 +1462,10 @@ async fn commands_bench(
             })
             .await?;
         }
+        seeded_ids += size as u64;
+        // The alias keeps ORDER BY on the xid8, not on its text.
         let head: (String, i64) = sqlx::query_as(
-            "SELECT transaction_id::text, position FROM events \
+            "SELECT transaction_id::text AS xid, position FROM events \
              ORDER BY transaction_id DESC, position DESC LIMIT 1",
         )
         .fetch_one(pool)
