@@ -26,6 +26,22 @@ async fn run(bus: &CommandBus, command: ProjectCommand) -> Result<usize, Command
         .map(|outcome| outcome.events.len())
 }
 
+async fn create_project(bus: &CommandBus) {
+    run(
+        bus,
+        ProjectCommand::Create {
+            id: PROJECT.into(),
+            name: "Tower".into(),
+            description: None,
+            visibility: Visibility::Private,
+            owner_user_id: OWNER.into(),
+            default_model_id: None,
+        },
+    )
+    .await
+    .unwrap();
+}
+
 fn create_model(id: &str, name: &str) -> ProjectCommand {
     ProjectCommand::CreateModel {
         model_id: id.into(),
@@ -47,19 +63,7 @@ async fn stream_length(db: &TestDb) -> i64 {
 async fn a_cached_state_made_stale_by_another_process_is_caught_up() {
     let db = TestDb::new().await;
     let (here, there) = (bus(&db), bus(&db));
-    run(
-        &here,
-        ProjectCommand::Create {
-            id: PROJECT.into(),
-            name: "Tower".into(),
-            description: None,
-            visibility: Visibility::Private,
-            owner_user_id: OWNER.into(),
-            default_model_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    create_project(&here).await;
     run(&here, create_model("c000000001", "walls"))
         .await
         .unwrap();
@@ -117,19 +121,7 @@ async fn a_cached_state_made_stale_by_another_process_is_caught_up() {
 async fn concurrent_commands_through_two_caches_all_land_once() {
     let db = TestDb::new().await;
     let (here, there) = (bus(&db), bus(&db));
-    run(
-        &here,
-        ProjectCommand::Create {
-            id: PROJECT.into(),
-            name: "Tower".into(),
-            description: None,
-            visibility: Visibility::Private,
-            owner_user_id: OWNER.into(),
-            default_model_id: None,
-        },
-    )
-    .await
-    .unwrap();
+    create_project(&here).await;
     let mut tasks = Vec::new();
     for i in 0..32 {
         let bus = if i % 2 == 0 {
