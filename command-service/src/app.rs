@@ -34,6 +34,7 @@ struct Inner {
     redis_namespace: tokio::sync::OnceCell<String>,
     limiter_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
     db_gate: crate::dbgate::DbGate,
+    blobs: Option<workers::blobs::BlobStore>,
 }
 
 impl AppState {
@@ -77,8 +78,10 @@ impl AppState {
             settings.graphql_cache_bytes,
             settings.graphql_cache_entry_max_bytes,
         );
+        let blobs = blob_options(&settings).map(|o| workers::blobs::BlobStore::new(&o));
         Ok(Self {
             inner: Arc::new(Inner {
+                blobs,
                 redis_namespace: tokio::sync::OnceCell::new(),
                 limiter_paused_until: std::sync::Mutex::new(None),
                 db_gate: crate::dbgate::DbGate::default(),
@@ -180,6 +183,11 @@ impl AppState {
     /// The metrics registry.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The S3 file store, when one is configured.
+    pub fn blobs(&self) -> Option<&workers::blobs::BlobStore> {
+        self.inner.blobs.as_ref()
     }
 
     /// Whether PostgreSQL answered its last probe (`dbgate`).
@@ -335,13 +343,34 @@ pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands:
     .with_state_cache(settings.command_state_cache_streams)
 }
 
+/// The S3 file store's options, when `STRATA_S3_ENDPOINT` is set.
+pub fn blob_options(settings: &Settings) -> Option<workers::blobs::BlobOptions> {
+    let endpoint = settings.s3_endpoint.clone()?;
+    let secret = |s: &Option<Secret>| {
+        s.as_ref()
+            .map(|s| s.expose().to_owned())
+            .unwrap_or_default()
+    };
+    Some(workers::blobs::BlobOptions {
+        endpoint,
+        public_endpoint: settings.s3_public_endpoint.clone(),
+        bucket: settings.s3_bucket.clone(),
+        region: settings.s3_region.clone(),
+        access_key_id: secret(&settings.s3_access_key_id),
+        secret_access_key: secret(&settings.s3_secret_access_key),
+        presign_expiry: Duration::from_secs(settings.s3_presign_expiry_seconds),
+        timeout: Duration::from_secs(settings.s3_request_timeout_seconds),
+    })
+}
+
 /// The job runner over every registered handler.
 pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::JobRunner> {
     let bus = command_bus(settings, EventLog::new(pool.clone()));
     let handlers = workers::registry(workers::Dependencies {
         pool: pool.clone(),
         webhooks: crate::webhooks::delivery_options(settings),
-        webhook_control: std::sync::Arc::new(crate::webhooks::BusWebhookControl::new(bus)),
+        webhook_control: std::sync::Arc::new(crate::webhooks::BusWebhookControl::new(bus.clone())),
+        ingestion_control: std::sync::Arc::new(crate::ingestion::BusIngestionControl::new(bus)),
         mail: mail_options(settings),
     })
     .context("building the job handlers")?;

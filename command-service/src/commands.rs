@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use domain::error::DomainError;
 use domain::event::EventCodecError;
+use domain::ingestion::{IngestionCommand, IngestionEvent, IngestionState};
 use domain::policy::Denied;
 use domain::project::{ProjectCommand, ProjectEvent, ProjectState};
 use domain::user::{UserCommand, UserEvent, UserState};
@@ -70,6 +71,37 @@ impl Aggregate for ProjectAggregate {
         ProjectEvent::decode(event_type, schema_version, payload)
     }
     fn encode(event: &ProjectEvent) -> Result<NewEvent, EventCodecError> {
+        event.to_new_event()
+    }
+}
+
+/// The ModelIngestion aggregate (one send of a model, on its own stream).
+pub struct IngestionAggregate;
+
+impl Aggregate for IngestionAggregate {
+    type State = IngestionState;
+    type Command = IngestionCommand;
+    type Event = IngestionEvent;
+    fn stream(id: &str) -> Result<StreamId, CommandError> {
+        domain::ingestion::stream_id(id).map_err(|e| CommandError::BadInput(e.to_string()))
+    }
+    fn decide(
+        state: &IngestionState,
+        command: IngestionCommand,
+    ) -> Result<Vec<IngestionEvent>, DomainError> {
+        domain::ingestion::decide(state, command)
+    }
+    fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
+        domain::ingestion::evolve(state, event)
+    }
+    fn decode(
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> Result<IngestionEvent, EventCodecError> {
+        IngestionEvent::decode(event_type, schema_version, payload)
+    }
+    fn encode(event: &IngestionEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
     }
 }
@@ -274,6 +306,35 @@ impl CommandBus {
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<(A::State, u64), CommandError> {
         let stream = A::stream(id)?;
         self.catch_up::<A>(&stream, A::State::default(), 0).await
+    }
+
+    /// Like [`Self::load`] at constant cost: starts from the cached state when there is one
+    /// and reads only the events after it (so it is as current as the log), leaving the
+    /// caught-up state in the cache. For commands on one aggregate that must check facts of
+    /// another (an ingestion's project: its model, the caller's role).
+    pub async fn current<A: Aggregate>(&self, id: &str) -> Result<A::State, CommandError> {
+        let stream = A::stream(id)?;
+        if self.states.capacity == 0 {
+            return Ok(self.catch_up::<A>(&stream, A::State::default(), 0).await?.0);
+        }
+        let slot = self.states.slot(stream.as_str());
+        let mut entry = slot.lock().await;
+        let (state, version) = match entry
+            .state
+            .take()
+            .and_then(|s| s.downcast::<A::State>().ok())
+        {
+            Some(state) => (*state, entry.version),
+            None => (A::State::default(), 0),
+        };
+        match self.catch_up::<A>(&stream, state, version).await {
+            Ok((state, version)) => {
+                entry.state = Some(Box::new(state.clone()));
+                entry.version = version;
+                Ok(state)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Loads aggregate `id`, lets `make` turn its state into a command (checking permissions

@@ -253,8 +253,16 @@ settings! {
     /// Key of the HMAC that token digests are made with (at least 32 characters). Changing it
     /// invalidates every token.
     token_pepper: Option<Secret> = None,
-    /// S3-compatible endpoint for uploaded files and previews (used by workers).
+    /// S3-compatible endpoint for uploaded files (model ingestion bundles, imports, previews);
+    /// none = the `/api/v2` bundle rail answers 503.
     s3_endpoint: Option<String> = None,
+    /// The S3 endpoint as clients reach it: presigned upload and download URLs are signed for
+    /// it (none = `STRATA_S3_ENDPOINT`).
+    s3_public_endpoint: Option<String> = None,
+    /// How long a presigned upload or download URL works.
+    s3_presign_expiry_seconds: u64 = 3600,
+    /// How long one request to S3 may take.
+    s3_request_timeout_seconds: u64 = 30,
     /// S3 bucket.
     s3_bucket: String = "strata".to_owned(),
     /// S3 region.
@@ -263,6 +271,11 @@ settings! {
     s3_access_key_id: Option<Secret> = None,
     /// S3 secret access key.
     s3_secret_access_key: Option<Secret> = None,
+    /// Idle timeout of a model ingestion whose client sends none: it fails when no progress
+    /// is reported for this long.
+    ingestion_default_idle_timeout_seconds: u32 = 1800,
+    /// Most files one bundle upload may sign or complete.
+    ingestion_max_files: usize = 1000,
     /// SMTP host for transactional email (used by workers); none = email disabled.
     smtp_host: Option<String> = None,
     /// SMTP port.

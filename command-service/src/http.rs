@@ -71,6 +71,18 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/projects/{project_id}/object-stream/",
             axum::routing::post(crate::objects::object_stream),
         )
+        .route(
+            "/api/v2/projects/{project_id}/modelingestion/{ingestion_id}/uploads/sign",
+            axum::routing::post(crate::ingestion::rest::sign),
+        )
+        .route(
+            "/api/v2/projects/{project_id}/modelingestion/{ingestion_id}/uploads/complete",
+            axum::routing::post(crate::ingestion::rest::complete),
+        )
+        .route(
+            "/api/v2/projects/{project_id}/models/{model_id}/versions/{version_id}/artifacts",
+            get(crate::ingestion::rest::artifacts),
+        )
         .fallback(|| async { AppError::not_found("no such route") })
         // A request may carry several parts plus multipart framing; each part has its own limit.
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -15,6 +15,7 @@ pub mod dbgate;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod ingestion;
 pub mod metrics;
 pub mod objects;
 pub mod ratelimit;

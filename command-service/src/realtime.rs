@@ -64,6 +64,18 @@ impl LiveEvent {
     }
 }
 
+impl LiveEvent {
+    /// The decoded ingestion event, for ingestion streams.
+    pub fn ingestion_event(&self) -> Option<domain::IngestionEvent> {
+        let category = self.stream_id.split_once(':').map(|(c, _)| c);
+        if category != Some(domain::ingestion::STREAM_CATEGORY) {
+            return None;
+        }
+        domain::IngestionEvent::decode(&self.event_type, self.schema_version, self.payload.clone())
+            .ok()
+    }
+}
+
 fn first_schema_version() -> u32 {
     1
 }

@@ -23,6 +23,8 @@ pub enum Entity {
     User,
     /// A project webhook.
     Webhook,
+    /// A model ingestion.
+    Ingestion,
 }
 
 impl fmt::Display for Entity {
@@ -35,6 +37,7 @@ impl fmt::Display for Entity {
             Self::Member => "member",
             Self::User => "user",
             Self::Webhook => "webhook",
+            Self::Ingestion => "ingestion",
         })
     }
 }
@@ -114,6 +117,16 @@ pub enum DomainError {
     /// The server does not allow the guest role.
     #[error("the guest role is not enabled on this server")]
     GuestRoleDisabled,
+    /// The entity's status does not allow the action (e.g. progress on a finished ingestion).
+    #[error("this {kind} is {status}: {action} is not possible any more")]
+    InvalidTransition {
+        /// What was acted on.
+        kind: Entity,
+        /// Its status.
+        status: &'static str,
+        /// The refused action, as the wire names it.
+        action: &'static str,
+    },
     /// A per-project limit (e.g. webhooks) is reached.
     #[error("this project already has the maximum of {max} {what}")]
     LimitReached {

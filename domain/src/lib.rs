@@ -4,7 +4,7 @@
 //! HTTP or GraphQL. Storage and transport crates depend on it, never the other way round.
 //! CI checks the dependency list (`deploy/check-boundaries`).
 //!
-//! - [`project`] and [`user`] are aggregates: `decide(&State, Command) -> Result<Vec<Event>,
+//! - [`project`], [`user`] and [`ingestion`] are aggregates: `decide(&State, Command) -> Result<Vec<Event>,
 //!   DomainError>` checks the rules and says what happened; `evolve(State, &Event) -> State`
 //!   folds what happened. Both are pure, so a command handler loads a stream, folds it,
 //!   decides, and appends the events with the version it folded.
@@ -20,6 +20,7 @@ pub mod activity;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod ingestion;
 pub mod names;
 pub mod policy;
 pub mod project;
@@ -29,6 +30,7 @@ pub mod user;
 pub use error::{DomainError, Entity};
 pub use event::{EventCodecError, EventMetadata, NewEvent};
 pub use ids::{ENTITY_ID_LEN, StreamId, StreamIdError, is_entity_id};
+pub use ingestion::{IngestionCommand, IngestionEvent, IngestionState};
 pub use names::{Email, ModelName, ProjectName, UserName};
 pub use policy::{
     Decision, Denied, DenyCode, DenyReason, Principal, ProjectAccess, ProjectRole, Scope,

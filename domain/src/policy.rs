@@ -713,6 +713,12 @@ pub fn can_create_version(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Contributor)
 }
 
+/// Starting a model ingestion, reporting on it and uploading its bundle: whoever may create
+/// the version it ends in.
+pub fn can_ingest(p: &Principal, a: &ProjectAccess) -> Decision {
+    can_create_version(p, a)
+}
+
 /// Changing a version's message, moving it to another model or deleting it: contributors who
 /// authored it, and owners (the original's `canUpdateProjectVersionPolicy` and batch rules).
 /// Batch operations check every version.

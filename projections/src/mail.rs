@@ -110,6 +110,7 @@ impl Projection for MailProjection {
                                 max_attempts: MAX_SEND_ATTEMPTS,
                                 source_position: Some(e.cursor.position),
                                 ordering_key: None,
+                                run_at: None,
                             })
                             .await?;
                     }

@@ -39,6 +39,12 @@ pub fn project_event(e: &RecordedEvent) -> Result<domain::ProjectEvent, Projecti
         .map_err(|err| handler_error(e, err))
 }
 
+/// Like [`project_event`], for ingestion events.
+pub fn ingestion_event(e: &RecordedEvent) -> Result<domain::IngestionEvent, ProjectionError> {
+    domain::IngestionEvent::decode(&e.event_type, schema_version(e)?, e.payload.clone())
+        .map_err(|err| handler_error(e, err))
+}
+
 /// Like [`project_event`], for user events.
 pub fn user_event(e: &RecordedEvent) -> Result<domain::UserEvent, ProjectionError> {
     domain::UserEvent::decode(&e.event_type, schema_version(e)?, e.payload.clone())

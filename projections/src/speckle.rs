@@ -1,6 +1,7 @@
-//! The `speckle` read model: users, projects, members, invites, models and versions, as the
-//! GraphQL API reads them.
+//! The `speckle` read model: users, projects, members, invites, models, versions and model
+//! ingestions, as the GraphQL API reads them.
 
+pub mod ingestions;
 pub mod query;
 
 use domain::project::{InviteTarget, ProjectEvent};
@@ -75,6 +76,7 @@ const TABLES: &[TableDef] = &[
             "CREATE INDEX {table}_model ON {table} (model_id, created_at DESC, id)",
         ],
     },
+    ingestions::TABLE,
     TableDef {
         name: "activity",
         create: "CREATE TABLE {table} (
@@ -113,6 +115,10 @@ impl Projection for SpeckleReadModel {
                         apply_project(batch.conn, &t, &event, at).await?;
                         record_activity(batch.conn, &t, e, &event).await?;
                     }
+                    Some(domain::ingestion::STREAM_CATEGORY) => {
+                        let event = crate::projection::ingestion_event(e)?;
+                        ingestions::apply(batch, e, &event).await?;
+                    }
                     Some(domain::user::STREAM_CATEGORY) => {
                         let event = crate::projection::user_event(e)?;
                         apply_user(batch.conn, &t, &event, at).await?;
@@ -135,6 +141,7 @@ struct Tables {
     models: String,
     versions: String,
     activity: String,
+    ingestions: String,
 }
 
 impl Tables {
@@ -147,6 +154,7 @@ impl Tables {
             models: batch.table("models"),
             versions: batch.table("versions"),
             activity: batch.table("activity"),
+            ingestions: batch.table(ingestions::TABLE.name),
         }
     }
 }
@@ -232,7 +240,13 @@ async fn apply_project(
             .await
         }
         E::ProjectDeleted { project_id } => {
-            for table in [&t.versions, &t.models, &t.invites, &t.members] {
+            for table in [
+                &t.versions,
+                &t.models,
+                &t.invites,
+                &t.members,
+                &t.ingestions,
+            ] {
                 exec(
                     conn,
                     sqlx::query(sql(format!("DELETE FROM {table} WHERE project_id = $1")))

@@ -109,6 +109,7 @@ async fn enqueue_deliveries(
                 max_attempts: MAX_DELIVERY_JOB_ATTEMPTS,
                 source_position: Some(e.cursor.position),
                 ordering_key: Some(ordering_key(webhook_id)),
+                run_at: None,
             })
             .await;
     }
@@ -145,6 +146,7 @@ async fn enqueue_deliveries(
                     max_attempts: MAX_DELIVERY_JOB_ATTEMPTS,
                     source_position: Some(e.cursor.position),
                     ordering_key: Some(ordering_key(&webhook_id)),
+                    run_at: None,
                 })
                 .await?;
         }

@@ -20,6 +20,8 @@ pub struct NewJob {
     /// Jobs with the same key run in enqueue order: one is claimed only when no earlier one
     /// is running or due (an earlier one waiting for a retry does not hold it back).
     pub ordering_key: Option<String>,
+    /// Not before this time (a timer derived from an event's time); `None`: at once.
+    pub run_at: Option<time::OffsetDateTime>,
 }
 
 /// A job a worker holds.
@@ -43,8 +45,8 @@ pub struct ClaimedJob {
 /// was already taken.
 pub async fn enqueue_on(conn: &mut PgConnection, job: &NewJob) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, source_position, ordering_key) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (dedupe_key) DO NOTHING",
+        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, source_position, ordering_key, run_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, now())) ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .bind(&job.kind)
     .bind(&job.payload)
@@ -52,6 +54,7 @@ pub async fn enqueue_on(conn: &mut PgConnection, job: &NewJob) -> Result<bool, s
     .bind(job.max_attempts)
     .bind(job.source_position)
     .bind(&job.ordering_key)
+    .bind(job.run_at)
     .execute(conn)
     .await?;
     Ok(inserted.rows_affected() == 1)

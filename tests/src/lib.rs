@@ -112,8 +112,16 @@ pub fn test_settings(db: &TestDb) -> Settings {
         rate_limits_enabled: false,
         // Tests run many stacks on two cores at once: give the read models room.
         read_your_writes_timeout_ms: 15_000,
+        s3_endpoint: test_env("STRATA_TEST_S3_ENDPOINT"),
+        s3_bucket: test_env("STRATA_TEST_S3_BUCKET").unwrap_or_else(|| "strata".to_owned()),
+        s3_access_key_id: test_env("STRATA_TEST_S3_ACCESS_KEY_ID").map(Secret::new),
+        s3_secret_access_key: test_env("STRATA_TEST_S3_SECRET_ACCESS_KEY").map(Secret::new),
         ..Settings::default()
     }
+}
+
+fn test_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The API running in this test process.

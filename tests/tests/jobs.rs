@@ -91,6 +91,7 @@ async fn enqueue(pool: &PgPool, key: &str, max_attempts: i32) -> i64 {
         max_attempts,
         source_position: None,
         ordering_key: None,
+        run_at: None,
     };
     assert!(schema::jobs::enqueue_on(&mut conn, &job).await.unwrap());
     assert!(

@@ -94,6 +94,7 @@ impl Totals {
                     max_attempts: 3,
                     source_position: Some(e.cursor.position),
                     ordering_key: None,
+                    run_at: None,
                 })
                 .await?;
         }

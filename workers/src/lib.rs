@@ -1,5 +1,6 @@
-//! Reactions to events: webhook delivery and transactional mail (and, as they land, previews
-//! and file imports).
+//! Reactions to events: webhook delivery, transactional mail, model ingestions' idle clock
+//! and finishing (and, as they land, previews and file imports), and the S3 file store
+//! ([`blobs`]) they and the API share.
 //!
 //! Architecture invariant: workers change domain state only by sending commands (through a
 //! trait the application wires, e.g. [`webhooks::WebhookControl`]); they never write
@@ -7,7 +8,9 @@
 //! projectors fill (the outbox), so nothing is lost when a worker dies mid-job, and they keep
 //! their own operational records (attempts, delivery logs) in tables of their own.
 
+pub mod blobs;
 pub mod email;
+pub mod ingestion;
 pub mod runner;
 pub mod webhooks;
 
@@ -23,6 +26,8 @@ pub struct Dependencies {
     pub webhooks: webhooks::DeliveryOptions,
     /// How webhooks get switched off.
     pub webhook_control: Arc<dyn webhooks::WebhookControl>,
+    /// How ingestions are timed out and finished.
+    pub ingestion_control: Arc<dyn ingestion::IngestionControl>,
     /// SMTP settings; none = email disabled (no mail job is ever enqueued then).
     pub mail: Option<email::MailOptions>,
 }
@@ -45,6 +50,10 @@ pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, SetupErr
         deps.webhooks,
         deps.webhook_control,
     )?)];
+    handlers.push(Arc::new(ingestion::IdleClock::new(
+        deps.ingestion_control.clone(),
+    )));
+    handlers.push(Arc::new(ingestion::Finisher::new(deps.ingestion_control)));
     if let Some(mail) = deps.mail {
         handlers.push(Arc::new(email::Mailer::new(deps.pool, mail)?));
     }

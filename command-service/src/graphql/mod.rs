@@ -6,6 +6,7 @@ mod apps;
 pub mod cache;
 mod email;
 mod errors;
+mod ingestion;
 mod legacy;
 mod loaders;
 mod mutations;
@@ -318,6 +319,7 @@ pub fn build(state: AppState) -> StrataSchema {
         MutationRoot::default(),
         subscriptions::Subscription,
     )
+    .register_output_type::<ingestion::HasProgressMessage>()
     .limit_depth(settings.graphql_max_depth)
     .limit_complexity(settings.graphql_max_complexity);
     // The probe runs on every resolved field; only worth it when there is a cache to feed.
@@ -336,6 +338,7 @@ pub fn sdl() -> String {
         MutationRoot::default(),
         subscriptions::Subscription,
     )
+    .register_output_type::<ingestion::HasProgressMessage>()
     .finish()
     .sdl()
 }
@@ -353,6 +356,7 @@ pub async fn validate_document(document: &str) -> Result<(), Vec<String>> {
             MutationRoot::default(),
             subscriptions::Subscription,
         )
+        .register_output_type::<ingestion::HasProgressMessage>()
         .limit_depth(limits.graphql_max_depth)
         .limit_complexity(limits.graphql_max_complexity)
         .extension(ValidateOnly)

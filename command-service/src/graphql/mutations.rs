@@ -233,6 +233,11 @@ impl ProjectMutations {
     }
 
     /// Invite mutations.
+    async fn model_ingestion_mutations(&self) -> super::ingestion::ModelIngestionMutations {
+        super::ingestion::ModelIngestionMutations
+    }
+
+    /// Invite mutations.
     async fn invites(&self) -> super::team::InviteMutations {
         super::team::InviteMutations
     }

@@ -279,6 +279,7 @@ pub struct ModelPermissionChecks {
     can_update: PermissionCheckResult,
     can_delete: PermissionCheckResult,
     can_create_version: PermissionCheckResult,
+    can_create_ingestion: PermissionCheckResult,
 }
 
 /// What the caller may do with a version.
@@ -711,6 +712,15 @@ impl Project {
         versions_page(pool(ctx)?, "project_id", &self.id, limit, cursor).await
     }
 
+    /// One model ingestion: `NOT_FOUND_ERROR` when it is not in this project.
+    async fn ingestion(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<super::ingestion::ModelIngestion> {
+        super::ingestion::by_id(ctx, &self.id, &id).await
+    }
+
     /// One version.
     async fn version(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Version> {
         sqlx::query_as(
@@ -962,6 +972,7 @@ impl Model {
             can_update: policy::can_update_model(p, &a).into(),
             can_delete,
             can_create_version: policy::can_create_version(p, &a).into(),
+            can_create_ingestion: policy::can_ingest(p, &a).into(),
         })
     }
 }

@@ -361,6 +361,18 @@ impl Subscription {
         }))
     }
 
+    /// Changes of a project's model ingestions: one (`ingestionId`) or a model's
+    /// (`modelId`), optionally only one kind of message.
+    async fn project_model_ingestion_updated(
+        &self,
+        ctx: &Context<'_>,
+        input: super::ingestion::ProjectModelIngestionSubscriptionInput,
+    ) -> async_graphql::Result<
+        impl Stream<Item = super::ingestion::ProjectModelIngestionUpdatedMessage> + use<>,
+    > {
+        super::ingestion::updates(ctx, input).await
+    }
+
     /// A project's versions were created, updated, moved or deleted.
     async fn project_versions_updated(
         &self,

@@ -210,3 +210,78 @@ pub async fn user_name(pool: &PgPool, user_id: &str) -> Result<Option<String>, s
         .fetch_optional(pool)
         .await
 }
+
+/// A model ingestion as the read model stores it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct IngestionRow {
+    /// Id.
+    pub id: String,
+    /// Project.
+    pub project_id: String,
+    /// Model.
+    pub model_id: String,
+    /// Owner.
+    pub user_id: String,
+    /// Reserved version id.
+    pub version_id: String,
+    /// `queued`, `processing`, `success`, `failed` or `cancelled`.
+    pub status: String,
+    /// Last progress message (none once finished).
+    pub progress_message: Option<String>,
+    /// Last reported fraction.
+    pub progress: Option<f64>,
+    /// Whether cancellation was requested.
+    pub cancellation_requested: bool,
+    /// Why it failed.
+    pub error_reason: Option<String>,
+    /// Why it was cancelled.
+    pub cancellation_message: Option<String>,
+    /// The producer (`domain::ingestion::SourceData` as JSON).
+    pub source_data: serde_json::Value,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Ingestion `id` of project `project_id`.
+pub async fn ingestion(
+    pool: &PgPool,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<IngestionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, project_id, model_id, user_id, version_id, status, progress_message, progress, \
+         cancellation_requested, error_reason, cancellation_message, source_data, created_at, \
+         updated_at FROM model_ingestions WHERE id = $1 AND project_id = $2",
+    )
+    .bind(id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The names of the bundle files of version `version_id` of `project_id`, sorted; empty when
+/// the version does not exist (any more) or was not made from a bundle.
+pub async fn bundle_files(
+    pool: &PgPool,
+    project_id: &str,
+    version_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let files: Option<serde_json::Value> = sqlx::query_scalar(
+        "SELECT i.files FROM model_ingestions i \
+         JOIN versions v ON v.id = i.version_id AND v.project_id = i.project_id \
+         WHERE i.project_id = $1 AND i.version_id = $2 AND i.status = 'success' \
+           AND v.referenced_object LIKE 'bundle.%'",
+    )
+    .bind(project_id)
+    .bind(version_id)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    let mut names: Vec<String> = files
+        .and_then(|f| serde_json::from_value(f).ok())
+        .unwrap_or_default();
+    names.sort();
+    Ok(names)
+}
