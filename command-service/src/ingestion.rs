@@ -44,13 +44,22 @@ pub async fn project_for_ingest(
     caller: &Caller,
     project_id: &str,
 ) -> Result<Project, CommandError> {
+    if caller.principal.user_id.is_none() {
+        // Anonymous callers hear "sign in", whatever the project (the policy says so first).
+        let any = policy::ProjectAccess {
+            visibility: policy::Visibility::Public,
+            role_of_principal: None,
+        };
+        policy::can_ingest(&caller.principal, &any).map_err(CommandError::Denied)?;
+    }
     let project = readable_project(state, &caller.principal, project_id).await?;
     let access = project.access_for(caller.principal.user_id.as_deref());
     policy::can_ingest(&caller.principal, &access).map_err(CommandError::Denied)?;
     Ok(project)
 }
 
-/// The project `project_id` if `principal` may read it.
+/// The project `project_id` if `principal` may read it (else the read policy's refusal, as
+/// every project operation answers).
 pub async fn readable_project(
     state: &AppState,
     principal: &Principal,
@@ -65,7 +74,7 @@ pub async fn readable_project(
         _ => return Err(not_found()),
     };
     let access = project.access_for(principal.user_id.as_deref());
-    policy::can_read_project(principal, &access).map_err(|_| not_found())?;
+    policy::can_read_project(principal, &access).map_err(CommandError::Denied)?;
     Ok(project)
 }
 
