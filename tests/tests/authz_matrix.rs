@@ -78,7 +78,12 @@ fn allowed(c: &Caller, need: Need, public: bool) -> bool {
 
 struct Fixture {
     id: String,
+    model_id: String,
     object_id: String,
+    /// An ingestion still open (progress, signing).
+    open_ingestion: String,
+    /// A version made from a bundle (its artifacts).
+    bundle_version: String,
     /// Every secret of the project; none may reach a caller who may not read it.
     markers: Vec<String>,
 }
@@ -198,11 +203,75 @@ async fn fixture(w: &World, founder: &str, tag: &str, public: bool, n: u32) -> F
         json!({"p": id, "m": model_id, "o": object_id, "msg": message}),
     )
     .await;
+    let open_ingestion = create_ingestion(w, founder, &id, &model_id).await;
+    let bundle_version = send_bundle(w, founder, &id, &model_id).await;
     Fixture {
         id,
+        model_id,
         object_id,
+        open_ingestion,
+        bundle_version,
         markers: vec![name, model, object_text, message],
     }
+}
+
+const CREATE_INGESTION: &str = "mutation($p: String!, $m: String!) { projectMutations { modelIngestionMutations { create(input: {projectId: $p, modelId: $m, progressMessage: \"matrix\", sourceData: {sourceApplicationSlug: \"matrix\", sourceApplicationVersion: \"1\", fileName: null, fileSizeBytes: null}, maxIdleTimeoutSeconds: 3600}) { id versionId } } } }";
+
+async fn create_ingestion(w: &World, token: &str, project: &str, model: &str) -> String {
+    let data = w
+        .ok(token, CREATE_INGESTION, json!({"p": project, "m": model}))
+        .await;
+    data["projectMutations"]["modelIngestionMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sends a one-file bundle through the `/api/v2` rail; returns the version id.
+async fn send_bundle(w: &World, token: &str, project: &str, model: &str) -> String {
+    let data = w
+        .ok(token, CREATE_INGESTION, json!({"p": project, "m": model}))
+        .await;
+    let created = &data["projectMutations"]["modelIngestionMutations"]["create"];
+    let (ingestion, version) = (
+        created["id"].as_str().unwrap(),
+        created["versionId"].as_str().unwrap().to_owned(),
+    );
+    let name = format!("{version}.eav.objects.parquet");
+    let base = format!("/api/v2/projects/{project}/modelingestion/{ingestion}/uploads");
+    let (status, body) = w
+        .rest(
+            Some(token),
+            "POST",
+            &format!("{base}/sign"),
+            Some(json!({"files": [name]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let signed: Value = serde_json::from_str(&body).unwrap();
+    let put = w
+        .http
+        .put(signed["uploads"][&name]["url"].as_str().unwrap())
+        .body("bundle bytes")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.status());
+    let etag = put.headers()["etag"].to_str().unwrap().to_owned();
+    let (status, body) = w
+        .rest(
+            Some(token),
+            "POST",
+            &format!("{base}/complete"),
+            Some(json!({
+                "etags": {name: etag},
+                "rootId": format!("bundle.{project}.{model}.{version}"),
+                "totalChildrenCount": 1,
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    version
 }
 
 /// One operation of the matrix: what it needs, and how to run it against a project.
@@ -270,7 +339,32 @@ const OPERATIONS: &[Operation] = &[
         shows: Some(2),
     },
     Operation {
+        name: "project.ingestion",
+        need: Need::Read,
+        shows: None,
+    },
+    Operation {
+        name: "GET artifacts",
+        need: Need::Read,
+        shows: None,
+    },
+    Operation {
         name: "modelMutations.create",
+        need: Need::Contributor,
+        shows: None,
+    },
+    Operation {
+        name: "modelIngestionMutations.create",
+        need: Need::Contributor,
+        shows: None,
+    },
+    Operation {
+        name: "modelIngestionMutations.updateProgress",
+        need: Need::Contributor,
+        shows: None,
+    },
+    Operation {
+        name: "POST uploads/sign",
         need: Need::Contributor,
         shows: None,
     },
@@ -336,6 +430,11 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "projectMutations.update" => gql("mutation($p: ID!, $d: String) { projectMutations { update(update: {id: $p, description: $d}) { id } } }", json!({"p": p, "d": format!("d{n}")})).await,
         "streamUpdate" => gql("mutation($p: String!, $d: String) { streamUpdate(stream: {id: $p, description: $d}) }", json!({"p": p, "d": format!("s{n}")})).await,
         "project.webhooks" => gql("query($p: String!) { project(id: $p) { webhooks { totalCount } } }", json!({"p": p})).await,
+        "project.ingestion" => gql("query($p: String!, $i: ID!) { project(id: $p) { ingestion(id: $i) { id statusData { ... on HasModelIngestionStatus { status } } } } }", json!({"p": p, "i": f.open_ingestion})).await,
+        "GET artifacts" => w.rest(t, "GET", &format!("/api/v2/projects/{p}/models/{}/versions/{}/artifacts", f.model_id, f.bundle_version), None).await,
+        "modelIngestionMutations.create" => gql(CREATE_INGESTION, json!({"p": p, "m": f.model_id})).await,
+        "modelIngestionMutations.updateProgress" => gql("mutation($p: String!, $i: ID!, $msg: String!) { projectMutations { modelIngestionMutations { updateProgress(input: {projectId: $p, ingestionId: $i, progressMessage: $msg, progress: 0.5}) { id } } } }", json!({"p": p, "i": f.open_ingestion, "msg": format!("p{n}")})).await,
+        "POST uploads/sign" => w.rest(t, "POST", &format!("/api/v2/projects/{p}/modelingestion/{}/uploads/sign", f.open_ingestion), Some(json!({"files": [format!("f{n}.parquet")]}))).await,
         other => panic!("no runner for {other}"),
     };
     let through = if op.name.starts_with("GET ") || op.name.starts_with("POST ") {
