@@ -1,0 +1,461 @@
+//! Model ingestion against the real stack (PostgreSQL, Redis, S3): the idle clock run by two
+//! workers, completions interrupted or raced, and the `/api/v2` rail's refusals. The
+//! lifecycle as specklepy drives it is in `tests/python/test_ingestion.py`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use command_service::commands::IngestionAggregate;
+use domain::EventMetadata;
+use domain::ingestion::{IngestionCommand, UploadedFile};
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct World {
+    app: TestApp,
+    db: TestDb,
+    token: String,
+    project: String,
+    model: String,
+    _stack: tokio_util::sync::DropGuard,
+    workers: Vec<CancellationToken>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.cancel();
+        }
+    }
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    assert!(
+        settings.s3_endpoint.is_some(),
+        "STRATA_TEST_S3_ENDPOINT is not set: run the tests through `deploy/dev test`"
+    );
+    let (app, stack) = tests::spawn_stack(&db, settings).await;
+    let token = tests::register(&app.base_url, "ingest@example.com").await;
+    let mut w = World {
+        app,
+        db,
+        token,
+        project: String::new(),
+        model: String::new(),
+        _stack: stack,
+        workers: Vec::new(),
+    };
+    w.project = w
+        .ok(
+            "mutation { projectMutations { create(input: {name: \"ingest\"}) { id } } }",
+            json!({}),
+        )
+        .await["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.model = w
+        .ok(
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
+            json!({"p": w.project}),
+        )
+        .await["modelMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w
+}
+
+impl World {
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.app
+            .http
+            .post(format!("{}/graphql", self.app.base_url))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn ok(&self, query: &str, variables: Value) -> Value {
+        let res = self.gql(query, variables).await;
+        assert!(res["errors"].is_null(), "{res}");
+        res["data"].clone()
+    }
+
+    fn start_worker(&mut self) {
+        let runner =
+            command_service::app::job_runner(self.app.state.settings(), self.db.pool.clone())
+                .unwrap();
+        let cancel = CancellationToken::new();
+        tokio::spawn(runner.run(cancel.clone()));
+        self.workers.push(cancel);
+    }
+
+    /// Creates an ingestion; returns its id and reserved version id.
+    async fn create(&self, idle_seconds: u32) -> (String, String) {
+        let data = self
+            .ok(
+                "mutation($p: String!, $m: String!, $t: Int) { projectMutations { modelIngestionMutations { create(input: {projectId: $p, modelId: $m, progressMessage: \"go\", sourceData: {sourceApplicationSlug: \"rust-test\", sourceApplicationVersion: \"1\", fileName: null, fileSizeBytes: null}, maxIdleTimeoutSeconds: $t}) { id versionId } } } }",
+                json!({"p": self.project, "m": self.model, "t": idle_seconds}),
+            )
+            .await;
+        let c = &data["projectMutations"]["modelIngestionMutations"]["create"];
+        (
+            c["id"].as_str().unwrap().to_owned(),
+            c["versionId"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn ingestion(&self, id: &str) -> Value {
+        self.ok(
+            "query($p: String!, $i: ID!) { project(id: $p) { ingestion(id: $i) { cancellationRequested statusData { __typename ... on HasModelIngestionStatus { status } ... on ModelIngestionFailedStatus { errorReason } ... on ModelIngestionSuccessStatus { versionId } } } } }",
+            json!({"p": self.project, "i": id}),
+        )
+        .await["project"]["ingestion"]
+            .clone()
+    }
+
+    /// Polls the ingestion until its status is `status` (bounded by `WAIT`).
+    async fn until_status(&self, id: &str, status: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let i = self.ingestion(id).await;
+            if i["statusData"]["status"] == status {
+                return i;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ingestion {id} never became {status}: {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn events(&self, stream: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+        )
+        .bind(stream)
+        .fetch_all(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
+    /// Uploads `name` for `version` straight to S3 through a signed URL; returns its ETag.
+    async fn upload(&self, ingestion: &str, name: &str, bytes: &'static str) -> String {
+        let (status, body) = self
+            .rest(
+                &format!(
+                    "/api/v2/projects/{}/modelingestion/{ingestion}/uploads/sign",
+                    self.project
+                ),
+                json!({"files": [name]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let put = self
+            .app
+            .http
+            .put(body["uploads"][name]["url"].as_str().unwrap())
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.status());
+        put.headers()["etag"].to_str().unwrap().to_owned()
+    }
+
+    async fn rest(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .app
+            .http
+            .post(format!("{}{path}", self.app.base_url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn complete(&self, ingestion: &str, version: &str, etags: Value) -> (u16, Value) {
+        self.rest(
+            &format!(
+                "/api/v2/projects/{}/modelingestion/{ingestion}/uploads/complete",
+                self.project
+            ),
+            json!({
+                "etags": etags,
+                "rootId": format!("bundle.{}.{}.{version}", self.project, self.model),
+                "totalChildrenCount": 3,
+            }),
+        )
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_ingestion_fails_once_with_two_workers_and_reports_reset_the_clock() {
+    let mut w = world().await;
+    w.start_worker();
+    w.start_worker();
+    let (idle, _) = w.create(1).await;
+    // Reported on within its timeout, again and again: the clock restarts each time.
+    let (alive, _) = w.create(3).await;
+    let failed = w.until_status(&idle, "failed").await;
+    assert_eq!(failed["cancellationRequested"], true, "{failed}");
+    assert!(
+        failed["statusData"]["errorReason"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{failed}"
+    );
+    assert_eq!(
+        w.events(&format!("ingestion:{idle}")).await,
+        ["IngestionCreated", "IngestionFailed"],
+        "failed exactly once"
+    );
+    // The other one is reported on every 0.8 s for longer than its 3 s timeout: each report
+    // restarts its clock (the clocks started by earlier events find something happened since).
+    for i in 0..5 {
+        let data = w
+            .ok(
+                "mutation($p: String!, $i: ID!, $m: String!) { projectMutations { modelIngestionMutations { updateProgress(input: {projectId: $p, ingestionId: $i, progressMessage: $m, progress: null}) { statusData { ... on HasModelIngestionStatus { status } } } } } }",
+                json!({"p": w.project, "i": alive, "m": format!("step {i}")}),
+            )
+            .await;
+        assert_eq!(
+            data["projectMutations"]["modelIngestionMutations"]["updateProgress"]["statusData"]["status"],
+            "processing",
+            "reported at step {i}"
+        );
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    // After its last report it is left alone: it times out too, counted from that report.
+    let failed = w.until_status(&alive, "failed").await;
+    assert_eq!(failed["cancellationRequested"], true);
+    let events = w.events(&format!("ingestion:{alive}")).await;
+    assert_eq!(events.iter().filter(|e| *e == "IngestionFailed").count(), 1);
+    assert_eq!(events.len(), 7, "created, five reports, failed: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_interrupted_after_its_upload_was_accepted_is_finished_by_a_worker() {
+    let mut w = world().await;
+    let (ingestion, version) = w.create(3600).await;
+    let name = format!("{version}.eav.objects.parquet");
+    let etag = w.upload(&ingestion, &name, "bundle bytes").await;
+    // The completing request dies right after step 1 (the accepted upload), before the
+    // version: as after a kill -9 of the process at that point.
+    w.app
+        .state
+        .bus()
+        .execute::<IngestionAggregate, _>(&ingestion, &EventMetadata::default(), |_| {
+            Ok(IngestionCommand::AcceptUpload {
+                root_object_id: format!("bundle.{}.{}.{version}", w.project, w.model),
+                total_children_count: 3,
+                message: None,
+                files: vec![UploadedFile {
+                    name: name.clone(),
+                    etag: etag.clone(),
+                }],
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        w.ingestion(&ingestion).await["statusData"]["status"],
+        "processing"
+    );
+    // No client comes back: a worker finishes it.
+    w.start_worker();
+    let done = w.until_status(&ingestion, "success").await;
+    assert_eq!(done["statusData"]["versionId"], version.as_str());
+    let v = w
+        .ok(
+            "query($p: String!, $v: String!) { project(id: $p) { version(id: $v) { referencedObject totalChildrenCount sourceApplication } } }",
+            json!({"p": w.project, "v": version}),
+        )
+        .await;
+    assert_eq!(
+        v["project"]["version"],
+        json!({
+            "referencedObject": format!("bundle.{}.{}.{version}", w.project, w.model),
+            "totalChildrenCount": 3,
+            "sourceApplication": "rust-test",
+        })
+    );
+    // The client retrying later hears the same version, and nothing more is made.
+    let (status, body) = w
+        .complete(&ingestion, &version, json!({ &name: etag }))
+        .await;
+    assert_eq!((status, body), (200, json!({"versionId": version})));
+    let project_events = w.events(&format!("project:{}", w.project)).await;
+    assert_eq!(
+        project_events
+            .iter()
+            .filter(|e| *e == "VersionCreated")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_completions_make_one_version() {
+    let w = world().await;
+    let (ingestion, version) = w.create(3600).await;
+    let name = format!("{version}.geometries.parquet");
+    let etag = w.upload(&ingestion, &name, "geometry bytes").await;
+    let etags = json!({ &name: etag });
+    let answers =
+        futures::future::join_all((0..4).map(|_| w.complete(&ingestion, &version, etags.clone())))
+            .await;
+    for (status, body) in &answers {
+        assert_eq!((*status, body), (200, &json!({"versionId": version})));
+    }
+    let project_events = w.events(&format!("project:{}", w.project)).await;
+    assert_eq!(
+        project_events
+            .iter()
+            .filter(|e| *e == "VersionCreated")
+            .count(),
+        1,
+        "{project_events:?}"
+    );
+    let ingestion_events = w.events(&format!("ingestion:{ingestion}")).await;
+    assert_eq!(
+        ingestion_events,
+        [
+            "IngestionCreated",
+            "IngestionUploadCompleted",
+            "IngestionSucceeded"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rail_refuses_what_it_cannot_stand_behind() {
+    let w = world().await;
+    let (ingestion, version) = w.create(3600).await;
+    let name = format!("{version}.eav.paths.parquet");
+    let etag = w.upload(&ingestion, &name, "paths").await;
+    let sign = format!(
+        "/api/v2/projects/{}/modelingestion/{ingestion}/uploads/sign",
+        w.project
+    );
+    for bad in [
+        json!({"files": []}),
+        json!({"files": ["../x"]}),
+        json!({"files": ["a:b"]}),
+    ] {
+        let (status, body) = w.rest(&sign, bad.clone()).await;
+        assert_eq!(status, 400, "{bad} → {body}");
+        assert_eq!(body["error"]["code"], "BAD_REQUEST_ERROR");
+    }
+    // A wrong ETag, a file never uploaded, a root that is not this ingestion's bundle.
+    let (status, body) = w
+        .complete(&ingestion, &version, json!({ &name: "\"0000\"" }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ETag mismatch")
+    );
+    let (status, _) = w
+        .complete(
+            &ingestion,
+            &version,
+            json!({ &name: etag, format!("{version}.missing.parquet"): "\"1\"" }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = w
+        .complete(&ingestion, "0123456789", json!({ &name: etag }))
+        .await;
+    assert_eq!(status, 400);
+    // Nothing of that was recorded: the ingestion still waits for its upload.
+    assert_eq!(
+        w.events(&format!("ingestion:{ingestion}")).await,
+        ["IngestionCreated"]
+    );
+    // Unknown ingestion and project.
+    let (status, _) = w
+        .rest(
+            &format!(
+                "/api/v2/projects/{}/modelingestion/0000000000/uploads/sign",
+                w.project
+            ),
+            json!({"files": ["a"]}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = w
+        .rest(
+            &format!("/api/v2/projects/0000000000/modelingestion/{ingestion}/uploads/sign"),
+            json!({"files": ["a"]}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    // A finished ingestion signs nothing more.
+    let (status, _) = w
+        .complete(&ingestion, &version, json!({ &name: etag }))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = w.rest(&sign, json!({"files": ["late"]})).await;
+    assert_eq!(status, 409, "{body}");
+    // The listing has exactly this version's file; a version without a bundle has none.
+    let listing = w
+        .app
+        .http
+        .get(format!(
+            "{}/api/v2/projects/{}/models/{}/versions/{version}/artifacts",
+            w.app.base_url, w.project, w.model
+        ))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listing.status().as_u16(), 200);
+    let listing: Value = listing.json().await.unwrap();
+    let files = listing["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["name"], name.as_str());
+    let bytes = w
+        .app
+        .http
+        .get(files[0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(bytes, "paths");
+    let missing = w
+        .app
+        .http
+        .get(format!(
+            "{}/api/v2/projects/{}/models/{}/versions/0123456789/artifacts",
+            w.app.base_url, w.project, w.model
+        ))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
