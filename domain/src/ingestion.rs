@@ -458,7 +458,7 @@ pub enum IngestionState {
     #[default]
     Initial,
     /// Created.
-    Active(Ingestion),
+    Active(Box<Ingestion>),
 }
 
 impl IngestionState {
@@ -769,7 +769,7 @@ pub fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
                 ..
             },
         ) => {
-            return IngestionState::Active(Ingestion {
+            return IngestionState::Active(Box::new(Ingestion {
                 id: ingestion_id.clone(),
                 project_id: project_id.clone(),
                 model_id: model_id.clone(),
@@ -781,7 +781,7 @@ pub fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
                 max_idle_timeout_seconds: *max_idle_timeout_seconds,
                 upload: None,
                 events: 1,
-            });
+            }));
         }
         (IngestionState::Active(i), _) => i,
         (state @ IngestionState::Initial, _) => return state,
@@ -824,9 +824,7 @@ pub fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
 
 /// Folds a whole stream.
 pub fn fold<'a>(events: impl IntoIterator<Item = &'a IngestionEvent>) -> IngestionState {
-    events
-        .into_iter()
-        .fold(IngestionState::default(), |s, e| evolve(s, e))
+    events.into_iter().fold(IngestionState::default(), evolve)
 }
 
 #[cfg(test)]

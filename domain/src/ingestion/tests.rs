@@ -181,6 +181,12 @@ fn upload_then_success_and_repeats_change_nothing() {
         IngestionCommand::Succeed,
         IngestionCommand::Succeed,
         upload(),
+        IngestionCommand::AcceptUpload {
+            root_object_id: bundle_reference(PROJECT, MODEL, "6666666666"),
+            total_children_count: 1,
+            message: None,
+            files: Vec::new(),
+        },
     ]);
     assert!(answers[1].as_ref().is_ok_and(|e| e.len() == 1));
     assert!(answers[2].as_ref().is_ok_and(Vec::is_empty));
@@ -193,7 +199,11 @@ fn upload_then_success_and_repeats_change_nothing() {
     ));
     assert!(answers[4].as_ref().is_ok_and(|e| e.len() == 1));
     assert!(answers[5].as_ref().is_ok_and(Vec::is_empty));
-    assert!(answers[6].is_err(), "a finished ingestion takes no upload");
+    assert!(
+        answers[6].as_ref().is_ok_and(Vec::is_empty),
+        "the same completion after success: a retry"
+    );
+    assert!(answers[7].is_err(), "another completion is refused");
     let i = ingestion(&state);
     assert_eq!(i.status, IngestionStatus::Success);
     assert_eq!(
