@@ -174,6 +174,16 @@ async fn run_processes(
         let pool = pool.clone();
         async move { app::warn_if_not_durable(&pool).await }
     });
+    if api && let Some(options) = app::blob_options(&settings) {
+        // The bundle rail needs its bucket; a store that is down is reported, not fatal (the
+        // rail answers 503 until it is back).
+        tokio::spawn(async move {
+            let store = workers::blobs::BlobStore::new(&options);
+            if let Err(e) = store.ensure_bucket().await {
+                tracing::warn!(error = %e, bucket = %options.bucket, "the S3 bucket could not be checked or created");
+            }
+        });
+    }
     let cancel = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     if projectors {
