@@ -45,7 +45,7 @@ const NOT_CACHED: &[(&str, &[&str])] = &[
             "projectInvite",
         ],
     ),
-    ("Project", &["webhooks", "object"]),
+    ("Project", &["webhooks", "object", "ingestion"]),
     ("Stream", &["webhooks", "object"]),
     ("LimitedUser", &["verified"]),
     ("PendingStreamCollaborator", &["token"]),
@@ -119,7 +119,12 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
     ),
     (
         "ModelPermissionChecks",
-        &["canUpdate", "canDelete", "canCreateVersion"],
+        &[
+            "canUpdate",
+            "canDelete",
+            "canCreateVersion",
+            "canCreateIngestion",
+        ],
     ),
     ("VersionCollection", &["totalCount", "cursor", "items"]),
     (
