@@ -371,6 +371,9 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
         webhooks: crate::webhooks::delivery_options(settings),
         webhook_control: std::sync::Arc::new(crate::webhooks::BusWebhookControl::new(bus.clone())),
         ingestion_control: std::sync::Arc::new(crate::ingestion::BusIngestionControl::new(bus)),
+        blobs: blob_options(settings).map(|o| workers::blobs::BlobStore::new(&o)),
+        bundle_objects_max_bytes: settings.ingestion_objects_max_bundle_bytes,
+        import_time_limit: Duration::from_secs(settings.file_import_time_limit_seconds),
         mail: mail_options(settings),
     })
     .context("building the job handlers")?;

@@ -276,6 +276,12 @@ settings! {
     ingestion_default_idle_timeout_seconds: u32 = 1800,
     /// Most files one bundle upload may sign or complete.
     ingestion_max_files: usize = 1000,
+    /// Largest bundle (all its files) a worker turns into Speckle objects for the viewer and
+    /// older clients; larger bundles keep only their files (a worker holds one bundle in
+    /// memory while converting it).
+    ingestion_objects_max_bundle_bytes: u64 = 1024 * 1024 * 1024,
+    /// The longest one file import's conversion may take before its ingestion fails.
+    file_import_time_limit_seconds: u64 = 600,
     /// SMTP host for transactional email (used by workers); none = email disabled.
     smtp_host: Option<String> = None,
     /// SMTP port.

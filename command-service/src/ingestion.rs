@@ -91,8 +91,8 @@ pub struct NewIngestion {
     pub source: SourceData,
     /// Idle timeout (the server's default when absent).
     pub max_idle_timeout_seconds: Option<i64>,
-    /// Queued for a worker (file imports) rather than processed by the caller.
-    pub queued: bool,
+    /// The uploaded file to import: the ingestion is then queued for the importer.
+    pub file: Option<domain::ingestion::ImportFile>,
 }
 
 /// Starts an ingestion; returns its id.
@@ -126,10 +126,11 @@ pub async fn create(
         model_id: input.model_id,
         user_id: user,
         version_id: new_id(),
-        queued: input.queued,
+        queued: input.file.is_some(),
         progress_message: input.progress_message,
         source: input.source,
         max_idle_timeout_seconds: timeout,
+        file: input.file,
     };
     state
         .bus()
@@ -334,6 +335,38 @@ fn system_metadata(ingestion_id: &str) -> EventMetadata {
 }
 
 impl workers::ingestion::IngestionControl for BusIngestionControl {
+    fn command<'a>(
+        &'a self,
+        ingestion_id: &'a str,
+        command: IngestionCommand,
+    ) -> BoxFuture<'a, Result<Option<Ingestion>, workers::ingestion::CommandFailure>> {
+        use workers::ingestion::CommandFailure;
+        async move {
+            let result = self
+                .bus
+                .execute::<IngestionAggregate, _>(
+                    ingestion_id,
+                    &system_metadata(ingestion_id),
+                    |_| Ok(command.clone()),
+                )
+                .await;
+            match result {
+                Ok(_) | Err(CommandError::Lag(_)) => {}
+                Err(e @ (CommandError::Domain(_) | CommandError::Denied(_))) => {
+                    return Err(CommandFailure::Refused(e.to_string()));
+                }
+                Err(e) => return Err(CommandFailure::Failed(e.to_string())),
+            }
+            let state = self
+                .bus
+                .current::<IngestionAggregate>(ingestion_id)
+                .await
+                .map_err(|e| CommandFailure::Failed(e.to_string()))?;
+            Ok(state.ingestion().cloned())
+        }
+        .boxed()
+    }
+
     fn time_out<'a>(
         &'a self,
         ingestion_id: &'a str,
@@ -350,6 +383,32 @@ impl workers::ingestion::IngestionControl for BusIngestionControl {
                 .await;
             match outcome {
                 // Written, and visible or about to be.
+                Ok(_) | Err(CommandError::Lag(_)) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        .boxed()
+    }
+
+    fn record_objects<'a>(
+        &'a self,
+        ingestion_id: &'a str,
+        outcome: Result<String, String>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let result = self
+                .bus
+                .execute::<IngestionAggregate, _>(
+                    ingestion_id,
+                    &system_metadata(ingestion_id),
+                    |_| {
+                        Ok(IngestionCommand::RecordObjects {
+                            outcome: outcome.clone(),
+                        })
+                    },
+                )
+                .await;
+            match result {
                 Ok(_) | Err(CommandError::Lag(_)) => Ok(()),
                 Err(e) => Err(e.to_string()),
             }

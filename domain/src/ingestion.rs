@@ -115,6 +115,20 @@ pub struct UploadedFile {
     pub etag: String,
 }
 
+/// An uploaded file an ingestion imports (file import): the worker converts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportFile {
+    /// The stored file's id (its key is `assets/<projectId>/<fileId>`).
+    pub file_id: String,
+    /// The name it was uploaded with.
+    pub file_name: String,
+    /// Its lower-case extension, which picks the importer (`ifc`, `obj`, `stl`).
+    pub file_type: String,
+    /// Bytes.
+    pub file_size: u64,
+}
+
 /// Whether `name` is a bare file name: not empty, not `.` or `..`, without `/`, `\` or `:`.
 pub fn is_bare_file_name(name: &str) -> bool {
     !name.is_empty()
@@ -126,6 +140,8 @@ pub fn is_bare_file_name(name: &str) -> bool {
 }
 
 /// Everything one may ask of an ingestion.
+// A command lives for one decision; boxing its largest variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum IngestionCommand {
     /// Start an ingestion on a model (the caller checked the model and the caller's rights).
@@ -148,6 +164,8 @@ pub enum IngestionCommand {
         source: SourceData,
         /// Seconds without a report after which the ingestion fails.
         max_idle_timeout_seconds: u32,
+        /// The uploaded file to import, for a file import.
+        file: Option<ImportFile>,
     },
     /// A worker took a queued ingestion (also accepted on a processing one).
     StartProcessing {
@@ -205,6 +223,13 @@ pub enum IngestionCommand {
         /// Why.
         reason: String,
     },
+    /// The objects made from a successful ingestion's bundle (a reaction: the bundle as
+    /// Speckle objects, for the viewer and older clients), or why they could not be made.
+    /// Recorded once; a repeat changes nothing.
+    RecordObjects {
+        /// The stored root object's id, or the reason the bundle could not be converted.
+        outcome: Result<String, String>,
+    },
     /// The idle timeout ran out since the ingestion's `after_events`th event (scheduled by a
     /// reaction when that event was recorded); does nothing if anything happened since.
     TimeOut {
@@ -238,6 +263,9 @@ pub enum IngestionEvent {
         source_data: SourceData,
         /// Idle timeout.
         max_idle_timeout_seconds: u32,
+        /// The uploaded file to import (file imports only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<ImportFile>,
     },
     /// A worker started on it.
     IngestionProcessingStarted {
@@ -316,6 +344,24 @@ pub enum IngestionEvent {
         /// Whether the idle timeout ran out (the server then also requests cancellation).
         timed_out: bool,
     },
+    /// The bundle of a successful ingestion was stored as Speckle objects too.
+    IngestionObjectsBuilt {
+        /// Ingestion id.
+        ingestion_id: String,
+        /// Project.
+        project_id: String,
+        /// The root object (stored under the version's bundle reference).
+        root_object_id: String,
+    },
+    /// The bundle could not be turned into Speckle objects (the version and its bundle stay).
+    IngestionObjectsFailed {
+        /// Ingestion id.
+        ingestion_id: String,
+        /// Project.
+        project_id: String,
+        /// Why.
+        reason: String,
+    },
     /// It was cancelled.
     IngestionCancelled {
         /// Ingestion id.
@@ -332,7 +378,7 @@ impl IngestionEvent {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// Every event type.
-    pub const EVENT_TYPES: [&'static str; 9] = [
+    pub const EVENT_TYPES: [&'static str; 11] = [
         "IngestionCreated",
         "IngestionProcessingStarted",
         "IngestionRequeued",
@@ -342,6 +388,8 @@ impl IngestionEvent {
         "IngestionSucceeded",
         "IngestionFailed",
         "IngestionCancelled",
+        "IngestionObjectsBuilt",
+        "IngestionObjectsFailed",
     ];
 
     /// The ingestion it is about.
@@ -355,7 +403,9 @@ impl IngestionEvent {
             | Self::IngestionUploadCompleted { ingestion_id, .. }
             | Self::IngestionSucceeded { ingestion_id, .. }
             | Self::IngestionFailed { ingestion_id, .. }
-            | Self::IngestionCancelled { ingestion_id, .. } => ingestion_id,
+            | Self::IngestionCancelled { ingestion_id, .. }
+            | Self::IngestionObjectsBuilt { ingestion_id, .. }
+            | Self::IngestionObjectsFailed { ingestion_id, .. } => ingestion_id,
         }
     }
 
@@ -370,7 +420,9 @@ impl IngestionEvent {
             | Self::IngestionUploadCompleted { project_id, .. }
             | Self::IngestionSucceeded { project_id, .. }
             | Self::IngestionFailed { project_id, .. }
-            | Self::IngestionCancelled { project_id, .. } => project_id,
+            | Self::IngestionCancelled { project_id, .. }
+            | Self::IngestionObjectsBuilt { project_id, .. }
+            | Self::IngestionObjectsFailed { project_id, .. } => project_id,
         }
     }
 
@@ -429,6 +481,8 @@ pub struct Ingestion {
     pub upload: Option<AcceptedUpload>,
     /// Events folded so far (the stream version).
     pub events: u64,
+    /// Whether the bundle's objects were recorded (made, or failed).
+    pub objects_recorded: bool,
 }
 
 /// A verified upload.
@@ -527,6 +581,7 @@ fn create(command: IngestionCommand) -> Result<Vec<IngestionEvent>, DomainError>
         progress_message,
         source,
         max_idle_timeout_seconds,
+        file,
     } = command
     else {
         // The stream does not know its id before creation; the caller does.
@@ -559,6 +614,7 @@ fn create(command: IngestionCommand) -> Result<Vec<IngestionEvent>, DomainError>
         progress_message,
         source_data: source,
         max_idle_timeout_seconds,
+        file,
     }])
 }
 
@@ -733,6 +789,27 @@ pub fn decide(
                 timed_out: false,
             }])
         }
+        IngestionCommand::RecordObjects { outcome } => {
+            let has_bundle = i.upload.as_ref().is_some_and(|u| !u.files.is_empty());
+            if i.status != IngestionStatus::Success || !has_bundle {
+                return Err(refuse(i, "recordObjects"));
+            }
+            if i.objects_recorded {
+                return Ok(vec![]);
+            }
+            Ok(vec![match outcome {
+                Ok(root_object_id) => IngestionEvent::IngestionObjectsBuilt {
+                    ingestion_id,
+                    project_id,
+                    root_object_id,
+                },
+                Err(reason) => IngestionEvent::IngestionObjectsFailed {
+                    ingestion_id,
+                    project_id,
+                    reason,
+                },
+            }])
+        }
         IngestionCommand::TimeOut { after_events } => {
             if !i.idle_clock_running() || i.events != after_events {
                 return Ok(vec![]);
@@ -781,6 +858,7 @@ pub fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
                 max_idle_timeout_seconds: *max_idle_timeout_seconds,
                 upload: None,
                 events: 1,
+                objects_recorded: false,
             }));
         }
         (IngestionState::Active(i), _) => i,
@@ -818,6 +896,9 @@ pub fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
             }
         }
         E::IngestionCancelled { .. } => i.status = IngestionStatus::Cancelled,
+        E::IngestionObjectsBuilt { .. } | E::IngestionObjectsFailed { .. } => {
+            i.objects_recorded = true;
+        }
     }
     IngestionState::Active(i)
 }

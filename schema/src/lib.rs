@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod event_log;
+pub mod files;
 pub mod jobs;
 pub mod objects;
 pub mod wakeups;

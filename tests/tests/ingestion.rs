@@ -459,3 +459,187 @@ async fn the_rail_refuses_what_it_cannot_stand_behind() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
 }
+
+/// The files of a bundle specklepy built (`tests/samples/bundles/NAME`), renamed for `version`
+/// as `send3` renames them.
+fn sample_bundle(name: &str, version: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/bundles")
+        .join(name);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .map(|p| {
+            let file = p.file_name().unwrap().to_str().unwrap().to_owned();
+            let (_, rest) = file.split_once('.').unwrap();
+            (format!("{version}.{rest}"), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no parquet files in {}", dir.display());
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_version_becomes_speckle_objects_the_object_routes_serve() {
+    let mut w = world().await;
+    w.start_worker();
+    let (ingestion, version) = w.create(3600).await;
+    let files = sample_bundle("two-walls", &version);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let (status, signed) = w
+        .rest(
+            &format!(
+                "/api/v2/projects/{}/modelingestion/{ingestion}/uploads/sign",
+                w.project
+            ),
+            json!({ "files": names }),
+        )
+        .await;
+    assert_eq!(status, 200, "{signed}");
+    let mut etags = serde_json::Map::new();
+    for (name, bytes) in &files {
+        let put = w
+            .app
+            .http
+            .put(signed["uploads"][name]["url"].as_str().unwrap())
+            .body(bytes.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        etags.insert(name.clone(), json!(put.headers()["etag"].to_str().unwrap()));
+    }
+    let (status, body) = w.complete(&ingestion, &version, Value::Object(etags)).await;
+    assert_eq!(status, 200, "{body}");
+    let reference = format!("bundle.{}.{}.{version}", w.project, w.model);
+    // The worker converts the bundle; the root is stored under the version's reference.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let root: Value = loop {
+        let res = w
+            .app
+            .http
+            .get(format!(
+                "{}/objects/{}/{reference}/single",
+                w.app.base_url, w.project
+            ))
+            .bearer_auth(&w.token)
+            .send()
+            .await
+            .unwrap();
+        if res.status().is_success() {
+            break res.json().await.unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bundle's objects never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(root["id"], reference.as_str());
+    assert_eq!(
+        root["speckle_type"],
+        "Speckle.Core.Models.Collections.Collection"
+    );
+    // The whole tree downloads like any version's: every object the root's closure names.
+    let tree: Vec<Value> = w
+        .app
+        .http
+        .get(format!(
+            "{}/objects/{}/{reference}",
+            w.app.base_url, w.project
+        ))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let closure = root["__closure"].as_object().unwrap();
+    assert_eq!(tree.len(), closure.len() + 1);
+    let types: Vec<&str> = tree
+        .iter()
+        .filter_map(|o| o["speckle_type"].as_str())
+        .collect();
+    assert!(types.contains(&"Objects.Geometry.Mesh"), "{types:?}");
+    let names: Vec<&str> = tree.iter().filter_map(|o| o["name"].as_str()).collect();
+    for collection in ["Level 1", "Walls", "Level 2"] {
+        assert!(
+            names.contains(&collection),
+            "{collection} missing: {names:?}"
+        );
+    }
+    // receive3 still gets the bundle exactly as sent.
+    let listing: Value = w
+        .app
+        .http
+        .get(format!(
+            "{}/api/v2/projects/{}/models/{}/versions/{version}/artifacts",
+            w.app.base_url, w.project, w.model
+        ))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listing["files"].as_array().unwrap().len(), files.len());
+    assert_eq!(
+        w.events(&format!("ingestion:{ingestion}"))
+            .await
+            .last()
+            .map(String::as_str),
+        Some("IngestionObjectsBuilt")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_bundle_is_recorded_and_the_version_stays() {
+    let mut w = world().await;
+    w.start_worker();
+    let (ingestion, version) = w.create(3600).await;
+    let name = format!("{version}.eav.objects.parquet");
+    let etag = w.upload(&ingestion, &name, "this is not parquet").await;
+    let (status, _) = w
+        .complete(&ingestion, &version, json!({ &name: etag }))
+        .await;
+    assert_eq!(status, 200);
+    let stream = format!("ingestion:{ingestion}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.events(&stream).await.last().map(String::as_str) != Some("IngestionObjectsFailed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the conversion's failure was never recorded: {:?}",
+            w.events(&stream).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reason: String = sqlx::query_scalar(
+        "SELECT payload->>'reason' FROM events WHERE stream_id = $1 AND event_type = 'IngestionObjectsFailed'",
+    )
+    .bind(&stream)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert!(reason.contains("could not be read"), "{reason}");
+    let done = w.ingestion(&ingestion).await;
+    assert_eq!(done["statusData"]["status"], "success");
+}
+
+#[test]
+fn the_projection_schedules_the_job_kinds_the_workers_run() {
+    use projections::speckle::ingestions as scheduled;
+    assert_eq!(
+        scheduled::IDLE_TIMEOUT_JOB,
+        workers::ingestion::IDLE_TIMEOUT
+    );
+    assert_eq!(scheduled::FINISH_JOB, workers::ingestion::FINISH);
+    assert_eq!(
+        scheduled::BUNDLE_OBJECTS_JOB,
+        workers::ingestion::BUNDLE_OBJECTS
+    );
+    assert_eq!(scheduled::IMPORT_JOB, workers::import::KIND);
+}

@@ -55,6 +55,15 @@ fn store_error<E: std::error::Error>(e: E) -> BlobError {
     BlobError::Store(message)
 }
 
+/// What the store says of a stored object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The ETag, quotes included.
+    pub etag: String,
+    /// Bytes.
+    pub size: u64,
+}
+
 /// The store.
 #[derive(Clone, Debug)]
 pub struct BlobStore {
@@ -164,6 +173,11 @@ impl BlobStore {
     /// The stored object's ETag exactly as the store gives it (quotes included), or `None`
     /// when there is no such object.
     pub async fn etag(&self, key: &str) -> Result<Option<String>, BlobError> {
+        Ok(self.stat(key).await?.map(|s| s.etag))
+    }
+
+    /// The stored object's ETag and size, or `None` when there is no such object.
+    pub async fn stat(&self, key: &str) -> Result<Option<Stored>, BlobError> {
         match self
             .client
             .head_object()
@@ -172,7 +186,10 @@ impl BlobStore {
             .send()
             .await
         {
-            Ok(head) => Ok(Some(head.e_tag().unwrap_or_default().to_owned())),
+            Ok(head) => Ok(Some(Stored {
+                etag: head.e_tag().unwrap_or_default().to_owned(),
+                size: u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0),
+            })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(store_error(e)),
         }

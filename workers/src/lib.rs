@@ -9,9 +9,12 @@
 //! their own operational records (attempts, delivery logs) in tables of their own.
 
 pub mod blobs;
+pub mod bundle;
 pub mod email;
+pub mod import;
 pub mod ingestion;
 pub mod runner;
+pub mod speckle;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -28,6 +31,12 @@ pub struct Dependencies {
     pub webhook_control: Arc<dyn webhooks::WebhookControl>,
     /// How ingestions are timed out and finished.
     pub ingestion_control: Arc<dyn ingestion::IngestionControl>,
+    /// The file store (bundles); none = bundles are not converted to objects.
+    pub blobs: Option<blobs::BlobStore>,
+    /// The largest bundle converted to objects, in bytes.
+    pub bundle_objects_max_bytes: u64,
+    /// The longest one file import's conversion may take.
+    pub import_time_limit: std::time::Duration,
     /// SMTP settings; none = email disabled (no mail job is ever enqueued then).
     pub mail: Option<email::MailOptions>,
 }
@@ -53,7 +62,21 @@ pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, SetupErr
     handlers.push(Arc::new(ingestion::IdleClock::new(
         deps.ingestion_control.clone(),
     )));
-    handlers.push(Arc::new(ingestion::Finisher::new(deps.ingestion_control)));
+    handlers.push(Arc::new(ingestion::Finisher::new(
+        deps.ingestion_control.clone(),
+    )));
+    handlers.push(Arc::new(import::FileImporter::new(
+        deps.pool.clone(),
+        deps.blobs.clone(),
+        deps.ingestion_control.clone(),
+        deps.import_time_limit,
+    )));
+    handlers.push(Arc::new(ingestion::BundleObjects::new(
+        deps.pool.clone(),
+        deps.blobs,
+        deps.bundle_objects_max_bytes,
+        deps.ingestion_control,
+    )));
     if let Some(mail) = deps.mail {
         handlers.push(Arc::new(email::Mailer::new(deps.pool, mail)?));
     }

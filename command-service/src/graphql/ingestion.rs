@@ -342,7 +342,7 @@ impl ModelIngestionMutations {
                 progress_message: input.progress_message,
                 source: input.source_data.into(),
                 max_idle_timeout_seconds: input.max_idle_timeout_seconds,
-                queued: false,
+                file: None,
             },
         )
         .await

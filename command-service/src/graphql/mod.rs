@@ -6,6 +6,7 @@ mod apps;
 pub mod cache;
 mod email;
 mod errors;
+mod files;
 mod ingestion;
 mod legacy;
 mod loaders;
@@ -181,6 +182,11 @@ impl Mutation {
     /// Version mutations.
     async fn version_mutations(&self) -> mutations::VersionMutations {
         mutations::VersionMutations
+    }
+
+    /// File uploads for import.
+    async fn file_upload_mutations(&self) -> files::FileUploadMutations {
+        files::FileUploadMutations
     }
 
     /// Workspace mutations (workspaces are not enabled: each operation is refused).

@@ -29,6 +29,7 @@ fn create(queued: bool) -> IngestionCommand {
         progress_message: "starting".into(),
         source: source(),
         max_idle_timeout_seconds: 600,
+        file: None,
     }
 }
 
@@ -213,6 +214,30 @@ fn upload_then_success_and_repeats_change_nothing() {
 }
 
 #[test]
+fn objects_are_recorded_once_after_success_only() {
+    let built = || IngestionCommand::RecordObjects {
+        outcome: Ok("root".into()),
+    };
+    let (_, answers) = run(vec![create(false), upload(), built()]);
+    assert!(answers[2].is_err(), "not before success");
+    let (state, answers) = run(vec![
+        create(false),
+        upload(),
+        IngestionCommand::Succeed,
+        IngestionCommand::RecordObjects {
+            outcome: Err("malformed".into()),
+        },
+        built(),
+    ]);
+    assert!(answers[3].as_ref().is_ok_and(|e| e.len() == 1));
+    assert!(
+        answers[4].as_ref().is_ok_and(Vec::is_empty),
+        "recorded once"
+    );
+    assert!(ingestion(&state).objects_recorded);
+}
+
+#[test]
 fn success_needs_an_accepted_upload() {
     let (_, answers) = run(vec![create(false), IngestionCommand::Succeed]);
     assert!(matches!(
@@ -320,6 +345,9 @@ fn every_event_round_trips_through_the_decoder() {
         IngestionCommand::RequestCancellation { message: None },
         upload(),
         IngestionCommand::Succeed,
+        IngestionCommand::RecordObjects {
+            outcome: Ok(bundle_reference(PROJECT, MODEL, VERSION)),
+        },
     ]);
     let mut events: Vec<IngestionEvent> = answers
         .into_iter()
@@ -331,6 +359,11 @@ fn every_event_round_trips_through_the_decoder() {
         error_reason: "r".into(),
         error_stacktrace: None,
         timed_out: true,
+    });
+    events.push(IngestionEvent::IngestionObjectsFailed {
+        ingestion_id: ID.into(),
+        project_id: PROJECT.into(),
+        reason: "no objects table".into(),
     });
     events.push(IngestionEvent::IngestionCancelled {
         ingestion_id: ID.into(),

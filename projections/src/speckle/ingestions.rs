@@ -12,6 +12,12 @@ use crate::projection::{Batch, ProjectionError, sql};
 pub const IDLE_TIMEOUT_JOB: &str = "ingestion.idle_timeout";
 /// The finishing job's kind, as `workers::ingestion` handles it.
 pub const FINISH_JOB: &str = "ingestion.finish";
+/// The kind of the job turning a successful bundle into Speckle objects, as
+/// `workers::ingestion` handles it.
+pub const BUNDLE_OBJECTS_JOB: &str = "ingestion.bundle_objects";
+
+/// The file importer's job kind, as `workers::import` handles it.
+pub const IMPORT_JOB: &str = "ingestion.import_file";
 
 /// How long after an accepted upload the finishing job runs: the completing request normally
 /// finishes within milliseconds, and the job then finds nothing to do.
@@ -26,7 +32,8 @@ pub(super) const TABLE: crate::projection::TableDef = crate::projection::TableDe
         progress_message text, progress double precision, cancellation_requested boolean NOT NULL,
         error_reason text, cancellation_message text, source_data jsonb NOT NULL,
         max_idle_timeout_seconds integer NOT NULL, upload_accepted boolean NOT NULL,
-        files jsonb, events bigint NOT NULL,
+        files jsonb, objects_root text, objects_error text, import_file jsonb,
+        events bigint NOT NULL,
         created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
     indexes: &[
         "CREATE INDEX {table}_model ON {table} (project_id, model_id, created_at DESC, id)",
@@ -59,6 +66,7 @@ pub(super) async fn apply(
             progress_message,
             source_data,
             max_idle_timeout_seconds,
+            file,
         } => {
             let source =
                 serde_json::to_value(source_data).map_err(|err| ProjectionError::Handler {
@@ -68,8 +76,8 @@ pub(super) async fn apply(
             sqlx::query(sql(format!(
                 "INSERT INTO {table} (id, project_id, model_id, user_id, version_id, status, \
                  progress_message, cancellation_requested, source_data, max_idle_timeout_seconds, \
-                 upload_accepted, events, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, false, $10, $11, $11)"
+                 upload_accepted, events, created_at, updated_at, import_file) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, false, $10, $11, $11, $12)"
             )))
             .bind(ingestion_id)
             .bind(project_id)
@@ -82,8 +90,26 @@ pub(super) async fn apply(
             .bind(i32::try_from(*max_idle_timeout_seconds).unwrap_or(i32::MAX))
             .bind(e.stream_version)
             .bind(at)
+            .bind(file.as_ref().map(|f| serde_json::json!(f)))
             .execute(&mut *conn)
             .await?;
+            if let Some(file) = file {
+                batch
+                    .enqueue(&NewJob {
+                        kind: IMPORT_JOB.to_owned(),
+                        payload: serde_json::json!({
+                            "ingestionId": ingestion_id,
+                            "projectId": project_id,
+                            "file": file,
+                        }),
+                        dedupe_key: Some(format!("{IMPORT_JOB}:{ingestion_id}")),
+                        max_attempts: 3,
+                        source_position: Some(e.cursor.position),
+                        ordering_key: None,
+                        run_at: None,
+                    })
+                    .await?;
+            }
         }
         E::IngestionProcessingStarted {
             progress_message,
@@ -181,6 +207,24 @@ pub(super) async fn apply(
             .execute(&mut *conn)
             .await?;
         }
+        E::IngestionObjectsBuilt { root_object_id, .. } => {
+            sqlx::query(sql(update("objects_root = $4, objects_error = NULL")))
+                .bind(id)
+                .bind(e.stream_version)
+                .bind(at)
+                .bind(root_object_id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        E::IngestionObjectsFailed { reason, .. } => {
+            sqlx::query(sql(update("objects_error = $4")))
+                .bind(id)
+                .bind(e.stream_version)
+                .bind(at)
+                .bind(reason)
+                .execute(&mut *conn)
+                .await?;
+        }
         E::IngestionCancelled { message, .. } => {
             sqlx::query(sql(update(
                 "status = 'cancelled', progress_message = NULL, progress = NULL, \
@@ -219,6 +263,9 @@ async fn schedule(
             })
             .await?);
     }
+    if let IngestionEvent::IngestionSucceeded { .. } = event {
+        return schedule_objects(batch, table, e, id).await;
+    }
     let row: Option<(String, bool, i32)> = sqlx::query_as(sql(format!(
         "SELECT status, upload_accepted, max_idle_timeout_seconds FROM {table} WHERE id = $1"
     )))
@@ -246,5 +293,56 @@ async fn schedule(
             })
             .await?;
     }
+    Ok(())
+}
+
+/// Project, model, version, bundle files and model name of a successful ingestion.
+type SucceededBundle = (
+    String,
+    String,
+    String,
+    Option<serde_json::Value>,
+    Option<String>,
+);
+
+/// A successful bundle is turned into Speckle objects by a worker.
+async fn schedule_objects(
+    batch: &mut Batch<'_>,
+    table: &str,
+    e: &RecordedEvent,
+    id: &str,
+) -> Result<(), ProjectionError> {
+    let models = batch.table("models");
+    let row: Option<SucceededBundle> = sqlx::query_as(sql(format!(
+        "SELECT i.project_id, i.model_id, i.version_id, i.files, m.name FROM {table} i \
+             LEFT JOIN {models} m ON m.id = i.model_id WHERE i.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *batch.conn)
+    .await?;
+    let Some((project_id, model_id, version_id, Some(files), model_name)) = row else {
+        return Ok(());
+    };
+    if files.as_array().is_none_or(Vec::is_empty) {
+        return Ok(());
+    }
+    batch
+        .enqueue(&NewJob {
+            kind: BUNDLE_OBJECTS_JOB.to_owned(),
+            payload: serde_json::json!({
+                "ingestionId": id,
+                "projectId": project_id,
+                "versionId": version_id,
+                "rootId": domain::ingestion::bundle_reference(&project_id, &model_id, &version_id),
+                "modelName": model_name.unwrap_or_default(),
+                "files": files,
+            }),
+            dedupe_key: Some(format!("{BUNDLE_OBJECTS_JOB}:{id}")),
+            max_attempts: 10,
+            source_position: Some(e.cursor.position),
+            ordering_key: None,
+            run_at: None,
+        })
+        .await?;
     Ok(())
 }

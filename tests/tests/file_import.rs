@@ -1,0 +1,352 @@
+//! File import through today's flow (`generateUploadUrl` → presigned PUT →
+//! `startFileIngestion` → the ingestion's status), against the real stack and worker: files the
+//! tests write become versions; bad files fail with a reason and the next import still works.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::{TestApp, TestDb, test_settings};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+struct World {
+    app: TestApp,
+    token: String,
+    project: String,
+    model: String,
+    _stack: tokio_util::sync::DropGuard,
+    worker: CancellationToken,
+    _db: TestDb,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.worker.cancel();
+    }
+}
+
+async fn world() -> World {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    assert!(
+        settings.s3_endpoint.is_some(),
+        "STRATA_TEST_S3_ENDPOINT is not set: run the tests through `deploy/dev test`"
+    );
+    let (app, stack) = tests::spawn_stack(&db, settings.clone()).await;
+    let runner = command_service::app::job_runner(&settings, db.pool.clone()).unwrap();
+    let worker = CancellationToken::new();
+    tokio::spawn(runner.run(worker.clone()));
+    let token = tests::register(&app.base_url, "importer@example.com").await;
+    let mut w = World {
+        app,
+        token,
+        project: String::new(),
+        model: String::new(),
+        _stack: stack,
+        worker,
+        _db: db,
+    };
+    w.project = w
+        .ok(
+            "mutation { projectMutations { create(input: {name: \"imports\"}) { id } } }",
+            json!({}),
+        )
+        .await["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.model = w
+        .ok(
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"uploads\"}) { id } } }",
+            json!({"p": w.project}),
+        )
+        .await["modelMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w
+}
+
+const GENERATE: &str = "mutation($p: String!, $n: String!) { fileUploadMutations { generateUploadUrl(input: {projectId: $p, fileName: $n}) { url fileId } } }";
+const START: &str = "mutation($p: String!, $m: String!, $f: String!, $e: String!) { fileUploadMutations { startFileIngestion(input: {projectId: $p, modelId: $m, fileId: $f, etag: $e}) { id versionId statusData { ... on HasModelIngestionStatus { status } } } } }";
+
+impl World {
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.app
+            .http
+            .post(format!("{}/graphql", self.app.base_url))
+            .bearer_auth(&self.token)
+            .json(&json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn ok(&self, query: &str, variables: Value) -> Value {
+        let res = self.gql(query, variables).await;
+        assert!(res["errors"].is_null(), "{res}");
+        res["data"].clone()
+    }
+
+    /// Uploads `bytes` as `name`; returns the file id and the upload's ETag.
+    async fn upload(&self, name: &str, bytes: Vec<u8>) -> (String, String) {
+        let data = self
+            .ok(GENERATE, json!({"p": self.project, "n": name}))
+            .await;
+        let out = &data["fileUploadMutations"]["generateUploadUrl"];
+        let put = self
+            .app
+            .http
+            .put(out["url"].as_str().unwrap())
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.status());
+        (
+            out["fileId"].as_str().unwrap().to_owned(),
+            put.headers()["etag"].to_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Uploads and starts the import; returns the ingestion id and its reserved version id.
+    async fn import(&self, name: &str, bytes: Vec<u8>) -> (String, String) {
+        let (file, etag) = self.upload(name, bytes).await;
+        let data = self
+            .ok(
+                START,
+                json!({"p": self.project, "m": self.model, "f": file, "e": etag}),
+            )
+            .await;
+        let i = &data["fileUploadMutations"]["startFileIngestion"];
+        assert_eq!(i["statusData"]["status"], "queued", "{i}");
+        (
+            i["id"].as_str().unwrap().to_owned(),
+            i["versionId"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Polls the ingestion until it is finished (bounded by `WAIT`).
+    async fn finished(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let data = self
+                .ok(
+                    "query($p: String!, $i: ID!) { project(id: $p) { ingestion(id: $i) { statusData { ... on HasModelIngestionStatus { status } ... on ModelIngestionFailedStatus { errorReason } ... on ModelIngestionSuccessStatus { versionId } } } } }",
+                    json!({"p": self.project, "i": id}),
+                )
+                .await;
+            let status = data["project"]["ingestion"]["statusData"].clone();
+            if ["success", "failed", "cancelled"].contains(&status["status"].as_str().unwrap()) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "import {id} never finished: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn objects(&self, root: &str) -> Vec<Value> {
+        self.app
+            .http
+            .get(format!(
+                "{}/objects/{}/{root}",
+                self.app.base_url, self.project
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+const OBJ: &str = "mtllib two.mtl\no Red\nv 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nusemtl red\nf 1 2 3 4\n\
+                   o Blue\nv 0 0 1\nv 1 0 1\nv 0 1 1\nusemtl blue\nf 5 6 7\n";
+const MTL: &str = "newmtl red\nKd 1 0 0\nnewmtl blue\nKd 0 0 1\n";
+
+fn binary_stl(triangles: u32) -> Vec<u8> {
+    let mut bytes = vec![0u8; 80];
+    bytes.extend(triangles.to_le_bytes());
+    for t in 0..triangles {
+        let z = t as f32;
+        for v in [0f32, 0., 1., 0., 0., z, 1., 0., z, 0., 1., z] {
+            bytes.extend(v.to_le_bytes());
+        }
+        bytes.extend(0u16.to_le_bytes());
+    }
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn obj_and_stl_files_become_versions_with_their_geometry_and_colours() {
+    let w = world().await;
+    // The MTL goes up first, beside the OBJ that names it.
+    let (mtl_file, mtl_etag) = w.upload("two.mtl", MTL.as_bytes().to_vec()).await;
+    // Completing the MTL's own upload marks it stored; its import fails (not a model).
+    let data = w
+        .ok(
+            START,
+            json!({"p": w.project, "m": w.model, "f": mtl_file, "e": mtl_etag}),
+        )
+        .await;
+    let mtl_ingestion = data["fileUploadMutations"]["startFileIngestion"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mtl = w.finished(&mtl_ingestion).await;
+    assert_eq!(mtl["status"], "failed");
+    assert!(
+        mtl["errorReason"]
+            .as_str()
+            .unwrap()
+            .contains("MTL files cannot be imported"),
+        "{mtl}"
+    );
+
+    let (obj, obj_version) = w.import("two-colours.obj", OBJ.as_bytes().to_vec()).await;
+    let (stl, stl_version) = w.import("part.stl", binary_stl(12)).await;
+    for (id, version) in [(&obj, &obj_version), (&stl, &stl_version)] {
+        let done = w.finished(id).await;
+        assert_eq!(done["status"], "success", "{done}");
+        assert_eq!(done["versionId"], version.as_str());
+    }
+    let versions = w
+        .ok(
+            "query($p: String!, $m: String!) { project(id: $p) { model(id: $m) { versions { items { id message sourceApplication referencedObject } } } } }",
+            json!({"p": w.project, "m": w.model}),
+        )
+        .await;
+    let items = versions["project"]["model"]["versions"]["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let version = |id: &str| items.iter().find(|v| v["id"] == id).unwrap().clone();
+    let obj_v = version(&obj_version);
+    assert_eq!(obj_v["message"], "File upload: two-colours.obj");
+    assert_eq!(obj_v["sourceApplication"], "obj");
+    let tree = w.objects(obj_v["referencedObject"].as_str().unwrap()).await;
+    let meshes: Vec<&Value> = tree
+        .iter()
+        .filter(|o| o["speckle_type"] == "Objects.Geometry.Mesh")
+        .collect();
+    assert_eq!(meshes.len(), 2);
+    let mut colours: Vec<i64> = meshes
+        .iter()
+        .map(|m| m["renderMaterial"]["diffuse"].as_i64().unwrap())
+        .collect();
+    colours.sort_unstable();
+    assert_eq!(colours, [0xFF00_00FF, 0xFFFF_0000]);
+    let stl_tree = w
+        .objects(version(&stl_version)["referencedObject"].as_str().unwrap())
+        .await;
+    let stl_mesh = stl_tree
+        .iter()
+        .find(|o| o["speckle_type"] == "Objects.Geometry.Mesh")
+        .unwrap();
+    assert_eq!(stl_mesh["faces"].as_array().unwrap().len(), 12 * 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_fail_with_a_reason_and_the_next_import_works() {
+    let w = world().await;
+    let junk: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    for (name, bytes, reason) in [
+        ("junk.stl", junk.clone(), "could not be read"),
+        ("junk.obj", junk, "binary data"),
+        (
+            "short.stl",
+            b"solid x\nfacet normal 0 0 1\nouter loop\nvertex 0 0".to_vec(),
+            "could not be read",
+        ),
+        (
+            "drawing.dwg",
+            b"AC1027".to_vec(),
+            "DWG files cannot be imported",
+        ),
+    ] {
+        let (id, _) = w.import(name, bytes).await;
+        let done = w.finished(&id).await;
+        assert_eq!(done["status"], "failed", "{name}: {done}");
+        let why = done["errorReason"].as_str().unwrap();
+        assert!(why.contains(reason) && why.contains(name), "{name}: {why}");
+    }
+    let (id, _) = w.import("fine.stl", binary_stl(1)).await;
+    assert_eq!(w.finished(&id).await["status"], "success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked_before_an_import_starts() {
+    let w = world().await;
+    let no_extension = w
+        .gql(GENERATE, json!({"p": w.project, "n": "README"}))
+        .await;
+    assert_eq!(
+        no_extension["errors"][0]["message"],
+        "File name must have a valid extension"
+    );
+    let (file, etag) = w.upload("part.stl", binary_stl(1)).await;
+    let wrong = w
+        .gql(
+            START,
+            json!({"p": w.project, "m": w.model, "f": file, "e": "\"not-it\""}),
+        )
+        .await;
+    assert!(
+        wrong["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ETag mismatch"),
+        "{wrong}"
+    );
+    let (never_uploaded, _) = {
+        let data = w.ok(GENERATE, json!({"p": w.project, "n": "x.stl"})).await;
+        (
+            data["fileUploadMutations"]["generateUploadUrl"]["fileId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            (),
+        )
+    };
+    let missing = w
+        .gql(
+            START,
+            json!({"p": w.project, "m": w.model, "f": never_uploaded, "e": etag}),
+        )
+        .await;
+    assert_eq!(
+        missing["errors"][0]["message"],
+        "The file was not uploaded."
+    );
+    let ok = w
+        .ok(
+            START,
+            json!({"p": w.project, "m": w.model, "f": file, "e": etag}),
+        )
+        .await;
+    assert!(ok["fileUploadMutations"]["startFileIngestion"]["id"].is_string());
+    let again = w
+        .gql(
+            START,
+            json!({"p": w.project, "m": w.model, "f": file, "e": etag}),
+        )
+        .await;
+    assert!(
+        again["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already"),
+        "one file, one import: {again}"
+    );
+}
