@@ -26,18 +26,6 @@ const PENDING: &[(&str, u32, &str, &str)] = &[
     ),
     (
         "api/resources/current/file_import_resource.py",
-        119,
-        "StartFileIngestion",
-        "file import",
-    ),
-    (
-        "api/resources/current/file_import_resource.py",
-        161,
-        "GenerateUploadUrl",
-        "file import",
-    ),
-    (
-        "api/resources/current/file_import_resource.py",
         228,
         "ModelFileImportJobs",
         "file import",
