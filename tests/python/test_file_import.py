@@ -39,7 +39,8 @@ endsolid triangle
 """
 
 
-def _import(client: SpeckleClient, tmp_path: Path, name: str, text: str) -> tuple[str, ModelIngestion]:
+def _upload(client: SpeckleClient, tmp_path: Path, name: str, text: str) -> tuple[str, str, str, str]:
+    """A new project and model, and `text` uploaded as `name`: project, model, file id, ETag."""
     project = client.project.create(
         ProjectCreateInput(
             name=unique_name("imports"), description=None, visibility=ProjectVisibility.PRIVATE
@@ -53,19 +54,26 @@ def _import(client: SpeckleClient, tmp_path: Path, name: str, text: str) -> tupl
     )
     etag = client.file_import.upload_file(path, upload.url).etag
     assert etag.startswith('"'), etag  # the ETag travels verbatim, quotes included
-    started = client.file_import.start_file_ingestion(
-        StartFileImportInput(
-            project_id=project.id, model_id=model.id, file_id=upload.file_id, etag=etag
-        )
-    )
-    assert started.model_id == model.id
+    return project.id, model.id, upload.file_id, etag
+
+
+def _finished(client: SpeckleClient, project_id: str, ingestion_id: str) -> ModelIngestion:
     deadline = time.monotonic() + FINISHED_WITHIN_SECONDS
     while True:
-        ingestion = client.model_ingestion.get_ingestion(project.id, started.id)
+        ingestion = client.model_ingestion.get_ingestion(project_id, ingestion_id)
         if ingestion.status_data.status in TERMINAL:
-            return project.id, ingestion
+            return ingestion
         assert time.monotonic() < deadline, f"import still {ingestion.status_data.status}"
         time.sleep(0.1)
+
+
+def _import(client: SpeckleClient, tmp_path: Path, name: str, text: str) -> tuple[str, ModelIngestion]:
+    project_id, model_id, file_id, etag = _upload(client, tmp_path, name, text)
+    started = client.file_import.start_file_ingestion(
+        StartFileImportInput(project_id=project_id, model_id=model_id, file_id=file_id, etag=etag)
+    )
+    assert started.model_id == model_id
+    return project_id, _finished(client, project_id, started.id)
 
 
 def test_an_stl_file_becomes_a_version(first_client: SpeckleClient, tmp_path: Path) -> None:
@@ -79,3 +87,28 @@ def test_an_stl_file_becomes_a_version(first_client: SpeckleClient, tmp_path: Pa
 def test_a_broken_file_fails_with_a_reason(first_client: SpeckleClient, tmp_path: Path) -> None:
     _, done = _import(first_client, tmp_path, "broken.stl", "solid x\nfacet normal 0 0")
     assert done.status_data.status == ModelIngestionStatus.FAILED, done
+
+
+def test_the_2_31_flow_and_the_model_uploads_list(
+    first_client: SpeckleClient, tmp_path: Path
+) -> None:
+    project_id, model_id, file_id, etag = _upload(first_client, tmp_path, "legacy.stl", TRIANGLE_STL)
+    started = first_client.file_import.start_file_import(
+        StartFileImportInput(project_id=project_id, model_id=model_id, file_id=file_id, etag=etag)
+    )
+    assert started.id == file_id
+    assert started.converted_status in (0, 1, 2), started
+    deadline = time.monotonic() + FINISHED_WITHIN_SECONDS
+    while True:
+        jobs = first_client.file_import.get_model_file_import_jobs(
+            project_id=project_id, model_id=model_id
+        )
+        assert jobs.total_count == 1
+        job = jobs.items[0]
+        if job.converted_status >= 2:
+            break
+        assert time.monotonic() < deadline, f"import still {job.converted_status}"
+        time.sleep(0.1)
+    assert job.converted_status == 2, job
+    version = first_client.version.get(job.converted_version_id, project_id)
+    assert version.message == "File upload: legacy.stl"

@@ -45,7 +45,11 @@ const NOT_CACHED: &[(&str, &[&str])] = &[
             "projectInvite",
         ],
     ),
-    ("Project", &["webhooks", "object", "ingestion"]),
+    (
+        "Project",
+        &["webhooks", "object", "ingestion", "pendingImportedModels"],
+    ),
+    ("Model", &["uploads", "pendingImportedVersions"]),
     ("Stream", &["webhooks", "object"]),
     ("LimitedUser", &["verified"]),
     ("PendingStreamCollaborator", &["token"]),

@@ -3,8 +3,10 @@
 //! the client uploads, and `startFileIngestion` checks the stored file (ETag exactly, size
 //! limit) and starts a `queued` ingestion that the importer (`workers::import`) carries out.
 
-use async_graphql::{Context, InputObject, Object, SimpleObject};
-use domain::ingestion::{ImportFile, SourceData};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject};
+use domain::ingestion::{ImportFile, IngestionCommand, SourceData};
+use projections::speckle::query::{self, FileImportRow, FileImportsFilter};
+use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, gql_error, internal};
 use super::ingestion::{ModelIngestion, by_id};
@@ -40,6 +42,229 @@ pub struct StartFileImportInput {
     file_id: String,
     /// The upload's `ETag` header, verbatim (quotes included).
     etag: String,
+}
+
+/// An import's result as an external importer reports it (the original's worker protocol).
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct FileImportResultInput {
+    /// Seconds from pick-up to the end (fractions accepted: specklepy sends floats).
+    duration_seconds: f64,
+    /// Seconds downloading.
+    download_duration_seconds: f64,
+    /// Seconds converting.
+    parse_duration_seconds: f64,
+    /// The parser.
+    parser: String,
+    /// The version made, if any.
+    version_id: Option<String>,
+}
+
+/// How an external importer's job ended.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(rename_items = "camelCase")]
+pub enum JobResultStatus {
+    /// It made a version.
+    Success,
+    /// It failed.
+    Error,
+}
+
+/// `finishFileImport`'s input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct FinishFileImportInput {
+    project_id: String,
+    /// The uploaded file's id.
+    job_id: String,
+    status: JobResultStatus,
+    reason: Option<String>,
+    warnings: Option<Vec<String>>,
+    result: FileImportResultInput,
+}
+
+/// A file import as the 2.31 API shows it (`Model.uploads`, `startFileImport`): a view of its
+/// ingestion.
+#[derive(SimpleObject, Clone)]
+#[graphql(complex, rename_fields = "camelCase")]
+pub struct FileUpload {
+    /// The uploaded file's id.
+    id: String,
+    project_id: String,
+    /// Alias of `projectId`.
+    stream_id: String,
+    model_id: Option<String>,
+    /// The model's name (empty once it is deleted).
+    model_name: String,
+    /// Alias of `modelName`.
+    branch_name: String,
+    /// The version made, once there is one.
+    converted_version_id: Option<String>,
+    /// Alias of `convertedVersionId`.
+    converted_commit_id: Option<String>,
+    user_id: String,
+    /// 0 queued, 1 processing, 2 success, 3 error.
+    converted_status: i32,
+    /// Progress, or why it failed.
+    converted_message: Option<String>,
+    file_name: String,
+    file_type: String,
+    file_size: i32,
+    upload_complete: bool,
+    upload_date: OffsetDateTime,
+    converted_last_update: OffsetDateTime,
+    updated_at: OffsetDateTime,
+}
+
+#[ComplexObject]
+impl FileUpload {
+    /// The model, while it exists.
+    async fn model(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::project::Model>> {
+        match &self.model_id {
+            Some(id) => super::project::model_in(ctx, &self.project_id, id).await,
+            None => Ok(None),
+        }
+    }
+}
+
+impl From<FileImportRow> for FileUpload {
+    fn from(row: FileImportRow) -> Self {
+        let i = row.ingestion;
+        let file: Option<ImportFile> = serde_json::from_value(row.import_file).ok();
+        let (status, message, version) = match i.status.as_str() {
+            "queued" => (0, i.progress_message.clone(), None),
+            "processing" => (1, i.progress_message.clone(), None),
+            "success" => (2, None, Some(i.version_id.clone())),
+            _ => (
+                3,
+                i.error_reason.clone().or(i.cancellation_message.clone()),
+                None,
+            ),
+        };
+        let model_name = row.model_name.unwrap_or_default();
+        Self {
+            id: file.as_ref().map(|f| f.file_id.clone()).unwrap_or_default(),
+            stream_id: i.project_id.clone(),
+            project_id: i.project_id,
+            model_id: Some(i.model_id),
+            branch_name: model_name.clone(),
+            model_name,
+            converted_commit_id: version.clone(),
+            converted_version_id: version,
+            user_id: i.user_id,
+            converted_status: status,
+            converted_message: message,
+            file_name: file
+                .as_ref()
+                .map(|f| f.file_name.clone())
+                .unwrap_or_default(),
+            file_type: file
+                .as_ref()
+                .map(|f| f.file_type.clone())
+                .unwrap_or_default(),
+            file_size: file
+                .as_ref()
+                .map_or(0, |f| i32::try_from(f.file_size).unwrap_or(i32::MAX)),
+            upload_complete: true,
+            upload_date: i.created_at,
+            converted_last_update: i.updated_at,
+            updated_at: i.updated_at,
+        }
+    }
+}
+
+/// A page of file uploads.
+#[derive(SimpleObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct FileUploadCollection {
+    total_count: i64,
+    cursor: Option<String>,
+    items: Vec<FileUpload>,
+}
+
+/// `Model.uploads`' input.
+#[derive(InputObject)]
+#[graphql(rename_fields = "camelCase")]
+pub struct GetModelUploadsInput {
+    /// Page size (25 when absent).
+    limit: Option<i32>,
+    cursor: Option<String>,
+}
+
+/// The file upload `file_id` of a project the caller may read.
+async fn file_upload(
+    ctx: &Context<'_>,
+    project_id: &str,
+    file_id: &str,
+) -> async_graphql::Result<FileUpload> {
+    query::file_import_by_file(ctx.data::<AppState>()?.pool(), project_id, file_id)
+        .await
+        .map_err(internal)?
+        .map(FileUpload::from)
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "File upload not found"))
+}
+
+/// `Model.uploads`: every import into a model, newest first.
+pub(crate) async fn model_uploads(
+    ctx: &Context<'_>,
+    project_id: &str,
+    model_id: &str,
+    input: Option<GetModelUploadsInput>,
+) -> async_graphql::Result<FileUploadCollection> {
+    let (limit, cursor) = input.map_or((None, None), |i| (i.limit, i.cursor));
+    let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
+    let after = cursor
+        .as_deref()
+        .map(super::project::decode_cursor)
+        .transpose()?;
+    let filter = FileImportsFilter {
+        model_id: Some(model_id),
+        pending_only: false,
+    };
+    let (total_count, rows) = query::file_imports(
+        ctx.data::<AppState>()?.pool(),
+        project_id,
+        filter,
+        after,
+        limit,
+    )
+    .await
+    .map_err(internal)?;
+    let cursor =
+        super::project::next_cursor(&rows, limit, |r| (r.ingestion.created_at, &r.ingestion.id));
+    Ok(FileUploadCollection {
+        total_count,
+        cursor,
+        items: rows.into_iter().map(FileUpload::from).collect(),
+    })
+}
+
+/// Imports still queued or processing: a project's (`pendingImportedModels`) or a model's
+/// (`pendingImportedVersions`).
+pub(crate) async fn pending(
+    ctx: &Context<'_>,
+    project_id: &str,
+    model_id: Option<&str>,
+    limit: Option<i32>,
+) -> async_graphql::Result<Vec<FileUpload>> {
+    let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
+    let filter = FileImportsFilter {
+        model_id,
+        pending_only: true,
+    };
+    let (_, rows) = query::file_imports(
+        ctx.data::<AppState>()?.pool(),
+        project_id,
+        filter,
+        None,
+        limit,
+    )
+    .await
+    .map_err(internal)?;
+    Ok(rows.into_iter().map(FileUpload::from).collect())
 }
 
 /// The file's lower-case extension: what picks its importer.
@@ -120,84 +345,151 @@ impl FileUploadMutations {
         ctx: &Context<'_>,
         input: StartFileImportInput,
     ) -> async_graphql::Result<ModelIngestion> {
+        let project_id = input.project_id.clone();
+        let id = start(ctx, input).await?;
+        by_id(ctx, &project_id, &id).await
+    }
+
+    /// The 2.31 flow's name for `startFileIngestion`, answered as the original's `FileUpload`.
+    async fn start_file_import(
+        &self,
+        ctx: &Context<'_>,
+        input: StartFileImportInput,
+    ) -> async_graphql::Result<FileUpload> {
+        let (project_id, file_id) = (input.project_id.clone(), input.file_id.clone());
+        start(ctx, input).await?;
+        file_upload(ctx, &project_id, &file_id).await
+    }
+
+    /// An external importer's report (the original's worker protocol). strata imports files
+    /// itself: an `error` report fails the import with its reason; a `success` report is
+    /// accepted only for an import that already made its version.
+    async fn finish_file_import(
+        &self,
+        ctx: &Context<'_>,
+        input: FinishFileImportInput,
+    ) -> async_graphql::Result<bool> {
         let state = ctx.data::<AppState>()?;
         let caller = caller(ctx)?;
-        let project = service::project_for_ingest(state, &caller, &input.project_id)
+        service::project_for_ingest(state, &caller, &input.project_id)
             .await
             .map_err(command_error)?;
-        if !project.models.contains_key(&input.model_id) {
-            return Err(gql_error(ErrorCode::NotFound, "Model not found"));
-        }
-        let pool = state.pool();
-        let file = schema::files::get(pool, &input.project_id, &input.file_id)
+        let row = query::file_import_by_file(state.pool(), &input.project_id, &input.job_id)
             .await
             .map_err(internal)?
-            .ok_or_else(|| gql_error(ErrorCode::NotFound, "File not found"))?;
-        if file.upload_status != "pending" {
-            return Err(gql_error(
-                ErrorCode::BadRequest,
-                format!("This file upload is already {}.", file.upload_status),
-            ));
-        }
-        let store = state.blobs().ok_or_else(no_store)?;
-        let stored = store
-            .stat(&schema::files::key(&input.project_id, &input.file_id))
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| gql_error(ErrorCode::BadRequest, "The file was not uploaded."))?;
-        if stored.etag != input.etag {
-            return Err(gql_error(
-                ErrorCode::BadRequest,
-                format!("ETag mismatch: expected {}", input.etag),
-            ));
-        }
-        let limit = u64::try_from(state.settings().blob_size_limit_bytes).unwrap_or(u64::MAX);
-        if stored.size > limit {
-            let reason = format!(
-                "[FILE_SIZE_EXCEEDED] The file is {} bytes; the limit is {limit} bytes.",
-                stored.size
-            );
-            schema::files::fail(pool, &input.file_id, &reason)
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "File import not found"))?;
+        let ingestion = row.ingestion;
+        match input.status {
+            JobResultStatus::Error => {
+                let reason = input
+                    .reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "The importer reported an error.".to_owned());
+                service::act(
+                    state,
+                    &caller,
+                    &input.project_id,
+                    &ingestion.id,
+                    IngestionCommand::FailWithError {
+                        error_reason: reason,
+                        error_stacktrace: None,
+                    },
+                )
                 .await
-                .map_err(internal)?;
-            return Err(gql_error(ErrorCode::BadRequest, reason));
-        }
-        let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
-        if !schema::files::complete(pool, &input.file_id, size, &stored.etag)
-            .await
-            .map_err(internal)?
-        {
-            return Err(gql_error(
+                .map_err(command_error)?;
+                Ok(true)
+            }
+            JobResultStatus::Success if ingestion.status == "success" => Ok(true),
+            JobResultStatus::Success => Err(gql_error(
                 ErrorCode::BadRequest,
-                "This file upload was already started.",
-            ));
+                format!(
+                    "strata imports files itself; this import is {} and makes its own version",
+                    ingestion.status
+                ),
+            )),
         }
-        let id = service::create(
-            state,
-            &caller,
-            NewIngestion {
-                project_id: input.project_id.clone(),
-                model_id: input.model_id,
-                progress_message: format!("Waiting to import {}", file.file_name),
-                source: SourceData {
-                    source_application_slug: file.file_type.clone(),
-                    source_application_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    file_name: Some(file.file_name.clone()),
-                    file_size_bytes: Some(stored.size),
-                },
-                max_idle_timeout_seconds: None,
-                file: Some(ImportFile {
-                    file_id: file.id,
-                    file_name: file.file_name,
-                    file_type: file.file_type,
-                    file_size: stored.size,
-                }),
-            },
-        )
+    }
+}
+
+/// Checks the uploaded file and starts its import; returns the ingestion's id.
+async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql::Result<String> {
+    let state = ctx.data::<AppState>()?;
+    let caller = caller(ctx)?;
+    let project = service::project_for_ingest(state, &caller, &input.project_id)
         .await
         .map_err(command_error)?;
-        by_id(ctx, &input.project_id, &id).await
+    if !project.models.contains_key(&input.model_id) {
+        return Err(gql_error(ErrorCode::NotFound, "Model not found"));
     }
+    let pool = state.pool();
+    let file = schema::files::get(pool, &input.project_id, &input.file_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "File not found"))?;
+    if file.upload_status != "pending" {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("This file upload is already {}.", file.upload_status),
+        ));
+    }
+    let store = state.blobs().ok_or_else(no_store)?;
+    let stored = store
+        .stat(&schema::files::key(&input.project_id, &input.file_id))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| gql_error(ErrorCode::BadRequest, "The file was not uploaded."))?;
+    if stored.etag != input.etag {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            format!("ETag mismatch: expected {}", input.etag),
+        ));
+    }
+    let limit = u64::try_from(state.settings().blob_size_limit_bytes).unwrap_or(u64::MAX);
+    if stored.size > limit {
+        let reason = format!(
+            "[FILE_SIZE_EXCEEDED] The file is {} bytes; the limit is {limit} bytes.",
+            stored.size
+        );
+        schema::files::fail(pool, &input.file_id, &reason)
+            .await
+            .map_err(internal)?;
+        return Err(gql_error(ErrorCode::BadRequest, reason));
+    }
+    let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
+    if !schema::files::complete(pool, &input.file_id, size, &stored.etag)
+        .await
+        .map_err(internal)?
+    {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "This file upload was already started.",
+        ));
+    }
+    let id = service::create(
+        state,
+        &caller,
+        NewIngestion {
+            project_id: input.project_id.clone(),
+            model_id: input.model_id,
+            progress_message: format!("Waiting to import {}", file.file_name),
+            source: SourceData {
+                source_application_slug: file.file_type.clone(),
+                source_application_version: env!("CARGO_PKG_VERSION").to_owned(),
+                file_name: Some(file.file_name.clone()),
+                file_size_bytes: Some(stored.size),
+            },
+            max_idle_timeout_seconds: None,
+            file: Some(ImportFile {
+                file_id: file.id,
+                file_name: file.file_name,
+                file_type: file.file_type,
+                file_size: stored.size,
+            }),
+        },
+    )
+    .await
+    .map_err(command_error)?;
+    Ok(id)
 }
 
 #[cfg(test)]

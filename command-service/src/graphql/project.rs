@@ -712,6 +712,15 @@ impl Project {
         versions_page(pool(ctx)?, "project_id", &self.id, limit, cursor).await
     }
 
+    /// File imports into this project still queued or processing.
+    async fn pending_imported_models(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 25)] limit: Option<i32>,
+    ) -> async_graphql::Result<Vec<super::files::FileUpload>> {
+        super::files::pending(ctx, &self.id, None, limit).await
+    }
+
     /// One model ingestion: `NOT_FOUND_ERROR` when it is not in this project.
     async fn ingestion(
         &self,
@@ -975,6 +984,24 @@ impl Model {
             can_create_ingestion: policy::can_ingest(p, &a).into(),
         })
     }
+
+    /// Every file imported into this model, newest first.
+    async fn uploads(
+        &self,
+        ctx: &Context<'_>,
+        input: Option<super::files::GetModelUploadsInput>,
+    ) -> async_graphql::Result<super::files::FileUploadCollection> {
+        super::files::model_uploads(ctx, &self.project_id, &self.id, input).await
+    }
+
+    /// Imports into this model still queued or processing.
+    async fn pending_imported_versions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 25)] limit: Option<i32>,
+    ) -> async_graphql::Result<Vec<super::files::FileUpload>> {
+        super::files::pending(ctx, &self.project_id, Some(&self.id), limit).await
+    }
 }
 
 impl Version {
@@ -1043,6 +1070,23 @@ pub async fn model_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<M
 }
 
 /// A model by its project and name.
+/// Model `id` of `project_id`, if it exists.
+pub(crate) async fn model_in(
+    ctx: &Context<'_>,
+    project_id: &str,
+    id: &str,
+) -> async_graphql::Result<Option<Model>> {
+    sqlx::query_as(concat!(
+        select_model!(),
+        "WHERE project_id = $1 AND id = $2"
+    ))
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool(ctx)?)
+    .await
+    .map_err(internal)
+}
+
 pub async fn model_by_name_in(
     ctx: &Context<'_>,
     project_id: &str,

@@ -285,3 +285,85 @@ pub async fn bundle_files(
     names.sort();
     Ok(names)
 }
+
+/// A file import (an ingestion carrying an uploaded file), with its model's name.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct FileImportRow {
+    /// The ingestion.
+    #[sqlx(flatten)]
+    pub ingestion: IngestionRow,
+    /// The file (`domain::ingestion::ImportFile` as JSON).
+    pub import_file: serde_json::Value,
+    /// The model's name, while the model exists.
+    pub model_name: Option<String>,
+}
+
+/// Which file imports to list.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileImportsFilter<'a> {
+    /// Only this model's.
+    pub model_id: Option<&'a str>,
+    /// Only those still queued or processing.
+    pub pending_only: bool,
+}
+
+/// A page of a project's file imports, newest first, after `(created_at, id)` when given, and
+/// how many match in all.
+pub async fn file_imports(
+    pool: &PgPool,
+    project_id: &str,
+    filter: FileImportsFilter<'_>,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<FileImportRow>), sqlx::Error> {
+    const MATCHING: &str = "i.project_id = $1 AND i.import_file IS NOT NULL \
+        AND ($2::text IS NULL OR i.model_id = $2) \
+        AND (NOT $3 OR i.status IN ('queued', 'processing'))";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM model_ingestions i WHERE {MATCHING}"
+    )))
+    .bind(project_id)
+    .bind(filter.model_id)
+    .bind(filter.pending_only)
+    .fetch_one(pool)
+    .await?;
+    let (after_at, after_id) = after.unzip();
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
+         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
+         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
+         m.name AS model_name \
+         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
+         WHERE {MATCHING} AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5)) \
+         ORDER BY i.created_at DESC, i.id DESC LIMIT $6"
+    )))
+    .bind(project_id)
+    .bind(filter.model_id)
+    .bind(filter.pending_only)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok((total, rows))
+}
+
+/// The file import of uploaded file `file_id` in `project_id`.
+pub async fn file_import_by_file(
+    pool: &PgPool,
+    project_id: &str,
+    file_id: &str,
+) -> Result<Option<FileImportRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
+         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
+         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
+         m.name AS model_name \
+         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
+         WHERE i.project_id = $1 AND i.import_file->>'fileId' = $2",
+    )
+    .bind(project_id)
+    .bind(file_id)
+    .fetch_optional(pool)
+    .await
+}
