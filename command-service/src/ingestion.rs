@@ -367,55 +367,6 @@ impl workers::ingestion::IngestionControl for BusIngestionControl {
         .boxed()
     }
 
-    fn time_out<'a>(
-        &'a self,
-        ingestion_id: &'a str,
-        after_events: u64,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        async move {
-            let outcome = self
-                .bus
-                .execute::<IngestionAggregate, _>(
-                    ingestion_id,
-                    &system_metadata(ingestion_id),
-                    |_| Ok(IngestionCommand::TimeOut { after_events }),
-                )
-                .await;
-            match outcome {
-                // Written, and visible or about to be.
-                Ok(_) | Err(CommandError::Lag(_)) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        .boxed()
-    }
-
-    fn record_objects<'a>(
-        &'a self,
-        ingestion_id: &'a str,
-        outcome: Result<String, String>,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        async move {
-            let result = self
-                .bus
-                .execute::<IngestionAggregate, _>(
-                    ingestion_id,
-                    &system_metadata(ingestion_id),
-                    |_| {
-                        Ok(IngestionCommand::RecordObjects {
-                            outcome: outcome.clone(),
-                        })
-                    },
-                )
-                .await;
-            match result {
-                Ok(_) | Err(CommandError::Lag(_)) => Ok(()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        .boxed()
-    }
-
     fn finish<'a>(&'a self, ingestion_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
         async move {
             match finish(&self.bus, &system_metadata(ingestion_id), ingestion_id).await {

@@ -163,6 +163,37 @@ impl TestApp {
         }
     }
 
+    /// POSTs a GraphQL request as `token`; the whole answer.
+    pub async fn gql(
+        &self,
+        token: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        self.http
+            .post(format!("{}/graphql", self.base_url))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"query": query, "variables": variables}))
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
+    /// Like [`Self::gql`], failing the test on any error; the answer's `data`.
+    pub async fn gql_data(
+        &self,
+        token: &str,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        let answer = self.gql(token, query, variables).await;
+        assert!(answer["errors"].is_null(), "{answer}");
+        answer["data"].clone()
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

@@ -74,23 +74,11 @@ const START: &str = "mutation($p: String!, $m: String!, $f: String!, $e: String!
 
 impl World {
     async fn gql(&self, query: &str, variables: Value) -> Value {
-        self.app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .bearer_auth(&self.token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.app.gql(&self.token, query, variables).await
     }
 
     async fn ok(&self, query: &str, variables: Value) -> Value {
-        let res = self.gql(query, variables).await;
-        assert!(res["errors"].is_null(), "{res}");
-        res["data"].clone()
+        self.app.gql_data(&self.token, query, variables).await
     }
 
     /// Uploads `bytes` as `name`; returns the file id and the upload's ETag.

@@ -72,24 +72,8 @@ async fn world() -> World {
 }
 
 impl World {
-    async fn gql(&self, query: &str, variables: Value) -> Value {
-        self.app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .bearer_auth(&self.token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     async fn ok(&self, query: &str, variables: Value) -> Value {
-        let res = self.gql(query, variables).await;
-        assert!(res["errors"].is_null(), "{res}");
-        res["data"].clone()
+        self.app.gql_data(&self.token, query, variables).await
     }
 
     fn start_worker(&mut self) {

@@ -140,10 +140,13 @@ impl BlobStore {
         }
     }
 
+    fn presigning(&self) -> Result<PresigningConfig, BlobError> {
+        PresigningConfig::expires_in(self.expiry).map_err(|e| BlobError::Presign(e.to_string()))
+    }
+
     /// A URL that accepts one `PUT` of `key`'s bytes, without other credentials.
     pub async fn presign_put(&self, key: &str) -> Result<String, BlobError> {
-        let config = PresigningConfig::expires_in(self.expiry)
-            .map_err(|e| BlobError::Presign(e.to_string()))?;
+        let config = self.presigning()?;
         let request = self
             .presigner
             .put_object()
@@ -157,8 +160,7 @@ impl BlobStore {
 
     /// A URL that answers one `GET` of `key`, without other credentials.
     pub async fn presign_get(&self, key: &str) -> Result<String, BlobError> {
-        let config = PresigningConfig::expires_in(self.expiry)
-            .map_err(|e| BlobError::Presign(e.to_string()))?;
+        let config = self.presigning()?;
         let request = self
             .presigner
             .get_object()

@@ -491,20 +491,11 @@ impl JobHandler for FileImporter {
                     format!("{} could not be imported: {m}", input.file.file_name)
                 }
             };
-            match self
-                .control
-                .command(
-                    &input.ingestion_id,
-                    IngestionCommand::FailWithError {
-                        error_reason: reason,
-                        error_stacktrace: None,
-                    },
-                )
-                .await
-            {
-                Ok(_) | Err(CommandFailure::Refused(_)) => Ok(()),
-                Err(CommandFailure::Failed(m)) => Err(JobError::retry(m)),
-            }
+            let fail = IngestionCommand::FailWithError {
+                error_reason: reason,
+                error_stacktrace: None,
+            };
+            crate::ingestion::done(self.control.command(&input.ingestion_id, fail).await)
         }
         .boxed()
     }

@@ -13,6 +13,7 @@ use schema::jobs::ClaimedJob;
 use serde::{Deserialize, Serialize};
 
 use crate::runner::{JobError, JobHandler};
+use domain::ingestion::IngestionCommand;
 
 /// Kind of the idle-clock job.
 pub const IDLE_TIMEOUT: &str = "ingestion.idle_timeout";
@@ -56,21 +57,16 @@ pub trait IngestionControl: Send + Sync + 'static {
         ingestion_id: &'a str,
         command: domain::ingestion::IngestionCommand,
     ) -> BoxFuture<'a, Result<Option<domain::ingestion::Ingestion>, CommandFailure>>;
-    /// Fails the ingestion if nothing happened since its `after_events`th event.
-    fn time_out<'a>(
-        &'a self,
-        ingestion_id: &'a str,
-        after_events: u64,
-    ) -> BoxFuture<'a, Result<(), String>>;
     /// Makes the version of an accepted upload and marks the ingestion a success.
     fn finish<'a>(&'a self, ingestion_id: &'a str) -> BoxFuture<'a, Result<(), String>>;
-    /// Records the objects made from the ingestion's bundle (their root), or why there are
-    /// none.
-    fn record_objects<'a>(
-        &'a self,
-        ingestion_id: &'a str,
-        outcome: Result<String, String>,
-    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// A command's outcome as a job's: refused (the ingestion moved on) is done too.
+pub(crate) fn done<T>(outcome: Result<T, CommandFailure>) -> Result<(), JobError> {
+    match outcome {
+        Ok(_) | Err(CommandFailure::Refused(_)) => Ok(()),
+        Err(CommandFailure::Failed(m)) => Err(JobError::retry(m)),
+    }
 }
 
 /// Runs `ingestion.idle_timeout`.
@@ -94,10 +90,10 @@ impl JobHandler for IdleClock {
         async move {
             let input: IdleTimeout = serde_json::from_value(job.payload.clone())
                 .map_err(|e| JobError::permanent(format!("malformed job: {e}")))?;
-            self.control
-                .time_out(&input.ingestion_id, input.after_events)
-                .await
-                .map_err(JobError::retry)
+            let command = IngestionCommand::TimeOut {
+                after_events: input.after_events,
+            };
+            done(self.control.command(&input.ingestion_id, command).await)
         }
         .boxed()
     }
@@ -236,10 +232,8 @@ impl JobHandler for BundleObjects {
             if let Err(reason) = &outcome {
                 tracing::warn!(ingestion = %input.ingestion_id, %reason, "bundle not converted to objects");
             }
-            self.control
-                .record_objects(&input.ingestion_id, outcome)
-                .await
-                .map_err(JobError::retry)
+            let command = IngestionCommand::RecordObjects { outcome };
+            done(self.control.command(&input.ingestion_id, command).await)
         }
         .boxed()
     }

@@ -76,19 +76,29 @@ fn refused(e: CommandError) -> AppError {
     }
 }
 
-async fn caller(
-    state: &AppState,
+/// Authenticates the request, then answers it with `answer`.
+async fn as_caller<F, Fut>(
+    state: AppState,
     headers: &HeaderMap,
     context: &RequestContext,
-) -> Result<Caller, Response> {
-    let principal = crate::auth::authenticate(state, headers)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    answer: F,
+) -> Response
+where
+    F: FnOnce(AppState, Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, AppError>>,
+{
+    let principal = match crate::auth::authenticate(&state, headers).await {
+        Ok(p) => p,
+        Err(refused) => return refused.into_response(),
+    };
     let metadata = context.metadata(principal.user_id.clone(), None);
-    Ok(Caller {
+    let caller = Caller {
         principal,
         metadata,
-    })
+    };
+    answer(state, caller)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `sign`'s body.
@@ -105,13 +115,10 @@ pub async fn sign(
     headers: HeaderMap,
     Json(body): Json<SignRequest>,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    sign_files(&state, &caller, &project_id, &ingestion_id, body.files)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    as_caller(state, &headers, &context, |state, caller| async move {
+        sign_files(&state, &caller, &project_id, &ingestion_id, body.files).await
+    })
+    .await
 }
 
 async fn sign_files(
@@ -188,13 +195,10 @@ pub async fn complete(
     headers: HeaderMap,
     Json(body): Json<CompleteRequest>,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    complete_upload(&state, &caller, &project_id, &ingestion_id, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    as_caller(state, &headers, &context, |state, caller| async move {
+        complete_upload(&state, &caller, &project_id, &ingestion_id, body).await
+    })
+    .await
 }
 
 async fn complete_upload(
@@ -268,13 +272,10 @@ pub async fn artifacts(
     context: RequestContext,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    list_artifacts(&state, &caller, &project_id, &version_id)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    as_caller(state, &headers, &context, |state, caller| async move {
+        list_artifacts(&state, &caller, &project_id, &version_id).await
+    })
+    .await
 }
 
 async fn list_artifacts(
