@@ -344,3 +344,63 @@ async fn uploads_are_checked_before_an_import_starts() {
         "one file, one import: {again}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ifc_file_becomes_its_spatial_tree_with_properties_and_colours() {
+    let w = world().await;
+    let house = include_str!("../samples/ifc/house.ifc");
+    let (id, version) = w.import("house.ifc", house.as_bytes().to_vec()).await;
+    let done = w.finished(&id).await;
+    assert_eq!(done["status"], "success", "{done}");
+    let data = w
+        .ok(
+            "query($p: String!, $v: String!) { project(id: $p) { version(id: $v) { referencedObject message sourceApplication } } }",
+            json!({"p": w.project, "v": version}),
+        )
+        .await;
+    let v = &data["project"]["version"];
+    assert_eq!(v["message"], "File upload: house.ifc");
+    assert_eq!(v["sourceApplication"], "ifc");
+    let tree = w.objects(v["referencedObject"].as_str().unwrap()).await;
+    let by_class = |class: &str| -> Vec<&Value> {
+        tree.iter()
+            .filter(|o| o["properties"]["IFC Class"] == class)
+            .collect()
+    };
+    for class in [
+        "IfcProject",
+        "IfcSite",
+        "IfcBuilding",
+        "IfcBuildingStorey",
+        "IfcWall",
+        "IfcSlab",
+        "IfcDoor",
+    ] {
+        assert_eq!(by_class(class).len(), 1, "{class}");
+    }
+    let wall = by_class("IfcWall")[0];
+    assert_eq!(wall["applicationId"], "1kTvXnbbzCWw8lcMd1dR4o");
+    assert_eq!(wall["properties"]["Pset_WallCommon"]["IsExternal"], true);
+    assert_eq!(
+        wall["properties"]["Pset_WallCommon"]["FireRating"],
+        "REI 90"
+    );
+    // The wall's mesh: red, in metres (the file is in millimetres).
+    let mesh_id = wall["displayValue"][0]["referencedId"].as_str().unwrap();
+    let mesh = tree.iter().find(|o| o["id"] == mesh_id).unwrap();
+    assert_eq!(mesh["units"], "m");
+    assert_eq!(
+        mesh["renderMaterial"]["diffuse"].as_i64().unwrap() & 0xFF_FFFF,
+        0xFF_0000
+    );
+    let max = mesh["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert!(max > 1.0 && max < 10.0, "metres, not millimetres: {max}");
+    // The storey holds the elements.
+    let storey = by_class("IfcBuildingStorey")[0];
+    assert_eq!(storey["elements"].as_array().unwrap().len(), 3);
+}

@@ -55,7 +55,10 @@ pub enum ImportError {
     Malformed(String),
 }
 
-/// One element of an imported model: a named object with properties and meshes.
+mod ifc;
+
+/// One element of an imported model: a named object with properties, meshes and the elements
+/// it contains.
 #[derive(Clone, Debug, Default)]
 pub struct Element {
     /// Name.
@@ -64,6 +67,12 @@ pub struct Element {
     pub properties: Map<String, Value>,
     /// Its geometry.
     pub meshes: Vec<Mesh>,
+    /// Elements it contains (a storey's walls, an assembly's parts), in file order.
+    pub children: Vec<Element>,
+    /// Its class in the source format (`IfcWall`), when the format has classes.
+    pub class: Option<String>,
+    /// Its identity in the source application (an IFC GlobalId), when it has one.
+    pub application_id: Option<String>,
 }
 
 /// What an importer makes of a file.
@@ -178,6 +187,7 @@ impl Importer for Obj {
                     faces,
                     material,
                 }],
+                ..Element::default()
             });
         }
         if elements.is_empty() {
@@ -244,6 +254,7 @@ impl Importer for Stl {
                     faces,
                     material: None,
                 }],
+                ..Element::default()
             }],
         })
     }
@@ -251,23 +262,27 @@ impl Importer for Stl {
 
 /// Every importer strata runs, by extension.
 pub fn importers() -> Vec<Arc<dyn Importer>> {
-    vec![Arc::new(Obj), Arc::new(Stl)]
+    vec![Arc::new(ifc::Ifc), Arc::new(Obj), Arc::new(Stl)]
 }
 
 /// The objects of an imported file: a collection named after the file holding one
-/// `DataObject` per element, its meshes as `displayValue`. Returns the root's id, its object
-/// count and the objects (children first).
+/// `DataObject` per top-level element, each with its meshes as `displayValue` and the elements
+/// it contains as `elements`. Returns the root's id, its object count and the objects
+/// (children first).
 pub fn to_objects(
     file_name: &str,
     imported: &Imported,
 ) -> (String, u32, Vec<schema::objects::NewObject>) {
-    let mut tree = Tree::new();
-    let mut children = Vec::with_capacity(imported.elements.len());
-    for element in &imported.elements {
+    fn add(tree: &mut Tree, element: &Element, units: &str) -> crate::speckle::Child {
         let meshes = element
             .meshes
             .iter()
-            .map(|m| tree.add(m.fields(&imported.units), vec![]))
+            .map(|m| tree.add(m.fields(units), vec![]))
+            .collect();
+        let children: Vec<_> = element
+            .children
+            .iter()
+            .map(|c| add(tree, c, units))
             .collect();
         let mut fields = Map::new();
         fields.insert("speckle_type".into(), json!("Objects.Data.DataObject"));
@@ -276,9 +291,25 @@ pub fn to_objects(
             "properties".into(),
             Value::Object(element.properties.clone()),
         );
-        fields.insert("units".into(), json!(imported.units));
-        children.push(tree.add(fields, vec![("displayValue", meshes)]));
+        fields.insert("units".into(), json!(units));
+        if let Some(class) = &element.class {
+            fields.insert("category".into(), json!(class));
+        }
+        if let Some(id) = &element.application_id {
+            fields.insert("applicationId".into(), json!(id));
+        }
+        let mut detached = vec![("displayValue", meshes)];
+        if !children.is_empty() {
+            detached.push(("elements", children));
+        }
+        tree.add(fields, detached)
     }
+    let mut tree = Tree::new();
+    let children = imported
+        .elements
+        .iter()
+        .map(|e| add(&mut tree, e, &imported.units))
+        .collect();
     let root = tree.add(collection(file_name, "file"), vec![("elements", children)]);
     let objects = tree.into_objects();
     let count = u32::try_from(objects.len().saturating_sub(1)).unwrap_or(u32::MAX);
