@@ -72,6 +72,27 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(crate::objects::object_stream),
         )
         .route(
+            "/api/stream/{project_id}/blob",
+            axum::routing::post(crate::blobs::upload),
+        )
+        .route(
+            "/api/stream/{project_id}/blob/diff",
+            axum::routing::post(crate::blobs::diff),
+        )
+        .route(
+            "/api/stream/{project_id}/blob/{blob_id}",
+            get(crate::blobs::download).delete(crate::blobs::delete),
+        )
+        .route("/api/stream/{project_id}/blobs", get(crate::blobs::list))
+        .route(
+            "/api/file/{file_type}/{project_id}",
+            axum::routing::post(crate::blobs::upload_and_import),
+        )
+        .route(
+            "/api/file/{file_type}/{project_id}/{model_name}",
+            axum::routing::post(crate::blobs::upload_and_import),
+        )
+        .route(
             "/api/v2/projects/{project_id}/modelingestion/{ingestion_id}/uploads/sign",
             axum::routing::post(crate::ingestion::rest::sign),
         )

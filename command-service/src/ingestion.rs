@@ -78,6 +78,48 @@ pub async fn readable_project(
     Ok(project)
 }
 
+/// Creates the model `name` for an import into a model that does not exist yet (as the
+/// original's upload routes do); returns its id, or the id of a model of that name made
+/// meanwhile.
+pub async fn create_model(
+    state: &AppState,
+    caller: &Caller,
+    project_id: &str,
+    name: &str,
+) -> Result<String, CommandError> {
+    let model_id = new_id();
+    let author = caller.principal.user_id.clone().unwrap_or_default();
+    let created = state
+        .bus()
+        .execute::<ProjectAggregate, _>(project_id, &caller.metadata, |s| {
+            let project = s
+                .project()
+                .ok_or_else(|| CommandError::Denied(policy::Denied::project_not_found()))?;
+            let access = project.access_for(Some(&author));
+            policy::can_create_model(&caller.principal, &access).map_err(CommandError::Denied)?;
+            Ok(ProjectCommand::CreateModel {
+                model_id: model_id.clone(),
+                name: name.to_owned(),
+                description: None,
+                author_id: author.clone(),
+            })
+        })
+        .await;
+    match created {
+        Ok(_) => Ok(model_id),
+        Err(CommandError::Domain(DomainError::NameTaken { .. })) => {
+            match state.bus().current::<ProjectAggregate>(project_id).await? {
+                ProjectState::Active(p) => p
+                    .model_by_name(name)
+                    .map(|(id, _)| id.to_owned())
+                    .ok_or_else(|| DomainError::not_found(Entity::Model, name).into()),
+                _ => Err(CommandError::Denied(policy::Denied::project_not_found())),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// What a client asks for when it starts an ingestion.
 #[derive(Clone, Debug)]
 pub struct NewIngestion {

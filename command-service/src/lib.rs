@@ -7,6 +7,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod blobs;
 pub mod coalesce;
 pub mod commands;
 pub mod config;

@@ -117,3 +117,49 @@ pub async fn latest_completed_by_name(
     .fetch_optional(pool)
     .await
 }
+
+/// Forgets file `id` of `project_id` (its bytes are deleted from the store by the caller).
+pub async fn delete(pool: &PgPool, project_id: &str, id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM file_uploads WHERE project_id = $1 AND id = $2")
+        .bind(project_id)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// Which of `ids` are completed uploads of `project_id`.
+pub async fn completed_ids(
+    pool: &PgPool,
+    project_id: &str,
+    ids: &[String],
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM file_uploads WHERE project_id = $1 AND id = ANY($2) \
+         AND upload_status = 'completed'",
+    )
+    .bind(project_id)
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// The completed uploads of `project_id`, newest first, only those named `file_name` when
+/// given.
+pub async fn list_completed(
+    pool: &PgPool,
+    project_id: &str,
+    file_name: Option<&str>,
+) -> Result<Vec<FileUpload>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, project_id, user_id, file_name, file_type, file_size, etag, upload_status, \
+         upload_error, created_at FROM file_uploads \
+         WHERE project_id = $1 AND upload_status = 'completed' \
+           AND ($2::text IS NULL OR file_name = $2) \
+         ORDER BY created_at DESC, id LIMIT 1000",
+    )
+    .bind(project_id)
+    .bind(file_name)
+    .fetch_all(pool)
+    .await
+}

@@ -84,6 +84,8 @@ struct Fixture {
     open_ingestion: String,
     /// A version made from a bundle (its artifacts).
     bundle_version: String,
+    /// A stored blob.
+    blob: String,
     /// Every secret of the project; none may reach a caller who may not read it.
     markers: Vec<String>,
 }
@@ -148,6 +150,23 @@ impl World {
             .as_u16()
     }
 
+    /// Uploads one small blob through the original's blob route.
+    async fn blob(&self, token: Option<&str>, project: &str) -> (u16, String) {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(b"attachment".to_vec()).file_name("note.txt"),
+        );
+        let mut req = self
+            .http
+            .post(format!("{}/api/stream/{project}/blob", self.app.base_url))
+            .multipart(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
     async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
         let (status, body) = self.gql(Some(token), query, variables).await;
         let body: Value = serde_json::from_str(&body).unwrap();
@@ -205,7 +224,14 @@ async fn fixture(w: &World, founder: &str, tag: &str, public: bool, n: u32) -> F
     .await;
     let open_ingestion = create_ingestion(w, founder, &id, &model_id).await;
     let bundle_version = send_bundle(w, founder, &id, &model_id).await;
+    let (status, body) = w.blob(Some(founder), &id).await;
+    assert_eq!(status, 201, "{body}");
+    let blob = serde_json::from_str::<Value>(&body).unwrap()["uploadResults"][0]["blobId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     Fixture {
+        blob,
         id,
         model_id,
         object_id,
@@ -349,7 +375,17 @@ const OPERATIONS: &[Operation] = &[
         shows: None,
     },
     Operation {
+        name: "GET blob",
+        need: Need::Read,
+        shows: None,
+    },
+    Operation {
         name: "modelMutations.create",
+        need: Need::Contributor,
+        shows: None,
+    },
+    Operation {
+        name: "POST blob",
         need: Need::Contributor,
         shows: None,
     },
@@ -435,6 +471,8 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "modelIngestionMutations.create" => gql(CREATE_INGESTION, json!({"p": p, "m": f.model_id})).await,
         "modelIngestionMutations.updateProgress" => gql("mutation($p: String!, $i: ID!, $msg: String!) { projectMutations { modelIngestionMutations { updateProgress(input: {projectId: $p, ingestionId: $i, progressMessage: $msg, progress: 0.5}) { id } } } }", json!({"p": p, "i": f.open_ingestion, "msg": format!("p{n}")})).await,
         "POST uploads/sign" => w.rest(t, "POST", &format!("/api/v2/projects/{p}/modelingestion/{}/uploads/sign", f.open_ingestion), Some(json!({"files": [format!("f{n}.parquet")]}))).await,
+        "GET blob" => w.rest(t, "GET", &format!("/api/stream/{p}/blob/{}", f.blob), None).await,
+        "POST blob" => w.blob(t, p).await,
         other => panic!("no runner for {other}"),
     };
     let through = if op.name.starts_with("GET ") || op.name.starts_with("POST ") {

@@ -404,3 +404,145 @@ async fn an_ifc_file_becomes_its_spatial_tree_with_properties_and_colours() {
     let storey = by_class("IfcBuildingStorey")[0];
     assert_eq!(storey["elements"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blob_api_and_the_legacy_upload_route() {
+    let w = world().await;
+    let url = |path: &str| format!("{}{path}", w.app.base_url);
+    // Two files in one multipart upload.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "a",
+            reqwest::multipart::Part::bytes(b"first".to_vec()).file_name("notes.txt"),
+        )
+        .part(
+            "b",
+            reqwest::multipart::Part::bytes(binary_stl(1)).file_name("part.stl"),
+        );
+    let res = w
+        .app
+        .http
+        .post(url(&format!("/api/stream/{}/blob", w.project)))
+        .bearer_auth(&w.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let uploaded: Value = res.json().await.unwrap();
+    let results = uploaded["uploadResults"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["fileName"], "notes.txt");
+    assert_eq!(results[0]["fileSize"], 5);
+    let blob = results[0]["blobId"].as_str().unwrap().to_owned();
+    // Read back, listed by name, known to the diff.
+    let res = w
+        .app
+        .http
+        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("notes.txt")
+    );
+    assert_eq!(res.text().await.unwrap(), "first");
+    let listed: Value = w
+        .app
+        .http
+        .get(url(&format!(
+            "/api/stream/{}/blobs?fileName=notes.txt",
+            w.project
+        )))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["blobs"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["blobs"][0]["id"], blob.as_str());
+    let unknown: Value = w
+        .app
+        .http
+        .post(url(&format!("/api/stream/{}/blob/diff", w.project)))
+        .bearer_auth(&w.token)
+        .json(&json!([blob, "0000000000"]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown, json!(["0000000000"]));
+    // Anonymous callers may not read a private project's blobs.
+    let anonymous = w
+        .app
+        .http
+        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
+        .send()
+        .await
+        .unwrap();
+    assert!(anonymous.status().is_client_error());
+    // Deleted: gone.
+    let res = w
+        .app
+        .http
+        .delete(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 204);
+    let gone = w
+        .app
+        .http
+        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
+        .bearer_auth(&w.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+
+    // The legacy route imports into a model by name, creating it.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(binary_stl(2)).file_name("bracket.stl"),
+    );
+    let res = w
+        .app
+        .http
+        .post(url(&format!(
+            "/api/file/stl/{}/parts%2Fbrackets",
+            w.project
+        )))
+        .bearer_auth(&w.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    assert!(res.headers().contains_key("warning"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let data = w
+            .ok(
+                "query($p: String!) { project(id: $p) { modelByName(name: \"parts/brackets\") { versions { items { message } } } } }",
+                json!({"p": w.project}),
+            )
+            .await;
+        let items = data["project"]["modelByName"]["versions"]["items"].clone();
+        if items.as_array().is_some_and(|i| !i.is_empty()) {
+            assert_eq!(items[0]["message"], "File upload: bracket.stl");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no version: {data}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -211,6 +211,18 @@ impl BlobStore {
         Ok(out.e_tag().unwrap_or_default().to_owned())
     }
 
+    /// Deletes `key` (nothing happens when there is no such object).
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
     /// The bytes under `key`, or `None` when there is no such object.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
         match self
