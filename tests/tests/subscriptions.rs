@@ -669,3 +669,94 @@ async fn a_subscriber_that_falls_behind_is_cut_off_and_others_are_not() {
         assert_eq!(data["projectUpdated"]["type"], "UPDATED");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_import_subscriptions_fire_on_both_protocols() {
+    let w = world_with(|_| {}).await;
+    let token = tests::register(&w.app.base_url, "imports@example.com").await;
+    let project = create_project(&w.app, &token).await;
+    let model = gql(
+        &w.app,
+        &token,
+        "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"uploads\"}) { id } } }",
+        json!({"p": project}),
+    )
+    .await["modelMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut legacy = Client::connect(&w.app, LEGACY, &token).await;
+    let mut modern = Client::connect(&w.app, MODERN, &token).await;
+    legacy
+        .subscribe(
+            "subscription($id: String!) { projectFileImportUpdated(id: $id) { type id upload { fileName convertedStatus modelName } } }",
+            json!({"id": project}),
+        )
+        .await;
+    modern
+        .subscribe(
+            "subscription($id: String!) { projectPendingVersionsUpdated(id: $id) { type id version { fileName convertedStatus } } }",
+            json!({"id": project}),
+        )
+        .await;
+    settle(&w.app, 2).await;
+    // An upload, then its import: no worker runs here, so it stays queued until requeued.
+    let generated = gql(
+        &w.app,
+        &token,
+        "mutation($p: String!) { fileUploadMutations { generateUploadUrl(input: {projectId: $p, fileName: \"part.stl\"}) { url fileId } } }",
+        json!({"p": project}),
+    )
+    .await;
+    let out = &generated["fileUploadMutations"]["generateUploadUrl"];
+    let put = w
+        .app
+        .http
+        .put(out["url"].as_str().unwrap())
+        .body("solid x\nendsolid x\n")
+        .send()
+        .await
+        .unwrap();
+    let etag = put.headers()["etag"].to_str().unwrap().to_owned();
+    let file = out["fileId"].as_str().unwrap().to_owned();
+    let started = gql(
+        &w.app,
+        &token,
+        "mutation($p: String!, $m: String!, $f: String!, $e: String!) { fileUploadMutations { startFileIngestion(input: {projectId: $p, modelId: $m, fileId: $f, etag: $e}) { id } } }",
+        json!({"p": project, "m": model, "f": file, "e": etag}),
+    )
+    .await;
+    let ingestion = started["fileUploadMutations"]["startFileIngestion"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, created) = legacy.next().await;
+    assert_eq!(
+        created["projectFileImportUpdated"],
+        json!({"type": "CREATED", "id": file, "upload": {"fileName": "part.stl", "convertedStatus": 0, "modelName": "uploads"}})
+    );
+    let (_, created) = modern.next().await;
+    assert_eq!(created["projectPendingVersionsUpdated"]["type"], "CREATED");
+    assert_eq!(
+        created["projectPendingVersionsUpdated"]["id"],
+        file.as_str()
+    );
+    gql(
+        &w.app,
+        &token,
+        "mutation($p: String!, $i: ID!) { projectMutations { modelIngestionMutations { failWithError(input: {projectId: $p, ingestionId: $i, errorReason: \"broken\", errorStacktrace: null}) { id } } } }",
+        json!({"p": project, "i": ingestion}),
+    )
+    .await;
+    let (_, updated) = legacy.next().await;
+    assert_eq!(updated["projectFileImportUpdated"]["type"], "UPDATED");
+    assert_eq!(
+        updated["projectFileImportUpdated"]["upload"]["convertedStatus"],
+        3
+    );
+    let (_, updated) = modern.next().await;
+    assert_eq!(
+        updated["projectPendingVersionsUpdated"]["version"]["convertedStatus"],
+        3
+    );
+}

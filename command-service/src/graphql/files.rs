@@ -267,6 +267,143 @@ pub(crate) async fn pending(
     Ok(rows.into_iter().map(FileUpload::from).collect())
 }
 
+/// What happened to a file import, as the 2.31 subscriptions say it.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "ProjectPendingVersionsUpdatedMessageType",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub enum PendingVersionsMessageType {
+    /// It started.
+    Created,
+    /// It changed.
+    Updated,
+}
+
+/// The 2.31 message type of `projectPendingModelsUpdated`.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "ProjectPendingModelsUpdatedMessageType",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub enum PendingModelsMessageType {
+    /// It started.
+    Created,
+    /// It changed.
+    Updated,
+}
+
+/// The 2.31 message type of `projectFileImportUpdated`.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(
+    name = "ProjectFileImportUpdatedMessageType",
+    rename_items = "SCREAMING_SNAKE_CASE"
+)]
+pub enum FileImportMessageType {
+    /// It started.
+    Created,
+    /// It changed.
+    Updated,
+}
+
+/// `projectPendingVersionsUpdated`'s message.
+#[derive(SimpleObject, Clone)]
+pub struct ProjectPendingVersionsUpdatedMessage {
+    #[graphql(name = "type")]
+    kind: PendingVersionsMessageType,
+    /// The upload's id.
+    id: String,
+    version: FileUpload,
+}
+
+/// `projectPendingModelsUpdated`'s message.
+#[derive(SimpleObject, Clone)]
+pub struct ProjectPendingModelsUpdatedMessage {
+    #[graphql(name = "type")]
+    kind: PendingModelsMessageType,
+    /// The upload's id.
+    id: String,
+    model: FileUpload,
+}
+
+/// `projectFileImportUpdated`'s message.
+#[derive(SimpleObject, Clone)]
+pub struct ProjectFileImportUpdatedMessage {
+    #[graphql(name = "type")]
+    kind: FileImportMessageType,
+    /// The upload's id.
+    id: String,
+    upload: FileUpload,
+}
+
+/// Each change of a project's file imports: whether it began, and the upload as the read
+/// model has it right after, while the caller may read the project.
+async fn import_changes(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<futures::stream::BoxStream<'static, (bool, FileUpload)>> {
+    use futures::StreamExt;
+    let (principal, _) = super::mutations::signed_in(ctx)?;
+    let state = ctx.data::<AppState>()?.clone();
+    let events = super::subscriptions::ingestion_events(ctx, project_id).await?;
+    let project_id = project_id.to_owned();
+    Ok(events
+        .filter_map(move |event| {
+            let (state, principal, project_id) =
+                (state.clone(), principal.clone(), project_id.clone());
+            async move {
+                service::readable_project(&state, &principal, &project_id)
+                    .await
+                    .ok()?;
+                let row = query::file_import_of(state.pool(), &project_id, event.ingestion_id())
+                    .await
+                    .ok()??;
+                let created = matches!(event, domain::IngestionEvent::IngestionCreated { .. });
+                Some((created, FileUpload::from(row)))
+            }
+        })
+        .boxed())
+}
+
+/// `projectPendingVersionsUpdated`.
+pub(crate) async fn pending_versions_updates(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<impl futures::Stream<Item = ProjectPendingVersionsUpdatedMessage> + use<>>
+{
+    use futures::StreamExt;
+    Ok(import_changes(ctx, project_id)
+        .await?
+        .map(|(created, upload)| ProjectPendingVersionsUpdatedMessage {
+            kind: if created {
+                PendingVersionsMessageType::Created
+            } else {
+                PendingVersionsMessageType::Updated
+            },
+            id: upload.id.clone(),
+            version: upload,
+        }))
+}
+
+/// `projectFileImportUpdated`.
+pub(crate) async fn file_import_updates(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<impl futures::Stream<Item = ProjectFileImportUpdatedMessage> + use<>> {
+    use futures::StreamExt;
+    Ok(import_changes(ctx, project_id)
+        .await?
+        .map(|(created, upload)| ProjectFileImportUpdatedMessage {
+            kind: if created {
+                FileImportMessageType::Created
+            } else {
+                FileImportMessageType::Updated
+            },
+            id: upload.id.clone(),
+            upload,
+        }))
+}
+
 /// The file's lower-case extension: what picks its importer.
 fn extension(file_name: &str) -> Option<String> {
     let (stem, ext) = file_name.rsplit_once('.')?;

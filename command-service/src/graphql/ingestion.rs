@@ -528,22 +528,11 @@ pub(crate) async fn updates(
 ) -> async_graphql::Result<impl Stream<Item = ProjectModelIngestionUpdatedMessage> + use<>> {
     let (principal, _) = signed_in(ctx)?;
     let state = ctx.data::<AppState>()?.clone();
-    // Refused now (not found, or private to others) rather than silent forever.
-    super::project::load(ctx, &input.project_id).await?;
-    let receiver = state.hub().subscribe();
+    let events = super::subscriptions::ingestion_events(ctx, &input.project_id).await?;
     let project_id = input.project_id;
     let reference = input.ingestion_reference;
     let only = input.message_type;
-    let events = futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.receiver.recv().await {
-                Ok(live) => return Some((live, receiver)),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    Ok(events.filter_map(move |live| {
+    Ok(events.filter_map(move |event| {
         let state = state.clone();
         let principal = principal.clone();
         let project_id = project_id.clone();
@@ -552,10 +541,6 @@ pub(crate) async fn updates(
             ModelIngestionReference::ModelId(m) => (None, Some(m.clone())),
         };
         async move {
-            let event = live.ingestion_event()?;
-            if event.project_id() != project_id {
-                return None;
-            }
             if wanted
                 .0
                 .as_deref()

@@ -280,6 +280,37 @@ async fn watch_live(
     Ok(stream.boxed())
 }
 
+/// The ingestion events of project `project_id` from now on, for a caller who may read it now
+/// (handlers re-check access per message); ends like every subscription when the subscriber
+/// falls behind.
+pub(crate) async fn ingestion_events(
+    ctx: &Context<'_>,
+    project_id: &str,
+) -> async_graphql::Result<BoxStream<'static, domain::IngestionEvent>> {
+    // Refused now (not found, or private to others) rather than silent forever.
+    project::load(ctx, project_id).await?;
+    let state = ctx.data::<AppState>()?;
+    let slow = ctx.data_opt::<SlowSubscriber>().cloned();
+    let receiver = state.hub().subscribe();
+    let wanted = project_id.to_owned();
+    Ok(futures::stream::unfold(receiver, move |mut receiver| {
+        let wanted = wanted.clone();
+        let slow = slow.clone();
+        async move {
+            loop {
+                let live = next_live(&mut receiver, slow.as_ref()).await?;
+                let Some(event) = live.ingestion_event() else {
+                    continue;
+                };
+                if event.project_id() == wanted {
+                    return Some((event, receiver));
+                }
+            }
+        }
+    })
+    .boxed())
+}
+
 fn json_object(value: serde_json::Value) -> JsonObject {
     JsonObject(value)
 }
@@ -371,6 +402,42 @@ impl Subscription {
         impl Stream<Item = super::ingestion::ProjectModelIngestionUpdatedMessage> + use<>,
     > {
         super::ingestion::updates(ctx, input).await
+    }
+
+    /// A project's file imports started or changed (the 2.31 API; imports go into models that
+    /// exist, so they are pending versions).
+    async fn project_pending_versions_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<
+        impl Stream<Item = super::files::ProjectPendingVersionsUpdatedMessage> + use<>,
+    > {
+        super::files::pending_versions_updates(ctx, &id).await
+    }
+
+    /// Imports that create models: strata creates the model before importing into it, so
+    /// this is accepted and stays silent (the imports arrive as pending versions).
+    async fn project_pending_models_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<
+        impl Stream<Item = super::files::ProjectPendingModelsUpdatedMessage> + use<>,
+    > {
+        project::load(ctx, &id).await?;
+        Ok(futures::stream::pending())
+    }
+
+    /// Every change of a project's file imports (the original deprecated it for the two above).
+    async fn project_file_import_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<
+        impl Stream<Item = super::files::ProjectFileImportUpdatedMessage> + use<>,
+    > {
+        super::files::file_import_updates(ctx, &id).await
     }
 
     /// A project's versions were created, updated, moved or deleted.

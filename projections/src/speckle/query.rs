@@ -367,3 +367,24 @@ pub async fn file_import_by_file(
     .fetch_optional(pool)
     .await
 }
+
+/// The file import that is ingestion `ingestion_id` of `project_id` (none for a client's own
+/// send).
+pub async fn file_import_of(
+    pool: &PgPool,
+    project_id: &str,
+    ingestion_id: &str,
+) -> Result<Option<FileImportRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
+         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
+         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
+         m.name AS model_name \
+         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
+         WHERE i.project_id = $1 AND i.id = $2 AND i.import_file IS NOT NULL",
+    )
+    .bind(project_id)
+    .bind(ingestion_id)
+    .fetch_optional(pool)
+    .await
+}
