@@ -18,7 +18,7 @@ struct World {
     model: String,
     _stack: tokio_util::sync::DropGuard,
     worker: CancellationToken,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Drop for World {
@@ -28,16 +28,20 @@ impl Drop for World {
 }
 
 async fn world() -> World {
+    let w = world_without_worker().await;
+    w.start_worker();
+    w
+}
+
+/// The stack without the job runner: imports stay queued until [`World::start_worker`].
+async fn world_without_worker() -> World {
     let db = TestDb::new().await;
     let settings = test_settings(&db);
     assert!(
         settings.s3_endpoint.is_some(),
         "STRATA_TEST_S3_ENDPOINT is not set: run the tests through `deploy/dev test`"
     );
-    let (app, stack) = tests::spawn_stack(&db, settings.clone()).await;
-    let runner = command_service::app::job_runner(&settings, db.pool.clone()).unwrap();
-    let worker = CancellationToken::new();
-    tokio::spawn(runner.run(worker.clone()));
+    let (app, stack) = tests::spawn_stack(&db, settings).await;
     let token = tests::register(&app.base_url, "importer@example.com").await;
     let mut w = World {
         app,
@@ -45,8 +49,8 @@ async fn world() -> World {
         project: String::new(),
         model: String::new(),
         _stack: stack,
-        worker,
-        _db: db,
+        worker: CancellationToken::new(),
+        db,
     };
     w.project = w
         .ok(
@@ -73,6 +77,13 @@ const GENERATE: &str = "mutation($p: String!, $n: String!) { fileUploadMutations
 const START: &str = "mutation($p: String!, $m: String!, $f: String!, $e: String!) { fileUploadMutations { startFileIngestion(input: {projectId: $p, modelId: $m, fileId: $f, etag: $e}) { id versionId statusData { ... on HasModelIngestionStatus { status } } } } }";
 
 impl World {
+    fn start_worker(&self) {
+        let runner =
+            command_service::app::job_runner(self.app.state.settings(), self.db.pool.clone())
+                .unwrap();
+        tokio::spawn(runner.run(self.worker.clone()));
+    }
+
     async fn gql(&self, query: &str, variables: Value) -> Value {
         self.app.gql(&self.token, query, variables).await
     }
@@ -545,4 +556,29 @@ async fn the_blob_api_and_the_legacy_upload_route() {
         assert!(tokio::time::Instant::now() < deadline, "no version: {data}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_import_is_not_imported() {
+    let w = world_without_worker().await;
+    let (id, version) = w.import("part.stl", binary_stl(3)).await;
+    w.ok(
+        "mutation($p: String!, $i: ID!) { projectMutations { modelIngestionMutations { requestCancellation(input: {projectId: $p, ingestionId: $i, cancellationMessage: \"stop\"}) { cancellationRequested } } } }",
+        json!({"p": w.project, "i": id}),
+    )
+    .await;
+    // The importer takes the job, sees the request and stops there.
+    w.start_worker();
+    let done = w.finished(&id).await;
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let version = w
+        .gql(
+            "query($p: String!, $v: String!) { project(id: $p) { version(id: $v) { id } } }",
+            json!({"p": w.project, "v": version}),
+        )
+        .await;
+    assert!(
+        !version["errors"].is_null(),
+        "no version was made: {version}"
+    );
 }
