@@ -62,16 +62,7 @@ impl World {
     }
 
     async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        let res = self
-            .app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .bearer_auth(token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap();
-        res.json().await.unwrap()
+        self.app.gql(token, query, variables).await
     }
 
     async fn post_json(&self, path: &str, body: Value) -> (u16, String) {

@@ -154,19 +154,7 @@ async fn settle(app: &TestApp, n: i64) {
 }
 
 async fn gql(app: &TestApp, token: &str, query: &str, variables: Value) -> Value {
-    let res: Value = app
-        .http
-        .post(format!("{}/graphql", app.base_url))
-        .bearer_auth(token)
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(res["errors"].is_null(), "{res}");
-    res["data"].clone()
+    app.gql_data(token, query, variables).await
 }
 
 async fn create_project(app: &TestApp, token: &str) -> String {

@@ -70,17 +70,7 @@ impl World {
     }
 
     async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        let res = self
-            .app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .bearer_auth(token)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        res.json().await.unwrap()
+        self.app.gql(token, query, variables).await
     }
 
     async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
