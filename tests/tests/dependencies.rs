@@ -1,7 +1,8 @@
 //! When PostgreSQL goes away, every caller hears so at once with a clear code (GraphQL
 //! `SERVICE_UNAVAILABLE`, REST 503 with `Retry-After`) and nothing is recorded; when it comes
-//! back, the same process serves again. And `strata` names the database settings that could lose
-//! acknowledged writes.
+//! back, the same process serves again. The same for the S3 file store (503
+//! `FILE_STORE_UNAVAILABLE`, nothing recorded). And `strata` names the database settings that
+//! could lose acknowledged writes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -158,4 +159,117 @@ async fn settings_that_can_lose_writes_are_named() {
         fsync == "off",
         "{durable:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_file_store_is_answered_with_503_and_nothing_half_done() {
+    let db = TestDb::new().await;
+    let base = test_settings(&db);
+    let s3 = base
+        .s3_endpoint
+        .clone()
+        .expect("STRATA_TEST_S3_ENDPOINT (run through `deploy/dev test`)");
+    let upstream = s3
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = TcpProxy::start(
+        tokio::net::lookup_host(&upstream)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    let settings = command_service::config::Settings {
+        s3_endpoint: Some(format!("http://{}", proxy.addr)),
+        s3_request_timeout_seconds: 2,
+        ..base
+    };
+    let (app, _stack) = tests::spawn_stack(&db, settings).await;
+    let token = tests::register(&app.base_url, "store@example.com").await;
+    let project = app.gql_data(&token, CREATE, json!({})).await["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let model = app
+        .gql_data(
+            &token,
+            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
+            json!({"p": project}),
+        )
+        .await["modelMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = app
+        .gql_data(
+            &token,
+            "mutation($p: String!, $m: String!) { projectMutations { modelIngestionMutations { create(input: {projectId: $p, modelId: $m, progressMessage: \"go\", sourceData: {sourceApplicationSlug: \"t\", sourceApplicationVersion: \"1\", fileName: null, fileSizeBytes: null}, maxIdleTimeoutSeconds: 600}) { id versionId } } } }",
+            json!({"p": project, "m": model}),
+        )
+        .await;
+    let created = &created["projectMutations"]["modelIngestionMutations"]["create"];
+    let (ingestion, version) = (
+        created["id"].as_str().unwrap(),
+        created["versionId"].as_str().unwrap(),
+    );
+    let rail = format!(
+        "{}/api/v2/projects/{project}/modelingestion/{ingestion}/uploads",
+        app.base_url
+    );
+    let name = format!("{version}.geometries.parquet");
+    let signed: Value = app
+        .http
+        .post(format!("{rail}/sign"))
+        .bearer_auth(&token)
+        .json(&json!({"files": [name]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let put = app
+        .http
+        .put(signed["uploads"][&name]["url"].as_str().unwrap())
+        .body("bytes")
+        .send()
+        .await
+        .unwrap();
+    let etag = put.headers()["etag"].to_str().unwrap().to_owned();
+    let complete = || {
+        app.http
+            .post(format!("{rail}/complete"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "etags": {&name: &etag},
+                "rootId": format!("bundle.{project}.{model}.{version}"),
+                "totalChildrenCount": 1,
+            }))
+            .send()
+    };
+    proxy.cut();
+    let res = complete().await.unwrap();
+    assert_eq!(res.status().as_u16(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "FILE_STORE_UNAVAILABLE");
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version",
+    )
+    .bind(format!("ingestion:{ingestion}"))
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        ["IngestionCreated"],
+        "nothing recorded while the store is away"
+    );
+    // Back: the same request completes.
+    proxy.restore();
+    let res = complete().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["versionId"], version);
 }
