@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
+use projections::speckle::query;
 use sqlx::PgPool;
 
 use super::project::{LimitedUser, Version};
@@ -17,28 +18,18 @@ impl Loader<String> for UserLoader {
     type Error = Arc<sqlx::Error>;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, LimitedUser>, Self::Error> {
-        let rows: Vec<LimitedUser> = sqlx::query_as(
-            "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = ANY($1)",
-        )
-        .bind(keys)
-        .fetch_all(&self.0)
-        .await
-        .map_err(Arc::new)?;
-        Ok(rows.into_iter().map(|u| (u.id.clone(), u)).collect())
+        Ok(query::limited_users(&self.0, keys)
+            .await
+            .map_err(Arc::new)?
+            .into_iter()
+            .map(|u| (u.id.clone(), LimitedUser::from(u)))
+            .collect())
     }
 }
 
 /// The first page (newest `limit` versions) and the version count of models, by
 /// `(model id, limit)`.
 pub struct ModelVersionsLoader(pub PgPool);
-
-/// A version read with the number of versions in its model.
-#[derive(sqlx::FromRow)]
-struct CountedVersion {
-    #[sqlx(flatten)]
-    version: Version,
-    total_count: i64,
-}
 
 /// One model's first page of versions.
 #[derive(Clone)]
@@ -61,25 +52,15 @@ impl Loader<(String, i64)> for ModelVersionsLoader {
         let limit = keys.iter().map(|(_, l)| *l).max().unwrap_or(0);
         // Pages and counts in one round trip; a model without versions has no row and a
         // count of 0.
-        let rows: Vec<CountedVersion> = sqlx::query_as(
-            "SELECT v.id, v.referenced_object, v.message, v.source_application, v.total_children_count, \
-                    v.parents, v.author_id, v.model_id, v.project_id, v.created_at, \
-                    (SELECT count(*) FROM versions c WHERE c.model_id = m.id) AS total_count \
-             FROM unnest($1::text[]) AS m(id) \
-             CROSS JOIN LATERAL (SELECT * FROM versions WHERE model_id = m.id \
-                                 ORDER BY created_at DESC, id DESC LIMIT $2) v",
-        )
-        .bind(&ids)
-        .bind(limit)
-        .fetch_all(&self.0)
-        .await
-        .map_err(Arc::new)?;
+        let rows = query::first_versions_of_models(&self.0, &ids, limit)
+            .await
+            .map_err(Arc::new)?;
         let mut counts: HashMap<String, i64> = HashMap::new();
         let rows: Vec<Version> = rows
             .into_iter()
             .map(|r| {
-                counts.insert(r.version.model_id().to_owned(), r.total_count);
-                r.version
+                counts.insert(r.version.model_id.clone(), r.total_count);
+                Version::from(r.version)
             })
             .collect();
         let mut by_model: HashMap<String, Vec<Arc<Version>>> = HashMap::new();

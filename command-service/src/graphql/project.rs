@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use async_graphql::dataloader::DataLoader;
 
-use projections::speckle::query;
+use projections::speckle::query::{self, VersionsOf};
 
 use super::errors::{ErrorCode, denied, gql_error, internal};
 use super::loaders::{FirstPage, ModelVersionsLoader, UserLoader};
@@ -197,6 +197,52 @@ impl From<query::ModelRow> for Model {
     }
 }
 
+impl From<query::ProjectRow> for Project {
+    fn from(r: query::ProjectRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            visibility: r.visibility,
+            allow_public_comments: r.allow_public_comments,
+            role: r.role,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl From<query::LimitedUserRow> for LimitedUser {
+    fn from(r: query::LimitedUserRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            bio: r.bio,
+            company: r.company,
+            avatar: r.avatar,
+            verified: r.verified,
+            role: r.role,
+        }
+    }
+}
+
+impl From<query::VersionRow> for Version {
+    fn from(r: query::VersionRow) -> Self {
+        Self {
+            id: r.id,
+            referenced_object: r.referenced_object,
+            message: r.message,
+            source_application: r.source_application,
+            total_children_count: r.total_children_count,
+            parents: r.parents,
+            author_id: r.author_id,
+            model_id: r.model_id,
+            project_id: r.project_id,
+            created_at: r.created_at,
+        }
+    }
+}
+
 /// Most models one page of `Project.models` may hold (the original's default maximum).
 const MAX_MODELS_PAGE: i64 = 500;
 
@@ -379,13 +425,6 @@ pub struct VersionCollection {
     items: Vec<Version>,
 }
 
-/// The columns `Model` reads, as a literal so queries stay static strings.
-macro_rules! select_model {
-    () => {
-        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models "
-    };
-}
-
 fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
     Ok(ctx.data::<AppState>()?.pool())
 }
@@ -452,17 +491,10 @@ pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project>
     let principal = ctx.data::<Principal>()?;
     let pool = pool(ctx)?;
     // One round trip: the project and the caller's membership together.
-    let project: Option<Project> = sqlx::query_as(
-        "SELECT p.id, p.name, p.description, p.visibility, p.allow_public_comments, p.created_at, \
-                p.updated_at, m.role \
-         FROM projects p LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 \
-         WHERE p.id = $1",
-    )
-    .bind(id)
-    .bind(principal.user_id.as_deref())
-    .fetch_optional(pool)
-    .await
-    .map_err(internal)?;
+    let project = query::project_with_role(pool, id, principal.user_id.as_deref())
+        .await
+        .map_err(internal)?
+        .map(Project::from);
     let Some(project) = project else {
         return Err(denied(&domain::policy::Denied::project_not_found()));
     };
@@ -541,14 +573,9 @@ impl Project {
 
     /// The applications its versions were sent from.
     async fn source_apps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT source_application FROM versions \
-             WHERE project_id = $1 AND source_application IS NOT NULL ORDER BY 1",
-        )
-        .bind(&self.id)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)
+        query::project_source_apps(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)
     }
 
     /// What the caller may do here, decided by the same policy the mutations use.
@@ -593,30 +620,25 @@ impl Project {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<PendingStreamCollaborator>> {
-        let rows: Vec<(String, Option<String>, String, String)> = sqlx::query_as(
-            "SELECT id, target_user_id, role, invited_by FROM project_invites \
-             WHERE project_id = $1 AND status = 'pending' ORDER BY created_at",
-        )
-        .bind(&self.id)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)?;
+        let rows = query::project_pending_invites(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, target, role, invited_by) in rows {
-            let user = match target {
+        for row in rows {
+            let user = match row.target_user_id {
                 Some(t) => load_user(ctx, &t).await?,
                 None => None,
             };
             out.push(PendingStreamCollaborator {
-                invite_id: id.clone(),
-                id,
+                invite_id: row.id.clone(),
+                id: row.id,
                 project_id: self.id.clone(),
                 project_name: self.name.clone(),
                 title: self.name.clone(),
-                role,
+                role: row.role,
                 token: None,
                 user,
-                invited_by: load_user(ctx, &invited_by).await?,
+                invited_by: load_user(ctx, &row.invited_by).await?,
             });
         }
         Ok(out)
@@ -624,28 +646,15 @@ impl Project {
 
     /// Members, owners first.
     async fn team(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectCollaborator>> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            member_role: String,
-            #[sqlx(flatten)]
-            user: LimitedUser,
-        }
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = u.id) AS verified, u.role \
-             FROM project_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.project_id = $1 \
-             ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 ELSE 2 END, m.created_at",
-        )
-        .bind(&self.id)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)?;
+        let rows = query::project_team(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
         Ok(rows
             .into_iter()
             .map(|r| ProjectCollaborator {
                 id: r.user.id.clone(),
                 role: r.member_role,
-                user: r.user,
+                user: r.user.into(),
             })
             .collect())
     }
@@ -676,30 +685,20 @@ impl Project {
 
     /// One model: `NOT_FOUND_ERROR` when it is not in this project.
     async fn model(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Model> {
-        sqlx::query_as(concat!(
-            select_model!(),
-            "WHERE project_id = $1 AND id = $2"
-        ))
-        .bind(&self.id)
-        .bind(&id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+        query::model_in_project(pool(ctx)?, &self.id, &id)
+            .await
+            .map_err(internal)?
+            .map(Model::from)
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 
     /// One model by its full name, case-insensitively.
     async fn model_by_name(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Model> {
-        sqlx::query_as(concat!(
-            select_model!(),
-            "WHERE project_id = $1 AND name = lower(trim($2))"
-        ))
-        .bind(&self.id)
-        .bind(&name)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+        query::model_by_name(pool(ctx)?, &self.id, &name)
+            .await
+            .map_err(internal)?
+            .map(Model::from)
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 
     /// Versions of every model, newest first.
@@ -709,7 +708,7 @@ impl Project {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> async_graphql::Result<VersionCollection> {
-        versions_page(pool(ctx)?, "project_id", &self.id, limit, cursor).await
+        versions_page(pool(ctx)?, VersionsOf::Project, &self.id, limit, cursor).await
     }
 
     /// File imports into this project still queued or processing.
@@ -732,16 +731,11 @@ impl Project {
 
     /// One version.
     async fn version(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Version> {
-        sqlx::query_as(
-            "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-             author_id, model_id, project_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
-        )
-        .bind(&self.id)
-        .bind(&id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
+        query::version_in_project(pool(ctx)?, &self.id, &id)
+            .await
+            .map_err(internal)?
+            .map(Version::from)
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
     }
 }
 
@@ -754,41 +748,27 @@ async fn prioritised_versions(
     limit: Option<i32>,
     cursor: Option<String>,
 ) -> async_graphql::Result<VersionCollection> {
-    const SELECT: &str = "SELECT id, referenced_object, message, source_application, \
-        total_children_count, parents, author_id, model_id, project_id, created_at FROM versions ";
     let limit = page_limit(limit)?;
-    let total_count: i64 = sqlx::query_scalar("SELECT count(*) FROM versions WHERE model_id = $1")
-        .bind(model_id)
-        .fetch_one(pool)
+    let total_count = query::versions_count(pool, VersionsOf::Model, model_id)
         .await
         .map_err(internal)?;
     let mut items: Vec<Version> = Vec::new();
     if cursor.is_none() {
-        items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3"
-        )))
-        .bind(model_id)
-        .bind(priority)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
+        items = query::versions_by_ids(pool, model_id, priority, limit)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Version::from)
+            .collect();
     }
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
     let room = limit - items.len() as i64;
-    let rest: Vec<Version> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE model_id = $1 AND NOT (id = ANY($2)) \
-         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
-         ORDER BY created_at DESC, id DESC LIMIT $5"
-    )))
-    .bind(model_id)
-    .bind(priority)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-    .bind(room)
-    .fetch_all(pool)
-    .await
-    .map_err(internal)?;
+    let rest: Vec<Version> = query::versions_excluding(pool, model_id, priority, after, room)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(Version::from)
+        .collect();
     let cursor = if room == 0 {
         // The priority versions filled the page: the next one starts at the newest of the rest.
         (total_count > items.len() as i64)
@@ -806,33 +786,22 @@ async fn prioritised_versions(
 
 async fn versions_page(
     pool: &PgPool,
-    column: &'static str,
-    id: &str,
+    of: VersionsOf,
+    owner_id: &str,
     limit: Option<i32>,
     cursor: Option<String>,
 ) -> async_graphql::Result<VersionCollection> {
     let limit = page_limit(limit)?;
-    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM versions WHERE {column} = $1"
-    )))
-    .bind(id)
-    .fetch_one(pool)
-    .await
-    .map_err(internal)?;
+    let total_count = query::versions_count(pool, of, owner_id)
+        .await
+        .map_err(internal)?;
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
-    let items: Vec<Version> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, project_id, created_at FROM versions \
-         WHERE {column} = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-         ORDER BY created_at DESC, id DESC LIMIT $4"
-    )))
-    .bind(id)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(internal)?;
+    let items: Vec<Version> = query::versions_page(pool, of, owner_id, after, limit)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(Version::from)
+        .collect();
     let cursor = next_cursor(&items, limit, |v| (v.created_at, &v.id));
     Ok(VersionCollection {
         total_count,
@@ -852,13 +821,10 @@ pub(crate) async fn load_user(
 }
 
 async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
-    sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(internal)
+    Ok(query::limited_user(pool, id)
+        .await
+        .map_err(internal)?
+        .map(LimitedUser::from))
 }
 
 #[ComplexObject]
@@ -885,13 +851,9 @@ impl Model {
 
     /// The preview of its latest version; null before any version.
     async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let latest: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM versions WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
-        .bind(&self.id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)?;
+        let latest = query::latest_version_id(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
         let origin = ctx.data::<AppState>()?.public_url();
         Ok(latest.map(|v| format!("{origin}/preview/{}/commits/{v}", self.project_id)))
     }
@@ -909,17 +871,14 @@ impl Model {
             priority_ids_only: Some(true),
         }) = filter
         {
-            let items: Vec<Version> = sqlx::query_as(
-                "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-                 author_id, model_id, project_id, created_at FROM versions \
-                 WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3",
-            )
-            .bind(&self.id)
-            .bind(priority_ids.unwrap_or_default())
-            .bind(page_limit(limit)?)
-            .fetch_all(pool(ctx)?)
-            .await
-            .map_err(internal)?;
+            let ids = priority_ids.unwrap_or_default();
+            let limit = page_limit(limit)?;
+            let items: Vec<Version> = query::versions_by_ids(pool(ctx)?, &self.id, &ids, limit)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(Version::from)
+                .collect();
             return Ok(VersionCollection {
                 total_count: items.len() as i64,
                 cursor: None,
@@ -953,7 +912,7 @@ impl Model {
                 items,
             });
         }
-        versions_page(pool(ctx)?, "model_id", &self.id, limit, cursor).await
+        versions_page(pool(ctx)?, VersionsOf::Model, &self.id, limit, cursor).await
     }
 
     /// The project it belongs to.
@@ -1036,11 +995,10 @@ impl Version {
 
     /// The model it is in.
     async fn model(&self, ctx: &Context<'_>) -> async_graphql::Result<Model> {
-        sqlx::query_as(concat!(select_model!(), "WHERE id = $1"))
-            .bind(&self.model_id)
-            .fetch_optional(pool(ctx)?)
+        query::model_by_id(pool(ctx)?, &self.model_id)
             .await
             .map_err(internal)?
+            .map(Model::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 
@@ -1061,11 +1019,10 @@ impl Version {
 
 /// A model by id (the caller's right to read its project was checked by the mutation).
 pub async fn model_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Model> {
-    sqlx::query_as(concat!(select_model!(), "WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool(ctx)?)
+    query::model_by_id(pool(ctx)?, id)
         .await
         .map_err(internal)?
+        .map(Model::from)
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
 }
 
@@ -1076,15 +1033,10 @@ pub(crate) async fn model_in(
     project_id: &str,
     id: &str,
 ) -> async_graphql::Result<Option<Model>> {
-    sqlx::query_as(concat!(
-        select_model!(),
-        "WHERE project_id = $1 AND id = $2"
-    ))
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(pool(ctx)?)
-    .await
-    .map_err(internal)
+    Ok(query::model_in_project(pool(ctx)?, project_id, id)
+        .await
+        .map_err(internal)?
+        .map(Model::from))
 }
 
 pub async fn model_by_name_in(
@@ -1092,27 +1044,18 @@ pub async fn model_by_name_in(
     project_id: &str,
     name: &str,
 ) -> async_graphql::Result<Model> {
-    sqlx::query_as(concat!(
-        select_model!(),
-        "WHERE project_id = $1 AND name = lower(trim($2))"
-    ))
-    .bind(project_id)
-    .bind(domain::ModelName::tidy(name))
-    .fetch_optional(pool(ctx)?)
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
+    query::model_by_name(pool(ctx)?, project_id, &domain::ModelName::tidy(name))
+        .await
+        .map_err(internal)?
+        .map(Model::from)
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
 }
 
 /// A version by id.
 pub async fn version_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Version> {
-    sqlx::query_as(
-        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, project_id, created_at FROM versions WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool(ctx)?)
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
+    query::version_by_id(pool(ctx)?, id)
+        .await
+        .map_err(internal)?
+        .map(Version::from)
+        .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
 }

@@ -11,6 +11,7 @@ use async_graphql::{ComplexObject, Context, Enum, SimpleObject, Subscription};
 use domain::ProjectEvent;
 use domain::policy::ProjectAccess;
 use futures::stream::{BoxStream, Stream, StreamExt};
+use projections::speckle::query;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -328,12 +329,7 @@ async fn messages(
 }
 
 async fn model_name(ctx_pool: &sqlx::PgPool, model_id: &str) -> Option<String> {
-    sqlx::query_scalar("SELECT name FROM models WHERE id = $1")
-        .bind(model_id)
-        .fetch_optional(ctx_pool)
-        .await
-        .ok()
-        .flatten()
+    query::model_name(ctx_pool, model_id).await.ok().flatten()
 }
 
 #[Subscription]
@@ -725,15 +721,11 @@ async fn user_projects(
     let state = ctx.data::<AppState>()?;
     let slow = ctx.data_opt::<SlowSubscriber>().cloned();
     let receiver = state.hub().subscribe();
-    let mine: HashSet<String> = sqlx::query_scalar::<_, String>(
-        "SELECT project_id FROM project_members WHERE user_id = $1",
-    )
-    .bind(&user)
-    .fetch_all(state.pool())
-    .await
-    .map_err(internal)?
-    .into_iter()
-    .collect();
+    let mine: HashSet<String> = query::member_project_ids(state.pool(), &user)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .collect();
     let stream = futures::stream::unfold((receiver, mine), move |(mut receiver, mut mine)| {
         let user = user.clone();
         let slow = slow.clone();

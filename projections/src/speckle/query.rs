@@ -388,3 +388,405 @@ pub async fn file_import_of(
     .fetch_optional(pool)
     .await
 }
+
+/// A project as the read model stores it, with one user's role on it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ProjectRow {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// `PRIVATE`, `UNLISTED` or `PUBLIC`.
+    pub visibility: String,
+    /// Whether non-members may comment.
+    pub allow_public_comments: bool,
+    /// The user's role, e.g. `stream:owner`; none when not a member.
+    pub role: Option<String>,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Project `project_id` with the role of `user_id` (when given) on it, in one round trip.
+pub async fn project_with_role(
+    pool: &PgPool,
+    project_id: &str,
+    user_id: Option<&str>,
+) -> Result<Option<ProjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.id, p.name, p.description, p.visibility, p.allow_public_comments, p.created_at, \
+                p.updated_at, m.role \
+         FROM projects p LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $2 \
+         WHERE p.id = $1",
+    )
+    .bind(project_id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The ids of the projects `user_id` is a member of.
+pub async fn member_project_ids(pool: &PgPool, user_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar::<_, String>("SELECT project_id FROM project_members WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(pool)
+        .await
+}
+
+/// The applications the versions of `project_id` were sent from, distinct and sorted.
+pub async fn project_source_apps(
+    pool: &PgPool,
+    project_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT source_application FROM versions \
+         WHERE project_id = $1 AND source_application IS NOT NULL ORDER BY 1",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A pending invite as the project's team lists it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct TeamInviteRow {
+    /// Invite id.
+    pub id: String,
+    /// The invited user, when invited by account.
+    pub target_user_id: Option<String>,
+    /// The role on accepting, e.g. `stream:contributor`.
+    pub role: String,
+    /// Who invited.
+    pub invited_by: String,
+}
+
+/// The pending invites to `project_id`, oldest first.
+pub async fn project_pending_invites(
+    pool: &PgPool,
+    project_id: &str,
+) -> Result<Vec<TeamInviteRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, target_user_id, role, invited_by FROM project_invites \
+         WHERE project_id = $1 AND status = 'pending' ORDER BY created_at",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A user as others see them.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LimitedUserRow {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Bio.
+    pub bio: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Avatar.
+    pub avatar: Option<String>,
+    /// Whether one of the user's addresses is verified.
+    pub verified: bool,
+    /// Server role, e.g. `server:user`.
+    pub role: String,
+}
+
+/// User `user_id` as others see them, if the user exists.
+pub async fn limited_user(
+    pool: &PgPool,
+    user_id: &str,
+) -> Result<Option<LimitedUserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The users of `user_ids` that exist, as others see them, in no particular order.
+pub async fn limited_users(
+    pool: &PgPool,
+    user_ids: &[String],
+) -> Result<Vec<LimitedUserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = ANY($1)",
+    )
+    .bind(user_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// A member of a project and their role on it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MemberRow {
+    /// The role, e.g. `stream:owner`.
+    pub member_role: String,
+    /// The member.
+    #[sqlx(flatten)]
+    pub user: LimitedUserRow,
+}
+
+/// The members of `project_id`: owners first, then contributors, then the rest, each in the
+/// order they joined.
+pub async fn project_team(pool: &PgPool, project_id: &str) -> Result<Vec<MemberRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = u.id) AS verified, u.role \
+         FROM project_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.project_id = $1 \
+         ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 ELSE 2 END, m.created_at",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Model `model_id`, if it exists.
+pub async fn model_by_id(pool: &PgPool, model_id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+         WHERE id = $1",
+    )
+    .bind(model_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Model `model_id` of `project_id`, if it exists.
+pub async fn model_in_project(
+    pool: &PgPool,
+    project_id: &str,
+    model_id: &str,
+) -> Result<Option<ModelRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+         WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(model_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The model of `project_id` whose full name is `name` (trimmed and lower-cased here), if it
+/// exists.
+pub async fn model_by_name(
+    pool: &PgPool,
+    project_id: &str,
+    name: &str,
+) -> Result<Option<ModelRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
+         WHERE project_id = $1 AND name = lower(trim($2))",
+    )
+    .bind(project_id)
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The full name of model `model_id`, if it exists.
+pub async fn model_name(pool: &PgPool, model_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM models WHERE id = $1")
+        .bind(model_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A version as the read model stores it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct VersionRow {
+    /// Id.
+    pub id: String,
+    /// Id of its root object.
+    pub referenced_object: String,
+    /// Message.
+    pub message: Option<String>,
+    /// The application it was sent from.
+    pub source_application: Option<String>,
+    /// Number of objects under the root, as sent.
+    pub total_children_count: Option<i32>,
+    /// Parent version ids.
+    pub parents: Option<Vec<String>>,
+    /// Who sent it.
+    pub author_id: String,
+    /// Its model.
+    pub model_id: String,
+    /// Its project.
+    pub project_id: String,
+    /// Created.
+    pub created_at: OffsetDateTime,
+}
+
+/// Version `version_id`, if it exists.
+pub async fn version_by_id(
+    pool: &PgPool,
+    version_id: &str,
+) -> Result<Option<VersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+         author_id, model_id, project_id, created_at FROM versions WHERE id = $1",
+    )
+    .bind(version_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Version `version_id` of `project_id`, if it exists.
+pub async fn version_in_project(
+    pool: &PgPool,
+    project_id: &str,
+    version_id: &str,
+) -> Result<Option<VersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+         author_id, model_id, project_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(version_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The id of the newest version of `model_id`, if it has any.
+pub async fn latest_version_id(
+    pool: &PgPool,
+    model_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM versions WHERE model_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(model_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Whose versions a listing covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VersionsOf {
+    /// A project's, every model's.
+    Project,
+    /// One model's.
+    Model,
+}
+
+/// How many versions the project or model `id` has.
+pub async fn versions_count(pool: &PgPool, of: VersionsOf, id: &str) -> Result<i64, sqlx::Error> {
+    let sql = match of {
+        VersionsOf::Project => "SELECT count(*) FROM versions WHERE project_id = $1",
+        VersionsOf::Model => "SELECT count(*) FROM versions WHERE model_id = $1",
+    };
+    sqlx::query_scalar(sql).bind(id).fetch_one(pool).await
+}
+
+/// One page of the versions of the project or model `id`, newest first, after the version
+/// `(created_at, id)` of `after` when given.
+pub async fn versions_page(
+    pool: &PgPool,
+    of: VersionsOf,
+    id: &str,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<VersionRow>, sqlx::Error> {
+    let sql = match of {
+        VersionsOf::Project => {
+            "SELECT id, referenced_object, message, source_application, total_children_count, \
+             parents, author_id, model_id, project_id, created_at FROM versions \
+             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        }
+        VersionsOf::Model => {
+            "SELECT id, referenced_object, message, source_application, total_children_count, \
+             parents, author_id, model_id, project_id, created_at FROM versions \
+             WHERE model_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        }
+    };
+    sqlx::query_as(sql)
+        .bind(id)
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
+/// The versions of `model_id` among `ids`, newest first, at most `limit`.
+pub async fn versions_by_ids(
+    pool: &PgPool,
+    model_id: &str,
+    ids: &[String],
+    limit: i64,
+) -> Result<Vec<VersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
+         author_id, model_id, project_id, created_at FROM versions \
+         WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3",
+    )
+    .bind(model_id)
+    .bind(ids)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// One page of the versions of `model_id` not among `excluded`, newest first, after the
+/// version `(created_at, id)` of `after` when given.
+pub async fn versions_excluding(
+    pool: &PgPool,
+    model_id: &str,
+    excluded: &[String],
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<VersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, referenced_object, message, source_application, total_children_count, \
+         parents, author_id, model_id, project_id, created_at FROM versions \
+         WHERE model_id = $1 AND NOT (id = ANY($2)) \
+         AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
+         ORDER BY created_at DESC, id DESC LIMIT $5",
+    )
+    .bind(model_id)
+    .bind(excluded)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A version with the number of versions in its model.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CountedVersionRow {
+    /// The version.
+    #[sqlx(flatten)]
+    pub version: VersionRow,
+    /// Versions in its model.
+    pub total_count: i64,
+}
+
+/// The newest `limit` versions of each model of `model_ids`, each with its model's version
+/// count, in one round trip; a model without versions has no row.
+pub async fn first_versions_of_models(
+    pool: &PgPool,
+    model_ids: &[&str],
+    limit: i64,
+) -> Result<Vec<CountedVersionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT v.id, v.referenced_object, v.message, v.source_application, v.total_children_count, \
+                v.parents, v.author_id, v.model_id, v.project_id, v.created_at, \
+                (SELECT count(*) FROM versions c WHERE c.model_id = m.id) AS total_count \
+         FROM unnest($1::text[]) AS m(id) \
+         CROSS JOIN LATERAL (SELECT * FROM versions WHERE model_id = m.id \
+                             ORDER BY created_at DESC, id DESC LIMIT $2) v",
+    )
+    .bind(model_ids)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
