@@ -3,6 +3,7 @@
 
 use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use domain::policy::{self, Principal, Scope};
+use projections::speckle::query;
 use time::OffsetDateTime;
 
 use super::errors::{denied, internal};
@@ -19,7 +20,7 @@ pub struct ServerStatistics {
 }
 
 /// One user as an admin sees it (with the email).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct AdminUserListItem {
     #[graphql(skip)]
@@ -32,6 +33,22 @@ pub struct AdminUserListItem {
     verified: Option<bool>,
     role: Option<String>,
     created_at: Option<OffsetDateTime>,
+}
+
+impl From<query::AdminUserRow> for AdminUserListItem {
+    fn from(r: query::AdminUserRow) -> Self {
+        Self {
+            id: r.id,
+            email: r.email,
+            name: r.name,
+            bio: r.bio,
+            company: r.company,
+            avatar: r.avatar,
+            verified: r.verified,
+            role: r.role,
+            created_at: r.created_at,
+        }
+    }
 }
 
 #[ComplexObject]
@@ -63,7 +80,7 @@ pub struct ProjectCollection {
 
 /// Someone invited who has no account yet: a pending project invite to an email address, which
 /// is what the original keeps as a server invite.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct ServerInvite {
     id: String,
@@ -72,6 +89,17 @@ pub struct ServerInvite {
     invited_by: String,
     #[graphql(skip)]
     created_at: OffsetDateTime,
+}
+
+impl From<query::AdminInviteRow> for ServerInvite {
+    fn from(r: query::AdminInviteRow) -> Self {
+        Self {
+            id: r.id,
+            email: r.email,
+            invited_by: r.invited_by,
+            created_at: r.created_at,
+        }
+    }
 }
 
 #[ComplexObject]
@@ -96,79 +124,19 @@ pub struct AdminInviteList {
 /// The admin queries.
 pub struct AdminQueries;
 
-/// The project list's filter: `$1` a LIKE pattern on the name, `$2` a visibility.
-macro_rules! project_filter {
-    () => {
-        "($1::text IS NULL OR lower(name) LIKE $1) AND ($2::text IS NULL OR visibility = $2)"
-    };
-}
-
-/// The invite list's filter: pending invites to an email, `$1` a LIKE pattern on it.
-macro_rules! invite_filter {
-    () => {
-        "status = 'pending' AND target_email IS NOT NULL AND ($1::text IS NULL OR target_email LIKE $1)"
-    };
-}
-
-/// The user list's filter: `$1` a LIKE pattern on name or email, `$2` a role.
-macro_rules! user_filter {
-    () => {
-        "($1::text IS NULL OR lower(name) LIKE $1 OR email LIKE $1) AND ($2::text IS NULL OR role = $2)"
-    };
-}
-
 fn check(ctx: &Context<'_>, scope: &Scope) -> async_graphql::Result<()> {
     policy::can_administer(ctx.data::<Principal>()?, scope).map_err(|d| denied(&d))
 }
 
-pub(crate) use projections::speckle::query::like_pattern;
-
-/// One page of an admin list, newest first: how many rows `source` (a table and a `WHERE`
-/// filter whose parameters `$1..$n` are `binds`) holds, the page's cursor, and the rows after
-/// `cursor`. Every admin list is this shape; only the columns and the filter differ.
-async fn newest_first<T>(
-    ctx: &Context<'_>,
-    columns: &'static str,
-    source: &'static str,
-    binds: &[Option<String>],
-    cursor: Option<&str>,
+/// An admin list's page size and where it starts: after the row `cursor` names, when given.
+fn page_bounds(
     limit: i32,
-    key: impl Fn(&T) -> (OffsetDateTime, &String),
-) -> async_graphql::Result<(i32, Option<String>, Vec<T>)>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
-{
-    let limit = page_limit(Some(limit))?;
-    let after = cursor.map(decode_cursor).transpose()?;
-    let pool = ctx.data::<AppState>()?.pool();
-    let mut total = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM {source}"
-    )));
-    for bind in binds {
-        total = total.bind(bind);
-    }
-    let total = total.fetch_one(pool).await.map_err(internal)?;
-    let n = binds.len();
-    let mut page = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(format!(
-        "SELECT {columns} FROM {source} \
-         AND (${at}::timestamptz IS NULL OR (created_at, id) < (${at}, ${id})) \
-         ORDER BY created_at DESC, id DESC LIMIT ${limit}",
-        at = n + 1,
-        id = n + 2,
-        limit = n + 3,
-    )));
-    for bind in binds {
-        page = page.bind(bind);
-    }
-    let items = page
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
-    let cursor = next_cursor(&items, limit, key);
-    Ok((count(total), cursor, items))
+    cursor: Option<&str>,
+) -> async_graphql::Result<(i64, Option<(OffsetDateTime, String)>)> {
+    Ok((
+        page_limit(Some(limit))?,
+        cursor.map(decode_cursor).transpose()?,
+    ))
 }
 
 fn count(n: i64) -> i32 {
@@ -183,17 +151,13 @@ impl AdminQueries {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<ServerStatistics> {
         check(ctx, &Scope::SERVER_STATS)?;
-        let (projects, users, invites): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM users), \
-             (SELECT count(*) FROM project_invites WHERE status = 'pending')",
-        )
-        .fetch_one(ctx.data::<AppState>()?.pool())
-        .await
-        .map_err(internal)?;
+        let counts = query::server_counts(ctx.data::<AppState>()?.pool())
+            .await
+            .map_err(internal)?;
         Ok(ServerStatistics {
-            total_project_count: count(projects),
-            total_user_count: count(users),
-            total_pending_invites: count(invites),
+            total_project_count: count(counts.projects),
+            total_user_count: count(counts.users),
+            total_pending_invites: count(counts.pending_invites),
         })
     }
 
@@ -209,23 +173,21 @@ impl AdminQueries {
         cursor: Option<String>,
     ) -> async_graphql::Result<ProjectCollection> {
         check(ctx, &Scope::USERS_READ)?;
-        let binds = [
-            query.as_deref().map(like_pattern),
-            visibility.map(|v| v.to_uppercase()),
-        ];
-        let (total_count, cursor, items) = newest_first(
-            ctx,
-            "id, name, description, visibility, allow_public_comments, created_at, updated_at",
-            concat!("projects WHERE ", project_filter!()),
-            &binds,
-            cursor.as_deref(),
+        let (limit, after) = page_bounds(limit, cursor.as_deref())?;
+        let visibility = visibility.map(|v| v.to_uppercase());
+        let (total, rows) = query::admin_projects_page(
+            ctx.data::<AppState>()?.pool(),
+            query.as_deref(),
+            visibility.as_deref(),
+            after,
             limit,
-            |p: &Project| (p.created_at, &p.id),
         )
-        .await?;
+        .await
+        .map_err(internal)?;
+        let items: Vec<Project> = rows.into_iter().map(Project::from).collect();
         Ok(ProjectCollection {
-            total_count,
-            cursor,
+            total_count: count(total),
+            cursor: next_cursor(&items, limit, |p| (p.created_at, &p.id)),
             items,
         })
     }
@@ -240,19 +202,19 @@ impl AdminQueries {
         query: Option<String>,
     ) -> async_graphql::Result<AdminInviteList> {
         check(ctx, &Scope::USERS_READ)?;
-        let (total_count, cursor, items) = newest_first(
-            ctx,
-            "id, target_email AS email, invited_by, created_at",
-            concat!("project_invites WHERE ", invite_filter!()),
-            &[query.as_deref().map(like_pattern)],
-            cursor.as_deref(),
+        let (limit, after) = page_bounds(limit, cursor.as_deref())?;
+        let (total, rows) = query::admin_invites_page(
+            ctx.data::<AppState>()?.pool(),
+            query.as_deref(),
+            after,
             limit,
-            |i: &ServerInvite| (i.created_at, &i.id),
         )
-        .await?;
+        .await
+        .map_err(internal)?;
+        let items: Vec<ServerInvite> = rows.into_iter().map(ServerInvite::from).collect();
         Ok(AdminInviteList {
-            total_count,
-            cursor,
+            total_count: count(total),
+            cursor: next_cursor(&items, limit, |i| (i.created_at, &i.id)),
             items,
         })
     }
@@ -269,22 +231,24 @@ impl AdminQueries {
     ) -> async_graphql::Result<AdminUserList> {
         check(ctx, &Scope::USERS_READ)?;
         let role = role.map(|r| domain::policy::ServerRole::from(r).as_str().to_owned());
-        let (total_count, cursor, items) = newest_first(
-            ctx,
-            "id, email, name, bio, company, avatar, \
-             EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
-             role, created_at",
-            concat!("users WHERE ", user_filter!()),
-            &[query.as_deref().map(like_pattern), role],
-            cursor.as_deref(),
+        let (limit, after) = page_bounds(limit, cursor.as_deref())?;
+        let (total, rows) = query::admin_users_page(
+            ctx.data::<AppState>()?.pool(),
+            query.as_deref(),
+            role.as_deref(),
+            after,
             limit,
-            |u: &AdminUserListItem| (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id),
         )
-        .await?;
+        .await
+        .map_err(internal)?;
+        let items: Vec<AdminUserListItem> = rows.into_iter().map(AdminUserListItem::from).collect();
+        let cursor = next_cursor(&items, limit, |u| {
+            (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id)
+        });
         Ok(AdminUserList {
             items,
             cursor,
-            total_count,
+            total_count: count(total),
         })
     }
 }

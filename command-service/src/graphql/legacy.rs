@@ -6,6 +6,7 @@
 use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
 use domain::ProjectCommand;
 use domain::policy::{self, Visibility};
+use projections::speckle::query::{self, ActivityOf, VersionsOf};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -21,7 +22,7 @@ fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
 }
 
 /// A stream (project).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Stream {
     id: String,
@@ -30,14 +31,29 @@ pub struct Stream {
     is_public: bool,
     allow_public_comments: bool,
     /// The caller's role, e.g. `stream:owner`.
-    #[sqlx(skip)]
     role: Option<String>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
 
+/// The stream without the caller's role, which `load` fills in.
+impl From<query::StreamRow> for Stream {
+    fn from(r: query::StreamRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            is_public: r.is_public,
+            allow_public_comments: r.allow_public_comments,
+            role: None,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
 /// A stream's member.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct StreamCollaborator {
     id: String,
@@ -46,6 +62,19 @@ pub struct StreamCollaborator {
     company: Option<String>,
     avatar: Option<String>,
     server_role: String,
+}
+
+impl From<query::StreamCollaboratorRow> for StreamCollaborator {
+    fn from(r: query::StreamCollaboratorRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            role: r.role,
+            company: r.company,
+            avatar: r.avatar,
+            server_role: r.server_role,
+        }
+    }
 }
 
 /// A page of streams.
@@ -58,7 +87,7 @@ pub struct UserStreamCollection {
 }
 
 /// A branch (model).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Branch {
     id: String,
@@ -67,6 +96,18 @@ pub struct Branch {
     #[graphql(skip)]
     author_id: String,
     created_at: OffsetDateTime,
+}
+
+impl From<query::BranchRow> for Branch {
+    fn from(r: query::BranchRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            author_id: r.author_id,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// A page of branches.
@@ -79,7 +120,7 @@ pub struct BranchCollection {
 }
 
 /// A commit (version).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Commit {
     id: String,
@@ -99,6 +140,27 @@ pub struct Commit {
     model_id: String,
 }
 
+impl From<query::CommitRow> for Commit {
+    fn from(r: query::CommitRow) -> Self {
+        Self {
+            id: r.id,
+            referenced_object: r.referenced_object,
+            message: r.message,
+            source_application: r.source_application,
+            total_children_count: r.total_children_count,
+            parents: r.parents,
+            branch_name: r.branch_name,
+            author_id: r.author_id,
+            author_name: r.author_name,
+            author_avatar: r.author_avatar,
+            stream_id: r.stream_id,
+            stream_name: r.stream_name,
+            created_at: r.created_at,
+            model_id: r.model_id,
+        }
+    }
+}
+
 /// A page of commits.
 #[derive(SimpleObject)]
 pub struct CommitCollection {
@@ -109,7 +171,7 @@ pub struct CommitCollection {
 }
 
 /// One activity entry (`stream_activity` in the original).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Activity {
     #[graphql(skip)]
@@ -123,6 +185,22 @@ pub struct Activity {
     resource_type: String,
     time: OffsetDateTime,
     message: String,
+}
+
+impl From<query::ActivityRow> for Activity {
+    fn from(r: query::ActivityRow) -> Self {
+        Self {
+            id: r.id,
+            action_type: r.action_type,
+            info_value: r.info_value,
+            user_id: r.user_id,
+            stream_id: r.stream_id,
+            resource_id: r.resource_id,
+            resource_type: r.resource_type,
+            time: r.time,
+            message: r.message,
+        }
+    }
 }
 
 /// A page of activity, newest first; `cursor` is the last item's time.
@@ -148,22 +226,9 @@ impl Activity {
     }
 }
 
-const COMMIT_SELECT: &str = "SELECT v.id, v.referenced_object, v.message, v.source_application, \
-    v.total_children_count, v.parents, m.name AS branch_name, v.author_id, u.name AS author_name, \
-    u.avatar AS author_avatar, v.project_id AS stream_id, p.name AS stream_name, v.created_at, v.model_id \
-    FROM versions v LEFT JOIN models m ON m.id = v.model_id LEFT JOIN users u ON u.id = v.author_id \
-    LEFT JOIN projects p ON p.id = v.project_id ";
-
-/// Which activity rows: of a stream, of one resource in it, or of a user.
-enum ActivityScope<'a> {
-    Stream(&'a str),
-    Resource(&'a str),
-    User(&'a str),
-}
-
 async fn activity(
     ctx: &Context<'_>,
-    scope: ActivityScope<'_>,
+    of: ActivityOf<'_>,
     action_type: Option<String>,
     after: Option<OffsetDateTime>,
     before: Option<OffsetDateTime>,
@@ -171,57 +236,19 @@ async fn activity(
     limit: Option<i32>,
 ) -> async_graphql::Result<ActivityCollection> {
     let limit = page_limit(limit)?;
-    let (column, key) = match scope {
-        ActivityScope::Stream(id) => ("stream_id", id),
-        ActivityScope::Resource(id) => ("resource_id", id),
-        ActivityScope::User(id) => ("user_id", id),
-    };
-    // A user's feed shows only streams the caller may read.
-    let visible = match scope {
-        ActivityScope::User(_) => {
-            " AND (stream_id IN (SELECT id FROM projects WHERE visibility <> 'PRIVATE') \
-               OR stream_id IN (SELECT project_id FROM project_members WHERE user_id = $7) \
-               OR $8)"
-        }
-        _ => "",
-    };
-    let filter = format!(
-        "FROM activity WHERE {column} = $1 AND ($2::text IS NULL OR action_type = $2) \
-         AND ($3::timestamptz IS NULL OR time > $3) AND ($4::timestamptz IS NULL OR time < $4) \
-         AND ($5::timestamptz IS NULL OR time < $5){visible}"
-    );
     let principal = ctx.data::<domain::Principal>()?;
-    let me = principal.user_id.clone().unwrap_or_default();
-    let admin = principal.server_role == Some(domain::ServerRole::Admin);
-    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) {filter} AND $6::bigint IS NOT NULL"
-    )))
-    .bind(key)
-    .bind(&action_type)
-    .bind(after)
-    .bind(before)
-    .bind(None::<OffsetDateTime>)
-    .bind(limit)
-    .bind(&me)
-    .bind(admin)
-    .fetch_one(pool(ctx)?)
-    .await
-    .map_err(internal)?;
-    let items: Vec<Activity> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT id, action_type, info AS info_value, user_id, stream_id, resource_id, resource_type, \
-         time, message {filter} ORDER BY time DESC, id DESC LIMIT $6"
-    )))
-    .bind(key)
-    .bind(&action_type)
-    .bind(after)
-    .bind(before)
-    .bind(cursor)
-    .bind(limit)
-    .bind(&me)
-    .bind(admin)
-    .fetch_all(pool(ctx)?)
-    .await
-    .map_err(internal)?;
+    let filter = query::ActivityFilter {
+        of,
+        action_type: action_type.as_deref(),
+        after,
+        before,
+        viewer: principal.user_id.as_deref().unwrap_or_default(),
+        viewer_is_admin: principal.server_role == Some(domain::ServerRole::Admin),
+    };
+    let (total_count, rows) = query::activity_page(pool(ctx)?, filter, cursor, limit)
+        .await
+        .map_err(internal)?;
+    let items: Vec<Activity> = rows.into_iter().map(Activity::from).collect();
     let cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|a| a.time))
         .flatten();
@@ -235,15 +262,11 @@ async fn activity(
 /// Loads a stream the caller may read (errors as `project(id)`).
 pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Stream> {
     let project = read::load(ctx, id).await?;
-    let mut stream: Stream = sqlx::query_as(
-        "SELECT id, name, description, visibility <> 'PRIVATE' AS is_public, allow_public_comments, \
-         created_at, updated_at FROM projects WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool(ctx)?)
-    .await
-    .map_err(internal)?
-    .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
+    let mut stream: Stream = query::stream_by_id(pool(ctx)?, id)
+        .await
+        .map_err(internal)?
+        .map(Stream::from)
+        .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
     stream.role = project
         .access()
         .role_of_principal
@@ -263,15 +286,10 @@ impl Stream {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<StreamCollaborator>> {
-        sqlx::query_as(
-            "SELECT u.id, u.name, m.role, u.company, u.avatar, u.role AS server_role \
-             FROM project_members m JOIN users u ON u.id = m.user_id \
-             WHERE m.project_id = $1 ORDER BY m.created_at, u.id",
-        )
-        .bind(&self.id)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)
+        let rows = query::stream_collaborators(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(StreamCollaborator::from).collect())
     }
 
     /// Its webhooks (owners only), or the one with `id`.
@@ -298,24 +316,15 @@ impl Stream {
     ) -> async_graphql::Result<BranchCollection> {
         let limit = page_limit(limit)?;
         let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let total_count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
-                .bind(&self.id)
-                .fetch_one(pool(ctx)?)
-                .await
-                .map_err(internal)?;
-        let items: Vec<Branch> = sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at FROM models \
-             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4",
-        )
-        .bind(&self.id)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)?;
+        let total_count = query::models_count(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
+        let items: Vec<Branch> = query::branches_page(pool(ctx)?, &self.id, after, limit)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Branch::from)
+            .collect();
         let cursor = read::next_cursor(&items, limit, |b| (b.created_at, &b.id));
         Ok(BranchCollection {
             total_count,
@@ -331,15 +340,12 @@ impl Stream {
         #[graphql(default_with = "Some(String::from(\"main\"))")] name: Option<String>,
     ) -> async_graphql::Result<Option<Branch>> {
         let name = name.as_deref().unwrap_or("main");
-        sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at FROM models \
-             WHERE project_id = $1 AND name = lower(trim($2))",
+        Ok(
+            query::branch_by_name(pool(ctx)?, &self.id, &domain::ModelName::tidy(name))
+                .await
+                .map_err(internal)?
+                .map(Branch::from),
         )
-        .bind(&self.id)
-        .bind(domain::ModelName::tidy(name))
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)
     }
 
     /// Commits, newest first.
@@ -349,7 +355,7 @@ impl Stream {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> async_graphql::Result<CommitCollection> {
-        commits(ctx, "v.project_id", &self.id, limit, cursor).await
+        commits(ctx, VersionsOf::Project, &self.id, limit, cursor).await
     }
 
     /// One commit.
@@ -359,15 +365,10 @@ impl Stream {
         id: Option<String>,
     ) -> async_graphql::Result<Option<Commit>> {
         // Without an id, the latest commit (as the original).
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{COMMIT_SELECT} WHERE ($1::text IS NULL OR v.id = $1) AND v.project_id = $2 \
-             ORDER BY v.created_at DESC, v.id DESC LIMIT 1"
-        )))
-        .bind(id.as_deref())
-        .bind(&self.id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)
+        Ok(query::commit_in_stream(pool(ctx)?, &self.id, id.as_deref())
+            .await
+            .map_err(internal)?
+            .map(Commit::from))
     }
 
     /// One object of the stream.
@@ -391,7 +392,7 @@ impl Stream {
     ) -> async_graphql::Result<ActivityCollection> {
         activity(
             ctx,
-            ActivityScope::Stream(&self.id),
+            ActivityOf::Stream(&self.id),
             action_type,
             after,
             before,
@@ -404,32 +405,17 @@ impl Stream {
 
 async fn commits(
     ctx: &Context<'_>,
-    column: &str,
-    key: &str,
+    of: VersionsOf,
+    id: &str,
     limit: Option<i32>,
     cursor: Option<String>,
 ) -> async_graphql::Result<CommitCollection> {
     let limit = page_limit(limit)?;
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
-    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) FROM versions v WHERE {column} = $1"
-    )))
-    .bind(key)
-    .fetch_one(pool(ctx)?)
-    .await
-    .map_err(internal)?;
-    let items: Vec<Commit> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{COMMIT_SELECT} WHERE {column} = $1 \
-         AND ($2::timestamptz IS NULL OR (v.created_at, v.id) < ($2, $3)) \
-         ORDER BY v.created_at DESC, v.id DESC LIMIT $4"
-    )))
-    .bind(key)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(pool(ctx)?)
-    .await
-    .map_err(internal)?;
+    let (total_count, rows) = query::commits_page(pool(ctx)?, of, id, after, limit)
+        .await
+        .map_err(internal)?;
+    let items: Vec<Commit> = rows.into_iter().map(Commit::from).collect();
     let cursor = super::project::next_cursor(&items, limit, |c| (c.created_at, &c.id));
     Ok(CommitCollection {
         total_count,
@@ -452,7 +438,7 @@ impl Branch {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> async_graphql::Result<CommitCollection> {
-        commits(ctx, "v.model_id", &self.id, limit, cursor).await
+        commits(ctx, VersionsOf::Model, &self.id, limit, cursor).await
     }
 
     /// Its activity, newest first.
@@ -467,7 +453,7 @@ impl Branch {
     ) -> async_graphql::Result<ActivityCollection> {
         activity(
             ctx,
-            ActivityScope::Resource(&self.id),
+            ActivityOf::Resource(&self.id),
             action_type,
             after,
             before,
@@ -482,13 +468,10 @@ impl Branch {
 impl Commit {
     /// Its branch.
     async fn branch(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Branch>> {
-        sqlx::query_as(
-            "SELECT id, name, description, author_id, project_id, created_at FROM models WHERE id = $1",
-        )
-        .bind(&self.model_id)
-        .fetch_optional(pool(ctx)?)
-        .await
-        .map_err(internal)
+        Ok(query::branch_by_id(pool(ctx)?, &self.model_id)
+            .await
+            .map_err(internal)?
+            .map(Branch::from))
     }
 
     /// Its stream.
@@ -508,7 +491,7 @@ impl Commit {
     ) -> async_graphql::Result<ActivityCollection> {
         activity(
             ctx,
-            ActivityScope::Resource(&self.id),
+            ActivityOf::Resource(&self.id),
             action_type,
             after,
             before,
@@ -532,36 +515,16 @@ pub async fn user_streams(
     let principal = ctx.data::<domain::Principal>()?;
     // Another user's streams: only those the caller may see.
     let mine = principal.user_id.as_deref() == Some(user_id);
-    let filter = "FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
-         WHERE ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
-         AND ($5 OR p.visibility <> 'PRIVATE' \
-              OR EXISTS (SELECT 1 FROM project_members o WHERE o.project_id = p.id AND o.user_id = $6))";
-    let me = principal.user_id.clone().unwrap_or_default();
-    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT count(*) {filter} AND $3::timestamptz IS NULL AND $4::text IS NOT NULL"
-    )))
-    .bind(user_id)
-    .bind(&query)
-    .bind(None::<OffsetDateTime>)
-    .bind("")
-    .bind(mine)
-    .bind(&me)
-    .fetch_one(pool(ctx)?)
-    .await
-    .map_err(internal)?;
-    let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT p.id, p.updated_at {filter} \
-         AND ($3::timestamptz IS NULL OR (p.updated_at, p.id) < ($3, $4)) \
-         ORDER BY p.updated_at DESC, p.id DESC LIMIT $7"
-    )))
-    .bind(user_id)
-    .bind(&query)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-    .bind(mine)
-    .bind(&me)
-    .bind(limit)
-    .fetch_all(pool(ctx)?)
+    let me = principal.user_id.as_deref().unwrap_or_default();
+    let (total_count, rows) = query::user_streams_page(
+        pool(ctx)?,
+        user_id,
+        query.as_deref(),
+        mine,
+        me,
+        after,
+        limit,
+    )
     .await
     .map_err(internal)?;
     let cursor = rows
@@ -591,7 +554,7 @@ pub async fn user_activity(
 ) -> async_graphql::Result<ActivityCollection> {
     activity(
         ctx,
-        ActivityScope::User(user_id),
+        ActivityOf::User(user_id),
         action_type,
         after,
         before,

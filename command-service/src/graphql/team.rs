@@ -108,12 +108,9 @@ async fn invite(
     let state = ctx.data::<AppState>()?;
     let (target, target_role) = match (input.user_id, input.email) {
         (Some(id), _) => {
-            let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-                .bind(&id)
-                .fetch_optional(state.pool())
+            let role = query::user_role(state.pool(), &id)
                 .await
-                .map_err(internal)?;
-            let role = role
+                .map_err(internal)?
                 .and_then(|r| r.parse::<ServerRole>().ok())
                 .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
             (InviteTarget::UserId(id), Some(role))
@@ -184,13 +181,10 @@ impl InviteMutations {
         if input.token.len() != 32 || invite_token(state, &invite_id)? != input.token {
             return Err(gql_error(ErrorCode::NotFound, "Invite not found"));
         }
-        let row: Option<(String, String)> =
-            sqlx::query_as("SELECT email, role FROM users WHERE id = $1")
-                .bind(&user)
-                .fetch_optional(state.pool())
-                .await
-                .map_err(internal)?;
-        let (email, role) = row.ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
+        let (email, role) = query::user_email_and_role(state.pool(), &user)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
         let invitee = Invitee {
             user_id: user.clone(),
             emails: vec![email],

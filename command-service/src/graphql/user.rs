@@ -3,6 +3,7 @@
 use async_graphql::ID;
 use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
 use domain::policy::{self, Principal, Scope};
+use projections::speckle::query;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, gql_error, internal};
@@ -10,7 +11,7 @@ use super::project::{LimitedUser, Project};
 use crate::app::AppState;
 
 /// The signed-in user.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct User {
     #[graphql(skip)]
@@ -24,6 +25,22 @@ pub struct User {
     verified: bool,
     role: String,
     created_at: OffsetDateTime,
+}
+
+impl From<query::UserRow> for User {
+    fn from(r: query::UserRow) -> Self {
+        Self {
+            id: r.id,
+            email_address: r.email_address,
+            name: r.name,
+            bio: r.bio,
+            company: r.company,
+            avatar: r.avatar,
+            verified: r.verified,
+            role: r.role,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// Filters of `User.projects`.
@@ -94,14 +111,10 @@ pub enum TokenResourceIdentifierType {
 }
 
 async fn user_row(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
-    sqlx::query_as(
-        "SELECT id, email AS email_address, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role, created_at \
-         FROM users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(ctx.data::<AppState>()?.pool())
-    .await
-    .map_err(internal)
+    Ok(query::user_by_id(ctx.data::<AppState>()?.pool(), id)
+        .await
+        .map_err(internal)?
+        .map(User::from))
 }
 
 /// The signed-in user's record, if any.
@@ -140,13 +153,10 @@ pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
             "You must be signed in to do this.",
         ));
     }
-    sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(ctx.data::<AppState>()?.pool())
-    .await
-    .map_err(internal)
+    Ok(query::limited_user(ctx.data::<AppState>()?.pool(), id)
+        .await
+        .map_err(internal)?
+        .map(LimitedUser::from))
 }
 
 /// What the caller may do outside any project (`User.permissions`).
@@ -315,34 +325,22 @@ impl User {
             ));
         }
         let pool = ctx.data::<AppState>()?.pool();
-        let total_count: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM project_members m JOIN projects p ON p.id = m.project_id \
-             WHERE m.user_id = $1 AND ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
-             AND ($3::text[] IS NULL OR m.role = ANY($3))",
-        )
-        .bind(&self.id)
-        .bind(&search)
-        .bind(&roles)
-        .fetch_one(pool)
-        .await
-        .map_err(internal)?;
+        let total_count =
+            query::user_projects_count(pool, &self.id, search.as_deref(), roles.as_deref())
+                .await
+                .map_err(internal)?;
         let after = cursor
             .as_deref()
             .map(super::project::decode_cursor)
             .transpose()?;
-        let ids: Vec<(String, OffsetDateTime)> = sqlx::query_as(
-            "SELECT p.id, p.updated_at FROM projects p JOIN project_members m ON m.project_id = p.id \
-             WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (p.updated_at, p.id) < ($2, $3)) \
-             AND ($5::text IS NULL OR p.name ILIKE '%' || $5 || '%') AND ($6::text[] IS NULL OR m.role = ANY($6)) \
-             ORDER BY p.updated_at DESC, p.id DESC LIMIT $4",
+        let ids = query::user_projects_page(
+            pool,
+            &self.id,
+            search.as_deref(),
+            roles.as_deref(),
+            after,
+            limit,
         )
-        .bind(&self.id)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-        .bind(limit)
-        .bind(&search)
-        .bind(&roles)
-        .fetch_all(pool)
         .await
         .map_err(internal)?;
         let cursor = super::project::next_cursor(&ids, limit, |(id, at)| (*at, id));
@@ -370,27 +368,20 @@ impl User {
             ));
         }
         let state = ctx.data::<AppState>()?;
-        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
-            "SELECT i.id, i.project_id, p.name, i.role, i.invited_by FROM project_invites i \
-             JOIN projects p ON p.id = i.project_id \
-             WHERE i.status = 'pending' AND (i.target_user_id = $1 OR i.target_email = $2) ORDER BY i.created_at",
-        )
-        .bind(&self.id)
-        .bind(&self.email_address)
-        .fetch_all(state.pool())
-        .await
-        .map_err(internal)?;
+        let rows = query::invites_addressed_to(state.pool(), &self.id, &self.email_address)
+            .await
+            .map_err(internal)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, project_id, project_name, role, invited_by) in rows {
-            let token = super::team::invite_token(state, &id)?;
+        for row in rows {
+            let token = super::team::invite_token(state, &row.id)?;
             out.push(
                 super::project::PendingStreamCollaborator::for_invitee(
-                    id,
-                    project_id,
-                    project_name,
-                    role,
+                    row.id,
+                    row.project_id,
+                    row.project_name,
+                    row.role,
                     token,
-                    invited_by,
+                    row.invited_by,
                     ctx,
                 )
                 .await?,
@@ -579,22 +570,14 @@ pub async fn search(
         .as_deref()
         .map(super::project::decode_cursor)
         .transpose()?;
-    let pattern = super::admin::like_pattern(&query);
-    let rows: Vec<(String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT id, created_at FROM users \
-         WHERE (CASE WHEN $2 THEN email = $1 ELSE (email = $1 OR lower(name) LIKE $3) END) \
-           AND ($4 OR role <> 'server:archived') \
-           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
-         ORDER BY created_at DESC, id DESC LIMIT $7",
+    let rows = query::users_search_page(
+        ctx.data::<AppState>()?.pool(),
+        &query,
+        search.email_only,
+        search.archived,
+        after,
+        limit,
     )
-    .bind(&query)
-    .bind(search.email_only)
-    .bind(&pattern)
-    .bind(search.archived)
-    .bind(after.as_ref().map(|a| a.0))
-    .bind(after.as_ref().map(|a| a.1.clone()).unwrap_or_default())
-    .bind(limit)
-    .fetch_all(ctx.data::<AppState>()?.pool())
     .await
     .map_err(internal)?;
     let cursor = rows

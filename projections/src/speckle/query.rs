@@ -402,7 +402,9 @@ pub struct ProjectRow {
     pub visibility: String,
     /// Whether non-members may comment.
     pub allow_public_comments: bool,
-    /// The user's role, e.g. `stream:owner`; none when not a member.
+    /// The user's role, e.g. `stream:owner`; none when not a member, or when the query does
+    /// not ask for one ([`admin_projects_page`]).
+    #[sqlx(default)]
     pub role: Option<String>,
     /// Created.
     pub created_at: OffsetDateTime,
@@ -789,4 +791,738 @@ pub async fn first_versions_of_models(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// A user as they see themselves, with their email.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UserRow {
+    /// Id.
+    pub id: String,
+    /// Email address.
+    pub email_address: String,
+    /// Display name.
+    pub name: String,
+    /// Bio.
+    pub bio: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Avatar.
+    pub avatar: Option<String>,
+    /// Whether one of the user's addresses is verified.
+    pub verified: bool,
+    /// Server role, e.g. `server:user`.
+    pub role: String,
+    /// Created.
+    pub created_at: OffsetDateTime,
+}
+
+/// User `user_id` with their email, if the user exists.
+pub async fn user_by_id(pool: &PgPool, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, email AS email_address, name, bio, company, avatar, \
+         EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
+         role, created_at \
+         FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A user's server role, e.g. `server:user`, if the user exists.
+pub async fn user_role(pool: &PgPool, user_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A user's email address and server role, if the user exists.
+pub async fn user_email_and_role(
+    pool: &PgPool,
+    user_id: &str,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT email, role FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// How many projects `user_id` is a member of whose name contains `search` (when given;
+/// case-insensitive, its wildcards not escaped) and on which the user has one of `roles` (when
+/// given).
+pub async fn user_projects_count(
+    pool: &PgPool,
+    user_id: &str,
+    search: Option<&str>,
+    roles: Option<&[String]>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM project_members m JOIN projects p ON p.id = m.project_id \
+         WHERE m.user_id = $1 AND ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
+         AND ($3::text[] IS NULL OR m.role = ANY($3))",
+    )
+    .bind(user_id)
+    .bind(search)
+    .bind(roles)
+    .fetch_one(pool)
+    .await
+}
+
+/// One page of the projects of [`user_projects_count`], as `(id, updated_at)`, most recently
+/// updated first, after the project `(updated_at, id)` of `after` when given.
+pub async fn user_projects_page(
+    pool: &PgPool,
+    user_id: &str,
+    search: Option<&str>,
+    roles: Option<&[String]>,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<(String, OffsetDateTime)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.id, p.updated_at FROM projects p JOIN project_members m ON m.project_id = p.id \
+         WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (p.updated_at, p.id) < ($2, $3)) \
+         AND ($5::text IS NULL OR p.name ILIKE '%' || $5 || '%') \
+         AND ($6::text[] IS NULL OR m.role = ANY($6)) \
+         ORDER BY p.updated_at DESC, p.id DESC LIMIT $4",
+    )
+    .bind(user_id)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .bind(search)
+    .bind(roles)
+    .fetch_all(pool)
+    .await
+}
+
+/// A pending invite as its addressee lists it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AddresseeInviteRow {
+    /// Invite id (the first part of its token).
+    pub id: String,
+    /// The project.
+    pub project_id: String,
+    /// The project's name.
+    #[sqlx(rename = "name")]
+    pub project_name: String,
+    /// The role on accepting, e.g. `stream:contributor`.
+    pub role: String,
+    /// Who invited.
+    pub invited_by: String,
+}
+
+/// The pending invites addressed to user `user_id` or to `email`, oldest first.
+pub async fn invites_addressed_to(
+    pool: &PgPool,
+    user_id: &str,
+    email: &str,
+) -> Result<Vec<AddresseeInviteRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.project_id, p.name, i.role, i.invited_by FROM project_invites i \
+         JOIN projects p ON p.id = i.project_id \
+         WHERE i.status = 'pending' AND (i.target_user_id = $1 OR i.target_email = $2) \
+         ORDER BY i.created_at",
+    )
+    .bind(user_id)
+    .bind(email)
+    .fetch_all(pool)
+    .await
+}
+
+/// One page of users, as `(id, created_at)`, newest first, after the user `(created_at, id)` of
+/// `after` when given: those whose email is `query`, or (unless `email_only`) whose lower-cased
+/// name contains it; archived users only with `archived`. `query` comes trimmed and lower-cased.
+pub async fn users_search_page(
+    pool: &PgPool,
+    query: &str,
+    email_only: bool,
+    archived: bool,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<(String, OffsetDateTime)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, created_at FROM users \
+         WHERE (CASE WHEN $2 THEN email = $1 ELSE (email = $1 OR lower(name) LIKE $3) END) \
+           AND ($4 OR role <> 'server:archived') \
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
+         ORDER BY created_at DESC, id DESC LIMIT $7",
+    )
+    .bind(query)
+    .bind(email_only)
+    .bind(like_pattern(query))
+    .bind(archived)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// How many projects, users and pending invites the server holds.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerCounts {
+    /// Projects.
+    pub projects: i64,
+    /// Users.
+    pub users: i64,
+    /// Pending project invites.
+    pub pending_invites: i64,
+}
+
+/// How many projects, users and pending invites the server holds, in one round trip.
+pub async fn server_counts(pool: &PgPool) -> Result<ServerCounts, sqlx::Error> {
+    let (projects, users, pending_invites): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM users), \
+         (SELECT count(*) FROM project_invites WHERE status = 'pending')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(ServerCounts {
+        projects,
+        users,
+        pending_invites,
+    })
+}
+
+/// The admin project list: `$1` a `LIKE` pattern on the name, `$2` a visibility.
+const ADMIN_PROJECTS: &str = "projects WHERE ($1::text IS NULL OR lower(name) LIKE $1) \
+    AND ($2::text IS NULL OR visibility = $2)";
+
+/// The admin invite list: pending invites to an email, `$1` a `LIKE` pattern on it.
+const ADMIN_INVITES: &str = "project_invites WHERE status = 'pending' \
+    AND target_email IS NOT NULL AND ($1::text IS NULL OR target_email LIKE $1)";
+
+/// The admin user list: `$1` a `LIKE` pattern on name or email, `$2` a role.
+const ADMIN_USERS: &str = "users WHERE ($1::text IS NULL OR lower(name) LIKE $1 OR email LIKE $1) \
+    AND ($2::text IS NULL OR role = $2)";
+
+/// One page of an admin list, newest first, after the row `(created_at, id)` of `after` when
+/// given, and how many rows `source` (a table and a `WHERE` filter whose parameters `$1..$n` are
+/// `binds`) holds. Every admin list is this shape; only the columns and the filter differ.
+async fn newest_first<T>(
+    pool: &PgPool,
+    columns: &str,
+    source: &str,
+    binds: &[Option<String>],
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<T>), sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
+    let mut total = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {source}"
+    )));
+    for bind in binds {
+        total = total.bind(bind);
+    }
+    let total = total.fetch_one(pool).await?;
+    let n = binds.len();
+    let mut page = sqlx::query_as::<_, T>(sqlx::AssertSqlSafe(format!(
+        "SELECT {columns} FROM {source} \
+         AND (${at}::timestamptz IS NULL OR (created_at, id) < (${at}, ${id})) \
+         ORDER BY created_at DESC, id DESC LIMIT ${limit}",
+        at = n + 1,
+        id = n + 2,
+        limit = n + 3,
+    )));
+    for bind in binds {
+        page = page.bind(bind);
+    }
+    let items = page
+        .bind(after.as_ref().map(|a| a.0))
+        .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok((total, items))
+}
+
+/// One page of every project on the server, newest first, after the project `(created_at, id)`
+/// of `after` when given, and how many match in all: those whose name contains `search` (when
+/// given, case-insensitively) and of `visibility` as stored (when given, e.g. `PUBLIC`). The
+/// rows carry no role.
+pub async fn admin_projects_page(
+    pool: &PgPool,
+    search: Option<&str>,
+    visibility: Option<&str>,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<ProjectRow>), sqlx::Error> {
+    newest_first(
+        pool,
+        "id, name, description, visibility, allow_public_comments, created_at, updated_at",
+        ADMIN_PROJECTS,
+        &[search.map(like_pattern), visibility.map(str::to_owned)],
+        after,
+        limit,
+    )
+    .await
+}
+
+/// A pending invite to someone without an account, as an admin lists it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AdminInviteRow {
+    /// Invite id.
+    pub id: String,
+    /// The invited address.
+    pub email: String,
+    /// Who invited.
+    pub invited_by: String,
+    /// Created.
+    pub created_at: OffsetDateTime,
+}
+
+/// One page of the pending invites to an email address, newest first, after the invite
+/// `(created_at, id)` of `after` when given, and how many match in all: those whose address
+/// contains `search` (when given, case-insensitively).
+pub async fn admin_invites_page(
+    pool: &PgPool,
+    search: Option<&str>,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<AdminInviteRow>), sqlx::Error> {
+    newest_first(
+        pool,
+        "id, target_email AS email, invited_by, created_at",
+        ADMIN_INVITES,
+        &[search.map(like_pattern)],
+        after,
+        limit,
+    )
+    .await
+}
+
+/// A user as an admin lists them, with the email.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AdminUserRow {
+    /// Id.
+    pub id: String,
+    /// Email address.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: String,
+    /// Bio.
+    pub bio: Option<String>,
+    /// Company.
+    pub company: Option<String>,
+    /// Avatar.
+    pub avatar: Option<String>,
+    /// Whether one of the user's addresses is verified.
+    pub verified: Option<bool>,
+    /// Server role, e.g. `server:user`.
+    pub role: Option<String>,
+    /// Created.
+    pub created_at: Option<OffsetDateTime>,
+}
+
+/// One page of every user, newest first, after the user `(created_at, id)` of `after` when
+/// given, and how many match in all: those whose name or email contains `search` (when given,
+/// case-insensitively) and who hold server role `role` (when given, e.g. `server:admin`).
+pub async fn admin_users_page(
+    pool: &PgPool,
+    search: Option<&str>,
+    role: Option<&str>,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<AdminUserRow>), sqlx::Error> {
+    newest_first(
+        pool,
+        "id, email, name, bio, company, avatar, \
+         EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
+         role, created_at",
+        ADMIN_USERS,
+        &[search.map(like_pattern), role.map(str::to_owned)],
+        after,
+        limit,
+    )
+    .await
+}
+
+/// A project as the legacy API shows it (a stream).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StreamRow {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Whether it is not private.
+    pub is_public: bool,
+    /// Whether non-members may comment.
+    pub allow_public_comments: bool,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Last changed.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Project `project_id` as a stream, if it exists.
+pub async fn stream_by_id(
+    pool: &PgPool,
+    project_id: &str,
+) -> Result<Option<StreamRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, visibility <> 'PRIVATE' AS is_public, \
+         allow_public_comments, \
+         created_at, updated_at FROM projects WHERE id = $1",
+    )
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A member of a project as the legacy API lists them.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StreamCollaboratorRow {
+    /// The member's id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The role on the project, e.g. `stream:owner`.
+    pub role: String,
+    /// Company.
+    pub company: Option<String>,
+    /// Avatar.
+    pub avatar: Option<String>,
+    /// Server role, e.g. `server:user`.
+    pub server_role: String,
+}
+
+/// The members of `project_id` in the order they joined (then by id).
+pub async fn stream_collaborators(
+    pool: &PgPool,
+    project_id: &str,
+) -> Result<Vec<StreamCollaboratorRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT u.id, u.name, m.role, u.company, u.avatar, u.role AS server_role \
+         FROM project_members m JOIN users u ON u.id = m.user_id \
+         WHERE m.project_id = $1 ORDER BY m.created_at, u.id",
+    )
+    .bind(project_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A model as the legacy API shows it (a branch).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct BranchRow {
+    /// Id.
+    pub id: String,
+    /// Canonical (lower-case) full name, `a/b/c`.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Who created it.
+    pub author_id: String,
+    /// Created.
+    pub created_at: OffsetDateTime,
+}
+
+/// How many models `project_id` has, every one counted (`globals` and an empty `main` too).
+pub async fn models_count(pool: &PgPool, project_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM models WHERE project_id = $1")
+        .bind(project_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// One page of the models of `project_id` as branches, newest first, after the model
+/// `(created_at, id)` of `after` when given.
+pub async fn branches_page(
+    pool: &PgPool,
+    project_id: &str,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<Vec<BranchRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at FROM models \
+         WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+    )
+    .bind(project_id)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// The model of `project_id` whose full name is `name` (trimmed and lower-cased here) as a
+/// branch, if it exists.
+pub async fn branch_by_name(
+    pool: &PgPool,
+    project_id: &str,
+    name: &str,
+) -> Result<Option<BranchRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at FROM models \
+         WHERE project_id = $1 AND name = lower(trim($2))",
+    )
+    .bind(project_id)
+    .bind(name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Model `model_id` as a branch, if it exists.
+pub async fn branch_by_id(pool: &PgPool, model_id: &str) -> Result<Option<BranchRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, description, author_id, project_id, created_at FROM models WHERE id = $1",
+    )
+    .bind(model_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A version as the legacy API shows it (a commit), with the names of its model, author and
+/// project while they exist.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct CommitRow {
+    /// Id.
+    pub id: String,
+    /// Id of its root object.
+    pub referenced_object: String,
+    /// Message.
+    pub message: Option<String>,
+    /// The application it was sent from.
+    pub source_application: Option<String>,
+    /// Number of objects under the root, as sent.
+    pub total_children_count: Option<i32>,
+    /// Parent version ids.
+    pub parents: Option<Vec<String>>,
+    /// Its model's full name.
+    pub branch_name: Option<String>,
+    /// Who sent it.
+    pub author_id: String,
+    /// Its author's display name.
+    pub author_name: Option<String>,
+    /// Its author's avatar.
+    pub author_avatar: Option<String>,
+    /// Its project.
+    pub stream_id: String,
+    /// Its project's name.
+    pub stream_name: Option<String>,
+    /// Created.
+    pub created_at: OffsetDateTime,
+    /// Its model.
+    pub model_id: String,
+}
+
+/// A commit's columns and joins; a `WHERE` clause follows.
+const COMMIT_SELECT: &str = "SELECT v.id, v.referenced_object, v.message, v.source_application, \
+    v.total_children_count, v.parents, m.name AS branch_name, v.author_id, u.name AS author_name, \
+    u.avatar AS author_avatar, v.project_id AS stream_id, p.name AS stream_name, v.created_at, \
+    v.model_id \
+    FROM versions v LEFT JOIN models m ON m.id = v.model_id \
+    LEFT JOIN users u ON u.id = v.author_id \
+    LEFT JOIN projects p ON p.id = v.project_id ";
+
+/// Version `version_id` of `project_id` as a commit, or without an id the project's newest, if
+/// there is one.
+pub async fn commit_in_stream(
+    pool: &PgPool,
+    project_id: &str,
+    version_id: Option<&str>,
+) -> Result<Option<CommitRow>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{COMMIT_SELECT} WHERE ($1::text IS NULL OR v.id = $1) AND v.project_id = $2 \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT 1"
+    )))
+    .bind(version_id)
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// One page of the versions of the project or model `id` as commits, newest first, after the
+/// version `(created_at, id)` of `after` when given, and how many versions it has in all.
+pub async fn commits_page(
+    pool: &PgPool,
+    of: VersionsOf,
+    id: &str,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<CommitRow>), sqlx::Error> {
+    let column = match of {
+        VersionsOf::Project => "v.project_id",
+        VersionsOf::Model => "v.model_id",
+    };
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM versions v WHERE {column} = $1"
+    )))
+    .bind(id)
+    .fetch_one(pool)
+    .await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{COMMIT_SELECT} WHERE {column} = $1 \
+         AND ($2::timestamptz IS NULL OR (v.created_at, v.id) < ($2, $3)) \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT $4"
+    )))
+    .bind(id)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok((total, items))
+}
+
+/// One page of the projects `user_id` is a member of, as `(id, updated_at)`, most recently
+/// updated first, after the project `(updated_at, id)` of `after` when given, and how many match
+/// in all: those whose name contains `search` (when given; case-insensitive, its wildcards not
+/// escaped) and, unless `own` (the viewer is `user_id`), that are not private or have `viewer` as
+/// a member too.
+pub async fn user_streams_page(
+    pool: &PgPool,
+    user_id: &str,
+    search: Option<&str>,
+    own: bool,
+    viewer: &str,
+    after: Option<(OffsetDateTime, String)>,
+    limit: i64,
+) -> Result<(i64, Vec<(String, OffsetDateTime)>), sqlx::Error> {
+    let filter = "FROM projects p JOIN project_members m ON m.project_id = p.id AND m.user_id = $1 \
+         WHERE ($2::text IS NULL OR p.name ILIKE '%' || $2 || '%') \
+         AND ($5 OR p.visibility <> 'PRIVATE' \
+              OR EXISTS (SELECT 1 FROM project_members o \
+                         WHERE o.project_id = p.id AND o.user_id = $6))";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {filter} AND $3::timestamptz IS NULL AND $4::text IS NOT NULL"
+    )))
+    .bind(user_id)
+    .bind(search)
+    .bind(None::<OffsetDateTime>)
+    .bind("")
+    .bind(own)
+    .bind(viewer)
+    .fetch_one(pool)
+    .await?;
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, p.updated_at {filter} \
+         AND ($3::timestamptz IS NULL OR (p.updated_at, p.id) < ($3, $4)) \
+         ORDER BY p.updated_at DESC, p.id DESC LIMIT $7"
+    )))
+    .bind(user_id)
+    .bind(search)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(own)
+    .bind(viewer)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok((total, rows))
+}
+
+/// Whose activity a listing covers.
+#[derive(Clone, Copy, Debug)]
+pub enum ActivityOf<'a> {
+    /// A stream's (project's).
+    Stream(&'a str),
+    /// One resource's, e.g. a branch's or a commit's.
+    Resource(&'a str),
+    /// A user's, in the streams the viewer may read.
+    User(&'a str),
+}
+
+/// Which activity entries to list.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivityFilter<'a> {
+    /// Whose.
+    pub of: ActivityOf<'a>,
+    /// Only of this action type, e.g. `commit_create`.
+    pub action_type: Option<&'a str>,
+    /// Only later than this.
+    pub after: Option<OffsetDateTime>,
+    /// Only earlier than this.
+    pub before: Option<OffsetDateTime>,
+    /// The user looking (empty when signed out): a user's feed shows only streams that are not
+    /// private or that the viewer is a member of.
+    pub viewer: &'a str,
+    /// Whether the viewer is a server admin, to whom a user's feed shows every stream.
+    pub viewer_is_admin: bool,
+}
+
+/// An activity entry (the original's `stream_activity`).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ActivityRow {
+    /// Id.
+    pub id: String,
+    /// What happened, e.g. `commit_create`.
+    pub action_type: String,
+    /// What the event recorded.
+    pub info_value: serde_json::Value,
+    /// Who did it.
+    pub user_id: Option<String>,
+    /// The stream (project).
+    pub stream_id: String,
+    /// What it happened to.
+    pub resource_id: String,
+    /// The kind of that, e.g. `commit`.
+    pub resource_type: String,
+    /// When.
+    pub time: OffsetDateTime,
+    /// A summary.
+    pub message: String,
+}
+
+/// One page of the activity matching `filter`, newest first, earlier than `cursor` when given,
+/// and how many entries match in all (whatever the cursor).
+pub async fn activity_page(
+    pool: &PgPool,
+    filter: ActivityFilter<'_>,
+    cursor: Option<OffsetDateTime>,
+    limit: i64,
+) -> Result<(i64, Vec<ActivityRow>), sqlx::Error> {
+    let (column, key) = match filter.of {
+        ActivityOf::Stream(id) => ("stream_id", id),
+        ActivityOf::Resource(id) => ("resource_id", id),
+        ActivityOf::User(id) => ("user_id", id),
+    };
+    // A user's feed shows only streams the viewer may read.
+    let visible = match filter.of {
+        ActivityOf::User(_) => {
+            " AND (stream_id IN (SELECT id FROM projects WHERE visibility <> 'PRIVATE') \
+               OR stream_id IN (SELECT project_id FROM project_members WHERE user_id = $7) \
+               OR $8)"
+        }
+        _ => "",
+    };
+    let matching = format!(
+        "FROM activity WHERE {column} = $1 AND ($2::text IS NULL OR action_type = $2) \
+         AND ($3::timestamptz IS NULL OR time > $3) AND ($4::timestamptz IS NULL OR time < $4) \
+         AND ($5::timestamptz IS NULL OR time < $5){visible}"
+    );
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {matching} AND $6::bigint IS NOT NULL"
+    )))
+    .bind(key)
+    .bind(filter.action_type)
+    .bind(filter.after)
+    .bind(filter.before)
+    .bind(None::<OffsetDateTime>)
+    .bind(limit)
+    .bind(filter.viewer)
+    .bind(filter.viewer_is_admin)
+    .fetch_one(pool)
+    .await?;
+    let items = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, action_type, info AS info_value, user_id, stream_id, resource_id, \
+         resource_type, \
+         time, message {matching} ORDER BY time DESC, id DESC LIMIT $6"
+    )))
+    .bind(key)
+    .bind(filter.action_type)
+    .bind(filter.after)
+    .bind(filter.before)
+    .bind(cursor)
+    .bind(limit)
+    .bind(filter.viewer)
+    .bind(filter.viewer_is_admin)
+    .fetch_all(pool)
+    .await?;
+    Ok((total, items))
 }
