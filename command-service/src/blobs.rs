@@ -11,32 +11,16 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::ingestion::{ImportFile, SourceData};
-use domain::policy::{DenyCode, Principal};
+use domain::policy::Principal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::commands::{CommandError, new_id};
+use crate::commands::new_id;
 use crate::context::RequestContext;
 use crate::error::AppError;
-use crate::ingestion::{self as service, Caller, NewIngestion};
-
-fn refused(e: CommandError) -> AppError {
-    match e {
-        CommandError::Denied(d) => {
-            let status = match d.code {
-                DenyCode::Unauthorized => StatusCode::UNAUTHORIZED,
-                DenyCode::Forbidden => StatusCode::FORBIDDEN,
-                DenyCode::StreamNotFound => StatusCode::NOT_FOUND,
-            };
-            AppError::new(status, d.code.as_str(), d.message)
-        }
-        CommandError::Domain(d) => {
-            AppError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", d.to_string())
-        }
-        other => AppError::internal(other),
-    }
-}
+use crate::ingestion::rest::as_caller;
+use crate::ingestion::{self as service, NewIngestion};
 
 fn store_error(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "the file store failed");
@@ -45,20 +29,6 @@ fn store_error(e: impl std::fmt::Display) -> AppError {
         "FILE_STORE_UNAVAILABLE",
         "The file store is not answering; try again.",
     )
-}
-
-async fn caller(
-    state: &AppState,
-    headers: &HeaderMap,
-    context: &RequestContext,
-) -> Result<Caller, Response> {
-    let principal = crate::auth::authenticate(state, headers)
-        .await
-        .map_err(IntoResponse::into_response)?;
-    Ok(Caller {
-        metadata: context.metadata(principal.user_id.clone(), None),
-        principal,
-    })
 }
 
 /// The file's lower-case extension (empty when it has none).
@@ -177,20 +147,15 @@ pub async fn upload(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         service::project_for_ingest(&state, &caller, &project_id)
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         let user = caller.principal.user_id.clone().unwrap_or_default();
         let stored = store_parts(&state, &project_id, &user, multipart).await?;
         Ok::<_, AppError>((StatusCode::CREATED, Json(upload_results(&stored))).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `POST /api/file/:fileType/:projectId/:modelName?` (deprecated by the original, still used by
@@ -203,23 +168,19 @@ pub async fn upload_and_import(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         let [_, project_id, rest @ ..] = params.as_slice() else {
             return Err(AppError::not_found("no such route"));
         };
         let model_name = rest.first().map_or("main", String::as_str);
         let project = service::project_for_ingest(&state, &caller, project_id)
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         let model_id = match project.model_by_name(model_name) {
             Some((id, _)) => id.to_owned(),
             None => service::create_model(&state, &caller, project_id, model_name)
                 .await
-                .map_err(refused)?,
+                .map_err(AppError::from)?,
         };
         let user = caller.principal.user_id.clone().unwrap_or_default();
         let stored = store_parts(&state, project_id, &user, multipart).await?;
@@ -247,7 +208,7 @@ pub async fn upload_and_import(
                 },
             )
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         }
         let mut response =
             (StatusCode::CREATED, Json(upload_results(&stored))).into_response();
@@ -258,9 +219,8 @@ pub async fn upload_and_import(
             ),
         );
         Ok(response)
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// The completed blob `blob_id` of a project `principal` may read.
@@ -272,7 +232,7 @@ async fn readable_blob(
 ) -> Result<schema::files::FileUpload, AppError> {
     service::readable_project(state, principal, project_id)
         .await
-        .map_err(refused)?;
+        .map_err(AppError::from)?;
     schema::files::get(state.pool(), project_id, blob_id)
         .await
         .map_err(AppError::internal)?
@@ -287,11 +247,7 @@ pub async fn download(
     context: RequestContext,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         let blob = readable_blob(&state, &caller.principal, &project_id, &blob_id).await?;
         let store = state
             .blobs()
@@ -315,9 +271,8 @@ pub async fn download(
             )
                 .into_response(),
         )
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `DELETE /api/stream/:projectId/blob/:blobId`: 204.
@@ -327,14 +282,10 @@ pub async fn delete(
     context: RequestContext,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         service::project_for_ingest(&state, &caller, &project_id)
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         readable_blob(&state, &caller.principal, &project_id, &blob_id).await?;
         if let Some(store) = state.blobs() {
             store
@@ -346,9 +297,8 @@ pub async fn delete(
             .await
             .map_err(AppError::internal)?;
         Ok::<_, AppError>(StatusCode::NO_CONTENT.into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `POST /api/stream/:projectId/blob/diff`: which of the ids the project does not hold.
@@ -359,22 +309,17 @@ pub async fn diff(
     headers: HeaderMap,
     Json(ids): Json<Vec<String>>,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         service::readable_project(&state, &caller.principal, &project_id)
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         let known = schema::files::completed_ids(state.pool(), &project_id, &ids)
             .await
             .map_err(AppError::internal)?;
         let unknown: Vec<&String> = ids.iter().filter(|id| !known.contains(id)).collect();
         Ok::<_, AppError>(Json(json!(unknown)).into_response())
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `GET /api/stream/:projectId/blobs` query.
@@ -392,14 +337,10 @@ pub async fn list(
     context: RequestContext,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match caller(&state, &headers, &context).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let result = async {
+    as_caller(state, &headers, &context, |state, caller| async move {
         service::readable_project(&state, &caller.principal, &project_id)
             .await
-            .map_err(refused)?;
+            .map_err(AppError::from)?;
         let files =
             schema::files::list_completed(state.pool(), &project_id, query.file_name.as_deref())
                 .await
@@ -425,7 +366,6 @@ pub async fn list(
             Json(json!({"blobs": blobs, "totalCount": blobs.len(), "cursor": null}))
                 .into_response(),
         )
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }

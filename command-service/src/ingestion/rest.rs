@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::error::{DomainError, Entity};
 use domain::ingestion::{IngestionStatus, UploadedFile, is_bare_file_name};
-use domain::policy::DenyCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -45,39 +44,8 @@ fn store_failed(e: impl std::fmt::Display) -> AppError {
     )
 }
 
-/// A command failure as the rail answers it.
-fn refused(e: CommandError) -> AppError {
-    match e {
-        CommandError::Denied(d) => {
-            let status = match d.code {
-                DenyCode::Unauthorized => StatusCode::UNAUTHORIZED,
-                DenyCode::Forbidden => StatusCode::FORBIDDEN,
-                DenyCode::StreamNotFound => StatusCode::NOT_FOUND,
-            };
-            AppError::new(status, d.code.as_str(), d.message)
-        }
-        CommandError::Domain(d @ DomainError::NotFound { .. }) => {
-            AppError::not_found(d.to_string())
-        }
-        CommandError::Domain(d @ DomainError::InvalidTransition { .. }) => {
-            AppError::new(StatusCode::CONFLICT, "INGESTION_STATE_ERROR", d.to_string())
-        }
-        CommandError::Domain(d) => bad_request(d.to_string()),
-        CommandError::BadInput(m) => bad_request(m),
-        CommandError::Contended { .. } => {
-            AppError::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
-        }
-        CommandError::Lag(lag) => AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            projections::ProjectionLag::CODE,
-            lag.to_string(),
-        ),
-        CommandError::Internal(m) => AppError::internal(m),
-    }
-}
-
 /// Authenticates the request, then answers it with `answer`.
-async fn as_caller<F, Fut>(
+pub(crate) async fn as_caller<F, Fut>(
     state: AppState,
     headers: &HeaderMap,
     context: &RequestContext,
@@ -130,12 +98,12 @@ async fn sign_files(
 ) -> Result<Response, AppError> {
     super::project_for_ingest(state, caller, project_id)
         .await
-        .map_err(refused)?;
+        .map_err(AppError::from)?;
     let ingestion = super::load(state, project_id, ingestion_id)
         .await
-        .map_err(refused)?;
+        .map_err(AppError::from)?;
     if !ingestion.idle_clock_running() {
-        return Err(refused(CommandError::Domain(
+        return Err(AppError::from(CommandError::Domain(
             DomainError::InvalidTransition {
                 kind: Entity::Ingestion,
                 status: ingestion.status.as_str(),
@@ -210,10 +178,10 @@ async fn complete_upload(
 ) -> Result<Response, AppError> {
     super::project_for_ingest(state, caller, project_id)
         .await
-        .map_err(refused)?;
+        .map_err(AppError::from)?;
     let ingestion = super::load(state, project_id, ingestion_id)
         .await
-        .map_err(refused)?;
+        .map_err(AppError::from)?;
     let answer = |version_id: &str| Json(json!({ "versionId": version_id })).into_response();
     if ingestion.status == IngestionStatus::Success {
         return Ok(answer(&ingestion.version_id));
@@ -259,7 +227,7 @@ async fn complete_upload(
         },
     )
     .await
-    .map_err(refused)?;
+    .map_err(AppError::from)?;
     Ok(answer(&version_id))
 }
 
@@ -290,7 +258,7 @@ async fn list_artifacts(
         .await
         .map_err(|e| match e {
             CommandError::Denied(_) => no_bundle(),
-            other => refused(other),
+            other => AppError::from(other),
         })?;
     let files = projections::speckle::query::bundle_files(state.pool(), project_id, version_id)
         .await
