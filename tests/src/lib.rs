@@ -194,6 +194,31 @@ impl TestApp {
         answer["data"].clone()
     }
 
+    /// Creates a private project with one model, as `token`; returns their ids.
+    pub async fn project_with_model(&self, token: &str, model: &str) -> (String, String) {
+        let project = self
+            .gql_data(
+                token,
+                "mutation { projectMutations { create(input: {name: \"test\"}) { id } } }",
+                serde_json::json!({}),
+            )
+            .await["projectMutations"]["create"]["id"]
+            .as_str()
+            .expect("a project id")
+            .to_owned();
+        let model = self
+            .gql_data(
+                token,
+                "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
+                serde_json::json!({"p": project, "n": model}),
+            )
+            .await["modelMutations"]["create"]["id"]
+            .as_str()
+            .expect("a model id")
+            .to_owned();
+        (project, model)
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

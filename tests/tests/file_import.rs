@@ -52,24 +52,7 @@ async fn world_without_worker() -> World {
         worker: CancellationToken::new(),
         db,
     };
-    w.project = w
-        .ok(
-            "mutation { projectMutations { create(input: {name: \"imports\"}) { id } } }",
-            json!({}),
-        )
-        .await["projectMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.model = w
-        .ok(
-            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"uploads\"}) { id } } }",
-            json!({"p": w.project}),
-        )
-        .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    (w.project, w.model) = w.app.project_with_model(&w.token, "uploads").await;
     w
 }
 

@@ -50,24 +50,7 @@ async fn world() -> World {
         _stack: stack,
         workers: Vec::new(),
     };
-    w.project = w
-        .ok(
-            "mutation { projectMutations { create(input: {name: \"ingest\"}) { id } } }",
-            json!({}),
-        )
-        .await["projectMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    w.model = w
-        .ok(
-            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
-            json!({"p": w.project}),
-        )
-        .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    (w.project, w.model) = w.app.project_with_model(&w.token, "m").await;
     w
 }
 

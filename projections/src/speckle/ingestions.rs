@@ -51,9 +51,16 @@ pub(super) async fn apply(
     let table = batch.table(TABLE.name);
     let at = e.recorded_at;
     let id = event.ingestion_id();
-    // Every change but creation: one UPDATE with these columns set.
-    let update =
-        |set: &str| format!("UPDATE {table} SET {set}, events = $2, updated_at = $3 WHERE id = $1");
+    // Every change but creation: one UPDATE of the ingestion's row with these columns set
+    // (`$4`… bound by the caller), counting the event and stamping its time.
+    let update = |set: &str| {
+        sqlx::query(sql(format!(
+            "UPDATE {table} SET {set}, events = $2, updated_at = $3 WHERE id = $1"
+        )))
+        .bind(id)
+        .bind(e.stream_version)
+        .bind(at)
+    };
     let conn = &mut *batch.conn;
     match event {
         E::IngestionCreated {
@@ -121,12 +128,9 @@ pub(super) async fn apply(
                     position: Some(e.cursor.position),
                     message: err.to_string(),
                 })?;
-            sqlx::query(sql(update(
+            update(
                 "status = 'processing', progress_message = $4, progress = NULL, source_data = $5",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
+            )
             .bind(progress_message)
             .bind(source)
             .execute(&mut *conn)
@@ -135,104 +139,71 @@ pub(super) async fn apply(
         E::IngestionRequeued {
             progress_message, ..
         } => {
-            sqlx::query(sql(update(
-                "status = 'queued', progress_message = $4, progress = NULL",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
-            .bind(progress_message)
-            .execute(&mut *conn)
-            .await?;
+            update("status = 'queued', progress_message = $4, progress = NULL")
+                .bind(progress_message)
+                .execute(&mut *conn)
+                .await?;
         }
         E::IngestionProgressUpdated {
             progress_message,
             progress,
             ..
         } => {
-            sqlx::query(sql(update("progress_message = $4, progress = $5")))
-                .bind(id)
-                .bind(e.stream_version)
-                .bind(at)
+            update("progress_message = $4, progress = $5")
                 .bind(progress_message)
                 .bind(progress)
                 .execute(&mut *conn)
                 .await?;
         }
         E::IngestionCancellationRequested { message, .. } => {
-            sqlx::query(sql(update(
-                "cancellation_requested = true, cancellation_message = $4",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
-            .bind(message)
-            .execute(&mut *conn)
-            .await?;
+            update("cancellation_requested = true, cancellation_message = $4")
+                .bind(message)
+                .execute(&mut *conn)
+                .await?;
         }
         E::IngestionUploadCompleted { files, .. } => {
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-            sqlx::query(sql(update("upload_accepted = true, files = $4")))
-                .bind(id)
-                .bind(e.stream_version)
-                .bind(at)
+            update("upload_accepted = true, files = $4")
                 .bind(serde_json::json!(names))
                 .execute(&mut *conn)
                 .await?;
         }
         E::IngestionSucceeded { .. } => {
-            sqlx::query(sql(update(
-                "status = 'success', progress_message = NULL, progress = NULL",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?;
+            update("status = 'success', progress_message = NULL, progress = NULL")
+                .execute(&mut *conn)
+                .await?;
         }
         E::IngestionFailed {
             error_reason,
             timed_out,
             ..
         } => {
-            sqlx::query(sql(update(
+            update(
                 "status = 'failed', progress_message = NULL, progress = NULL, error_reason = $4, \
                  cancellation_requested = cancellation_requested OR $5",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
+            )
             .bind(error_reason)
             .bind(timed_out)
             .execute(&mut *conn)
             .await?;
         }
         E::IngestionObjectsBuilt { root_object_id, .. } => {
-            sqlx::query(sql(update("objects_root = $4, objects_error = NULL")))
-                .bind(id)
-                .bind(e.stream_version)
-                .bind(at)
+            update("objects_root = $4, objects_error = NULL")
                 .bind(root_object_id)
                 .execute(&mut *conn)
                 .await?;
         }
         E::IngestionObjectsFailed { reason, .. } => {
-            sqlx::query(sql(update("objects_error = $4")))
-                .bind(id)
-                .bind(e.stream_version)
-                .bind(at)
+            update("objects_error = $4")
                 .bind(reason)
                 .execute(&mut *conn)
                 .await?;
         }
         E::IngestionCancelled { message, .. } => {
-            sqlx::query(sql(update(
+            update(
                 "status = 'cancelled', progress_message = NULL, progress = NULL, \
                  cancellation_message = COALESCE($4, cancellation_message)",
-            )))
-            .bind(id)
-            .bind(e.stream_version)
-            .bind(at)
+            )
             .bind(message)
             .execute(&mut *conn)
             .await?;
