@@ -142,21 +142,22 @@ pub struct Commit {
 
 impl From<query::CommitRow> for Commit {
     fn from(r: query::CommitRow) -> Self {
+        let v = r.version;
         Self {
-            id: r.id,
-            referenced_object: r.referenced_object,
-            message: r.message,
-            source_application: r.source_application,
-            total_children_count: r.total_children_count,
-            parents: r.parents,
+            id: v.id,
+            referenced_object: v.referenced_object,
+            message: v.message,
+            source_application: v.source_application,
+            total_children_count: v.total_children_count,
+            parents: v.parents,
             branch_name: r.branch_name,
-            author_id: r.author_id,
+            author_id: v.author_id,
             author_name: r.author_name,
             author_avatar: r.author_avatar,
-            stream_id: r.stream_id,
+            stream_id: v.project_id,
             stream_name: r.stream_name,
-            created_at: r.created_at,
-            model_id: r.model_id,
+            created_at: v.created_at,
+            model_id: v.model_id,
         }
     }
 }

@@ -1281,40 +1281,23 @@ pub async fn branch_by_id(pool: &PgPool, model_id: &str) -> Result<Option<Branch
 /// project while they exist.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct CommitRow {
-    /// Id.
-    pub id: String,
-    /// Id of its root object.
-    pub referenced_object: String,
-    /// Message.
-    pub message: Option<String>,
-    /// The application it was sent from.
-    pub source_application: Option<String>,
-    /// Number of objects under the root, as sent.
-    pub total_children_count: Option<i32>,
-    /// Parent version ids.
-    pub parents: Option<Vec<String>>,
+    /// The version.
+    #[sqlx(flatten)]
+    pub version: VersionRow,
     /// Its model's full name.
     pub branch_name: Option<String>,
-    /// Who sent it.
-    pub author_id: String,
     /// Its author's display name.
     pub author_name: Option<String>,
     /// Its author's avatar.
     pub author_avatar: Option<String>,
-    /// Its project.
-    pub stream_id: String,
     /// Its project's name.
     pub stream_name: Option<String>,
-    /// Created.
-    pub created_at: OffsetDateTime,
-    /// Its model.
-    pub model_id: String,
 }
 
 /// A commit's columns and joins; a `WHERE` clause follows.
 const COMMIT_SELECT: &str = "SELECT v.id, v.referenced_object, v.message, v.source_application, \
     v.total_children_count, v.parents, m.name AS branch_name, v.author_id, u.name AS author_name, \
-    u.avatar AS author_avatar, v.project_id AS stream_id, p.name AS stream_name, v.created_at, \
+    u.avatar AS author_avatar, v.project_id, p.name AS stream_name, v.created_at, \
     v.model_id \
     FROM versions v LEFT JOIN models m ON m.id = v.model_id \
     LEFT JOIN users u ON u.id = v.author_id \
