@@ -347,6 +347,36 @@ impl Accounts {
         }
     }
 
+    /// A read grant for `project_id`'s objects until `expires_unix` (seconds), for the preview
+    /// renderer's page: `spg1.<project>.<expiry>.<tag>`, the tag keyed with the pepper. Never
+    /// stored: it proves itself, and it only reads objects (`policy::can_read_objects_with_grant`).
+    pub fn preview_grant(pepper: &Secret, project_id: &str, expires_unix: i64) -> String {
+        format!(
+            "{PREVIEW_GRANT_PREFIX}{project_id}.{expires_unix}.{}",
+            preview_grant_tag(pepper, project_id, expires_unix)
+        )
+    }
+
+    /// The project a presented preview grant reads, if its tag checks out and it has not
+    /// expired at `now_unix`; `None` for anything else (including tokens of other kinds).
+    pub fn preview_grant_project(pepper: &Secret, token: &str, now_unix: i64) -> Option<String> {
+        let mut parts = token.strip_prefix(PREVIEW_GRANT_PREFIX)?.split('.');
+        let (project_id, expires, tag) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let expires_unix: i64 = expires.parse().ok()?;
+        let expected = preview_grant_tag(pepper, project_id, expires_unix);
+        let same = !expected.is_empty()
+            && expected.len() == tag.len()
+            && expected
+                .bytes()
+                .zip(tag.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        (same && now_unix < expires_unix).then(|| project_id.to_owned())
+    }
+
     /// The token of invite `invite_id`: the id and a keyed tag, so only whoever received the
     /// invite can use it (a bare invite id is guessable from activity).
     pub fn invite_token(&self, invite_id: &str) -> Result<String, AccountError> {
@@ -807,4 +837,21 @@ async fn verify_password(password: String, hash: String) -> Result<bool, Account
     })
     .await
     .map_err(|e| AccountError::Internal(e.to_string()))?
+}
+
+/// How a preview grant starts (it is not a token the credential store knows).
+pub const PREVIEW_GRANT_PREFIX: &str = "spg1.";
+
+fn preview_grant_tag(pepper: &Secret, project_id: &str, expires_unix: i64) -> String {
+    match Hmac::<Sha256>::new_from_slice(pepper.expose().as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(b"preview-grant:");
+            mac.update(project_id.as_bytes());
+            mac.update(b":");
+            mac.update(expires_unix.to_string().as_bytes());
+            hex::encode(mac.finalize().into_bytes())
+        }
+        // HMAC takes keys of any length; unreachable, and an empty tag never matches.
+        Err(_) => String::new(),
+    }
 }

@@ -375,6 +375,14 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
         bundle_objects_max_bytes: settings.ingestion_objects_max_bundle_bytes,
         import_time_limit: Duration::from_secs(settings.file_import_time_limit_seconds),
         mail: mail_options(settings),
+        previews: match crate::previews::preview_options(settings) {
+            Some(options) => Some((
+                options,
+                crate::previews::LivePreviewControl::new(settings, pool.clone())?
+                    as std::sync::Arc<dyn workers::preview::PreviewControl>,
+            )),
+            None => None,
+        },
     })
     .context("building the job handlers")?;
     Ok(workers::JobRunner::new(

@@ -282,6 +282,26 @@ settings! {
     ingestion_objects_max_bundle_bytes: u64 = 1024 * 1024 * 1024,
     /// The longest one file import's conversion may take before its ingestion fails.
     file_import_time_limit_seconds: u64 = 600,
+    /// The built viewer page (`deploy/build-viewer` prints it), served at `/_strata/viewer/`;
+    /// none = this process neither serves the page nor renders previews (their jobs wait).
+    preview_viewer_dir: Option<String> = None,
+    /// The chromedriver binary the preview worker starts.
+    preview_chromedriver: String = "chromedriver".to_owned(),
+    /// The Chromium binary; none = chromedriver's default.
+    preview_chromium: Option<String> = None,
+    /// The origin the preview browser loads the viewer page and objects from (this server or
+    /// any replica); none = the public URL.
+    preview_server_url: Option<String> = None,
+    /// The longest one preview render may take (load, draw, every angle).
+    preview_render_timeout_seconds: u64 = 120,
+    /// Renders before the preview browser is restarted.
+    preview_max_renders_per_browser: u32 = 200,
+    /// The preview browser's process tree is restarted past this resident memory.
+    preview_max_browser_rss_mb: u64 = 1536,
+    /// Angles rendered around each model (the original: 24; the web app scrubs them).
+    preview_angles: u32 = 24,
+    /// How long the page's read grant for a project's objects lasts.
+    preview_grant_seconds: u64 = 600,
     /// SMTP host for transactional email (used by workers); none = email disabled.
     smtp_host: Option<String> = None,
     /// SMTP port.

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/projects/{project_id}/models/{model_id}/versions/{version_id}/artifacts",
             get(crate::ingestion::rest::artifacts),
         )
+        .merge(crate::previews::routes())
         .fallback(|| async { AppError::not_found("no such route") })
         // A request may carry several parts plus multipart framing; each part has its own limit.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -311,6 +312,14 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
             }
         }
         Err(e) => tracing::warn!(error = %e, "projection status unavailable for /metrics"),
+    }
+    match schema::previews::stats(state.pool()).await {
+        Ok(figures) => {
+            for (measure, value) in figures {
+                metrics.previews.with_label_values(&[&measure]).set(value);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "preview figures unavailable for /metrics"),
     }
     let text = metrics.render().map_err(AppError::internal)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())

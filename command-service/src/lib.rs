@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingestion;
 pub mod metrics;
 pub mod objects;
+pub mod previews;
 pub mod ratelimit;
 pub mod realtime;
 pub mod telemetry;

@@ -59,6 +59,31 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Preview images.
+    Previews {
+        #[command(subcommand)]
+        command: PreviewsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PreviewsCommand {
+    /// Render the previews of a project's versions again (or one version's, or every
+    /// project's), waiting with a progress bar until the workers are through.
+    Regenerate {
+        /// The project.
+        #[arg(long, required_unless_present = "all")]
+        project: Option<String>,
+        /// Only this version of the project.
+        #[arg(long, requires = "project")]
+        version: Option<String>,
+        /// Every version of every project.
+        #[arg(long, conflicts_with = "project")]
+        all: bool,
+        /// Enqueue and return without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +164,24 @@ async fn run(
             let pool = runtime_pool(&settings, "status reads the checkpoints")?;
             let status = projections::status(&pool).await?;
             println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Command::Previews {
+            command:
+                PreviewsCommand::Regenerate {
+                    project,
+                    version,
+                    all: _,
+                    no_wait,
+                },
+        } => {
+            let pool = runtime_pool(&settings, "regenerating previews enqueues jobs")?;
+            return command_service::previews::regenerate(
+                &pool,
+                project.as_deref(),
+                version.as_deref(),
+                !no_wait,
+            )
+            .await;
         }
         Command::Audit {
             command: AuditCommand::Verify { stream },

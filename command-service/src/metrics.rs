@@ -19,6 +19,9 @@ pub struct Metrics {
     pub projections: GaugeVec,
     /// Requests let through because the limiter failed.
     pub rate_limit_failures: prometheus::IntCounter,
+    /// Previews by status, the render queue and render times (`measure`; set at scrape time
+    /// from the database, so every process reports the fleet's figures).
+    pub previews: GaugeVec,
     /// Live subscriptions on this process (set at scrape time).
     pub live_subscriptions: prometheus::IntGauge,
     /// GraphQL requests answered from the response cache.
@@ -51,6 +54,15 @@ impl Metrics {
             Opts::new("projection", "Projection lag and health"),
             &["projection", "measure"],
         )?;
+        let previews = GaugeVec::new(
+            Opts::new(
+                "previews",
+                "Preview images: rendering/done/empty/failed counts, queued jobs, \
+                 oldest_queued_seconds, render_seconds_p50_1h/p99_1h",
+            ),
+            &["measure"],
+        )?;
+        registry.register(Box::new(previews.clone()))?;
         let live_subscriptions = prometheus::IntGauge::new(
             "live_subscriptions",
             "GraphQL subscriptions receiving live events on this process",
@@ -83,6 +95,7 @@ impl Metrics {
             http_duration,
             event_log,
             projections,
+            previews,
         })
     }
 

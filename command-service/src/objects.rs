@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::policy::{self, Principal, ProjectAccess, ProjectRole, Visibility};
+use domain::policy::{self, Principal};
+use projections::speckle::query;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -32,51 +33,29 @@ fn internal(e: impl std::fmt::Display) -> Response {
 }
 
 /// Who is calling and what they may do with the project, or the response refusing them.
+/// Reads also accept the preview renderer's grant for the project
+/// (`Accounts::preview_grant`).
 async fn access(
     state: &AppState,
     headers: &HeaderMap,
     project_id: &str,
     write: bool,
 ) -> Result<(), Response> {
+    if !write
+        && let Some(decision) = crate::previews::grant_decision(state, headers, project_id)
+    {
+        return decision.map_err(|_| StatusCode::UNAUTHORIZED.into_response());
+    }
     let principal: Principal = auth::authenticate(state, headers)
         .await
         .map_err(IntoResponse::into_response)?;
-    let visibility: Option<String> =
-        sqlx::query_scalar("SELECT visibility FROM projects WHERE id = $1")
-            .bind(project_id)
-            .fetch_optional(state.pool())
-            .await
-            .map_err(internal)?;
-    let Some(visibility) = visibility else {
+    let project = query::project_with_role(state.pool(), project_id, principal.user_id.as_deref())
+        .await
+        .map_err(internal)?;
+    let Some(project) = project else {
         return Err(text(StatusCode::NOT_FOUND, "Project not found."));
     };
-    let role: Option<String> = match &principal.user_id {
-        None => None,
-        Some(user) => sqlx::query_scalar(
-            "SELECT role FROM project_members WHERE project_id = $1 AND user_id = $2",
-        )
-        .bind(project_id)
-        .bind(user)
-        .fetch_optional(state.pool())
-        .await
-        .map_err(internal)?,
-    };
-    let access = ProjectAccess {
-        visibility: match visibility.as_str() {
-            "PUBLIC" => Visibility::Public,
-            "UNLISTED" => Visibility::Unlisted,
-            _ => Visibility::Private,
-        },
-        role_of_principal: role.and_then(|r| {
-            [
-                ProjectRole::Owner,
-                ProjectRole::Contributor,
-                ProjectRole::Reviewer,
-            ]
-            .into_iter()
-            .find(|x| x.as_str() == r)
-        }),
-    };
+    let access = crate::graphql::project::access_of(&project.visibility, project.role.as_deref());
     let decision = if write {
         policy::can_create_version(&principal, &access)
     } else {

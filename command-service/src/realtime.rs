@@ -76,6 +76,39 @@ impl LiveEvent {
     }
 }
 
+/// The stream category of preview announcements: not events of the log, but published on
+/// the same channel by the preview worker once a version's images are stored.
+pub const PREVIEW_CATEGORY: &str = "preview";
+/// Their event type.
+pub const PREVIEW_GENERATED: &str = "PreviewGenerated";
+
+impl LiveEvent {
+    /// The announcement that the preview of `object_id` in `project_id` is stored.
+    pub fn preview_generated(project_id: &str, object_id: &str) -> Self {
+        Self {
+            position: 0,
+            stream_id: format!("{PREVIEW_CATEGORY}:{project_id}"),
+            event_type: PREVIEW_GENERATED.to_owned(),
+            payload: serde_json::json!({"projectId": project_id, "objectId": object_id}),
+            schema_version: 1,
+            actor_user_id: None,
+            project: None,
+        }
+    }
+
+    /// `(project, object)` of a preview announcement.
+    pub fn preview(&self) -> Option<(&str, &str)> {
+        let project = self
+            .stream_id
+            .strip_prefix(PREVIEW_CATEGORY)?
+            .strip_prefix(':')?;
+        if self.event_type != PREVIEW_GENERATED {
+            return None;
+        }
+        Some((project, self.payload.get("objectId")?.as_str()?))
+    }
+}
+
 fn first_schema_version() -> u32 {
     1
 }

@@ -594,6 +594,24 @@ pub fn can_read_project(p: &Principal, a: &ProjectAccess) -> Decision {
     read_access(p, a)
 }
 
+/// A read grant the server mints for its own preview renderer (a browser page that must load
+/// one project's objects and nothing else): it reads the objects of the project it names,
+/// whatever the project's visibility, and no other project. Its signature and expiry are
+/// checked where it is decoded (`None`: it did not check out); this is what it allows.
+pub fn can_read_objects_with_grant(granted_project_id: Option<&str>, project_id: &str) -> Decision {
+    match granted_project_id {
+        Some(granted) if granted == project_id => Ok(()),
+        Some(_) => Err(Denied::forbidden(
+            DenyReason::ProjectNoAccess,
+            "You do not have access to the project",
+        )),
+        None => Err(Denied::forbidden(
+            DenyReason::ProjectNoAccess,
+            "The grant is not valid or has expired",
+        )),
+    }
+}
+
 /// Changing a project's name, description, visibility or comment setting: owners.
 pub fn can_update_project(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Owner)

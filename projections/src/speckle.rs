@@ -2,6 +2,7 @@
 //! ingestions, as the GraphQL API reads them.
 
 pub mod ingestions;
+pub mod previews;
 pub mod query;
 
 use domain::project::{InviteTarget, ProjectEvent};
@@ -114,6 +115,15 @@ impl Projection for SpeckleReadModel {
                         let event = crate::projection::project_event(e)?;
                         apply_project(batch.conn, &t, &event, at).await?;
                         record_activity(batch.conn, &t, e, &event).await?;
+                        if let ProjectEvent::VersionCreated {
+                            project_id,
+                            object_id,
+                            ..
+                        } = &event
+                        {
+                            previews::enqueue(batch, project_id, object_id, e.cursor.position)
+                                .await?;
+                        }
                     }
                     Some(domain::ingestion::STREAM_CATEGORY) => {
                         let event = crate::projection::ingestion_event(e)?;

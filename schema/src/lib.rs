@@ -8,6 +8,7 @@ pub mod event_log;
 pub mod files;
 pub mod jobs;
 pub mod objects;
+pub mod previews;
 pub mod wakeups;
 
 pub use event_log::{

@@ -1,5 +1,5 @@
 //! Reactions to events: webhook delivery, transactional mail, model ingestions' idle clock
-//! and finishing (and, as they land, previews and file imports), and the S3 file store
+//! and finishing, file imports, previews (`preview`: the viewer in headless Chromium), and the S3 file store
 //! ([`blobs`]) they and the API share.
 //!
 //! Architecture invariant: workers change domain state only by sending commands (through a
@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod email;
 pub mod import;
 pub mod ingestion;
+pub mod preview;
 pub mod runner;
 pub mod speckle;
 pub mod webhooks;
@@ -39,6 +40,9 @@ pub struct Dependencies {
     pub import_time_limit: std::time::Duration,
     /// SMTP settings; none = email disabled (no mail job is ever enqueued then).
     pub mail: Option<email::MailOptions>,
+    /// The preview renderer's settings and wiring; none = this process renders no previews
+    /// (their jobs wait for a process that does). Needs the file store.
+    pub previews: Option<(preview::PreviewOptions, Arc<dyn preview::PreviewControl>)>,
 }
 
 /// Why the handlers could not be built.
@@ -71,6 +75,14 @@ pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, SetupErr
         deps.ingestion_control.clone(),
         deps.import_time_limit,
     )));
+    if let (Some((options, control)), Some(blobs)) = (deps.previews, deps.blobs.clone()) {
+        handlers.push(Arc::new(preview::Renderer::new(
+            deps.pool.clone(),
+            blobs,
+            control,
+            options,
+        )));
+    }
     handlers.push(Arc::new(ingestion::BundleObjects::new(
         deps.pool.clone(),
         deps.blobs,

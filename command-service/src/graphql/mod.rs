@@ -12,7 +12,7 @@ mod legacy;
 mod loaders;
 mod mutations;
 mod object;
-mod project;
+pub(crate) mod project;
 mod server;
 mod subscriptions;
 mod team;

@@ -35,6 +35,14 @@ fn visibility_of(stored: &str) -> Visibility {
     }
 }
 
+/// The policy facts of a project row: its stored visibility and the caller's stored role.
+pub(crate) fn access_of(visibility: &str, role: Option<&str>) -> ProjectAccess {
+    ProjectAccess {
+        visibility: visibility_of(visibility),
+        role_of_principal: role.and_then(role_of),
+    }
+}
+
 fn role_of(stored: &str) -> Option<ProjectRole> {
     [
         ProjectRole::Owner,

@@ -473,17 +473,52 @@ impl Subscription {
         }))
     }
 
-    /// Preview images of a project's versions were made. Fires once the preview worker
-    /// lands; until then the subscription is accepted and stays silent.
+    /// Preview images of a project's versions were stored: one message per version whose
+    /// root object the preview is of.
     async fn project_versions_preview_generated(
         &self,
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsPreviewGeneratedMessage> + use<>>
     {
-        Ok(watch(ctx, &id)
-            .await?
-            .filter_map(|_| futures::future::ready(None)))
+        // Refused now (not found, or private to others) rather than silent forever.
+        project::load(ctx, &id).await?;
+        let state = ctx.data::<AppState>()?;
+        let pool = state.pool().clone();
+        let slow = ctx.data_opt::<SlowSubscriber>().cloned();
+        let receiver = state.hub().subscribe();
+        let objects = futures::stream::unfold(receiver, move |mut receiver| {
+            let wanted = id.clone();
+            let slow = slow.clone();
+            async move {
+                loop {
+                    let live = next_live(&mut receiver, slow.as_ref()).await?;
+                    if let Some((project_id, object_id)) = live.preview()
+                        && project_id == wanted
+                    {
+                        let found = (project_id.to_owned(), object_id.to_owned());
+                        return Some((found, receiver));
+                    }
+                }
+            }
+        });
+        Ok(objects
+            .then(move |(project_id, object_id)| {
+                let pool = pool.clone();
+                async move {
+                    let versions = query::versions_with_object(&pool, &project_id, &object_id)
+                        .await
+                        .unwrap_or_default();
+                    futures::stream::iter(versions.into_iter().map(move |version_id| {
+                        ProjectVersionsPreviewGeneratedMessage {
+                            project_id: project_id.clone(),
+                            object_id: object_id.clone(),
+                            version_id,
+                        }
+                    }))
+                }
+            })
+            .flatten())
     }
 
     /// The signed-in user joined or left a project.

@@ -668,6 +668,72 @@ pub async fn latest_version_id(
     .await
 }
 
+/// The root object of `project_id`'s newest version outside the `globals` model (the model
+/// the original keeps project-wide settings in), if any.
+pub async fn latest_project_object(
+    pool: &PgPool,
+    project_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT v.referenced_object FROM versions v JOIN models m ON m.id = v.model_id \
+         WHERE v.project_id = $1 AND m.name <> 'globals' \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The root object of the newest version of the model named `model_name`, if any.
+pub async fn latest_model_object(
+    pool: &PgPool,
+    project_id: &str,
+    model_name: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT v.referenced_object FROM versions v JOIN models m ON m.id = v.model_id \
+         WHERE m.project_id = $1 AND m.name = $2 \
+         ORDER BY v.created_at DESC, v.id DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .bind(model_name)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The ids of `project_id`'s versions whose root object is `object_id`.
+pub async fn versions_with_object(
+    pool: &PgPool,
+    project_id: &str,
+    object_id: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM versions WHERE project_id = $1 AND referenced_object = $2 ORDER BY created_at, id",
+    )
+    .bind(project_id)
+    .bind(object_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// The distinct (project, root object) pairs of the chosen versions: one version of a project,
+/// a project's, or every project's (`project_id` none).
+pub async fn version_objects(
+    pool: &PgPool,
+    project_id: Option<&str>,
+    version_id: Option<&str>,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT DISTINCT project_id, referenced_object FROM versions \
+         WHERE ($1::text IS NULL OR project_id = $1) AND ($2::text IS NULL OR id = $2) \
+         ORDER BY project_id, referenced_object",
+    )
+    .bind(project_id)
+    .bind(version_id)
+    .fetch_all(pool)
+    .await
+}
+
 /// Whose versions a listing covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VersionsOf {
