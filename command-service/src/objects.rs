@@ -41,9 +41,7 @@ async fn access(
     project_id: &str,
     write: bool,
 ) -> Result<(), Response> {
-    if !write
-        && let Some(decision) = crate::previews::grant_decision(state, headers, project_id)
-    {
+    if !write && let Some(decision) = crate::previews::grant_decision(state, headers, project_id) {
         return decision.map_err(|_| StatusCode::UNAUTHORIZED.into_response());
     }
     let principal: Principal = auth::authenticate(state, headers)

@@ -43,7 +43,10 @@ pub fn routes() -> Router<AppState> {
         .route("/preview/{project_id}", get(latest))
         .route("/preview/{project_id}/{angle}", get(latest_angle))
         .route("/preview/{project_id}/branches/{model}", get(branch))
-        .route("/preview/{project_id}/branches/{model}/{angle}", get(branch_angle))
+        .route(
+            "/preview/{project_id}/branches/{model}/{angle}",
+            get(branch_angle),
+        )
         .route("/preview/{project_id}/commits/{version_id}", get(commit))
         .route(
             "/preview/{project_id}/commits/{version_id}/{angle}",
@@ -169,12 +172,11 @@ async fn serve(
         Err(_) => return placeholder(Placeholder::Unauthorized, UNCACHED, None),
     };
     let pool = state.pool();
-    let project = match query::project_with_role(pool, project_id, principal.user_id.as_deref())
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return internal(e),
-    };
+    let project =
+        match query::project_with_role(pool, project_id, principal.user_id.as_deref()).await {
+            Ok(p) => p,
+            Err(e) => return internal(e),
+        };
     let Some(project) = project else {
         return if objects_route {
             StatusCode::FORBIDDEN.into_response()
@@ -209,7 +211,12 @@ async fn serve(
     object_image(state, project_id, &object_id, &angle).await
 }
 
-async fn object_image(state: &AppState, project_id: &str, object_id: &str, angle: &str) -> Response {
+async fn object_image(
+    state: &AppState,
+    project_id: &str,
+    object_id: &str,
+    angle: &str,
+) -> Response {
     let pool = state.pool();
     match schema::objects::existing(pool, project_id, &[object_id.to_owned()]).await {
         Ok(found) if !found.is_empty() => {}

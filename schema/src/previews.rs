@@ -65,21 +65,30 @@ pub struct Preview {
     pub updated_at: OffsetDateTime,
 }
 
+/// A stored row: status, attempts, angles, error, duration, time.
+type PreviewRow = (
+    String,
+    i32,
+    Vec<String>,
+    Option<String>,
+    Option<i32>,
+    OffsetDateTime,
+);
+
 /// The record of `object_id`'s preview in `project_id`, if a worker has taken it up.
 pub async fn get(
     pool: &PgPool,
     project_id: &str,
     object_id: &str,
 ) -> Result<Option<Preview>, sqlx::Error> {
-    let row: Option<(String, i32, Vec<String>, Option<String>, Option<i32>, OffsetDateTime)> =
-        sqlx::query_as(
-            "SELECT status, attempts, angles, error, duration_ms, updated_at FROM object_previews \
+    let row: Option<PreviewRow> = sqlx::query_as(
+        "SELECT status, attempts, angles, error, duration_ms, updated_at FROM object_previews \
              WHERE project_id = $1 AND object_id = $2",
-        )
-        .bind(project_id)
-        .bind(object_id)
-        .fetch_optional(pool)
-        .await?;
+    )
+    .bind(project_id)
+    .bind(object_id)
+    .fetch_optional(pool)
+    .await?;
     Ok(row.map(
         |(status, attempts, angles, error, duration_ms, updated_at)| Preview {
             status: PreviewStatus::parse(&status),

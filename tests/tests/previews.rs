@@ -136,10 +136,12 @@ impl World {
     async fn upload(&self, objects: &[Value]) {
         let form = reqwest::multipart::Form::new().part(
             "batch-0",
-            reqwest::multipart::Part::bytes(Value::Array(objects.to_vec()).to_string().into_bytes())
-                .file_name("batch-0")
-                .mime_str("application/json")
-                .unwrap(),
+            reqwest::multipart::Part::bytes(
+                Value::Array(objects.to_vec()).to_string().into_bytes(),
+            )
+            .file_name("batch-0")
+            .mime_str("application/json")
+            .unwrap(),
         );
         let res = self
             .app
@@ -150,7 +152,12 @@ impl World {
             .send()
             .await
             .unwrap();
-        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap_or_default());
+        assert_eq!(
+            res.status(),
+            201,
+            "{}",
+            res.text().await.unwrap_or_default()
+        );
     }
 
     async fn version(&self, object: &str) -> String {
@@ -266,20 +273,35 @@ async fn a_version_gets_its_preview_from_the_viewer() {
 
     w.start_worker();
     let (status, error) = w.settled(&root).await;
-    assert_eq!(status, "done", "{error:?}; attempts {:?}", w.attempts().await);
+    assert_eq!(
+        status,
+        "done",
+        "{error:?}; attempts {:?}",
+        w.attempts().await
+    );
 
     // The main image: 700×400, not blank, the red boxes drawn.
     let main = w.get(&commit_path, Some(&w.token)).await;
     assert_eq!(main.status(), 200);
     assert_eq!(header(&main, "content-type"), "image/png");
     assert_eq!(header(&main, "cache-control"), "private, max-age=604800");
-    assert_eq!(header(&main, "cross-origin-resource-policy"), "cross-origin");
+    assert_eq!(
+        header(&main, "cross-origin-resource-policy"),
+        "cross-origin"
+    );
     let main = main.bytes().await.unwrap().to_vec();
     let (width, height, rgba) = decode_rgba(&main).unwrap();
     assert_eq!((width, height), (700, 400));
     let red = red_share(&rgba);
-    assert!(red > 0.01, "only {:.4} of the pixels are the boxes' red", red);
-    assert!(luminance_variance(&rgba) > 100.0, "the image is nearly flat");
+    assert!(
+        red > 0.01,
+        "only {:.4} of the pixels are the boxes' red",
+        red
+    );
+    assert!(
+        luminance_variance(&rgba) > 100.0,
+        "the image is nearly flat"
+    );
     // Unlike the empty-model image, which has no red at all.
     let (_, _, empty) = decode_rgba(&Placeholder::Empty.png(700, 400)).unwrap();
     assert_eq!(red_share(&empty), 0.0);
@@ -370,8 +392,10 @@ async fn an_empty_model_gets_the_empty_image_without_a_browser() {
     // A chromedriver that does not exist: nothing may try to start a browser.
     let w = world("/nonexistent/chromedriver".to_owned()).await;
     let root = object_id();
-    w.upload(&[json!({"id": root, "speckle_type": "Base", "name": "nothing", "totalChildrenCount": 0})])
-        .await;
+    w.upload(&[
+        json!({"id": root, "speckle_type": "Base", "name": "nothing", "totalChildrenCount": 0}),
+    ])
+    .await;
     let version = w.version(&root).await;
     w.start_worker();
     let (status, error) = w.settled(&root).await;
@@ -406,6 +430,18 @@ async fn an_empty_model_gets_the_empty_image_without_a_browser() {
         )
         .await;
     assert_eq!(header(&res, "x-preview-error-code"), "PREVIEW_FAILED");
+    let seen = w
+        .app
+        .gql_data(
+            &w.token,
+            "query($p: String!, $v: String!) { project(id: $p) { version(id: $v) { preview { status attempts error } } } }",
+            json!({"p": w.project, "v": version}),
+        )
+        .await;
+    let preview = &seen["project"]["version"]["preview"];
+    assert_eq!(preview["status"], "FAILED");
+    assert_eq!(preview["attempts"], 4);
+    assert_eq!(preview["error"], error.as_str());
     let metrics = w.app.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("strata_previews{measure=\"failed\"} 1"),
@@ -427,24 +463,33 @@ async fn a_killed_browser_is_replaced_and_the_job_finished() {
     assert_eq!(w.settled(&first).await.0, "done");
 
     // Kill every Chromium process of this test's browser; the next render hits a dead session.
-    let profile = format!("--user-data-dir=/tmp/strata-preview-{}-", std::process::id());
+    let profile = format!(
+        "--user-data-dir=/tmp/strata-preview-{}-",
+        std::process::id()
+    );
     let killed = std::process::Command::new("pkill")
         .args(["-KILL", "-f", &profile])
         .status()
         .unwrap();
-    assert!(killed.success(), "no browser process of this test was found");
+    assert!(
+        killed.success(),
+        "no browser process of this test was found"
+    );
 
     let (second, objects) = boxes(4);
     w.upload(&objects).await;
     w.version(&second).await;
     let (status, error) = w.settled(&second).await;
-    assert_eq!(status, "done", "{error:?}; attempts {:?}", w.attempts().await);
+    assert_eq!(
+        status,
+        "done",
+        "{error:?}; attempts {:?}",
+        w.attempts().await
+    );
     let attempts = w.attempts().await;
     assert!(
-        attempts
-            .iter()
-            .any(|(outcome, e)| outcome != "succeeded"
-                && e.as_deref().is_some_and(|e| e.contains("browser"))),
+        attempts.iter().any(|(outcome, e)| outcome != "succeeded"
+            && e.as_deref().is_some_and(|e| e.contains("browser"))),
         "the dead browser's attempt should be on record: {attempts:?}"
     );
 }

@@ -748,3 +748,51 @@ async fn file_import_subscriptions_fire_on_both_protocols() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_stored_preview_fires_for_every_version_of_its_object() {
+    // The empty-model path stores its image without a browser, so this needs none.
+    let w = world_with(|s| {
+        s.preview_viewer_dir = Some("/nonexistent/viewer".to_owned());
+        s.preview_chromedriver = "/nonexistent/chromedriver".to_owned();
+    })
+    .await;
+    let token = tests::register(&w.app.base_url, "previews@example.com").await;
+    let (project, model) = w.app.project_with_model(&token, "main").await;
+    let root = "00000000000000000000000000000abc";
+    tests::store_object(&w.app.base_url, &token, &project, root).await;
+    let mut client = Client::connect(&w.app, MODERN, &token).await;
+    client
+        .subscribe(
+            "subscription($id: String!) { projectVersionsPreviewGenerated(id: $id) { projectId objectId versionId } }",
+            json!({"id": project}),
+        )
+        .await;
+    settle(&w.app, 1).await;
+    let mut versions = Vec::new();
+    for _ in 0..2 {
+        let created = gql(
+            &w.app,
+            &token,
+            "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o}) { id } } }",
+            json!({"p": project, "m": model, "o": root}),
+        )
+        .await;
+        versions.push(created["versionMutations"]["create"]["id"].clone());
+    }
+    let runner =
+        command_service::app::job_runner(w.app.state.settings(), w.db.pool.clone()).unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(runner.run(stop.clone()));
+    let _stop = stop.drop_guard();
+    // One preview (the versions share their root object), announced for both versions.
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (_, data) = client.next().await;
+        let message = &data["projectVersionsPreviewGenerated"];
+        assert_eq!(message["projectId"], project.as_str());
+        assert_eq!(message["objectId"], root);
+        seen.push(message["versionId"].clone());
+    }
+    assert_eq!(seen, versions);
+}

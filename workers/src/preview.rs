@@ -162,10 +162,7 @@ impl Browser {
             .process_group(0)
             .spawn()
             .map_err(|e| {
-                RenderError::Browser(format!(
-                    "starting {}: {e}",
-                    options.chromedriver.display()
-                ))
+                RenderError::Browser(format!("starting {}: {e}", options.chromedriver.display()))
             })?;
         let profile =
             std::env::temp_dir().join(format!("strata-preview-{}-{port}", std::process::id()));
@@ -241,9 +238,10 @@ impl Browser {
                 return Err(RenderError::Browser(format!("opening {page}: {e}")));
             }
         }
-        let (driver, profile) = browser.0.take().ok_or_else(|| {
-            RenderError::Browser("the browser guard was emptied".to_owned())
-        })?;
+        let (driver, profile) = browser
+            .0
+            .take()
+            .ok_or_else(|| RenderError::Browser("the browser guard was emptied".to_owned()))?;
         Ok(Self {
             driver,
             client,
@@ -349,7 +347,10 @@ pub fn group_rss_bytes(pgid: u32) -> u64 {
     let mut total = 0u64;
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -493,7 +494,11 @@ impl Renderer {
             b.stop().await;
         }
         if slot.is_none() {
-            *slot = Some(Browser::start(&self.options).await.map_err(|e| e.to_string())?);
+            *slot = Some(
+                Browser::start(&self.options)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let Some(browser) = slot.as_mut() else {
             return Err("no browser".to_owned());
@@ -537,9 +542,16 @@ impl Renderer {
                 Some(ROOT_PENDING_RETRY),
             )),
             Some(false) => {
-                previews::stored(&self.pool, p, o, PreviewStatus::Empty, &[], elapsed_ms(started))
-                    .await
-                    .map_err(|e| Attempt::Retry(format!("recording the preview: {e}"), None))?;
+                previews::stored(
+                    &self.pool,
+                    p,
+                    o,
+                    PreviewStatus::Empty,
+                    &[],
+                    elapsed_ms(started),
+                )
+                .await
+                .map_err(|e| Attempt::Retry(format!("recording the preview: {e}"), None))?;
                 Ok(PreviewStatus::Empty)
             }
             Some(true) => {
@@ -612,11 +624,12 @@ impl JobHandler for Renderer {
                         .await;
                     Ok(())
                 }
-                Err(Attempt::Retry(m, delay)) if job.attempt < job.max_attempts => Err(match delay
-                {
-                    Some(d) => JobError::retry_after(m, d),
-                    None => JobError::retry(m),
-                }),
+                Err(Attempt::Retry(m, delay)) if job.attempt < job.max_attempts => {
+                    Err(match delay {
+                        Some(d) => JobError::retry_after(m, d),
+                        None => JobError::retry(m),
+                    })
+                }
                 Err(Attempt::Retry(m, _)) => {
                     let reason = format!("The preview failed after {} attempts: {m}", job.attempt);
                     previews::failed(&self.pool, &input.project_id, &input.object_id, &reason)

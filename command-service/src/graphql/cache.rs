@@ -50,6 +50,8 @@ const NOT_CACHED: &[(&str, &[&str])] = &[
         &["webhooks", "object", "ingestion", "pendingImportedModels"],
     ),
     ("Model", &["uploads", "pendingImportedVersions"]),
+    // The preview worker's record, not the read model.
+    ("Version", &["preview"]),
     ("Stream", &["webhooks", "object"]),
     ("LimitedUser", &["verified"]),
     ("PendingStreamCollaborator", &["token"]),

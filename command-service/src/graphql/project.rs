@@ -53,6 +53,38 @@ fn role_of(stored: &str) -> Option<ProjectRole> {
     .find(|r| r.as_str() == stored)
 }
 
+/// Where a version's preview stands.
+#[derive(async_graphql::Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(rename_items = "SCREAMING_SNAKE_CASE")]
+pub enum PreviewState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is rendering it (or retrying).
+    Rendering,
+    /// Its images are served.
+    Done,
+    /// The model has nothing to draw; the empty-model image is served.
+    Empty,
+    /// Every attempt failed; `error` says why.
+    Failed,
+}
+
+/// A version's preview rendering.
+#[derive(SimpleObject, Clone)]
+#[graphql(rename_fields = "camelCase")]
+pub struct VersionPreview {
+    /// Where it stands.
+    status: PreviewState,
+    /// Attempts so far.
+    attempts: i32,
+    /// Why the last attempt failed.
+    error: Option<String>,
+    /// How long the stored render took.
+    render_duration_ms: Option<i32>,
+    /// Last change.
+    updated_at: Option<OffsetDateTime>,
+}
+
 /// A project.
 #[derive(SimpleObject, sqlx::FromRow, Clone)]
 #[graphql(complex, rename_fields = "camelCase")]
@@ -994,6 +1026,35 @@ impl Version {
             self.project_id,
             self.id
         ))
+    }
+
+    /// Where rendering its preview stands (strata's addition: the original shows only the
+    /// image). `QUEUED` until a worker takes it up.
+    async fn preview(&self, ctx: &Context<'_>) -> async_graphql::Result<VersionPreview> {
+        let record = schema::previews::get(pool(ctx)?, &self.project_id, &self.referenced_object)
+            .await
+            .map_err(internal)?;
+        Ok(match record {
+            None => VersionPreview {
+                status: PreviewState::Queued,
+                attempts: 0,
+                error: None,
+                render_duration_ms: None,
+                updated_at: None,
+            },
+            Some(r) => VersionPreview {
+                status: match r.status {
+                    schema::previews::PreviewStatus::Rendering => PreviewState::Rendering,
+                    schema::previews::PreviewStatus::Done => PreviewState::Done,
+                    schema::previews::PreviewStatus::Empty => PreviewState::Empty,
+                    schema::previews::PreviewStatus::Failed => PreviewState::Failed,
+                },
+                attempts: r.attempts,
+                error: r.error,
+                render_duration_ms: r.duration_ms,
+                updated_at: Some(r.updated_at),
+            },
+        })
     }
 
     /// Who sent it.
