@@ -463,12 +463,9 @@ async fn a_killed_browser_is_replaced_and_the_job_finished() {
     assert_eq!(w.settled(&first).await.0, "done");
 
     // Kill every Chromium process of this test's browser; the next render hits a dead session.
-    let profile = format!(
-        "--user-data-dir=/tmp/strata-preview-{}-",
-        std::process::id()
-    );
+    let profile = format!("user-data-dir=/tmp/strata-preview-{}-", std::process::id());
     let killed = std::process::Command::new("pkill")
-        .args(["-KILL", "-f", &profile])
+        .args(["-KILL", "-f", "--", &profile])
         .status()
         .unwrap();
     assert!(

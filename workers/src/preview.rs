@@ -307,8 +307,15 @@ impl Browser {
             || group_rss_bytes(self.driver.id()) > options.max_browser_rss_bytes
     }
 
-    async fn stop(mut self) {
+    /// Ends the session politely, then kills what is left.
+    async fn stop(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.clone().close()).await;
+    }
+}
+
+impl Drop for Browser {
+    /// A worker shutting down (or a renderer dropped) leaves no browser behind.
+    fn drop(&mut self) {
         kill_group(&mut self.driver, &self.profile);
     }
 }
@@ -327,12 +334,12 @@ impl Drop for BrowserGuard {
 /// Kills chromedriver and every Chromium process it started (one process group), and removes
 /// the profile directory.
 fn kill_group(driver: &mut std::process::Child, profile: &std::path::Path) {
-    let _ = std::process::Command::new("kill")
-        .arg("-KILL")
-        .arg(format!("-{}", driver.id()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    if let Some(group) = i32::try_from(driver.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
     let _ = driver.kill();
     let _ = driver.wait();
     let _ = std::fs::remove_dir_all(profile);
