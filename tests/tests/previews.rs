@@ -490,3 +490,24 @@ async fn a_killed_browser_is_replaced_and_the_job_finished() {
         "the dead browser's attempt should be on record: {attempts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_malformed_tree_fails_with_its_reason_and_the_next_one_renders() {
+    let w = world(chromedriver()).await;
+    w.start_worker();
+    // A root whose child was never sent: the page cannot load it.
+    let (root, mut objects) = boxes(2);
+    objects.remove(0);
+    w.upload(&objects).await;
+    w.version(&root).await;
+    let (status, error) = w.settled(&root).await;
+    assert_eq!(status, "failed");
+    let error = error.unwrap();
+    assert!(error.contains("missing child objects"), "{error}");
+    // The same browser goes on rendering.
+    let (good, objects) = boxes(2);
+    w.upload(&objects).await;
+    w.version(&good).await;
+    let (status, error) = w.settled(&good).await;
+    assert_eq!(status, "done", "{error:?}");
+}
