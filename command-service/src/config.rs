@@ -302,6 +302,11 @@ settings! {
     preview_angles: u32 = 24,
     /// How long the page's read grant for a project's objects lasts.
     preview_grant_seconds: u64 = 600,
+    /// The Ed25519 key seals of the event log are signed with: 64 hex characters (a 32-byte
+    /// seed; `strata audit key --generate` makes one). None = no seals.
+    audit_signing_key: Option<Secret> = None,
+    /// How often the projectors' process seals the log (0 = only `strata audit seal`).
+    audit_seal_interval_seconds: u64 = 3600,
     /// SMTP host for transactional email (used by workers); none = email disabled.
     smtp_host: Option<String> = None,
     /// SMTP port.

@@ -94,11 +94,71 @@ enum ProjectionsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute every stream's hash chain (or one stream's) and report breaks; exits 1 on any.
+    /// Recompute every stream's hash chain (or one stream's) and check every seal; exits 1 on
+    /// any break. With `--file` and `--key`: the same for an export, offline, with no database.
     Verify {
         /// Only this stream (`category:id`).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "file")]
         stream: Option<String>,
+        /// An export made by `strata audit export`.
+        #[arg(long, requires = "key")]
+        file: Option<PathBuf>,
+        /// The trusted public key, hex (`strata audit key`).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Every change to a project, in order: time, position, actor, client, request, summary.
+    History {
+        /// The project.
+        project: String,
+        /// Not before (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Not after (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this user's changes.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only these event types (repeatable).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The project as it was at a moment, folded from its events alone.
+    Replay {
+        /// The project.
+        project: String,
+        /// The moment (RFC 3339).
+        #[arg(
+            long,
+            required_unless_present = "at_position",
+            conflicts_with = "at_position"
+        )]
+        as_of: Option<String>,
+        /// Or the last global log position to include.
+        #[arg(long)]
+        at_position: Option<i64>,
+    },
+    /// The events (one project's, or all) with their chain hashes and every seal, as JSON lines
+    /// on standard output.
+    Export {
+        /// The project.
+        #[arg(required_unless_present = "all")]
+        project: Option<String>,
+        /// The whole log (needed to check seals offline).
+        #[arg(long, conflicts_with = "project")]
+        all: bool,
+    },
+    /// Seal the log now: sign every stream's head up to the readable horizon.
+    Seal,
+    /// Print the seals' public key (or, with `--generate`, a new signing key to configure).
+    Key {
+        /// Print a fresh `STRATA_AUDIT_SIGNING_KEY` instead.
+        #[arg(long)]
+        generate: bool,
     },
 }
 
@@ -183,22 +243,154 @@ async fn run(
             )
             .await;
         }
-        Command::Audit {
-            command: AuditCommand::Verify { stream },
+        Command::Audit { command } => return audit(&settings, command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `strata audit …`.
+async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    use command_service::audit as history;
+    use schema::audit;
+    let signing_key = || -> anyhow::Result<audit::SigningKey> {
+        let seed = settings.audit_signing_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "STRATA_AUDIT_SIGNING_KEY is not set (make one with `strata audit key --generate`)"
+            )
+        })?;
+        Ok(audit::SigningKey::from_hex(seed.expose())?)
+    };
+    let ok = |good: bool| {
+        if good {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    };
+    match command {
+        AuditCommand::Verify {
+            file: Some(file),
+            key,
+            ..
         } => {
+            let key = hex::decode(key.unwrap_or_default().trim()).context("--key is not hex")?;
+            let whole = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let report = audit::verify_file(std::io::BufReader::new(whole), &key)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ok(report.ok()))
+        }
+        AuditCommand::Verify { stream, .. } => {
             let stream = stream
                 .map(|s| domain::StreamId::parse(&s))
                 .transpose()
                 .context("--stream")?;
-            let log = schema::EventLog::new(runtime_pool(&settings, "audit reads the event log")?);
-            let report = log.verify_chains(stream.as_ref()).await?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if !report.breaks.is_empty() {
-                return Ok(ExitCode::FAILURE);
+            let pool = runtime_pool(settings, "audit reads the event log")?;
+            let report = schema::EventLog::new(pool.clone())
+                .verify_chains(stream.as_ref())
+                .await?;
+            let trusted = match &settings.audit_signing_key {
+                Some(seed) => Some(hex::decode(
+                    audit::SigningKey::from_hex(seed.expose())?.public_key_hex(),
+                )?),
+                None => None,
+            };
+            let seals = if stream.is_none() {
+                audit::verify_seals(&pool, trusted.as_deref()).await?
+            } else {
+                Vec::new()
+            };
+            let good = report.breaks.is_empty() && seals.iter().all(|s| s.ok);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "streams": report.streams, "events": report.events,
+                    "breaks": report.breaks, "seals": seals,
+                }))?
+            );
+            Ok(ok(good))
+        }
+        AuditCommand::History {
+            project,
+            since,
+            until,
+            actor,
+            types,
+            json,
+        } => {
+            let filter = history::HistoryFilter {
+                since: since.as_deref().map(history::parse_time).transpose()?,
+                until: until.as_deref().map(history::parse_time).transpose()?,
+                actor,
+                types,
+            };
+            let log = schema::EventLog::new(runtime_pool(settings, "audit reads the event log")?);
+            let entries = history::history(&log, &project, &filter).await?;
+            if json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(e)?);
+                }
+            } else {
+                print!("{}", history::history_table(&entries));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Replay {
+            project,
+            as_of,
+            at_position,
+        } => {
+            let at = match (as_of, at_position) {
+                (_, Some(p)) => history::AsOf::Position(p),
+                (Some(t), None) => history::AsOf::Time(history::parse_time(&t)?),
+                (None, None) => anyhow::bail!("--as-of or --at-position"),
+            };
+            let log = schema::EventLog::new(runtime_pool(settings, "audit reads the event log")?);
+            match history::replay(&log, &project, at).await? {
+                Some((view, position)) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &serde_json::json!({"position": position, "project": view})
+                        )?
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("project {project} did not exist then");
+                    Ok(ExitCode::FAILURE)
+                }
             }
         }
+        AuditCommand::Export { project, all: _ } => {
+            let pool = runtime_pool(settings, "audit reads the event log")?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = audit::export(&pool, project.as_deref(), &mut out).await?;
+            eprintln!(
+                "exported {} events and {} seals",
+                summary.events, summary.seals
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Seal => {
+            let key = signing_key()?;
+            let pool = runtime_pool(settings, "sealing reads the event log")?;
+            match audit::seal(&pool, &key).await? {
+                Some(seal) => println!("{}", serde_json::to_string_pretty(&seal)?),
+                None => eprintln!("nothing new to seal"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Key { generate: true } => {
+            println!("{}", audit::SigningKey::generate_seed_hex());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Key { generate: false } => {
+            println!("{}", signing_key()?.public_key_hex());
+            Ok(ExitCode::SUCCESS)
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime_pool(settings: &Settings, why: &str) -> anyhow::Result<sqlx::PgPool> {
@@ -246,6 +438,31 @@ async fn run_processes(
             publisher.run(stop).await;
             anyhow::Ok(())
         });
+        // Periodic seals of the log (every projectors' process may seal; a seal with nothing
+        // new since the last is skipped).
+        if let Some(seed) = &settings.audit_signing_key
+            && settings.audit_seal_interval_seconds > 0
+        {
+            let key = schema::audit::SigningKey::from_hex(seed.expose())
+                .context("STRATA_AUDIT_SIGNING_KEY")?;
+            let every = Duration::from_secs(settings.audit_seal_interval_seconds);
+            let (pool, stop) = (pool.clone(), cancel.clone());
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => return anyhow::Ok(()),
+                        () = tokio::time::sleep(every) => {}
+                    }
+                    match schema::audit::seal(&pool, &key).await {
+                        Ok(Some(seal)) => {
+                            tracing::info!(id = seal.id, cursor = %seal.cursor, "log sealed")
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(error = %e, "sealing the log failed"),
+                    }
+                }
+            });
+        }
     }
     if workers {
         let runner = app::job_runner(&settings, pool.clone())?;

@@ -17,6 +17,7 @@
 //! domain checks their shape, see [`ids::is_entity_id`]) and the log records the time.
 
 pub mod activity;
+pub mod audit;
 pub mod error;
 pub mod event;
 pub mod ids;

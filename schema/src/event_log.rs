@@ -216,8 +216,11 @@ pub struct HorizonStats {
 pub struct ChainBreak {
     /// Stream.
     pub stream_id: String,
-    /// First version whose stored hash does not match, or whose version number skips.
+    /// First version whose stored hash does not match, whose version number skips, or that
+    /// sits before its predecessor in the log.
     pub stream_version: i64,
+    /// Its global position.
+    pub position: i64,
     /// What was wrong.
     pub reason: String,
 }
@@ -603,7 +606,7 @@ impl EventLog {
         &self,
         stream: Option<&StreamId>,
     ) -> Result<ChainReport, sqlx::Error> {
-        let sql = "SELECT stream_id, stream_version, event_type, schema_version, \
+        let sql = "SELECT stream_id, stream_version, position, event_type, schema_version, \
              (extract(epoch FROM recorded_at) * 1000000)::bigint AS micros, \
              payload::text AS payload_text, metadata::text AS metadata_text, hash \
              FROM events WHERE ($1::text IS NULL OR stream_id = $1) \
@@ -611,67 +614,28 @@ impl EventLog {
         let mut rows = sqlx::query(sql)
             .bind(stream.map(StreamId::as_str))
             .fetch(&self.pool);
-        let mut report = ChainReport::default();
-        let mut current: Option<String> = None;
-        let mut previous = chain::GENESIS.to_vec();
-        let mut expected_version = 1;
-        let mut broken = false;
+        let mut verifier = chain::Verifier::default();
         while let Some(row) = rows.try_next().await? {
             let stream_id: String = row.try_get("stream_id")?;
-            if current.as_deref() != Some(stream_id.as_str()) {
-                report.streams += 1;
-                current = Some(stream_id.clone());
-                previous = chain::GENESIS.to_vec();
-                expected_version = 1;
-                broken = false;
-            }
-            report.events += 1;
-            if broken {
-                continue;
-            }
-            let version: i64 = row.try_get("stream_version")?;
             let event_type: String = row.try_get("event_type")?;
             let payload_text: String = row.try_get("payload_text")?;
             let metadata_text: String = row.try_get("metadata_text")?;
             let stored: Vec<u8> = row.try_get("hash")?;
-            let computed = chain::event_hash(
-                &previous,
-                &HashedFields {
+            verifier.push(&chain::StoredEvent {
+                fields: HashedFields {
                     stream_id: &stream_id,
-                    stream_version: version,
+                    stream_version: row.try_get("stream_version")?,
                     event_type: &event_type,
                     schema_version: row.try_get("schema_version")?,
                     recorded_at_micros: row.try_get("micros")?,
                     payload_text: &payload_text,
                     metadata_text: &metadata_text,
                 },
-            );
-            let reason = if version != expected_version {
-                Some(format!(
-                    "version {version} follows {}",
-                    expected_version - 1
-                ))
-            } else if computed.as_slice() != stored.as_slice() {
-                Some(format!(
-                    "stored hash {} but contents hash to {}",
-                    hex::encode(&stored),
-                    hex::encode(computed)
-                ))
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                report.breaks.push(ChainBreak {
-                    stream_id,
-                    stream_version: version,
-                    reason,
-                });
-                broken = true;
-            }
-            previous = stored;
-            expected_version = version + 1;
+                position: row.try_get("position")?,
+                stored_hash: &stored,
+            });
         }
-        Ok(report)
+        Ok(verifier.finish())
     }
 }
 

@@ -3,6 +3,7 @@
 //! Architecture invariant: this crate knows tables, not business rules. It stores whatever
 //! events `domain` decides; it never decides anything itself.
 
+pub mod audit;
 pub mod chain;
 pub mod event_log;
 pub mod files;
