@@ -296,7 +296,8 @@ settings! {
     preview_render_timeout_seconds: u64 = 120,
     /// Renders before the preview browser is restarted.
     preview_max_renders_per_browser: u32 = 200,
-    /// The preview browser's process tree is restarted past this resident memory.
+    /// The preview browser's process tree is restarted past this memory (PSS: shared pages
+    /// counted once).
     preview_max_browser_rss_mb: u64 = 1536,
     /// Angles rendered around each model (the original: 24; the web app scrubs them).
     preview_angles: u32 = 24,

@@ -3,7 +3,7 @@
 //!
 //! One warm browser session and page per worker process, reused across jobs (the page unloads
 //! the previous model before each render) and restarted when it fails, exceeds its render count
-//! or its process tree's memory limit. A render has a timeout; the job runner retries failures
+//! or its process tree's memory limit (PSS, so shared pages count once). A render has a timeout; the job runner retries failures
 //! with backoff and the last attempt records the reason. The page is strata's own viewer page
 //! (`deploy/viewer`, served at [`PAGE_PATH`]), loading objects from the same origin with a
 //! short-lived read grant for the one project ([`PreviewControl::grant`]).
@@ -63,7 +63,7 @@ pub struct PreviewOptions {
     pub render_timeout: Duration,
     /// Renders before the browser is restarted.
     pub max_renders_per_browser: u32,
-    /// The browser's process tree is restarted past this resident memory.
+    /// The browser's process tree is restarted past this proportional memory (PSS).
     pub max_browser_rss_bytes: u64,
 }
 
@@ -304,7 +304,7 @@ impl Browser {
     /// Whether it should be replaced before the next render.
     fn worn_out(&self, options: &PreviewOptions) -> bool {
         self.renders >= options.max_renders_per_browser
-            || group_rss_bytes(self.driver.id()) > options.max_browser_rss_bytes
+            || group_pss_bytes(self.driver.id()) > options.max_browser_rss_bytes
     }
 
     /// Ends the session politely, then kills what is left.
@@ -345,37 +345,38 @@ fn kill_group(driver: &mut std::process::Child, profile: &std::path::Path) {
     let _ = std::fs::remove_dir_all(profile);
 }
 
-/// Resident memory of every process in process group `pgid` (chromedriver's, which its
-/// Chromium processes inherit), from `/proc`.
-pub fn group_rss_bytes(pgid: u32) -> u64 {
+/// Proportional memory (PSS: shared pages split among their sharers, so Chromium's shared
+/// libraries and memory are counted once) of every process in process group `pgid`
+/// (chromedriver's, which its Chromium processes inherit), from `/proc`.
+pub fn group_pss_bytes(pgid: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0;
     };
     let mut total = 0u64;
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        else {
+        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        // Fields after the command name (which may contain spaces), from field 3 (state).
+        // Fields after the command name (which may contain spaces): [2] is the group (field 5).
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // fields[0] = state (3), [2] = pgrp (5), [21] = rss in pages (24).
-        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
-            total += fields
-                .get(21)
-                .and_then(|r| r.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 4096;
+        if rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+            continue;
         }
+        let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        total += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Pss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
     }
     total
 }
