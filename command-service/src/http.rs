@@ -313,6 +313,10 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
         }
         Err(e) => tracing::warn!(error = %e, "projection status unavailable for /metrics"),
     }
+    match schema::monitor::sample(state.pool()).await {
+        Ok(sample) => metrics.set_db(&sample),
+        Err(e) => tracing::warn!(error = %e, "database figures unavailable for /metrics"),
+    }
     match schema::previews::stats(state.pool()).await {
         Ok(figures) => {
             for (measure, value) in figures {

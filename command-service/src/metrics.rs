@@ -22,6 +22,20 @@ pub struct Metrics {
     /// Previews by status, the render queue and render times (`measure`; set at scrape time
     /// from the database, so every process reports the fleet's figures).
     pub previews: GaugeVec,
+    /// The database monitor (set at scrape time): `strata_db_table_bytes{table}`,
+    /// `strata_db_table_rows{table}`, `strata_db_connections{state}`, `strata_db{measure}`
+    /// (longest_transaction_seconds, replication_lag_seconds, events_appended_per_second,
+    /// webhook_failure_ratio_1h), `strata_jobs{kind, measure}` (queued, oldest_queued_seconds,
+    /// failed).
+    pub db_table_bytes: GaugeVec,
+    /// See [`Self::db_table_bytes`].
+    pub db_table_rows: GaugeVec,
+    /// See [`Self::db_table_bytes`].
+    pub db_connections: GaugeVec,
+    /// See [`Self::db_table_bytes`].
+    pub db: GaugeVec,
+    /// See [`Self::db_table_bytes`].
+    pub jobs: GaugeVec,
     /// Live subscriptions on this process (set at scrape time).
     pub live_subscriptions: prometheus::IntGauge,
     /// GraphQL requests answered from the response cache.
@@ -63,6 +77,38 @@ impl Metrics {
             &["measure"],
         )?;
         registry.register(Box::new(previews.clone()))?;
+        let gauge_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+                let g = GaugeVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let db_table_bytes = gauge_vec(
+            "db_table_bytes",
+            "Size of each table of strata's schema with its indexes and TOAST, bytes",
+            &["table"],
+        )?;
+        let db_table_rows = gauge_vec(
+            "db_table_rows",
+            "Estimated live rows of each table of strata's schema (the planner's statistics)",
+            &["table"],
+        )?;
+        let db_connections = gauge_vec(
+            "db_connections",
+            "Connections to strata's database by state",
+            &["state"],
+        )?;
+        let db = gauge_vec(
+            "db",
+            "Database health: longest_transaction_seconds, replication_lag_seconds, \
+             events_appended_per_second (last minute), webhook_failure_ratio_1h",
+            &["measure"],
+        )?;
+        let jobs = gauge_vec(
+            "jobs",
+            "Reaction jobs by kind: queued, oldest_queued_seconds, failed (for good)",
+            &["kind", "measure"],
+        )?;
         let live_subscriptions = prometheus::IntGauge::new(
             "live_subscriptions",
             "GraphQL subscriptions receiving live events on this process",
@@ -96,6 +142,11 @@ impl Metrics {
             event_log,
             projections,
             previews,
+            db_table_bytes,
+            db_table_rows,
+            db_connections,
+            db,
+            jobs,
         })
     }
 
@@ -105,6 +156,40 @@ impl Metrics {
             self.graphql_cache_hits.inc();
         } else {
             self.graphql_cache_misses.inc();
+        }
+    }
+
+    /// Sets the database monitor's gauges from a sample (labels no longer present are dropped).
+    pub fn set_db(&self, s: &schema::monitor::DbSample) {
+        for v in [
+            &self.db_table_bytes,
+            &self.db_table_rows,
+            &self.db_connections,
+            &self.jobs,
+        ] {
+            v.reset();
+        }
+        for (table, bytes, rows) in &s.tables {
+            self.db_table_bytes.with_label_values(&[table]).set(*bytes);
+            self.db_table_rows.with_label_values(&[table]).set(*rows);
+        }
+        for (state, n) in &s.connections {
+            self.db_connections.with_label_values(&[state]).set(*n);
+        }
+        for (measure, v) in [
+            ("longest_transaction_seconds", s.longest_transaction_seconds),
+            ("replication_lag_seconds", s.replication_lag_seconds),
+            ("events_appended_per_second", s.events_per_second),
+            ("webhook_failure_ratio_1h", s.webhook_failure_ratio),
+        ] {
+            self.db.with_label_values(&[measure]).set(v);
+        }
+        for (kind, queued, oldest, failed) in &s.jobs {
+            self.jobs.with_label_values(&[kind, "queued"]).set(*queued);
+            self.jobs
+                .with_label_values(&[kind, "oldest_queued_seconds"])
+                .set(*oldest);
+            self.jobs.with_label_values(&[kind, "failed"]).set(*failed);
         }
     }
 

@@ -663,6 +663,18 @@ pub fn can_manage_webhooks(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Owner)
 }
 
+/// A project's full history and its past states (team, webhooks, every change with its
+/// actor): its owners, and server admins (who audit the server), with `streams:read`.
+pub fn can_audit_project(p: &Principal, a: &ProjectAccess) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_scope(p, &Scope::STREAMS_READ)?;
+    if role == ServerRole::Admin {
+        return Ok(());
+    }
+    need_server_role(role, ServerRole::Guest)?;
+    need_project_role(a, ProjectRole::Owner)
+}
+
 /// Adding, changing or removing other members: owners.
 pub fn can_manage_members(p: &Principal, a: &ProjectAccess) -> Decision {
     write_access(p, a, ProjectRole::Owner)

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod event_log;
 pub mod files;
 pub mod jobs;
+pub mod monitor;
 pub mod objects;
 pub mod previews;
 pub mod wakeups;

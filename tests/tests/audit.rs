@@ -15,6 +15,7 @@ use tests::{TestApp, TestDb, test_settings};
 struct World {
     app: TestApp,
     db: TestDb,
+    owner_token: std::sync::Mutex<Option<String>>,
     _stack: tokio_util::sync::DropGuard,
 }
 
@@ -24,6 +25,7 @@ async fn world() -> World {
     World {
         app,
         db,
+        owner_token: std::sync::Mutex::new(None),
         _stack: stack,
     }
 }
@@ -44,6 +46,7 @@ impl World {
     /// position just before the version was deleted).
     async fn history(&self) -> (String, String, String, String, i64) {
         let owner = tests::register(&self.app.base_url, "owner@example.com").await;
+        *self.owner_token.lock().unwrap() = Some(owner.clone());
         let member = tests::register(&self.app.base_url, "member@example.com").await;
         let (owner_id, member_id) = (self.user_id(&owner).await, self.user_id(&member).await);
         let (p, model) = self.app.project_with_model(&owner, "A").await;
@@ -213,6 +216,58 @@ async fn history_and_replay_show_who_changed_what_and_the_project_as_it_was() {
         .unwrap()
         .unwrap();
     assert!(now.versions.is_empty());
+    // The same over GraphQL, for the project's owner.
+    let owner_token = w.owner_token.lock().unwrap().clone().unwrap();
+    let page = w
+        .ok(
+            &owner_token,
+            "query($p: String!) { project(id: $p) { history(limit: 3) { totalCount cursor items { position summary actorUserId } } } }",
+            json!({"p": p}),
+        )
+        .await;
+    let h = &page["project"]["history"];
+    assert_eq!(h["totalCount"], all.len() as i64);
+    assert_eq!(h["items"][0]["summary"], "project \"test\" created");
+    let next = w
+        .ok(
+            &owner_token,
+            "query($p: String!, $c: String) { project(id: $p) { history(limit: 500, cursor: $c) { items { summary } } } }",
+            json!({"p": p, "c": h["cursor"]}),
+        )
+        .await;
+    assert_eq!(
+        next["project"]["history"]["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        all.len() - 3
+    );
+    let as_of = w
+        .ok(
+            &owner_token,
+            "query($p: String!, $at: String) { project(id: $p) { asOf(position: $at) { name models { name versions { id message referencedObject } } } } }",
+            json!({"p": p, "at": before_delete.to_string()}),
+        )
+        .await;
+    let models = as_of["project"]["asOf"]["models"].as_array().unwrap();
+    let archive = models.iter().find(|m| m["name"] == "archive").unwrap();
+    assert_eq!(archive["versions"][0]["id"], version.as_str());
+    assert_eq!(archive["versions"][0]["message"], "first");
+    // Its objects still load: a version delete removes no object.
+    let object = w
+        .app
+        .http
+        .get(format!(
+            "{}/objects/{p}/{}/single",
+            w.app.base_url,
+            archive["versions"][0]["referencedObject"].as_str().unwrap()
+        ))
+        .bearer_auth(&owner_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object.status(), 200);
+
     // Before the project existed there is nothing.
     assert!(replay(&log, &p, AsOf::Position(0)).await.unwrap().is_none());
     // The replay equals the live read model on what both show.

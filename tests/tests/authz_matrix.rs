@@ -38,6 +38,8 @@ enum Need {
     Read,
     Contributor,
     Owner,
+    /// The project's history and past states: owners and server admins, with a read scope.
+    Audit,
 }
 
 /// The table: may `c` do something needing `need` in a project of `public` visibility?
@@ -66,6 +68,13 @@ fn allowed(c: &Caller, need: Need, public: bool) -> bool {
                     c.project_role,
                     Some(ProjectRole::Owner | ProjectRole::Contributor)
                 )
+        }
+        Need::Audit => {
+            c.token.is_some()
+                && read_scope
+                && active
+                && (c.server_role == Some(ServerRole::Admin)
+                    || c.project_role == Some(ProjectRole::Owner))
         }
         Need::Owner => {
             c.token.is_some()
@@ -434,6 +443,16 @@ const OPERATIONS: &[Operation] = &[
         need: Need::Owner,
         shows: None,
     },
+    Operation {
+        name: "project.history",
+        need: Need::Audit,
+        shows: None,
+    },
+    Operation {
+        name: "project.asOf",
+        need: Need::Audit,
+        shows: None,
+    },
 ];
 
 /// Runs `op` as `c` on `f`; returns whether it was let through, and the whole answer.
@@ -465,6 +484,8 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "POST /api/diff" => w.rest(t, "POST", &format!("/api/diff/{p}"), Some(json!({"objects": json!([f.object_id]).to_string()}))).await,
         "projectMutations.update" => gql("mutation($p: ID!, $d: String) { projectMutations { update(update: {id: $p, description: $d}) { id } } }", json!({"p": p, "d": format!("d{n}")})).await,
         "streamUpdate" => gql("mutation($p: String!, $d: String) { streamUpdate(stream: {id: $p, description: $d}) }", json!({"p": p, "d": format!("s{n}")})).await,
+        "project.history" => gql("query($p: String!) { project(id: $p) { history(limit: 5) { totalCount items { summary } } } }", json!({"p": p})).await,
+        "project.asOf" => gql("query($p: String!) { project(id: $p) { asOf(position: \"9223372036854775807\") { name team { role } } } }", json!({"p": p})).await,
         "project.webhooks" => gql("query($p: String!) { project(id: $p) { webhooks { totalCount } } }", json!({"p": p})).await,
         "project.ingestion" => gql("query($p: String!, $i: ID!) { project(id: $p) { ingestion(id: $i) { id statusData { ... on HasModelIngestionStatus { status } } } } }", json!({"p": p, "i": f.open_ingestion})).await,
         "GET artifacts" => w.rest(t, "GET", &format!("/api/v2/projects/{p}/models/{}/versions/{}/artifacts", f.model_id, f.bundle_version), None).await,

@@ -355,7 +355,10 @@ pub fn group_pss_bytes(pgid: u32) -> u64 {
     let mut total = 0u64;
     for entry in dir.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())) else {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -365,7 +368,12 @@ pub fn group_pss_bytes(pgid: u32) -> u64 {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        if rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok()) != Some(pgid) {
+        if rest
+            .split_whitespace()
+            .nth(2)
+            .and_then(|g| g.parse::<u32>().ok())
+            != Some(pgid)
+        {
             continue;
         }
         let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {

@@ -47,7 +47,15 @@ const NOT_CACHED: &[(&str, &[&str])] = &[
     ),
     (
         "Project",
-        &["webhooks", "object", "ingestion", "pendingImportedModels"],
+        &[
+            "webhooks",
+            "object",
+            "ingestion",
+            "pendingImportedModels",
+            // The event log, not the read model.
+            "history",
+            "asOf",
+        ],
     ),
     ("Model", &["uploads", "pendingImportedVersions"]),
     // The preview worker's record, not the read model.

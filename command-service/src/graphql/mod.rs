@@ -7,6 +7,7 @@ pub mod cache;
 mod email;
 mod errors;
 mod files;
+mod history;
 mod ingestion;
 mod legacy;
 mod loaders;

@@ -593,6 +593,33 @@ impl Project {
         async_graphql::ID(self.id.clone())
     }
 
+    /// Every change to the project from its event log, oldest first, paged by log position
+    /// (owners and server admins; strata's addition for auditors).
+    #[allow(clippy::too_many_arguments)]
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        cursor: Option<String>,
+        limit: Option<i32>,
+        actor: Option<String>,
+        types: Option<Vec<String>>,
+        since: Option<OffsetDateTime>,
+        until: Option<OffsetDateTime>,
+    ) -> async_graphql::Result<super::history::ProjectHistoryCollection> {
+        super::history::history(ctx, self, cursor, limit, actor, types, since, until).await
+    }
+
+    /// The project as it was at `time` or after log `position`, folded from its events alone
+    /// (owners and server admins); null before it existed.
+    async fn as_of(
+        &self,
+        ctx: &Context<'_>,
+        time: Option<OffsetDateTime>,
+        position: Option<String>,
+    ) -> async_graphql::Result<Option<super::history::ProjectAsOf>> {
+        super::history::as_of(ctx, self, time, position).await
+    }
+
     /// Its webhooks (owners only), or the one with `id`.
     async fn webhooks(
         &self,
