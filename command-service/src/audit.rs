@@ -51,21 +51,28 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The project's stream decoded (upcast), with each event's record.
+/// The project's stream decoded (upcast), with each event's record; up to a moment when given.
 async fn project_events(
     log: &EventLog,
     project_id: &str,
+    until: Option<AsOf>,
 ) -> anyhow::Result<Vec<(schema::RecordedEvent, ProjectEvent)>> {
     let stream = domain::StreamId::parse(&format!(
         "{}:{project_id}",
         domain::project::STREAM_CATEGORY
     ))?;
+    let recorded = match until {
+        None => log.read_stream(&stream, 1).await?,
+        Some(AsOf::Position(p)) => log.read_stream_until(&stream, p, None).await?,
+        Some(AsOf::Time(t)) => log.read_stream_until(&stream, i64::MAX, Some(t)).await?,
+    };
     let mut out = Vec::new();
-    for e in log.read_stream(&stream, 1).await? {
+    for mut e in recorded {
+        // The decoded event replaces the raw payload (nothing reads it after).
         let event = ProjectEvent::decode(
             &e.event_type,
             u32::try_from(e.schema_version).unwrap_or(0),
-            e.payload.clone(),
+            std::mem::take(&mut e.payload),
         )?;
         out.push((e, event));
     }
@@ -80,7 +87,7 @@ pub async fn history(
 ) -> anyhow::Result<Vec<HistoryEntry>> {
     let mut view = ProjectView::default();
     let mut out = Vec::new();
-    for (e, event) in project_events(log, project_id).await? {
+    for (e, event) in project_events(log, project_id, None).await? {
         let time = rfc3339(e.recorded_at);
         let summary = view.describe(&event);
         view.apply(&event, &time);
@@ -130,14 +137,7 @@ pub async fn replay(
 ) -> anyhow::Result<Option<(ProjectView, i64)>> {
     let mut view = ProjectView::default();
     let mut last = None;
-    for (e, event) in project_events(log, project_id).await? {
-        let included = match as_of {
-            AsOf::Time(t) => e.recorded_at <= t,
-            AsOf::Position(p) => e.cursor.position <= p,
-        };
-        if !included {
-            break;
-        }
+    for (e, event) in project_events(log, project_id, Some(as_of)).await? {
         view.apply(&event, &rfc3339(e.recorded_at));
         last = Some(e.cursor.position);
     }

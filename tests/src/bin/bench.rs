@@ -1,5 +1,7 @@
 //! Benchmarks that print figures beside a reference measured in the same run.
 //!
+//! `bench audit`: as-of replays of a 10,000-event project beside a current-state read; export
+//! and offline verification of a 1M-event log beside the online chain check.
 //! `bench objects`: server ingest of gzip batches beside a raw COPY of the same rows; download.
 //! `bench subscriptions`: mutation-to-message latency with 1,000 connected subscribers.
 //! `bench webhooks`: delivery throughput and append-to-receipt latency beside plain POSTs.
@@ -109,6 +111,20 @@ enum Bench {
         #[arg(long, default_value_t = 10_000)]
         state_cache_streams: usize,
     },
+    /// Audit: the project as of a past position, folded from its events, in a project of
+    /// `events` events (p50/p99 beside a current-state read of the same project from the read
+    /// model), then export + offline verification of a log of `verify_events` events.
+    Audit {
+        /// Events in the project's stream.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// As-of reads measured.
+        #[arg(long, default_value_t = 200)]
+        reads: usize,
+        /// Events in the log exported and verified offline.
+        #[arg(long, default_value_t = 1_000_000)]
+        verify_events: usize,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -153,6 +169,11 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Audit {
+            events,
+            reads,
+            verify_events,
+        } => audit_bench(&pool, &scoped, events, reads, verify_events).await,
         Bench::Commands {
             ops,
             sizes,
@@ -1357,6 +1378,199 @@ fn latency_row(label: &str, mut samples: Vec<Duration>) -> String {
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99))
     )
+}
+
+async fn audit_bench(
+    pool: &PgPool,
+    scoped_url: &str,
+    events: usize,
+    reads: usize,
+    verify_events: usize,
+) -> anyhow::Result<()> {
+    use domain::project::ProjectEvent;
+    let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let base = app.base_url.clone();
+    let http = reqwest::Client::new();
+    let token = tests::register(&base, "audit@example.com").await;
+    let (project, model) = app.project_with_model(&token, "seed").await;
+    let me = gql_ok(&http, &base, &token, "{ activeUser { id } }", json!({})).await?["activeUser"]
+        ["id"]
+        .as_str()
+        .context("user id")?
+        .to_owned();
+    let log = EventLog::new(pool.clone());
+    // The history: versions created and renamed, appended in batches.
+    let seeded = Instant::now();
+    let mut n = 0usize;
+    while n < events {
+        let batch: Vec<NewEvent> = (n..(n + 1000).min(events))
+            .map(|i| {
+                let version_id = format!("{:010x}", 0xc0_0000_0000u64 + (i / 2) as u64);
+                if i % 2 == 0 {
+                    ProjectEvent::VersionCreated {
+                        project_id: project.clone(),
+                        version_id,
+                        model_id: model.clone(),
+                        object_id: "0123456789abcdef0123456789abcdef".into(),
+                        message: Some(format!("v{i}")),
+                        source_application: Some("bench".into()),
+                        total_children_count: 0,
+                        parents: vec![],
+                        author_id: me.clone(),
+                    }
+                } else {
+                    ProjectEvent::VersionUpdated {
+                        project_id: project.clone(),
+                        version_id,
+                        message: format!("renamed {i}"),
+                    }
+                }
+                .to_new_event()
+            })
+            .collect::<Result<_, _>>()?;
+        n += batch.len();
+        log.append(&AppendRequest {
+            stream: StreamId::new("project", &project)?,
+            expected: ExpectedVersion::Any,
+            events: batch,
+            metadata: EventMetadata::default(),
+            command_id: None,
+        })
+        .await?;
+    }
+    let head = log.readable_head().await?;
+    projections::wait_for(
+        pool,
+        &[projections::speckle::NAME],
+        head,
+        Duration::from_secs(600),
+    )
+    .await?;
+    let positions: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE stream_id = $1 ORDER BY position")
+            .bind(format!("project:{project}"))
+            .fetch_all(pool)
+            .await?;
+    println!(
+        "\naudit: one project of {} events (seeded in {:.1} s)",
+        positions.len(),
+        seeded.elapsed().as_secs_f64()
+    );
+    let mut current = Vec::with_capacity(reads);
+    let mut as_of = Vec::with_capacity(reads);
+    for i in 0..reads {
+        let started = Instant::now();
+        let row = projections::speckle::query::project_with_role(pool, &project, Some(&me)).await?;
+        let versions = projections::speckle::query::versions_count(
+            pool,
+            projections::speckle::query::VersionsOf::Project,
+            &project,
+        )
+        .await?;
+        std::hint::black_box((row, versions));
+        current.push(started.elapsed());
+        // Spread over the history, the newest (the whole stream) included.
+        let at = if i == 0 {
+            positions[positions.len() - 1]
+        } else {
+            positions[(i * 7919) % positions.len()]
+        };
+        let started = Instant::now();
+        let view = command_service::audit::replay(
+            &log,
+            &project,
+            command_service::audit::AsOf::Position(at),
+        )
+        .await?
+        .context("the project existed")?;
+        std::hint::black_box(view);
+        as_of.push(started.elapsed());
+    }
+    println!(
+        "  {}",
+        latency_row(
+            "reference: current state from the read model (project + version count)",
+            current
+        )
+    );
+    println!(
+        "  {}",
+        latency_row(
+            "as-of replay (read the stream, upcast, fold to the position)",
+            as_of
+        )
+    );
+    cancel.cancel();
+    let _ = projecting.await;
+
+    // A large log, exported and verified offline.
+    let started = Instant::now();
+    let mut appended = 0usize;
+    let mut stream = 0usize;
+    while appended < verify_events {
+        let batch: Vec<NewEvent> = (0..1000.min(verify_events - appended))
+            .map(|i| NewEvent {
+                event_type: "Counted".into(),
+                schema_version: 1,
+                payload: json!({"n": appended + i, "note": "audit bench"}),
+            })
+            .collect();
+        appended += batch.len();
+        log.append(&AppendRequest {
+            stream: StreamId::new("bench", &format!("{:010x}", stream % 1000))?,
+            expected: ExpectedVersion::Any,
+            events: batch,
+            metadata: EventMetadata::default(),
+            command_id: None,
+        })
+        .await?;
+        stream += 1;
+    }
+    println!(
+        "  a log of {appended} more events appended in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let key = schema::audit::SigningKey::from_hex(&"5a".repeat(32))?;
+    let started = Instant::now();
+    schema::audit::seal(pool, &key).await?;
+    let sealed = started.elapsed();
+    let file =
+        std::env::temp_dir().join(format!("strata-audit-bench-{}.jsonl", std::process::id()));
+    let started = Instant::now();
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        schema::audit::export(pool, None, &mut out).await?;
+    }
+    let exported = started.elapsed();
+    let bytes = std::fs::metadata(&file)?.len();
+    let started = Instant::now();
+    let online = log.verify_chains(None).await?;
+    let online_time = started.elapsed();
+    let trusted = hex::decode(key.public_key_hex())?;
+    let started = Instant::now();
+    let report = schema::audit::verify_file(
+        std::io::BufReader::new(std::fs::File::open(&file)?),
+        &trusted,
+    )?;
+    let offline = started.elapsed();
+    let _ = std::fs::remove_file(&file);
+    anyhow::ensure!(
+        report.ok() && online.breaks.is_empty(),
+        "verification failed: {report:?}"
+    );
+    println!(
+        "  seal {:.2} s; export of {} events ({:.0} MB) {:.1} s; \
+         offline verify (chains + seal, no database) {:.1} s = {:.0} events/s; \
+         reference: online chain verification in the database {:.1} s",
+        sealed.as_secs_f64(),
+        report.chains.events,
+        bytes as f64 / 1e6,
+        exported.as_secs_f64(),
+        offline.as_secs_f64(),
+        report.chains.events as f64 / offline.as_secs_f64(),
+        online_time.as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn commands_bench(
