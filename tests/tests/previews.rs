@@ -511,3 +511,61 @@ async fn a_malformed_tree_fails_with_its_reason_and_the_next_one_renders() {
     let (status, error) = w.settled(&good).await;
     assert_eq!(status, "done", "{error:?}");
 }
+
+#[tokio::test]
+async fn a_worker_dying_mid_render_leaves_a_job_another_finishes_and_regenerate_renders_again() {
+    let w = world(chromedriver()).await;
+    let (root, objects) = boxes(5);
+    w.upload(&objects).await;
+    w.version(&root).await;
+    // Worker A, with a short lease, dies as soon as its render started: its task is dropped
+    // mid-flight, so nothing of its own reaches the database (as with kill -9).
+    let mut settings = w.app.state.settings().clone();
+    settings.preview_server_url = Some(w.app.base_url.clone());
+    settings.job_lease_seconds = 2;
+    let a = command_service::app::job_runner(&settings, w.db.pool.clone()).unwrap();
+    let a_stop = CancellationToken::new();
+    let dying = tokio::spawn(a.run(a_stop.clone()));
+    let deadline = tokio::time::Instant::now() + RENDER_WAIT;
+    while w.record(&root).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "worker A never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    dying.abort();
+    let _ = dying.await;
+    assert_eq!(w.record(&root).await.unwrap().0, "rendering");
+    // Worker B takes the job once A's lease has run out, and finishes it.
+    let b = command_service::app::job_runner(&settings, w.db.pool.clone()).unwrap();
+    tokio::spawn(b.run(w.worker.clone()));
+    let (status, error) = w.settled(&root).await;
+    assert_eq!(status, "done", "{error:?}");
+    let outcomes: Vec<String> = w.attempts().await.into_iter().map(|(o, _)| o).collect();
+    assert_eq!(outcomes, ["abandoned", "succeeded"]);
+
+    // An operator re-renders the project's previews; the command waits for them.
+    let before: time::OffsetDateTime = sqlx::query_scalar(
+        "SELECT updated_at FROM object_previews WHERE project_id = $1 AND object_id = $2",
+    )
+    .bind(&w.project)
+    .bind(&root)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    let code = command_service::previews::regenerate(&w.db.pool, Some(&w.project), None, true)
+        .await
+        .unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let after: time::OffsetDateTime = sqlx::query_scalar(
+        "SELECT updated_at FROM object_previews WHERE project_id = $1 AND object_id = $2",
+    )
+    .bind(&w.project)
+    .bind(&root)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert!(after > before, "the preview was not rendered again");
+    assert_eq!(w.record(&root).await.unwrap().0, "done");
+}
