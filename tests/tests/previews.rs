@@ -203,6 +203,17 @@ impl World {
         }
     }
 
+    async fn updated_at(&self, object: &str) -> time::OffsetDateTime {
+        sqlx::query_scalar(
+            "SELECT updated_at FROM object_previews WHERE project_id = $1 AND object_id = $2",
+        )
+        .bind(&self.project)
+        .bind(object)
+        .fetch_one(&self.db.pool)
+        .await
+        .unwrap()
+    }
+
     async fn attempts(&self) -> Vec<(String, Option<String>)> {
         sqlx::query_as(
             "SELECT COALESCE(a.outcome, 'running'), a.error FROM job_attempts a \
@@ -546,26 +557,12 @@ async fn a_worker_dying_mid_render_leaves_a_job_another_finishes_and_regenerate_
     assert_eq!(outcomes, ["abandoned", "succeeded"]);
 
     // An operator re-renders the project's previews; the command waits for them.
-    let before: time::OffsetDateTime = sqlx::query_scalar(
-        "SELECT updated_at FROM object_previews WHERE project_id = $1 AND object_id = $2",
-    )
-    .bind(&w.project)
-    .bind(&root)
-    .fetch_one(&w.db.pool)
-    .await
-    .unwrap();
+    let before = w.updated_at(&root).await;
     let code = command_service::previews::regenerate(&w.db.pool, Some(&w.project), None, true)
         .await
         .unwrap();
     assert_eq!(code, std::process::ExitCode::SUCCESS);
-    let after: time::OffsetDateTime = sqlx::query_scalar(
-        "SELECT updated_at FROM object_previews WHERE project_id = $1 AND object_id = $2",
-    )
-    .bind(&w.project)
-    .bind(&root)
-    .fetch_one(&w.db.pool)
-    .await
-    .unwrap();
+    let after = w.updated_at(&root).await;
     assert!(after > before, "the preview was not rendered again");
     assert_eq!(w.record(&root).await.unwrap().0, "done");
 }

@@ -546,14 +546,14 @@ impl Renderer {
     }
 
     /// One attempt: what was stored, or why nothing was.
-    async fn attempt(&self, job: &PreviewJob) -> Result<PreviewStatus, Attempt> {
+    async fn attempt(&self, job: &PreviewJob) -> Result<PreviewStatus, Retry> {
         let (p, o) = (job.project_id.as_str(), job.object_id.as_str());
         let started = Instant::now();
         match previews::has_geometry(&self.pool, p, o)
             .await
-            .map_err(|e| Attempt::Retry(format!("reading the object: {e}"), None))?
+            .map_err(|e| Retry(format!("reading the object: {e}"), None))?
         {
-            None => Err(Attempt::Retry(
+            None => Err(Retry(
                 "the version's root object is not stored".to_owned(),
                 Some(ROOT_PENDING_RETRY),
             )),
@@ -567,28 +567,25 @@ impl Renderer {
                     elapsed_ms(started),
                 )
                 .await
-                .map_err(|e| Attempt::Retry(format!("recording the preview: {e}"), None))?;
+                .map_err(|e| Retry(format!("recording the preview: {e}"), None))?;
                 Ok(PreviewStatus::Empty)
             }
             Some(true) => {
-                let frames = self
-                    .render(p, o)
-                    .await
-                    .map_err(|m| Attempt::Retry(m, None))?;
+                let frames = self.render(p, o).await.map_err(|m| Retry(m, None))?;
                 let main = frames
                     .first()
                     .cloned()
-                    .ok_or_else(|| Attempt::Retry("no screenshot".to_owned(), None))?;
+                    .ok_or_else(|| Retry("no screenshot".to_owned(), None))?;
                 let all = tokio::task::spawn_blocking(move || sprite(&frames))
                     .await
-                    .map_err(|e| Attempt::Retry(format!("composing the sprite: {e}"), None))?
-                    .map_err(|m| Attempt::Retry(m, None))?;
+                    .map_err(|e| Retry(format!("composing the sprite: {e}"), None))?
+                    .map_err(|m| Retry(m, None))?;
                 for (angle, bytes) in [(previews::MAIN_ANGLE, main), (previews::SPRITE_ANGLE, all)]
                 {
                     self.blobs
                         .put(&previews::key(p, o, angle), bytes)
                         .await
-                        .map_err(|e| Attempt::Retry(format!("storing the image: {e}"), None))?;
+                        .map_err(|e| Retry(format!("storing the image: {e}"), None))?;
                 }
                 previews::stored(
                     &self.pool,
@@ -599,7 +596,7 @@ impl Renderer {
                     elapsed_ms(started),
                 )
                 .await
-                .map_err(|e| Attempt::Retry(format!("recording the preview: {e}"), None))?;
+                .map_err(|e| Retry(format!("recording the preview: {e}"), None))?;
                 Ok(PreviewStatus::Done)
             }
         }
@@ -611,9 +608,7 @@ fn elapsed_ms(since: Instant) -> i32 {
 }
 
 /// An attempt that stored nothing: why, and when to look again (none: the runner's backoff).
-enum Attempt {
-    Retry(String, Option<Duration>),
-}
+struct Retry(String, Option<Duration>);
 
 impl JobHandler for Renderer {
     fn kind(&self) -> &'static str {
@@ -640,13 +635,11 @@ impl JobHandler for Renderer {
                         .await;
                     Ok(())
                 }
-                Err(Attempt::Retry(m, delay)) if job.attempt < job.max_attempts => {
-                    Err(match delay {
-                        Some(d) => JobError::retry_after(m, d),
-                        None => JobError::retry(m),
-                    })
-                }
-                Err(Attempt::Retry(m, _)) => {
+                Err(Retry(m, delay)) if job.attempt < job.max_attempts => Err(match delay {
+                    Some(d) => JobError::retry_after(m, d),
+                    None => JobError::retry(m),
+                }),
+                Err(Retry(m, _)) => {
                     let reason = format!("The preview failed after {} attempts: {m}", job.attempt);
                     previews::failed(&self.pool, &input.project_id, &input.object_id, &reason)
                         .await
