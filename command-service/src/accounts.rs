@@ -36,6 +36,9 @@ pub struct App {
     pub name: &'static str,
     /// Whether it gets every scope, or the connector set.
     pub all_scopes: bool,
+    /// Where the browser goes after the person decides (the original's, e.g. a connector's
+    /// local listener); `None`: this server's own address.
+    pub redirect_url: Option<&'static str>,
 }
 
 /// The default apps.
@@ -44,41 +47,49 @@ pub const DEFAULT_APPS: &[App] = &[
         id: "spklwebapp",
         name: "Speckle Web Manager",
         all_scopes: true,
+        redirect_url: None,
     },
     App {
         id: "explorer",
         name: "Speckle Explorer",
         all_scopes: true,
+        redirect_url: None,
     },
     App {
         id: "sdm",
         name: "Speckle Desktop Manager",
         all_scopes: false,
+        redirect_url: Some("speckle://account"),
     },
     App {
         id: "sdui",
         name: "Speckle DUI",
         all_scopes: false,
+        redirect_url: Some("https://dui.speckle.systems/authn/callback"),
     },
     App {
         id: "sca",
         name: "Speckle Connector",
         all_scopes: false,
+        redirect_url: Some("http://localhost:29363"),
     },
     App {
         id: "sdas",
         name: "Speckle Connector (desktop auth service)",
         all_scopes: false,
+        redirect_url: Some("http://localhost:29364"),
     },
     App {
         id: "connectrV3",
         name: "Desktop Connectors",
         all_scopes: false,
+        redirect_url: Some("http://localhost:29355"),
     },
     App {
         id: "spklexcel",
         name: "Speckle Connector For Excel",
         all_scopes: false,
+        redirect_url: Some("https://speckle-excel.netlify.app"),
     },
 ];
 
@@ -634,6 +645,26 @@ impl Accounts {
         .execute(&self.pool)
         .await?;
         Ok((token, format!("{id}{secret}")))
+    }
+
+    /// A web app session for `user_id`: a token of the web app (`spklwebapp`), listed with the
+    /// person's authorized apps and revoked by signing out. Returns it with its lifespan.
+    pub async fn web_session(&self, user_id: &str) -> Result<(String, Duration), AccountError> {
+        let app = DEFAULT_APPS
+            .iter()
+            .find(|a| a.id == "spklwebapp")
+            .ok_or_else(|| AccountError::Internal("the web app is not registered".into()))?;
+        let lifespan = self.limits.app_token_ttl;
+        let token = self
+            .create_token(
+                user_id,
+                &format!("{}-token", app.name),
+                &app.scopes(),
+                Some(lifespan),
+                Some(app.id),
+            )
+            .await?;
+        Ok((token, lifespan))
     }
 
     /// Creates a token for `user_id`; returns it whole (the only time it is visible).

@@ -303,6 +303,8 @@ settings! {
     preview_angles: u32 = 24,
     /// How long the page's read grant for a project's objects lasts.
     preview_grant_seconds: u64 = 600,
+    /// How long the web viewer page's read grant for one project's objects lasts.
+    web_viewer_grant_seconds: u64 = 3600,
     /// The Ed25519 key seals of the event log are signed with: 64 hex characters (a 32-byte
     /// seed; `strata audit key --generate` makes one). None = no seals.
     audit_signing_key: Option<Secret> = None,

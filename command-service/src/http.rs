@@ -105,6 +105,7 @@ pub fn router(state: AppState) -> Router {
             get(crate::ingestion::rest::artifacts),
         )
         .merge(crate::previews::routes())
+        .merge(crate::web::routes())
         .fallback(|| async { AppError::not_found("no such route") })
         // A request may carry several parts plus multipart framing; each part has its own limit.
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -192,10 +193,14 @@ fn cors(settings: &crate::config::Settings) -> tower_http::cors::CorsLayer {
 
 async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
-    res.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("frame-ancestors 'none'"),
-    );
+    // The web app's pages set their own policy (the embed may be framed); every other answer
+    // may not be framed at all.
+    if !res.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
     res
 }
 

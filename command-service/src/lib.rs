@@ -24,4 +24,5 @@ pub mod previews;
 pub mod ratelimit;
 pub mod realtime;
 pub mod telemetry;
+pub mod web;
 pub mod webhooks;

@@ -255,11 +255,35 @@ async fn object_image(
     }
 }
 
+/// A preview for a web page: the latest of the project (or of the model with id `model`), as the session's
+/// token may see it (anonymous without one).
+pub async fn for_page(
+    state: &AppState,
+    token: Option<&str>,
+    project_id: &str,
+    model: Option<String>,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Some(value) = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok()) {
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let target = match model {
+        None => Target::Latest,
+        // Pages name models by id; the original's route (and `serve`) by name.
+        Some(id) => match query::model_name(state.pool(), &id).await {
+            Ok(Some(name)) => Target::Model(name),
+            Ok(None) => return placeholder(Placeholder::NotFound, UNCACHED, None),
+            Err(e) => return internal(e),
+        },
+    };
+    serve(state, &headers, project_id, target, None).await
+}
+
 /// The viewer page's files, from the built directory; 404 for anything else.
 async fn viewer_file(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let content_type = match file.as_str() {
         "preview.html" => "text/html; charset=utf-8",
-        "preview.js" => "text/javascript; charset=utf-8",
+        "preview.js" | "app.js" => "text/javascript; charset=utf-8",
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let Some(dir) = state.settings().preview_viewer_dir.clone() else {

@@ -102,6 +102,8 @@ struct Fixture {
 struct World {
     app: TestApp,
     http: reqwest::Client,
+    /// Follows no redirect.
+    pages: reqwest::Client,
     _stack: tokio_util::sync::DropGuard,
 }
 
@@ -135,6 +137,17 @@ impl World {
         }
         if let Some(b) = body {
             req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+
+    /// A web page with `token` as the session cookie; redirects are answers (a refusal sends
+    /// an anonymous caller to sign in).
+    async fn page(&self, token: Option<&str>, path: &str) -> (u16, String) {
+        let mut req = self.pages.get(format!("{}{path}", self.app.base_url));
+        if let Some(t) = token {
+            req = req.header("cookie", format!("strata_session={t}"));
         }
         let res = req.send().await.unwrap();
         (res.status().as_u16(), res.text().await.unwrap())
@@ -318,6 +331,37 @@ struct Operation {
 }
 
 const OPERATIONS: &[Operation] = &[
+    // The web app's pages, with the caller's token as the session cookie.
+    Operation {
+        name: "PAGE project",
+        need: Need::Read,
+        shows: Some(0),
+    },
+    Operation {
+        name: "PAGE viewer",
+        need: Need::Read,
+        shows: Some(1),
+    },
+    Operation {
+        name: "PAGE collaborators",
+        need: Need::Read,
+        shows: Some(0),
+    },
+    Operation {
+        name: "PAGE history",
+        need: Need::Audit,
+        shows: Some(0),
+    },
+    Operation {
+        name: "PAGE settings",
+        need: Need::Owner,
+        shows: Some(0),
+    },
+    Operation {
+        name: "PAGE webhooks",
+        need: Need::Owner,
+        shows: Some(0),
+    },
     Operation {
         name: "project",
         need: Need::Read,
@@ -494,9 +538,17 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "POST uploads/sign" => w.rest(t, "POST", &format!("/api/v2/projects/{p}/modelingestion/{}/uploads/sign", f.open_ingestion), Some(json!({"files": [format!("f{n}.parquet")]}))).await,
         "GET blob" => w.rest(t, "GET", &format!("/api/stream/{p}/blob/{}", f.blob), None).await,
         "POST blob" => w.blob(t, p).await,
+        "PAGE project" => w.page(t, &format!("/projects/{p}")).await,
+        "PAGE viewer" => w.page(t, &format!("/projects/{p}/models/{}", f.model_id)).await,
+        "PAGE collaborators" => w.page(t, &format!("/projects/{p}/collaborators")).await,
+        "PAGE history" => w.page(t, &format!("/projects/{p}/history")).await,
+        "PAGE settings" => w.page(t, &format!("/projects/{p}/settings")).await,
+        "PAGE webhooks" => w.page(t, &format!("/projects/{p}/settings/webhooks")).await,
         other => panic!("no runner for {other}"),
     };
-    let through = if op.name.starts_with("GET ") || op.name.starts_with("POST ") {
+    let through = if op.name.starts_with("PAGE ") {
+        status == 200
+    } else if op.name.starts_with("GET ") || op.name.starts_with("POST ") {
         (200..300).contains(&status)
     } else {
         let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -511,6 +563,10 @@ async fn every_operation_matches_the_table_and_nothing_leaks() {
     let (app, stack) = tests::spawn_stack(&db, test_settings(&db)).await;
     let w = World {
         http: reqwest::Client::new(),
+        pages: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         app,
         _stack: stack,
     };

@@ -256,9 +256,9 @@ async fn a_reset_link_sets_a_new_password_once_and_revokes_every_token() {
     let link = mail
         .text
         .split_whitespace()
-        .find(|w| w.starts_with("http://strata.example/authn/resetpassword/finalize?t="))
+        .find(|w| w.starts_with("http://strata.example/authn/reset-password?token="))
         .unwrap_or_else(|| panic!("no reset link in {:?}", mail.text));
-    let reset_token = link.rsplit("t=").next().unwrap().to_owned();
+    let reset_token = link.rsplit("token=").next().unwrap().to_owned();
 
     let (status, body) = w
         .post_json(

@@ -198,7 +198,7 @@ impl Mailer {
     fn reset_mail(&self, request_id: &str, secret: &str) -> MailContent {
         let minutes = self.options.reset_minutes;
         let link = format!(
-            "{}/authn/resetpassword/finalize?t={request_id}{secret}",
+            "{}/authn/reset-password?token={request_id}{secret}",
             self.options.public_url.trim_end_matches('/')
         );
         MailContent {

@@ -148,25 +148,39 @@ struct Browser {
     renders: u32,
 }
 
-impl Browser {
-    async fn start(options: &PreviewOptions) -> Result<Self, RenderError> {
+/// A headless Chromium driven through its own chromedriver (one process group, killed with
+/// the value, its profile directory removed): what the renderer renders with, and what the
+/// browser tests drive.
+pub struct DrivenBrowser {
+    /// The WebDriver session.
+    pub client: fantoccini::Client,
+    guard: BrowserGuard,
+}
+
+impl DrivenBrowser {
+    /// Starts chromedriver on a free port and a headless Chromium session of `width` ×
+    /// `height` with the flags these machines need (SwiftShader WebGL, a fresh profile).
+    pub async fn launch(
+        chromedriver: &std::path::Path,
+        chromium: Option<&std::path::Path>,
+        width: u32,
+        height: u32,
+    ) -> Result<Self, String> {
         use std::os::unix::process::CommandExt as _;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| RenderError::Browser(format!("finding a port: {e}")))?
+            .map_err(|e| format!("finding a port: {e}"))?
             .port();
-        let driver = std::process::Command::new(&options.chromedriver)
+        let driver = std::process::Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
-            .map_err(|e| {
-                RenderError::Browser(format!("starting {}: {e}", options.chromedriver.display()))
-            })?;
+            .map_err(|e| format!("starting {}: {e}", chromedriver.display()))?;
         let profile =
-            std::env::temp_dir().join(format!("strata-preview-{}-{port}", std::process::id()));
-        let mut browser = BrowserGuard(Some((driver, profile.clone())));
+            std::env::temp_dir().join(format!("strata-browser-{}-{port}", std::process::id()));
+        let guard = BrowserGuard(Some((driver, profile.clone())));
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         let http = reqwest::Client::new();
@@ -177,7 +191,7 @@ impl Browser {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(RenderError::Browser("chromedriver did not start".into()));
+                return Err("chromedriver did not start".into());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -186,20 +200,43 @@ impl Browser {
             "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-dev-shm-usage",
             "--hide-scrollbars", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run", "--disable-quic",
-            format!("--window-size={},{}", options.width, options.height),
+            format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.display()),
         ]});
-        if let Some(binary) = &options.chromium {
+        if let Some(binary) = chromium {
             chrome["binary"] = serde_json::json!(binary.display().to_string());
         }
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), chrome);
         let client = fantoccini::ClientBuilder::rustls()
-            .map_err(|e| RenderError::Browser(format!("TLS setup: {e}")))?
+            .map_err(|e| format!("TLS setup: {e}"))?
             .capabilities(caps)
             .connect(&url)
             .await
-            .map_err(|e| RenderError::Browser(format!("opening a browser session: {e}")))?;
+            .map_err(|e| format!("opening a browser session: {e}"))?;
+        Ok(Self { client, guard })
+    }
+
+    /// Ends the session and kills the browser.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        if let Some((mut child, profile)) = self.guard.0.take() {
+            kill_group(&mut child, &profile);
+        }
+    }
+}
+
+impl Browser {
+    async fn start(options: &PreviewOptions) -> Result<Self, RenderError> {
+        let DrivenBrowser { client, guard } = DrivenBrowser::launch(
+            &options.chromedriver,
+            options.chromium.as_deref(),
+            options.width,
+            options.height,
+        )
+        .await
+        .map_err(RenderError::Browser)?;
+        let mut browser = guard;
         let page = format!("{}{PAGE_PATH}", options.server_url.trim_end_matches('/'));
         let ready = async {
             client.goto(&page).await?;

@@ -84,7 +84,7 @@ fn default_info(app: &App, origin: &str) -> AppInfo {
         terms_and_conditions_link: None,
         logo: None,
         public: true,
-        redirect_url: origin.to_owned(),
+        redirect_url: app.redirect_url.unwrap_or(origin).to_owned(),
         scopes: app.scopes().iter().map(|s| s.as_str().to_owned()).collect(),
         author_id: None,
         created_at: OffsetDateTime::UNIX_EPOCH,

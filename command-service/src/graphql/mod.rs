@@ -10,7 +10,7 @@ mod files;
 mod history;
 mod ingestion;
 mod legacy;
-mod loaders;
+pub(crate) mod loaders;
 mod mutations;
 mod object;
 pub(crate) mod project;

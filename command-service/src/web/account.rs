@@ -1,0 +1,368 @@
+//! The person's own pages (profile, personal access tokens, authorized apps) and the server
+//! admin's overview.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use maud::{Markup, html};
+use serde_json::{Value, json};
+
+use super::{
+    Frame, Gql, Session, csrf_refused, gql_error_page, items, layout, me, respond, s,
+    sign_in_first, when,
+};
+use crate::app::AppState;
+use crate::context::RequestContext;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/settings/user/profile", get(profile).post(profile_save))
+        .route("/settings/user/developer", get(tokens).post(tokens_action))
+        .route("/settings/server", get(admin))
+}
+
+type Fields = std::collections::HashMap<String, String>;
+
+fn form(headers: &HeaderMap, body: &Bytes) -> Fields {
+    crate::auth::fields(headers, body).unwrap_or_default()
+}
+
+fn field<'a>(fields: &'a Fields, key: &str) -> &'a str {
+    fields.get(key).map(String::as_str).unwrap_or_default()
+}
+
+async fn page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let (name, admin) = me(state, session).await;
+    respond(
+        session,
+        status,
+        layout(
+            &Frame {
+                title,
+                session,
+                user_name: name.as_deref(),
+                admin,
+            },
+            body,
+        ),
+    )
+}
+
+fn flash(message: Option<(&str, bool)>) -> Markup {
+    html! {
+        @if let Some((m, ok)) = message {
+            @if ok { p.ok role="status" { (m) } } @else { p.error role="alert" { (m) } }
+        }
+    }
+}
+
+const PROFILE: &str = "{ activeUser { id name email company bio verified role createdAt } }";
+
+async fn profile_page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    message: Option<(&str, bool)>,
+) -> Response {
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/user/profile"));
+    }
+    let data = match session.gql(state, PROFILE, json!({})).await {
+        Ok(d) => d,
+        Err(e) => return gql_error_page(session, &e),
+    };
+    let u = &data["activeUser"];
+    let body = html! {
+        h1 { "Profile" }
+        (flash(message))
+        p { (s(u, "email")) " · "
+            @if u["verified"].as_bool().unwrap_or(false) { "verified" } @else { a href="/verify-email" { "verify your email" } }
+            " · " (s(u, "role").trim_start_matches("server:")) " · since " (when(s(u, "createdAt"))) }
+        form.stack method="post" action="/settings/user/profile" {
+            (session.csrf_field())
+            label for="name" { "Name" }
+            input #name type="text" name="name" required value=(s(u, "name"));
+            label for="company" { "Company" }
+            input #company type="text" name="company" value=(s(u, "company"));
+            label for="bio" { "Bio" }
+            textarea #bio name="bio" rows="3" { (s(u, "bio")) }
+            button type="submit" { "Save" }
+        }
+    };
+    page(state, session, status, "Profile", body).await
+}
+
+async fn profile(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = Session::read(&state, &headers).await;
+    profile_page(&state, &session, StatusCode::OK, None).await
+}
+
+async fn profile_save(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let session = Session::with_context(&state, &headers, context).await;
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/user/profile"));
+    }
+    let fields = form(&headers, &body);
+    if !session.csrf_ok(fields.get("csrf")) {
+        return csrf_refused(&session);
+    }
+    let outcome = session
+        .gql(
+            &state,
+            "mutation($u: UserUpdateInput!) { activeUserMutations { update(user: $u) { id } } }",
+            json!({"u": {"name": field(&fields, "name"), "company": field(&fields, "company"), "bio": field(&fields, "bio")}}),
+        )
+        .await;
+    match outcome {
+        Ok(_) => profile_page(&state, &session, StatusCode::OK, Some(("Saved.", true))).await,
+        Err(e) => profile_page(&state, &session, e.status(), Some((&e.message, false))).await,
+    }
+}
+
+const TOKENS: &str = "{ activeUser { apiTokens { id name lastChars scopes createdAt lastUsed } authorizedApps { id name description } } serverInfo { scopes { name description } } }";
+
+/// The scopes a new token gets unless the person unticks them.
+const DEFAULT_SCOPES: &[&str] = &[
+    "streams:read",
+    "streams:write",
+    "profile:read",
+    "users:read",
+];
+
+async fn tokens_page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    message: Option<(&str, bool)>,
+    new_token: Option<&str>,
+) -> Response {
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/user/developer"));
+    }
+    let data = match session.gql(state, TOKENS, json!({})).await {
+        Ok(d) => d,
+        Err(e) => return gql_error_page(session, &e),
+    };
+    let tokens = data["activeUser"]["apiTokens"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let apps = data["activeUser"]["authorizedApps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let scopes = data["serverInfo"]["scopes"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let body = html! {
+        h1 { "Personal access tokens" }
+        (flash(message))
+        @if let Some(t) = new_token {
+            section.new-token aria-labelledby="new-token" {
+                h2 #new-token { "Your new token" }
+                p { "Copy it now: it is shown only once." }
+                input #token-value type="text" readonly value=(t) aria-label="New token";
+            }
+        }
+        @if tokens.is_empty() {
+            p { "No tokens yet." }
+        } @else {
+            table.tokens {
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Ends in" } th scope="col" { "Scopes" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "" } } }
+                tbody {
+                    @for t in tokens {
+                        tr {
+                            td.token-name { (s(t, "name")) }
+                            td { code { "…" (s(t, "lastChars")) } }
+                            td { (t["scopes"].as_array().map(|l| l.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                            td { (when(s(t, "createdAt"))) }
+                            td { @if s(t, "lastUsed").is_empty() { "never" } @else { (when(s(t, "lastUsed"))) } }
+                            td {
+                                form.inline method="post" action="/settings/user/developer" {
+                                    (session.csrf_field())
+                                    input type="hidden" name="action" value="revoke";
+                                    input type="hidden" name="token" value=(s(t, "id"));
+                                    button.danger type="submit" aria-label={"Revoke " (s(t, "name"))} { "Revoke" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "New token" }
+        form.stack method="post" action="/settings/user/developer" {
+            (session.csrf_field())
+            input type="hidden" name="action" value="create";
+            label for="token-name" { "Name" }
+            input #token-name type="text" name="name" required;
+            fieldset {
+                legend { "Scopes" }
+                @for sc in scopes {
+                    label.check {
+                        input type="checkbox" name={"scope_" (s(sc, "name"))} value="on" checked[DEFAULT_SCOPES.contains(&s(sc, "name"))];
+                        " " code { (s(sc, "name")) } " — " (s(sc, "description"))
+                    }
+                }
+            }
+            button type="submit" { "Create token" }
+        }
+        h2 { "Authorized apps" }
+        @if apps.is_empty() { p { "No app holds a token of yours." } }
+        ul { @for a in apps { li { (s(a, "name")) @if !s(a, "description").is_empty() { " — " (s(a, "description")) } } } }
+    };
+    page(state, session, status, "Tokens", body).await
+}
+
+async fn tokens(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = Session::read(&state, &headers).await;
+    tokens_page(&state, &session, StatusCode::OK, None, None).await
+}
+
+async fn tokens_action(
+    State(state): State<AppState>,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let session = Session::with_context(&state, &headers, context).await;
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/user/developer"));
+    }
+    let fields = form(&headers, &body);
+    if !session.csrf_ok(fields.get("csrf")) {
+        return csrf_refused(&session);
+    }
+    if field(&fields, "action") == "create" {
+        let scopes: Vec<&str> = fields
+            .keys()
+            .filter_map(|k| k.strip_prefix("scope_"))
+            .collect();
+        match session
+            .gql(
+                &state,
+                "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
+                json!({"t": {"name": field(&fields, "name"), "scopes": scopes}}),
+            )
+            .await
+        {
+            Ok(data) => {
+                let token = s(&data, "apiTokenCreate").to_owned();
+                tokens_page(
+                    &state,
+                    &session,
+                    StatusCode::OK,
+                    Some(("Token created.", true)),
+                    Some(&token),
+                )
+                .await
+            }
+            Err(e) => {
+                tokens_page(
+                    &state,
+                    &session,
+                    e.status(),
+                    Some((&e.message, false)),
+                    None,
+                )
+                .await
+            }
+        }
+    } else {
+        let outcome: Result<Value, Gql> = session
+            .gql(
+                &state,
+                "mutation($t: String!) { apiTokenRevoke(token: $t) }",
+                json!({"t": field(&fields, "token")}),
+            )
+            .await;
+        match outcome {
+            Ok(_) => {
+                tokens_page(
+                    &state,
+                    &session,
+                    StatusCode::OK,
+                    Some(("Token revoked.", true)),
+                    None,
+                )
+                .await
+            }
+            Err(e) => {
+                tokens_page(
+                    &state,
+                    &session,
+                    e.status(),
+                    Some((&e.message, false)),
+                    None,
+                )
+                .await
+            }
+        }
+    }
+}
+
+const ADMIN: &str = "{ serverInfo { name version company adminContact canonicalUrl inviteOnly } \
+    admin { serverStatistics { totalProjectCount totalUserCount totalPendingInvites } \
+    userList(limit: 100) { totalCount items { id name email role verified createdAt } } \
+    projectList(limit: 100) { totalCount items { id name visibility updatedAt } } \
+    inviteList(limit: 100) { totalCount items { id email invitedBy { name } } } } }";
+
+async fn admin(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = Session::read(&state, &headers).await;
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/server"));
+    }
+    let data = match session.gql(&state, ADMIN, json!({})).await {
+        Ok(d) => d,
+        Err(e) => return gql_error_page(&session, &e),
+    };
+    let info = &data["serverInfo"];
+    let admin = &data["admin"];
+    let stats = &admin["serverStatistics"];
+    let body = html! {
+        h1 { "Server" }
+        dl.facts {
+            dt { "Name" } dd { (s(info, "name")) }
+            dt { "Speaks Speckle" } dd { (s(info, "version")) }
+            dt { "Address" } dd { (s(info, "canonicalUrl")) }
+            dt { "Invite only" } dd { (if info["inviteOnly"].as_bool().unwrap_or(false) { "yes" } else { "no" }) }
+            dt { "Projects" } dd { (stats["totalProjectCount"].as_i64().unwrap_or(0)) }
+            dt { "Users" } dd { (stats["totalUserCount"].as_i64().unwrap_or(0)) }
+            dt { "Pending invites" } dd { (stats["totalPendingInvites"].as_i64().unwrap_or(0)) }
+        }
+        h2 { "Users" }
+        table {
+            thead { tr { th scope="col" { "Name" } th scope="col" { "Email" } th scope="col" { "Role" } th scope="col" { "Verified" } th scope="col" { "Since" } } }
+            tbody {
+                @for u in items(&admin["userList"]) {
+                    tr { td { (s(u, "name")) } td { (s(u, "email")) } td { (s(u, "role").trim_start_matches("server:")) }
+                        td { (if u["verified"].as_bool().unwrap_or(false) { "yes" } else { "no" }) } td { (when(s(u, "createdAt"))) } }
+                }
+            }
+        }
+        h2 { "Projects" }
+        ul { @for p in items(&admin["projectList"]) {
+            li { a href={"/projects/" (s(p, "id"))} { (s(p, "name")) } " · " (s(p, "visibility").to_lowercase()) " · " (when(s(p, "updatedAt"))) }
+        } }
+        h2 { "Pending invites" }
+        ul { @for i in items(&admin["inviteList"]) {
+            li { (s(i, "email")) " (by " (s(&i["invitedBy"], "name")) ")" }
+        } }
+    };
+    page(&state, &session, StatusCode::OK, "Server", body).await
+}
