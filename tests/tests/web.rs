@@ -797,3 +797,77 @@ async fn pages_keep_the_apis_rules() {
         .to_owned();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
+
+/// The viewer inside an iframe on another site, with the original's `#embed=` options.
+#[tokio::test]
+async fn the_viewer_embeds_in_another_sites_iframe() {
+    let w = web("embed", false).await;
+    let token = tests::register(&w.app.base_url, "pat@example.com").await;
+    let project = w
+        .app
+        .gql_data(
+            &token,
+            "mutation { projectMutations { create(input: {name: \"open\", visibility: PUBLIC}) { id } } }",
+            json!({}),
+        )
+        .await["projectMutations"]["create"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let model = send_model(&w.app, &token, &project, "facade").await;
+    // Another site: its own origin, one page framing strata's viewer.
+    let options =
+        "%7B%22isEnabled%22%3Atrue%2C%22isTransparent%22%3Atrue%2C%22hideControls%22%3Atrue%7D";
+    let src = format!(
+        "{}/projects/{project}/models/{model}#embed={options}",
+        w.app.base_url
+    );
+    let host = format!(
+        "<!doctype html><title>Site</title><h1>Our bridge</h1>\
+         <iframe src=\"{src}\" width=\"800\" height=\"500\"></iframe>"
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let site = format!(
+        "http://localhost:{}/",
+        listener.local_addr().unwrap().port()
+    );
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || {
+            let host = host.clone();
+            async move { axum::response::Html(host) }
+        }),
+    );
+    let serving = tokio::spawn(async move { axum::serve(listener, router).await });
+    w.c().goto(&site).await.unwrap();
+    w.c().clone().enter_frame(0).await.unwrap();
+    w.until(
+        "return document.body.dataset.viewerState === 'loaded' || document.body.dataset.viewerState === 'error';",
+        "the framed viewer loading the model",
+    )
+    .await;
+    assert_eq!(
+        w.js("return document.body.dataset.viewerState;").await,
+        json!("loaded"),
+        "{}",
+        w.body().await
+    );
+    // The embed is the viewer alone, and honours the options it was given.
+    assert_eq!(
+        w.js("return document.querySelectorAll('form').length;")
+            .await,
+        json!(0)
+    );
+    assert_eq!(
+        w.js("return window.strataViewer.options.transparent && window.strataViewer.options.hideControls;").await,
+        json!(true)
+    );
+    w.c().enter_parent_frame().await.unwrap();
+    let png = w.shot("01-embedded").await;
+    let (red, _) = drawn(&png);
+    assert!(red > 0.005, "the framed viewer draws the model ({red})");
+    serving.abort();
+    w.close().await;
+}

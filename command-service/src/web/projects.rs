@@ -988,7 +988,7 @@ async fn viewer(
     if embed {
         let markup = html! {
             (maud::DOCTYPE)
-            html lang="en" {
+            html.embed lang="en" {
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
