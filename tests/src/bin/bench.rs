@@ -3,6 +3,7 @@
 //! `bench audit`: as-of replays of a 10,000-event project beside a current-state read; export
 //! and offline verification of a 1M-event log beside the online chain check.
 //! `bench objects`: server ingest of gzip batches beside a raw COPY of the same rows; download.
+//! `bench pages`: the web app's projects page and a 50-model project page beside `/api/ping`.
 //! `bench subscriptions`: mutation-to-message latency with 1,000 connected subscribers.
 //! `bench webhooks`: delivery throughput and append-to-receipt latency beside plain POSTs.
 //! `bench append`: events/s appended with 1, 8 and 32 concurrent writers against plain
@@ -60,6 +61,13 @@ enum Bench {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
+    },
+    /// Web app pages: the projects page (20 projects) and a project page with 50 models,
+    /// one client, beside `GET /api/ping` (the HTTP floor) in the same run.
+    Pages {
+        /// Requests per page.
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
     },
     /// Webhooks: deliveries/s draining a backlog (one webhook, in order; ten webhooks), and
     /// latency from append to receipt at a steady rate, beside plain POSTs to the same
@@ -180,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
             state_cache_streams,
         } => commands_bench(&pool, &scoped, ops, &sizes, state_cache_streams).await,
         Bench::Graphql { seconds } => graphql_bench(&pool, &scoped, seconds).await,
+        Bench::Pages { requests } => pages_bench(&pool, &scoped, requests).await,
         Bench::Projections { events, seconds } => projections_bench(&pool, events, seconds).await,
         Bench::Subscriptions {
             subscribers,
@@ -536,12 +545,8 @@ struct GraphqlAnswer {
     errors: Option<serde::de::IgnoredAny>,
 }
 
-async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow::Result<()> {
-    let (app, cancel, running, _) = bench_stack(pool, scoped_url, |_| {}).await?;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let base = app.base_url.clone();
+/// Registers a bench account; its web app token.
+async fn bench_token(http: &reqwest::Client, base: &str) -> anyhow::Result<String> {
     let res = http
         .post(format!("{base}/auth/local/register?challenge=bench"))
         .json(&json!({"email": "bench@example.com", "password": "bench password", "name": "Bench"}))
@@ -565,7 +570,110 @@ async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow:
         .await?
         .json()
         .await?;
-    let token = tokens["token"].as_str().context("no token")?.to_owned();
+    Ok(tokens["token"].as_str().context("no token")?.to_owned())
+}
+
+async fn pages_bench(pool: &PgPool, scoped_url: &str, requests: usize) -> anyhow::Result<()> {
+    let (app, cancel, running, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = app.base_url.clone();
+    let token = bench_token(&http, &base).await?;
+    let gql = |query: &'static str, variables: serde_json::Value| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            let body: serde_json::Value = http
+                .post(format!("{base}/graphql"))
+                .bearer_auth(&token)
+                .json(&json!({"query": query, "variables": variables}))
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::ensure!(body.get("errors").is_none(), "GraphQL errors: {body}");
+            anyhow::Ok(body["data"].clone())
+        }
+    };
+    let mut big = String::new();
+    for p in 0..20 {
+        let data = gql(
+            "mutation($n: String!) { projectMutations { create(input: {name: $n}) { id } } }",
+            json!({"n": format!("project {p}")}),
+        )
+        .await?;
+        big = data["projectMutations"]["create"]["id"]
+            .as_str()
+            .context("no project")?
+            .to_owned();
+    }
+    let object = "0123456789abcdef0123456789abcdef";
+    tests::store_object(&base, &token, &big, object).await;
+    for m in 0..50 {
+        let data = gql(
+            "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
+            json!({"p": big, "n": format!("building {}/level {m}", m % 5)}),
+        )
+        .await?;
+        let model = data["modelMutations"]["create"]["id"]
+            .as_str()
+            .context("no model")?
+            .to_owned();
+        gql(
+            "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o, message: \"v\"}) { id } } }",
+            json!({"p": big, "m": model, "o": object}),
+        )
+        .await?;
+    }
+    let cookie = format!("strata_session={token}");
+    println!("\npages: one client, {requests} requests each, every answer checked");
+    println!(
+        "{:>34} {:>10} {:>10} {:>10} {:>10}",
+        "page", "req/s", "p50 ms", "p99 ms", "KiB"
+    );
+    let project_page = format!("/projects/{big}");
+    for (label, path, expect) in [
+        ("GET /api/ping (floor)", "/api/ping", "pong"),
+        ("projects page (20 projects)", "/projects", "project 19"),
+        ("project page (50 models)", project_page.as_str(), "level 49"),
+    ] {
+        let mut latencies = Vec::with_capacity(requests);
+        let mut size = 0;
+        let start = Instant::now();
+        for _ in 0..requests {
+            let t = Instant::now();
+            let res = http
+                .get(format!("{base}{path}"))
+                .header("cookie", &cookie)
+                .send()
+                .await?;
+            anyhow::ensure!(res.status() == 200, "{path} answered {}", res.status());
+            let body = res.text().await?;
+            anyhow::ensure!(body.contains(expect), "{path} lacks {expect}");
+            size = body.len();
+            latencies.push(t.elapsed());
+        }
+        let rate = requests as f64 / start.elapsed().as_secs_f64();
+        latencies.sort();
+        println!(
+            "{label:>34} {rate:>10.0} {:>10.2} {:>10.2} {:>10.1}",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            size as f64 / 1024.0
+        );
+    }
+    cancel.cancel();
+    running.await?;
+    Ok(())
+}
+
+async fn graphql_bench(pool: &PgPool, scoped_url: &str, seconds: u64) -> anyhow::Result<()> {
+    let (app, cancel, running, _) = bench_stack(pool, scoped_url, |_| {}).await?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = app.base_url.clone();
+    let token = bench_token(&http, &base).await?;
     let gql = |query: String, variables: serde_json::Value| {
         let http = http.clone();
         let base = base.clone();
