@@ -374,6 +374,9 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
         blobs: blob_options(settings).map(|o| workers::blobs::BlobStore::new(&o)),
         bundle_objects_max_bytes: settings.ingestion_objects_max_bundle_bytes,
         import_time_limit: Duration::from_secs(settings.file_import_time_limit_seconds),
+        import_memory_limit_bytes: settings
+            .file_import_memory_limit_mb
+            .saturating_mul(1024 * 1024),
         mail: mail_options(settings),
         previews: match crate::previews::preview_options(settings) {
             Some(options) => Some((

@@ -282,6 +282,9 @@ settings! {
     ingestion_objects_max_bundle_bytes: u64 = 1024 * 1024 * 1024,
     /// The longest one file import's conversion may take before its ingestion fails.
     file_import_time_limit_seconds: u64 = 600,
+    /// The most memory one file import may be estimated to need (file size x the format's
+    /// measured peak factor: IFC 16, OBJ and STL 6), in MiB; larger files fail at once.
+    file_import_memory_limit_mb: u64 = 4096,
     /// The built viewer page (`deploy/build-viewer` prints it), served at `/_strata/viewer/`;
     /// none = this process neither serves the page nor renders previews (their jobs wait).
     preview_viewer_dir: Option<String> = None,

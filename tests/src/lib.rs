@@ -317,3 +317,58 @@ pub async fn store_object(base_url: &str, token: &str, project_id: &str, object_
     let body = res.text().await.unwrap_or_default();
     assert_eq!(status, 201, "storing object {object_id}: {body}");
 }
+
+/// A new random 32-hex object id.
+pub fn object_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// `n` red boxes in a row under a collection, as a connector sends them (each a named mesh
+/// with a property set); the root's id and every object, children first.
+pub fn boxes(n: usize) -> (String, Vec<serde_json::Value>) {
+    let mut objects = Vec::new();
+    let mut closure = serde_json::Map::new();
+    let mut elements = Vec::new();
+    for i in 0..n {
+        let id = object_id();
+        let x = i as f64 * 1.5;
+        let (x0, x1, y0, y1, z0, z1) = (x, x + 1.0, 0.0, 1.0, 0.0, 1.0 + (i % 3) as f64);
+        let vertices = [
+            [x0, y0, z0],
+            [x1, y0, z0],
+            [x1, y1, z0],
+            [x0, y1, z0],
+            [x0, y0, z1],
+            [x1, y0, z1],
+            [x1, y1, z1],
+            [x0, y1, z1],
+        ]
+        .concat();
+        let faces = [
+            [4, 0, 3, 2, 1],
+            [4, 4, 5, 6, 7],
+            [4, 0, 1, 5, 4],
+            [4, 1, 2, 6, 5],
+            [4, 2, 3, 7, 6],
+            [4, 3, 0, 4, 7],
+        ]
+        .concat();
+        objects.push(serde_json::json!({
+            "id": id, "speckle_type": "Objects.Geometry.Mesh", "units": "m",
+            "name": format!("box {i}"), "vertices": vertices, "faces": faces,
+            "properties": {"Pset_Test": {"Index": i}},
+            "renderMaterial": {"speckle_type": "Objects.Other.RenderMaterial", "name": "red",
+                               "diffuse": -65536, "opacity": 1.0, "metalness": 0.0, "roughness": 1.0},
+            "totalChildrenCount": 0,
+        }));
+        closure.insert(id.clone(), serde_json::json!(1));
+        elements.push(serde_json::json!({"referencedId": id, "speckle_type": "reference"}));
+    }
+    let root = object_id();
+    objects.push(serde_json::json!({
+        "id": root, "speckle_type": "Speckle.Core.Models.Collection", "name": "boxes",
+        "collectionType": "layer", "elements": elements, "__closure": closure,
+        "totalChildrenCount": n,
+    }));
+    (root, objects)
+}

@@ -35,8 +35,13 @@ async fn world() -> World {
 
 /// The stack without the job runner: imports stay queued until [`World::start_worker`].
 async fn world_without_worker() -> World {
+    world_with(|_| {}).await
+}
+
+async fn world_with(tweak: impl FnOnce(&mut command_service::config::Settings)) -> World {
     let db = TestDb::new().await;
-    let settings = test_settings(&db);
+    let mut settings = test_settings(&db);
+    tweak(&mut settings);
     assert!(
         settings.s3_endpoint.is_some(),
         "STRATA_TEST_S3_ENDPOINT is not set: run the tests through `deploy/dev test`"
@@ -564,4 +569,130 @@ async fn a_cancelled_import_is_not_imported() {
         !version["errors"].is_null(),
         "no version was made: {version}"
     );
+}
+
+const FINISH: &str = "mutation($p: String!, $j: String!, $s: JobResultStatus!, $r: String) { fileUploadMutations { finishFileImport(input: {projectId: $p, jobId: $j, status: $s, reason: $r, result: {durationSeconds: 1.5, downloadDurationSeconds: 0.1, parseDurationSeconds: 1.2, parser: \"external\"}}) } }";
+
+/// An external importer's report (the 2.31 `finishFileImport`): an error fails a queued import
+/// with the importer's reason, visible as the original's `FileUpload`; a claimed success for an
+/// import strata has not finished is refused; one for a finished import is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_importers_report_finishes_the_import() {
+    let w = world_without_worker().await;
+    let (file, etag) = w.upload("beam.stl", binary_stl(2)).await;
+    let started = w
+        .ok(
+            START,
+            json!({"p": w.project, "m": w.model, "f": file, "e": etag}),
+        )
+        .await;
+    let id = started["fileUploadMutations"]["startFileIngestion"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Success cannot be claimed for an import that made no version.
+    let refused = w
+        .gql(FINISH, json!({"p": w.project, "j": file, "s": "success"}))
+        .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
+        "{refused}"
+    );
+    // Another project's file is not found.
+    let (other, _) = w.app.project_with_model(&w.token, "elsewhere").await;
+    let missing = w
+        .gql(FINISH, json!({"p": other, "j": file, "s": "error"}))
+        .await;
+    assert!(!missing["errors"].is_null(), "{missing}");
+    // The importer's error fails it with the importer's words.
+    w.ok(
+        FINISH,
+        json!({"p": w.project, "j": file, "s": "error", "r": "line 12: unexpected token"}),
+    )
+    .await;
+    let done = w.finished(&id).await;
+    assert_eq!(done["status"], "failed");
+    assert!(
+        done["errorReason"]
+            .as_str()
+            .unwrap()
+            .contains("line 12: unexpected token"),
+        "{done}"
+    );
+    let uploads = w
+        .ok(
+            "query($p: String!, $m: String!) { project(id: $p) { model(id: $m) { uploads { items { id convertedStatus convertedMessage } } } } }",
+            json!({"p": w.project, "m": w.model}),
+        )
+        .await;
+    let upload = &uploads["project"]["model"]["uploads"]["items"][0];
+    assert_eq!(upload["id"], file.as_str());
+    assert_eq!(upload["convertedStatus"], 3, "{upload}");
+    assert!(
+        upload["convertedMessage"]
+            .as_str()
+            .unwrap()
+            .contains("unexpected token")
+    );
+    // The worker finds nothing left to do; a second report changes nothing.
+    w.start_worker();
+    let again = w
+        .gql(
+            FINISH,
+            json!({"p": w.project, "j": file, "s": "error", "r": "again"}),
+        )
+        .await;
+    let done = w.finished(&id).await;
+    assert_eq!(done["status"], "failed", "{again}");
+    assert!(done["errorReason"].as_str().unwrap().contains("line 12"));
+
+    // A file strata imported itself: the importer's success is accepted.
+    let (id, _) = w.import("ok.stl", binary_stl(2)).await;
+    assert_eq!(w.finished(&id).await["status"], "success");
+    let file = w
+        .ok(
+            "query($p: String!, $m: String!) { project(id: $p) { model(id: $m) { uploads { items { id fileName } } } } }",
+            json!({"p": w.project, "m": w.model}),
+        )
+        .await["project"]["model"]["uploads"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["fileName"] == "ok.stl")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let accepted = w
+        .ok(FINISH, json!({"p": w.project, "j": file, "s": "success"}))
+        .await;
+    assert_eq!(accepted["fileUploadMutations"]["finishFileImport"], true);
+}
+
+/// A file whose conversion would need more memory than allowed fails at once, naming both
+/// figures; a smaller one still imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_too_big_to_convert_in_the_memory_limit_fails_at_once() {
+    let w = world_with(|s| s.file_import_memory_limit_mb = 1).await;
+    w.start_worker();
+    // 60,000 triangles: 3 MB, about 18 MB to convert at STL's 6x.
+    let (id, _) = w.import("big.stl", binary_stl(60_000)).await;
+    let done = w.finished(&id).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    let reason = done["errorReason"].as_str().unwrap();
+    assert!(
+        reason.contains("big.stl is 3 MB")
+            && reason.contains("6x")
+            && reason.contains("the limit is 1 MB"),
+        "{reason}"
+    );
+    let attempts: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM job_attempts a JOIN jobs j ON j.id = a.job_id WHERE j.kind = 'ingestion.import_file'",
+    )
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1, "a refused file is not retried");
+    let (id, _) = w.import("small.stl", binary_stl(100)).await;
+    assert_eq!(w.finished(&id).await["status"], "success");
 }

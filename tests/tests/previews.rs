@@ -73,58 +73,6 @@ async fn world(chromedriver: String) -> World {
     }
 }
 
-fn object_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// `n` red boxes in a row under a collection: the objects a connector would send.
-fn boxes(n: usize) -> (String, Vec<Value>) {
-    let mut objects = Vec::new();
-    let mut closure = serde_json::Map::new();
-    let mut elements = Vec::new();
-    for i in 0..n {
-        let id = object_id();
-        let x = i as f64 * 1.5;
-        let (x0, x1, y0, y1, z0, z1) = (x, x + 1.0, 0.0, 1.0, 0.0, 1.0 + (i % 3) as f64);
-        let vertices = [
-            [x0, y0, z0],
-            [x1, y0, z0],
-            [x1, y1, z0],
-            [x0, y1, z0],
-            [x0, y0, z1],
-            [x1, y0, z1],
-            [x1, y1, z1],
-            [x0, y1, z1],
-        ]
-        .concat();
-        let faces = [
-            [4, 0, 3, 2, 1],
-            [4, 4, 5, 6, 7],
-            [4, 0, 1, 5, 4],
-            [4, 1, 2, 6, 5],
-            [4, 2, 3, 7, 6],
-            [4, 3, 0, 4, 7],
-        ]
-        .concat();
-        objects.push(json!({
-            "id": id, "speckle_type": "Objects.Geometry.Mesh", "units": "m",
-            "vertices": vertices, "faces": faces,
-            "renderMaterial": {"speckle_type": "Objects.Other.RenderMaterial", "name": "red",
-                               "diffuse": -65536, "opacity": 1.0, "metalness": 0.0, "roughness": 1.0},
-            "totalChildrenCount": 0,
-        }));
-        closure.insert(id.clone(), json!(1));
-        elements.push(json!({"referencedId": id, "speckle_type": "reference"}));
-    }
-    let root = object_id();
-    objects.push(json!({
-        "id": root, "speckle_type": "Speckle.Core.Models.Collection", "name": "boxes",
-        "collectionType": "layer", "elements": elements, "__closure": closure,
-        "totalChildrenCount": n,
-    }));
-    (root, objects)
-}
-
 impl World {
     fn start_worker(&self) {
         let mut settings = self.app.state.settings().clone();
@@ -267,7 +215,7 @@ fn luminance_variance(rgba: &[u8]) -> f64 {
 #[tokio::test]
 async fn a_version_gets_its_preview_from_the_viewer() {
     let w = world(chromedriver()).await;
-    let (root, objects) = boxes(20);
+    let (root, objects) = tests::boxes(20);
     w.upload(&objects).await;
     let version = w.version(&root).await;
     let commit_path = format!("/preview/{}/commits/{version}", w.project);
@@ -346,7 +294,7 @@ async fn a_version_gets_its_preview_from_the_viewer() {
     assert_eq!(header(&odd, "x-preview-error-code"), "ANGLE_NOT_FOUND");
     let missing = w
         .get(
-            &format!("/preview/{}/objects/{}", w.project, object_id()),
+            &format!("/preview/{}/objects/{}", w.project, tests::object_id()),
             Some(&w.token),
         )
         .await;
@@ -402,7 +350,7 @@ async fn a_version_gets_its_preview_from_the_viewer() {
 async fn an_empty_model_gets_the_empty_image_without_a_browser() {
     // A chromedriver that does not exist: nothing may try to start a browser.
     let w = world("/nonexistent/chromedriver".to_owned()).await;
-    let root = object_id();
+    let root = tests::object_id();
     w.upload(&[
         json!({"id": root, "speckle_type": "Base", "name": "nothing", "totalChildrenCount": 0}),
     ])
@@ -424,7 +372,7 @@ async fn an_empty_model_gets_the_empty_image_without_a_browser() {
 
     // A model with geometry and no browser to draw it: retried, then failed with the reason,
     // visible to the route and in /metrics.
-    let (root, objects) = boxes(1);
+    let (root, objects) = tests::boxes(1);
     w.upload(&objects).await;
     let version = w.version(&root).await;
     let (status, error) = w.settled(&root).await;
@@ -468,13 +416,13 @@ async fn an_empty_model_gets_the_empty_image_without_a_browser() {
 async fn a_killed_browser_is_replaced_and_the_job_finished() {
     let w = world(chromedriver()).await;
     w.start_worker();
-    let (first, objects) = boxes(3);
+    let (first, objects) = tests::boxes(3);
     w.upload(&objects).await;
     w.version(&first).await;
     assert_eq!(w.settled(&first).await.0, "done");
 
     // Kill every Chromium process of this test's browser; the next render hits a dead session.
-    let profile = format!("user-data-dir=/tmp/strata-preview-{}-", std::process::id());
+    let profile = format!("user-data-dir=/tmp/strata-browser-{}-", std::process::id());
     let killed = std::process::Command::new("pkill")
         .args(["-KILL", "-f", "--", &profile])
         .status()
@@ -484,7 +432,7 @@ async fn a_killed_browser_is_replaced_and_the_job_finished() {
         "no browser process of this test was found"
     );
 
-    let (second, objects) = boxes(4);
+    let (second, objects) = tests::boxes(4);
     w.upload(&objects).await;
     w.version(&second).await;
     let (status, error) = w.settled(&second).await;
@@ -507,7 +455,7 @@ async fn a_malformed_tree_fails_with_its_reason_and_the_next_one_renders() {
     let w = world(chromedriver()).await;
     w.start_worker();
     // A root whose child was never sent: the page cannot load it.
-    let (root, mut objects) = boxes(2);
+    let (root, mut objects) = tests::boxes(2);
     objects.remove(0);
     w.upload(&objects).await;
     w.version(&root).await;
@@ -516,7 +464,7 @@ async fn a_malformed_tree_fails_with_its_reason_and_the_next_one_renders() {
     let error = error.unwrap();
     assert!(error.contains("missing child objects"), "{error}");
     // The same browser goes on rendering.
-    let (good, objects) = boxes(2);
+    let (good, objects) = tests::boxes(2);
     w.upload(&objects).await;
     w.version(&good).await;
     let (status, error) = w.settled(&good).await;
@@ -526,7 +474,7 @@ async fn a_malformed_tree_fails_with_its_reason_and_the_next_one_renders() {
 #[tokio::test]
 async fn a_worker_dying_mid_render_leaves_a_job_another_finishes_and_regenerate_renders_again() {
     let w = world(chromedriver()).await;
-    let (root, objects) = boxes(5);
+    let (root, objects) = tests::boxes(5);
     w.upload(&objects).await;
     w.version(&root).await;
     // Worker A, with a short lease, dies as soon as its render started: its task is dropped

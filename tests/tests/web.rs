@@ -193,62 +193,9 @@ impl Web {
     }
 }
 
-fn object_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
-/// A row of red boxes under a collection, as a connector sends them.
-fn boxes(n: usize) -> (String, Vec<Value>) {
-    let mut objects = Vec::new();
-    let mut closure = serde_json::Map::new();
-    let mut elements = Vec::new();
-    for i in 0..n {
-        let id = object_id();
-        let x = i as f64 * 1.5;
-        let (x0, x1, y0, y1, z0, z1) = (x, x + 1.0, 0.0, 1.0, 0.0, 1.0 + (i % 3) as f64);
-        let vertices = [
-            [x0, y0, z0],
-            [x1, y0, z0],
-            [x1, y1, z0],
-            [x0, y1, z0],
-            [x0, y0, z1],
-            [x1, y0, z1],
-            [x1, y1, z1],
-            [x0, y1, z1],
-        ]
-        .concat();
-        let faces = [
-            [4, 0, 3, 2, 1],
-            [4, 4, 5, 6, 7],
-            [4, 0, 1, 5, 4],
-            [4, 1, 2, 6, 5],
-            [4, 2, 3, 7, 6],
-            [4, 3, 0, 4, 7],
-        ]
-        .concat();
-        objects.push(json!({
-            "id": id, "speckle_type": "Objects.Geometry.Mesh", "units": "m",
-            "name": format!("box {i}"), "vertices": vertices, "faces": faces,
-            "properties": {"Pset_Test": {"Index": i}},
-            "renderMaterial": {"speckle_type": "Objects.Other.RenderMaterial", "name": "red",
-                               "diffuse": -65536, "opacity": 1.0, "metalness": 0.0, "roughness": 1.0},
-            "totalChildrenCount": 0,
-        }));
-        closure.insert(id.clone(), json!(1));
-        elements.push(json!({"referencedId": id, "speckle_type": "reference"}));
-    }
-    let root = object_id();
-    objects.push(json!({
-        "id": root, "speckle_type": "Speckle.Core.Models.Collection", "name": "boxes",
-        "collectionType": "layer", "elements": elements, "__closure": closure,
-        "totalChildrenCount": n,
-    }));
-    (root, objects)
-}
-
 /// Sends a model the way a connector does: objects, then a version, with `token`.
 async fn send_model(app: &TestApp, token: &str, project: &str, model_name: &str) -> String {
-    let (root, objects) = boxes(6);
+    let (root, objects) = tests::boxes(6);
     let form = reqwest::multipart::Form::new().part(
         "batch-0",
         reqwest::multipart::Part::bytes(Value::Array(objects).to_string().into_bytes())
@@ -869,5 +816,77 @@ async fn the_viewer_embeds_in_another_sites_iframe() {
     let (red, _) = drawn(&png);
     assert!(red > 0.005, "the framed viewer draws the model ({red})");
     serving.abort();
+    w.close().await;
+}
+
+/// A file imported through the original's upload route opens in the viewer, drawn in its
+/// colours, and a click shows the element's IFC class and properties.
+#[tokio::test]
+async fn an_imported_ifc_opens_in_the_viewer_with_its_properties() {
+    let w = web("ifc", true).await;
+    let token = tests::register(&w.app.base_url, "ifc@example.com").await;
+    let (project, _) = w.app.project_with_model(&token, "unused").await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(include_bytes!("../samples/ifc/house.ifc").to_vec())
+            .file_name("house.ifc"),
+    );
+    let res = w
+        .app
+        .http
+        .post(format!("{}/api/file/ifc/{project}/house", w.app.base_url))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let model = loop {
+        let data = w
+            .app
+            .gql_data(
+                &token,
+                "query($p: String!) { project(id: $p) { modelByName(name: \"house\") { id versions { totalCount } } } }",
+                json!({"p": project}),
+            )
+            .await;
+        let m = &data["project"]["modelByName"];
+        if m["versions"]["totalCount"] == 1 {
+            break m["id"].as_str().unwrap().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no version: {data}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    w.goto(&format!("/projects/{project}/models/{model}")).await;
+    w.sign_in("ifc@example.com", "correct horse").await;
+    w.until(
+        "return document.body.dataset.viewerState === 'loaded' || document.body.dataset.viewerState === 'error';",
+        "the viewer loading the imported house",
+    )
+    .await;
+    assert_eq!(
+        w.js("return document.body.dataset.viewerState;").await,
+        json!("loaded"),
+        "{}",
+        w.body().await
+    );
+    assert!(w.body().await.contains("File upload: house.ifc"));
+    let viewer = w.c().find(Locator::Css("#viewer")).await.unwrap();
+    let png = viewer.screenshot().await.unwrap();
+    std::fs::write(w.out.join("01-house.png"), &png).unwrap();
+    let (red, variance) = drawn(&png);
+    assert!(
+        red > 0.002 && variance > 50.0,
+        "the house is drawn with its red wall (red {red}, variance {variance})"
+    );
+    viewer.click().await.unwrap();
+    w.until(
+        "const s = document.getElementById('selection'); return !!s && !s.hidden && s.textContent.includes('IFC Class');",
+        "an element's IFC properties",
+    )
+    .await;
+    assert!(w.text("#selection").await.contains("Ifc"));
+    w.shot("02-house-selection").await;
     w.close().await;
 }

@@ -100,6 +100,11 @@ pub trait Importer: Send + Sync + 'static {
     fn companions(&self, _bytes: &[u8]) -> Vec<String> {
         Vec::new()
     }
+    /// About how many times its file size a conversion holds in memory at its peak (measured
+    /// with `tests/python/bench_imports.py`), for the admission bound.
+    fn memory_factor(&self) -> u64 {
+        8
+    }
 }
 
 /// Wavefront OBJ with MTL colours (`tobj`): one element per object or group.
@@ -108,6 +113,11 @@ pub struct Obj;
 impl Importer for Obj {
     fn extensions(&self) -> &'static [&'static str] {
         &["obj"]
+    }
+
+    /// A 50 MB OBJ peaked at 4.9x its size (session 5's bench).
+    fn memory_factor(&self) -> u64 {
+        6
     }
 
     fn companions(&self, bytes: &[u8]) -> Vec<String> {
@@ -208,6 +218,10 @@ pub struct Stl;
 impl Importer for Stl {
     fn extensions(&self) -> &'static [&'static str] {
         &["stl"]
+    }
+
+    fn memory_factor(&self) -> u64 {
+        6
     }
 
     fn import(
@@ -323,6 +337,31 @@ pub struct FileImporter {
     control: Arc<dyn IngestionControl>,
     importers: Vec<Arc<dyn Importer>>,
     time_limit: Duration,
+    memory_limit_bytes: u64,
+}
+
+/// Refuses a file whose conversion would need more memory than `limit` bytes, estimated
+/// from its size and the format's measured peak factor.
+fn admit(
+    file_name: &str,
+    file_type: &str,
+    size: u64,
+    factor: u64,
+    limit: u64,
+) -> Result<(), String> {
+    let needed = size.saturating_mul(factor);
+    if needed <= limit {
+        return Ok(());
+    }
+    let mb = |b: u64| b.div_ceil(1024 * 1024);
+    Err(format!(
+        "{file_name} is {} MB; converting a {} file needs about {factor}x its size in memory \
+         ({} MB), the limit is {} MB",
+        mb(size),
+        file_type.to_uppercase(),
+        mb(needed),
+        mb(limit)
+    ))
 }
 
 /// How an attempt ended short of a version.
@@ -346,12 +385,14 @@ impl From<CommandFailure> for Stop {
 
 impl FileImporter {
     /// An importer storing objects into `pool`, reading files from `store`, giving each
-    /// conversion at most `time_limit`.
+    /// conversion at most `time_limit` and admitting only files whose conversion is estimated
+    /// to need at most `memory_limit_bytes`.
     pub fn new(
         pool: sqlx::PgPool,
         store: Option<crate::blobs::BlobStore>,
         control: Arc<dyn IngestionControl>,
         time_limit: Duration,
+        memory_limit_bytes: u64,
     ) -> Self {
         Self {
             pool,
@@ -359,6 +400,7 @@ impl FileImporter {
             control,
             importers: importers(),
             time_limit,
+            memory_limit_bytes,
         }
     }
 
@@ -429,6 +471,18 @@ impl FileImporter {
                     .to_string(),
             ));
         };
+        let admission = |size: u64| {
+            admit(
+                &file.file_name,
+                &file.file_type,
+                size,
+                importer.memory_factor(),
+                self.memory_limit_bytes,
+            )
+            .map_err(Stop::Rejected)
+        };
+        // The size the upload was checked with, before fetching anything.
+        admission(file.file_size)?;
         let store = self
             .store
             .as_ref()
@@ -439,6 +493,7 @@ impl FileImporter {
             .await
             .map_err(|e| Stop::Retry(e.to_string()))?
             .ok_or_else(|| Stop::Rejected("the uploaded file is missing from the store".into()))?;
+        admission(bytes.len() as u64)?;
         let mut companions = HashMap::new();
         for name in importer.companions(&bytes) {
             let found =

@@ -38,6 +38,8 @@ pub struct Dependencies {
     pub bundle_objects_max_bytes: u64,
     /// The longest one file import's conversion may take.
     pub import_time_limit: std::time::Duration,
+    /// The most memory one file import's conversion may be estimated to need, in bytes.
+    pub import_memory_limit_bytes: u64,
     /// SMTP settings; none = email disabled (no mail job is ever enqueued then).
     pub mail: Option<email::MailOptions>,
     /// The preview renderer's settings and wiring; none = this process renders no previews
@@ -74,6 +76,7 @@ pub fn registry(deps: Dependencies) -> Result<Vec<Arc<dyn JobHandler>>, SetupErr
         deps.blobs.clone(),
         deps.ingestion_control.clone(),
         deps.import_time_limit,
+        deps.import_memory_limit_bytes,
     )));
     if let (Some((options, control)), Some(blobs)) = (deps.previews, deps.blobs.clone()) {
         handlers.push(Arc::new(preview::Renderer::new(

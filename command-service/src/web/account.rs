@@ -2,67 +2,23 @@
 //! admin's overview.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use maud::{Markup, html};
+use maud::html;
 use serde_json::{Value, json};
 
 use super::{
-    Frame, Gql, Session, csrf_refused, gql_error_page, items, layout, me, respond, s,
-    sign_in_first, when,
+    Gql, Session, Submitted, field, flash, gql_error_page, items, page, s, sign_in_first, when,
 };
 use crate::app::AppState;
-use crate::context::RequestContext;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/settings/user/profile", get(profile).post(profile_save))
         .route("/settings/user/developer", get(tokens).post(tokens_action))
         .route("/settings/server", get(admin))
-}
-
-type Fields = std::collections::HashMap<String, String>;
-
-fn form(headers: &HeaderMap, body: &Bytes) -> Fields {
-    crate::auth::fields(headers, body).unwrap_or_default()
-}
-
-fn field<'a>(fields: &'a Fields, key: &str) -> &'a str {
-    fields.get(key).map(String::as_str).unwrap_or_default()
-}
-
-async fn page(
-    state: &AppState,
-    session: &Session,
-    status: StatusCode,
-    title: &str,
-    body: Markup,
-) -> Response {
-    let (name, admin) = me(state, session).await;
-    respond(
-        session,
-        status,
-        layout(
-            &Frame {
-                title,
-                session,
-                user_name: name.as_deref(),
-                admin,
-            },
-            body,
-        ),
-    )
-}
-
-fn flash(message: Option<(&str, bool)>) -> Markup {
-    html! {
-        @if let Some((m, ok)) = message {
-            @if ok { p.ok role="status" { (m) } } @else { p.error role="alert" { (m) } }
-        }
-    }
 }
 
 const PROFILE: &str = "{ activeUser { id name email company bio verified role createdAt } }";
@@ -101,24 +57,16 @@ async fn profile_page(
     page(state, session, status, "Profile", body).await
 }
 
-async fn profile(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn profile(State(state): State<AppState>, session: Session) -> Response {
     profile_page(&state, &session, StatusCode::OK, None).await
 }
 
 async fn profile_save(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first("/settings/user/profile"));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let outcome = session
         .gql(
@@ -229,24 +177,16 @@ async fn tokens_page(
     page(state, session, status, "Tokens", body).await
 }
 
-async fn tokens(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn tokens(State(state): State<AppState>, session: Session) -> Response {
     tokens_page(&state, &session, StatusCode::OK, None, None).await
 }
 
 async fn tokens_action(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first("/settings/user/developer"));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     if field(&fields, "action") == "create" {
         let scopes: Vec<&str> = fields
@@ -322,8 +262,7 @@ const ADMIN: &str = "{ serverInfo { name version company adminContact canonicalU
     projectList(limit: 100) { totalCount items { id name visibility updatedAt } } \
     inviteList(limit: 100) { totalCount items { id email invitedBy { name } } } } }";
 
-async fn admin(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn admin(State(state): State<AppState>, session: Session) -> Response {
     if !session.signed_in() {
         return session.finish(sign_in_first("/settings/server"));
     }

@@ -1,24 +1,20 @@
 //! Sign in, register, sign out, password reset, email verification and the connector sign-in
 //! (`/authn/verify/:appId/:challenge`), at the original web app's paths.
 
-use std::collections::HashMap;
-
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
 use serde_json::json;
 
 use super::{
-    Frame, Session, csrf_refused, encode, error_page, layout, local_next, me, respond, s,
-    see_other, sign_in_first,
+    Fields, Frame, Session, Submitted, encode, error_page, field, layout, local_next, me, respond,
+    s, see_other, sign_in_first,
 };
 use crate::accounts::AccountError;
 use crate::app::AppState;
-use crate::context::RequestContext;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,16 +32,6 @@ pub fn routes() -> Router<AppState> {
             "/authn/verify/{app_id}/{challenge}",
             get(authorize_page).post(authorize),
         )
-}
-
-type Fields = HashMap<String, String>;
-
-fn form(headers: &HeaderMap, body: &Bytes) -> Fields {
-    crate::auth::fields(headers, body).unwrap_or_default()
-}
-
-fn field<'a>(fields: &'a Fields, key: &str) -> &'a str {
-    fields.get(key).map(String::as_str).unwrap_or_default()
 }
 
 fn frame<'a>(title: &'a str, session: &'a Session) -> Frame<'a> {
@@ -127,11 +113,10 @@ fn login_form(session: &Session, next: &str, email: &str, error: Option<&str>) -
 }
 
 async fn login_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    State(_state): State<AppState>,
+    session: Session,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     let next = local_next(q.next.as_deref());
     if session.signed_in() {
         return session.finish(see_other(&next));
@@ -146,12 +131,10 @@ async fn login_page(
     )
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
+async fn login(
+    State(state): State<AppState>,
+    Submitted { session, fields }: Submitted,
+) -> Response {
     let next = local_next(fields.get("next").map(String::as_str));
     let email = field(&fields, "email");
     let outcome = match state
@@ -207,11 +190,10 @@ fn register_form(
 }
 
 async fn register_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    State(_state): State<AppState>,
+    session: Session,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     let next = local_next(q.next.as_deref());
     if session.signed_in() {
         return session.finish(see_other(&next));
@@ -228,22 +210,15 @@ async fn register_page(
 
 async fn register(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
     let next = local_next(fields.get("next").map(String::as_str));
     let invite = fields.get("token").filter(|t| !t.is_empty());
     let company = fields
         .get("company")
         .filter(|c| !c.trim().is_empty())
         .cloned();
-    let metadata = context.metadata(None, None);
+    let metadata = session.metadata();
     let outcome = match state
         .accounts()
         .register(
@@ -281,12 +256,10 @@ async fn register(
     }
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
+async fn logout(
+    State(state): State<AppState>,
+    Submitted { session, fields: _ }: Submitted,
+) -> Response {
     if let (Some(user), Some(token)) = (session.user_id(), session.token())
         && let Err(e) = state.accounts().revoke_token(user, token).await
     {
@@ -299,8 +272,7 @@ async fn logout(State(state): State<AppState>, headers: HeaderMap, body: Bytes) 
     session.finish(res)
 }
 
-async fn forgotten_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn forgotten_page(State(_state): State<AppState>, session: Session) -> Response {
     respond(
         &session,
         StatusCode::OK,
@@ -321,16 +293,9 @@ async fn forgotten_page(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 async fn forgotten(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
-    let metadata = context.metadata(None, None);
+    let metadata = session.metadata();
     let (status, message) = match state
         .accounts()
         .request_password_reset(field(&fields, "email"), &metadata)
@@ -373,11 +338,10 @@ fn reset_form(session: &Session, token: &str, error: Option<&str>) -> Markup {
 }
 
 async fn reset_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+    State(_state): State<AppState>,
+    session: Session,
     Query(q): Query<ResetQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     let token = q.token.or(q.t).unwrap_or_default();
     let mut res = respond(
         &session,
@@ -398,25 +362,18 @@ async fn reset_page(
 /// Links mailed before the web app existed.
 async fn reset_page_legacy(
     state: State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     query: Query<ResetQuery>,
 ) -> Response {
-    reset_page(state, headers, query).await
+    reset_page(state, session, query).await
 }
 
 async fn reset(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
     let token = field(&fields, "token");
-    let metadata = context.metadata(None, None);
+    let metadata = session.metadata();
     match state
         .accounts()
         .finalize_password_reset(token, field(&fields, "password"), &metadata)
@@ -496,8 +453,7 @@ async fn verify_form(state: &AppState, session: &Session, message: Option<(bool,
     )
 }
 
-async fn verify_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn verify_page(State(state): State<AppState>, session: Session) -> Response {
     if !session.signed_in() {
         return session.finish(sign_in_first("/verify-email"));
     }
@@ -507,17 +463,10 @@ async fn verify_page(State(state): State<AppState>, headers: HeaderMap) -> Respo
 
 async fn verify(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first("/verify-email"));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let email = session
         .gql(&state, "{ activeUser { email } }", json!({}))
@@ -594,10 +543,9 @@ async fn asking_app(state: &AppState, session: &Session, app_id: &str) -> Option
 /// signed-in person for access; they see who asks for what, and allow or deny.
 async fn authorize_page(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path((app_id, challenge)): Path<(String, String)>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     let here = format!("/authn/verify/{}/{}", encode(&app_id), encode(&challenge));
     if !session.signed_in() {
         return session.finish(sign_in_first(&here));
@@ -659,15 +607,9 @@ fn with_query(url: &str, pair: &str) -> String {
 /// sent to the app's redirect URL) or deny (`?denied=true`, as the original's page does).
 async fn authorize(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path((app_id, challenge)): Path<(String, String)>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
     let Some(user_id) = session.user_id().map(str::to_owned) else {
         return session.finish(sign_in_first(&format!(
             "/authn/verify/{}/{}",

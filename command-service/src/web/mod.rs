@@ -67,6 +67,59 @@ async fn home(state: axum::extract::State<AppState>, headers: HeaderMap) -> Resp
     }
 }
 
+/// A form's fields.
+pub type Fields = std::collections::HashMap<String, String>;
+
+/// A field of a form, or "".
+pub fn field<'a>(fields: &'a Fields, key: &str) -> &'a str {
+    fields.get(key).map(String::as_str).unwrap_or_default()
+}
+
+/// A submitted form: the session it came with and its fields, its CSRF token already
+/// checked. Every form handler takes one, so none can forget the check (a mismatch answers
+/// 403 and the handler never runs).
+pub struct Submitted {
+    /// Who sent it (with the request context its commands record).
+    pub session: Session,
+    /// Its fields (form-encoded or JSON).
+    pub fields: Fields,
+}
+
+impl axum::extract::FromRequest<AppState> for Submitted {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRequestParts as _;
+        let (mut parts, body) = req.into_parts();
+        let Ok(context) = RequestContext::from_request_parts(&mut parts, state).await;
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let session = Session::with_context(state, &headers, context).await;
+        let fields = crate::auth::fields(&headers, &bytes).unwrap_or_default();
+        if !session.csrf_ok(fields.get("csrf")) {
+            return Err(csrf_refused(&session));
+        }
+        Ok(Self { session, fields })
+    }
+}
+
+impl axum::extract::FromRequestParts<AppState> for Session {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::read(state, &parts.headers).await)
+    }
+}
+
 /// Who is looking at a page, and the CSRF token its forms carry.
 pub struct Session {
     /// The session token (the `strata_session` cookie), when it is valid.
@@ -143,6 +196,14 @@ impl Session {
         let mut session = Self::read(state, headers).await;
         session.context = Some(context);
         session
+    }
+
+    /// The metadata the commands of this request record.
+    pub fn metadata(&self) -> domain::EventMetadata {
+        self.context
+            .as_ref()
+            .map(|c| c.metadata(None, None))
+            .unwrap_or_default()
     }
 
     /// Whether someone is signed in.
@@ -505,19 +566,52 @@ pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
     PreEscaped(s)
 }
 
-/// The name and admin flag of the signed-in person, for the page frame.
-pub async fn me(state: &AppState, session: &Session) -> (Option<String>, bool) {
-    if !session.signed_in() {
-        return (None, false);
-    }
-    match session
-        .gql(state, "{ activeUser { name role } }", serde_json::json!({}))
-        .await
-    {
-        Ok(data) => (
-            Some(s(&data["activeUser"], "name").to_owned()),
-            s(&data["activeUser"], "role") == "server:admin",
+/// A page for the signed-in person (or anyone, where the API allows): the frame around `body`.
+pub async fn page(
+    state: &AppState,
+    session: &Session,
+    status: StatusCode,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let (name, admin) = me(state, session).await;
+    respond(
+        session,
+        status,
+        layout(
+            &Frame {
+                title,
+                session,
+                user_name: name.as_deref(),
+                admin,
+            },
+            body,
         ),
-        Err(_) => (None, false),
+    )
+}
+
+/// The outcome of a form, above the page it leaves the person on.
+pub fn flash(message: Option<(&str, bool)>) -> Markup {
+    html! {
+        @if let Some((m, ok)) = message {
+            @if ok { p.ok role="status" { (m) } } @else { p.error role="alert" { (m) } }
+        }
+    }
+}
+
+/// The name and admin flag of the signed-in person, for the page frame: one read of the
+/// users read model (the frame shows only what its owner may see; what the admin link leads
+/// to is checked by the admin queries themselves).
+pub async fn me(state: &AppState, session: &Session) -> (Option<String>, bool) {
+    let Some(user_id) = session.user_id() else {
+        return (None, false);
+    };
+    let admin = session.principal.server_role == Some(domain::policy::ServerRole::Admin);
+    match projections::speckle::query::user_name(state.pool(), user_id).await {
+        Ok(name) => (name, admin),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the signed-in person's name");
+            (None, admin)
+        }
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -13,11 +12,10 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::{
-    EMBED_CSP, Frame, Gql, Session, csrf_refused, encode, error_page, gql_error_page, items,
-    layout, me, respond, respond_with_csp, s, see_other, sign_in_first, when,
+    EMBED_CSP, Gql, Session, Submitted, encode, error_page, field, flash, gql_error_page, items,
+    page, respond_with_csp, s, see_other, sign_in_first, when,
 };
 use crate::app::AppState;
-use crate::context::RequestContext;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,47 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/projects/{id}/invite", post(accept_invite))
 }
 
-type Fields = std::collections::HashMap<String, String>;
-
-fn form(headers: &HeaderMap, body: &Bytes) -> Fields {
-    crate::auth::fields(headers, body).unwrap_or_default()
-}
-
-fn field<'a>(fields: &'a Fields, key: &str) -> &'a str {
-    fields.get(key).map(String::as_str).unwrap_or_default()
-}
-
 /// Renders a page for the signed-in person (or anyone, for public projects).
-async fn page(
-    state: &AppState,
-    session: &Session,
-    status: StatusCode,
-    title: &str,
-    body: Markup,
-) -> Response {
-    let (name, admin) = me(state, session).await;
-    respond(
-        session,
-        status,
-        layout(
-            &Frame {
-                title,
-                session,
-                user_name: name.as_deref(),
-                admin,
-            },
-            body,
-        ),
-    )
-}
-
-fn flash(message: Option<&str>, ok: bool) -> Markup {
-    html! {
-        @if let Some(m) = message {
-            @if ok { p.ok role="status" { (m) } } @else { p.error role="alert" { (m) } }
-        }
-    }
-}
 
 #[derive(serde::Deserialize, Default)]
 struct ListQuery {
@@ -95,7 +53,7 @@ fn projects_body(
     let projects = &data["activeUser"]["projects"];
     html! {
         h1 { "Projects" }
-        (flash(message.map(|m| m.0), message.is_some_and(|m| m.1)))
+        (flash(message))
         form.inline role="search" method="get" action="/projects" {
             label for="q" { "Search projects" }
             input #q type="search" name="q" value=(q);
@@ -140,10 +98,9 @@ fn projects_body(
 
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     if !session.signed_in() {
         return session.finish(sign_in_first("/projects"));
     }
@@ -160,17 +117,10 @@ async fn list(
 
 async fn create(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first("/projects"));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let description = fields.get("description").filter(|d| !d.trim().is_empty());
     let created = session
@@ -279,11 +229,10 @@ struct InviteQuery {
 
 async fn project(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
     Query(q): Query<InviteQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     if let Some(token) = q.token.filter(|t| !t.is_empty()) {
         return invite_page(&state, &session, &id, &token).await;
     }
@@ -314,7 +263,7 @@ async fn project_page(
         @if !s(p, "description").is_empty() { p.description { (s(p, "description")) } }
         p.meta { (s(p, "visibility").to_lowercase()) " · updated " (when(s(p, "updatedAt"))) }
         (project_tabs(id, "models", is_owner(p)))
-        (flash(message.map(|m| m.0), message.is_some_and(|m| m.1)))
+        (flash(message))
         @if can_update {
             details.create {
                 summary { "New model" }
@@ -339,18 +288,11 @@ async fn project_page(
 
 async fn project_action(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first(&format!("/projects/{id}")));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let outcome = session
         .gql(
@@ -414,18 +356,11 @@ async fn invite_page(state: &AppState, session: &Session, id: &str, token: &str)
 
 async fn accept_invite(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first(&format!("/projects/{id}")));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let accept = field(&fields, "accept") == "true";
     match session
@@ -466,7 +401,7 @@ async fn team_page(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "team", owner))
-        (flash(message.map(|m| m.0), message.is_some_and(|m| m.1)))
+        (flash(message))
         h2 { "Team" }
         table {
             thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } @if owner { th scope="col" { "Change" } } } }
@@ -526,29 +461,17 @@ async fn team_page(
     page(state, session, status, "Team", body).await
 }
 
-async fn team(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let session = Session::read(&state, &headers).await;
+async fn team(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
     team_page(&state, &session, &id, StatusCode::OK, None).await
 }
 
 async fn team_action(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
     if !session.signed_in() {
         return session.finish(sign_in_first(&format!("/projects/{id}/collaborators")));
-    }
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
     }
     let outcome: Result<&str, Gql> = if field(&fields, "action") == "invite" {
         session
@@ -605,7 +528,7 @@ async fn settings_page(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "settings", is_owner(p)))
-        (flash(message.map(|m| m.0), message.is_some_and(|m| m.1)))
+        (flash(message))
         form.stack method="post" action={"/projects/" (id) "/settings"} {
             (session.csrf_field())
             label for="name" { "Name" }
@@ -626,25 +549,17 @@ async fn settings_page(
 
 async fn settings(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     settings_page(&state, &session, &id, StatusCode::OK, None).await
 }
 
 async fn settings_save(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
     let outcome = session
         .gql(
             &state,
@@ -713,7 +628,7 @@ async fn webhooks_page(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "webhooks", is_owner(p)))
-        (flash(message.map(|m| m.0), message.is_some_and(|m| m.1)))
+        (flash(message))
         @for w in items(&p["webhooks"]) {
             section.webhook aria-label={"Webhook " (s(w, "url"))} {
                 h2 { code { (s(w, "url")) } }
@@ -778,25 +693,17 @@ async fn webhooks_page(
 
 async fn webhooks(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     webhooks_page(&state, &session, &id, StatusCode::OK, None).await
 }
 
 async fn webhooks_action(
     State(state): State<AppState>,
-    context: RequestContext,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    Submitted { session, fields }: Submitted,
 ) -> Response {
-    let session = Session::with_context(&state, &headers, context).await;
-    let fields = form(&headers, &body);
-    if !session.csrf_ok(fields.get("csrf")) {
-        return csrf_refused(&session);
-    }
     let outcome: Result<&str, Gql> = match field(&fields, "action") {
         "create" => {
             let triggers: Vec<&str> = TRIGGERS
@@ -848,11 +755,10 @@ struct HistoryQuery {
 
 async fn history(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     if !session.signed_in() {
         return session.finish(sign_in_first(&format!("/projects/{id}/history")));
     }
@@ -1036,10 +942,9 @@ async fn embed_session(state: &AppState, headers: &HeaderMap) -> Session {
 
 async fn versions(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path((id, resource)): Path<(String, String)>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     let (model_id, _) = split_resource(&resource);
     let data = match session
         .gql(&state, VIEWER, json!({"id": id, "m": model_id}))
@@ -1064,19 +969,17 @@ async fn versions(
 
 async fn project_preview(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     crate::previews::for_page(&state, session.token(), &id, None).await
 }
 
 async fn model_preview(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path((id, model)): Path<(String, String)>,
 ) -> Response {
-    let session = Session::read(&state, &headers).await;
     crate::previews::for_page(&state, session.token(), &id, Some(model)).await
 }
 

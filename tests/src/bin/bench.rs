@@ -635,7 +635,11 @@ async fn pages_bench(pool: &PgPool, scoped_url: &str, requests: usize) -> anyhow
     for (label, path, expect) in [
         ("GET /api/ping (floor)", "/api/ping", "pong"),
         ("projects page (20 projects)", "/projects", "project 19"),
-        ("project page (50 models)", project_page.as_str(), "level 49"),
+        (
+            "project page (50 models)",
+            project_page.as_str(),
+            "level 49",
+        ),
     ] {
         let mut latencies = Vec::with_capacity(requests);
         let mut size = 0;

@@ -55,6 +55,11 @@ impl Importer for Ifc {
         &["ifc"]
     }
 
+    /// ifc-lite's peak for the 2–3 MB samples: about 12x the file (session 5's bench).
+    fn memory_factor(&self) -> u64 {
+        16
+    }
+
     fn import(
         &self,
         _file_name: &str,
