@@ -118,6 +118,27 @@ impl Web {
             .unwrap();
     }
 
+    /// Clicks what submits a form and waits for the page it leads to: the old document gone
+    /// (its root element stale) and the new one loaded.
+    async fn submit(&self, css: &str) {
+        let old = self.c().find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while old.tag_name().await.is_ok() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{css} led nowhere: {}",
+                self.body().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.until(
+            "return document.readyState === 'complete';",
+            "the next page",
+        )
+        .await;
+    }
+
     async fn text(&self, css: &str) -> String {
         self.c()
             .find(Locator::Css(css))
@@ -136,11 +157,12 @@ impl Web {
         self.c().execute(script, vec![]).await.unwrap()
     }
 
-    /// Waits until `script` returns true (the page's own state, never a fixed delay).
+    /// Waits until `script` returns true (the page's own state, never a fixed delay). A
+    /// document being replaced answers nothing for a moment: that counts as not yet.
     async fn until(&self, script: &str, what: &str) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if self.js(script).await == Value::Bool(true) {
+            if self.c().execute(script, vec![]).await.ok() == Some(Value::Bool(true)) {
                 return;
             }
             assert!(
@@ -150,6 +172,21 @@ impl Web {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the viewer island has loaded the model (or failed), and asserts it loaded.
+    async fn viewer_loaded(&self, what: &str) {
+        self.until(
+            "return ['loaded', 'error'].includes(document.body.dataset.viewerState);",
+            what,
+        )
+        .await;
+        assert_eq!(
+            self.js("return document.body.dataset.viewerState;").await,
+            json!("loaded"),
+            "{}",
+            self.body().await
+        );
     }
 
     async fn shot(&self, name: &str) -> Vec<u8> {
@@ -172,17 +209,17 @@ impl Web {
         self.fill("#name", name).await;
         self.fill("#email", email).await;
         self.fill("#password", PASSWORD).await;
-        self.click("form.stack button[type=submit]").await;
+        self.submit("form.stack button[type=submit]").await;
     }
 
     async fn sign_in(&self, email: &str, password: &str) {
         self.fill("#email", email).await;
         self.fill("#password", password).await;
-        self.click("form.stack button[type=submit]").await;
+        self.submit("form.stack button[type=submit]").await;
     }
 
     async fn sign_out(&self) {
-        self.click("form.signout button").await;
+        self.submit("form.signout button").await;
         assert_eq!(self.current().await, "/authn/login");
     }
 
@@ -265,7 +302,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     w.click("details.create summary").await;
     w.fill("#name", "Harbour Bridge").await;
     w.fill("#description", "Steel and stone").await;
-    w.click("details.create button[type=submit]").await;
+    w.submit("details.create button[type=submit]").await;
     let project_path = w.current().await;
     let project = project_path
         .strip_prefix("/projects/")
@@ -276,7 +313,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     // A personal access token for the connector: shown once.
     w.goto("/settings/user/developer").await;
     w.fill("#token-name", "rhino connector").await;
-    w.click("form.stack button[type=submit]").await;
+    w.submit("form.stack button[type=submit]").await;
     let token = w
         .c()
         .find(Locator::Css("#token-value"))
@@ -340,19 +377,9 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     w.shot("02-project-with-preview").await;
 
     // The viewer draws the model; a click selects an object and shows its properties.
-    w.click(&format!("a[href='/projects/{project}/models/{model}']"))
+    w.submit(&format!("a[href='/projects/{project}/models/{model}']"))
         .await;
-    w.until(
-        "return document.body.dataset.viewerState === 'loaded' || document.body.dataset.viewerState === 'error';",
-        "the viewer loading the model",
-    )
-    .await;
-    assert_eq!(
-        w.js("return document.body.dataset.viewerState;").await,
-        json!("loaded"),
-        "{}",
-        w.body().await
-    );
+    w.viewer_loaded("the viewer loading the model").await;
     let viewer = w.c().find(Locator::Css("#viewer")).await.unwrap();
     let png = viewer.screenshot().await.unwrap();
     std::fs::write(w.out.join("03-viewer.png"), &png).unwrap();
@@ -378,7 +405,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     w.fill("#url", &receiver.url).await;
     w.fill("#wh-description", "site office").await;
     w.click("input[name=trigger_branch_create]").await;
-    w.click("form.stack button[type=submit]").await;
+    w.submit("form.stack button[type=submit]").await;
     assert!(
         w.body().await.contains("Webhook added."),
         "{}",
@@ -416,7 +443,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     }
     w.shot("05-webhook-delivered").await;
     let before = receiver.received().len();
-    w.click("table.deliveries tbody tr button").await;
+    w.submit("table.deliveries tbody tr button").await;
     assert!(w.body().await.contains("Delivery queued again."));
     let deadline = tokio::time::Instant::now() + WAIT;
     while receiver.received().len() <= before {
@@ -431,7 +458,8 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
 
     // Revoke the connector's token: the API refuses it at once.
     w.goto("/settings/user/developer").await;
-    w.click("button[aria-label='Revoke rhino connector']").await;
+    w.submit("button[aria-label='Revoke rhino connector']")
+        .await;
     assert!(w.body().await.contains("Token revoked."));
     assert!(!w.body().await.contains("rhino connector"));
     let refused = w.app.gql(&token, "{ activeUser { id } }", json!({})).await;
@@ -443,7 +471,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     // Invite a colleague, who registers and accepts.
     w.goto(&format!("/projects/{project}/collaborators")).await;
     w.fill("#invite-email", "grace@example.com").await;
-    w.click("form.stack button[type=submit]").await;
+    w.submit("form.stack button[type=submit]").await;
     assert!(
         w.body().await.contains("Invite sent."),
         "{}",
@@ -467,7 +495,7 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
     w.goto(&format!("/projects/{project}?token={invite}")).await;
     assert!(w.body().await.contains("Join Harbour Bridge"));
     w.shot("06-invite").await;
-    w.click("button[value=true]").await;
+    w.submit("button[value=true]").await;
     assert_eq!(w.current().await, project_path);
     w.goto(&format!("/projects/{project}/collaborators")).await;
     let team = w.body().await;
@@ -790,17 +818,7 @@ async fn the_viewer_embeds_in_another_sites_iframe() {
     let serving = tokio::spawn(async move { axum::serve(listener, router).await });
     w.c().goto(&site).await.unwrap();
     w.c().clone().enter_frame(0).await.unwrap();
-    w.until(
-        "return document.body.dataset.viewerState === 'loaded' || document.body.dataset.viewerState === 'error';",
-        "the framed viewer loading the model",
-    )
-    .await;
-    assert_eq!(
-        w.js("return document.body.dataset.viewerState;").await,
-        json!("loaded"),
-        "{}",
-        w.body().await
-    );
+    w.viewer_loaded("the framed viewer loading the model").await;
     // The embed is the viewer alone, and honours the options it was given.
     assert_eq!(
         w.js("return document.querySelectorAll('form').length;")
@@ -860,17 +878,8 @@ async fn an_imported_ifc_opens_in_the_viewer_with_its_properties() {
     };
     w.goto(&format!("/projects/{project}/models/{model}")).await;
     w.sign_in("ifc@example.com", "correct horse").await;
-    w.until(
-        "return document.body.dataset.viewerState === 'loaded' || document.body.dataset.viewerState === 'error';",
-        "the viewer loading the imported house",
-    )
-    .await;
-    assert_eq!(
-        w.js("return document.body.dataset.viewerState;").await,
-        json!("loaded"),
-        "{}",
-        w.body().await
-    );
+    w.viewer_loaded("the viewer loading the imported house")
+        .await;
     assert!(w.body().await.contains("File upload: house.ifc"));
     let viewer = w.c().find(Locator::Css("#viewer")).await.unwrap();
     let png = viewer.screenshot().await.unwrap();
