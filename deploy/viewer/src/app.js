@@ -188,6 +188,10 @@ function makeLoader(tree, o, onBatchError) {
 function loadError(e, o) {
   if (e instanceof ViewerError) return e
   const m = msg(e)
+  // First: its message lists object ids.
+  if (/not downloaded/i.test(m)) {
+    return new ViewerError(`The model is incomplete: some of its objects are missing (${m}).`)
+  }
   if (/\b404\b/.test(m)) {
     return new ViewerError(`Object not found: ${o.objectId} is not in this project.`)
   }
@@ -196,9 +200,6 @@ function loadError(e, o) {
   }
   if (/Failed to fetch|NetworkError|Load failed|network/i.test(m)) {
     return new ViewerError(`Network error: could not reach ${o.serverUrl} (${m}).`)
-  }
-  if (/not downloaded/i.test(m)) {
-    return new ViewerError(`The model is incomplete: some of its objects are missing (${m}).`)
   }
   return new ViewerError(`Loading the model failed: ${m}`)
 }

@@ -376,14 +376,15 @@ async function renderOnce(opts) {
 
 function loadError(e, o) {
   const m = msg(e)
-  if (/404/.test(m)) return new PreviewError(`object not found: ${o.objectId} in project ${o.projectId} (${m})`)
-  if (/access/i.test(m) || /40[13]/.test(m)) {
+  // First: its message lists object ids, and a random hex id can hold "404".
+  if (/not downloaded/i.test(m)) return new PreviewError(`missing child objects: ${m}`)
+  if (/\b404\b/.test(m)) return new PreviewError(`object not found: ${o.objectId} in project ${o.projectId} (${m})`)
+  if (/access/i.test(m) || /\b40[13]\b/.test(m)) {
     return new PreviewError(`access denied loading ${o.objectId} in project ${o.projectId} (${m})`)
   }
   if (/Failed to fetch|NetworkError/i.test(m)) {
     return new PreviewError(`network error loading from ${o.serverUrl}: ${m}`)
   }
-  if (/not downloaded/i.test(m)) return new PreviewError(`missing child objects: ${m}`)
   return new PreviewError(`loading the object failed: ${m}`)
 }
 
