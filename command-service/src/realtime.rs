@@ -127,9 +127,9 @@ const HOT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Aborts a task when dropped (the listener must not outlive a lost leadership).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -250,7 +250,26 @@ impl Publisher {
 pub struct Hub {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     active: Arc<std::sync::atomic::AtomicI64>,
+    /// The Redis subscription's state: while it is down, events published meanwhile never
+    /// reach this process, so live subscriptions are closed (and refused) rather than left
+    /// silently missing events.
+    link: tokio::sync::watch::Sender<Link>,
 }
+
+/// The state of a hub's Redis subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    /// Not connected yet since the process started.
+    Connecting,
+    /// Subscribed: live events arrive.
+    Up,
+    /// Lost (or never reached); reconnecting.
+    Down,
+}
+
+/// Why live subscriptions are closed, and refused, while Redis is unreachable.
+pub const REDIS_DOWN: &str =
+    "live events are unavailable: Redis is unreachable; subscribe again later";
 
 /// One subscriber's receiver; counted as active until dropped.
 pub struct LiveReceiver {
@@ -273,16 +292,40 @@ impl Hub {
         let hub = Self {
             sender,
             active: Arc::default(),
+            link: tokio::sync::watch::Sender::new(Link::Connecting),
         };
         if let Some(url) = settings.redis_url.clone() {
-            let sender = hub.sender.clone();
+            let (sender, link) = (hub.sender.clone(), hub.link.clone());
             tokio::spawn(async move {
-                if let Err(e) = feed(url, pool, sender).await {
-                    tracing::error!(error = %e, "the realtime hub stopped; subscriptions get no events");
+                // The client reconnects by itself once connected; a first connection that
+                // fails is tried again here.
+                loop {
+                    match feed(url.clone(), pool.clone(), sender.clone(), &link).await {
+                        Ok(()) => return,
+                        Err(e) => {
+                            link.send_replace(Link::Down);
+                            tracing::warn!(error = %e, "the realtime hub cannot reach Redis; trying again");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        }
+                    }
                 }
             });
+        } else {
+            hub.link.send_replace(Link::Down);
         }
         hub
+    }
+
+    /// The state of the Redis subscription now.
+    pub fn link(&self) -> Link {
+        *self.link.borrow()
+    }
+
+    /// Resolves once live events stop reaching this process (at once when they do not now).
+    pub async fn lost(&self) {
+        let mut watch = self.link.subscribe();
+        // An error means the hub is gone: as lost as it gets.
+        let _ = watch.wait_for(|l| *l == Link::Down).await;
     }
 
     /// A receiver of every later event.
@@ -306,6 +349,7 @@ async fn feed(
     url: Secret,
     pool: PgPool,
     sender: broadcast::Sender<Arc<LiveEvent>>,
+    link: &tokio::sync::watch::Sender<Link>,
 ) -> anyhow::Result<()> {
     let config = fred::prelude::Config::from_url(url.expose()).context("Redis URL")?;
     let client = fred::prelude::Builder::from_config(config)
@@ -314,6 +358,21 @@ async fn feed(
         ))
         .build_subscriber_client()?;
     let mut messages = client.message_rx();
+    // A lost connection is an error event; a new one (the first too) a reconnect event, after
+    // which `manage_subscriptions` subscribes again.
+    let down = link.clone();
+    let errors = client.on_error(move |(e, _)| {
+        tracing::warn!(error = %e, "the realtime hub lost Redis; closing live subscriptions");
+        down.send_replace(Link::Down);
+        async { Ok(()) }
+    });
+    let up = link.clone();
+    let reconnects = client.on_reconnect(move |_| {
+        up.send_replace(Link::Up);
+        async { Ok(()) }
+    });
+    // The listeners end with this attempt.
+    let _listeners = (AbortOnDrop(errors), AbortOnDrop(reconnects));
     client
         .init()
         .await
@@ -322,6 +381,7 @@ async fn feed(
     let _resubscribe = client.manage_subscriptions();
     let channel = channel(&pool).await?;
     client.subscribe(channel.as_str()).await?;
+    link.send_replace(Link::Up);
     loop {
         match messages.recv().await {
             Ok(message) => {

@@ -348,6 +348,11 @@ const OPERATIONS: &[Operation] = &[
         shows: Some(0),
     },
     Operation {
+        name: "PAGE activity",
+        need: Need::Read,
+        shows: Some(0),
+    },
+    Operation {
         name: "PAGE history",
         need: Need::Audit,
         shows: Some(0),
@@ -541,6 +546,7 @@ async fn run(w: &World, op: &Operation, c: &Caller, f: &Fixture, n: u32) -> (boo
         "PAGE project" => w.page(t, &format!("/projects/{p}")).await,
         "PAGE viewer" => w.page(t, &format!("/projects/{p}/models/{}", f.model_id)).await,
         "PAGE collaborators" => w.page(t, &format!("/projects/{p}/collaborators")).await,
+        "PAGE activity" => w.page(t, &format!("/projects/{p}/activity")).await,
         "PAGE history" => w.page(t, &format!("/projects/{p}/history")).await,
         "PAGE settings" => w.page(t, &format!("/projects/{p}/settings")).await,
         "PAGE webhooks" => w.page(t, &format!("/projects/{p}/settings/webhooks")).await,

@@ -368,6 +368,30 @@ async fn project_models_filter_as_specklepy_sends_it() {
     let page = w.models(&ada, &stream, Value::Null, 25, Value::Null).await;
     assert_eq!(page["totalCount"], 1, "{page}");
     assert_eq!(names(&page), ["main"]);
+
+    // A list of projects asks each for its first models (batched for the whole list): the
+    // same pages and counts as each project's own filtered query, empty `main` hidden.
+    let empty = w.stream(&ada).await;
+    let listed = w
+        .ok(
+            &ada,
+            "{ activeUser { projects(limit: 10) { items { id models(limit: 2) { totalCount items { id name } } } } } }",
+            json!({}),
+        )
+        .await;
+    let listed = listed["activeUser"]["projects"]["items"]
+        .as_array()
+        .unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for (id, total) in [(&project, 3), (&stream, 1), (&empty, 0)] {
+        let batched = &listed
+            .iter()
+            .find(|p| p["id"] == json!(id))
+            .unwrap_or_else(|| panic!("{id} listed"))["models"];
+        assert_eq!(batched["totalCount"], total, "{batched}");
+        let alone = w.models(&ada, id, json!({}), 2, Value::Null).await;
+        assert_eq!(batched["items"], alone["items"], "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

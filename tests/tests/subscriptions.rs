@@ -796,3 +796,90 @@ async fn a_stored_preview_fires_for_every_version_of_its_object() {
     }
     assert_eq!(seen, versions);
 }
+
+/// The close frame a socket receives next (keep-alives skipped).
+async fn closed_with(socket: &mut Socket) -> (u16, String) {
+    loop {
+        match tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("closed in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (u16::from(frame.code), frame.reason.to_string());
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_hear_when_redis_is_gone_and_subscribe_again_once_it_is_back() {
+    let redis: std::net::SocketAddr = tests::test_redis_url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the test Redis URL is host:port");
+    let proxy = tests::proxy::TcpProxy::start(redis).await;
+    let via = format!("redis://{}", proxy.addr);
+    let w = world_with(|s| s.redis_url = Some(command_service::config::Secret::new(via))).await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let project = create_project(&w.app, &owner).await;
+    let updated = "subscription($id: String!) { projectUpdated(id: $id) { id project { name } } }";
+    let mut c = Client::connect(&w.app, MODERN, &owner).await;
+    c.subscribe(updated, json!({"id": project})).await;
+    settle(&w.app, 1).await;
+    rename(&w.app, &owner, &project, "Before").await;
+    assert_eq!(
+        c.next().await.1["projectUpdated"]["project"]["name"],
+        "Before"
+    );
+
+    // Redis goes away: the subscriber is told (1013, try again later) instead of waiting
+    // for events that can no longer reach this process.
+    proxy.cut();
+    let cut = std::time::Instant::now();
+    let (code, reason) = closed_with(&mut c.socket).await;
+    assert_eq!(code, 1013, "{reason}");
+    assert!(reason.contains("Redis is unreachable"), "{reason}");
+    let told_after = cut.elapsed();
+    // A new subscriber is refused the same way while it lasts, and readiness says why.
+    let mut refused = Client::open(&w.app, MODERN).await;
+    refused
+        .send(Message::Text(
+            json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {owner}")}})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(closed_with(&mut refused).await.0, 1013);
+    let ready = reqwest::get(format!("{}/readiness", w.app.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["details"]["redis"]["ok"], false, "{ready}");
+    assert_eq!(ready["details"]["postgres"]["ok"], true, "{ready}");
+
+    // Back: without a restart, a new subscription receives events again.
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while w.app.state.hub().link() != command_service::realtime::Link::Up {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never reconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut again = Client::connect(&w.app, MODERN, &owner).await;
+    again.subscribe(updated, json!({"id": project})).await;
+    settle(&w.app, 1).await;
+    rename(&w.app, &owner, &project, "After").await;
+    assert_eq!(
+        again.next().await.1["projectUpdated"]["project"]["name"],
+        "After"
+    );
+    println!("subscriber told Redis was gone {told_after:?} after the cut");
+    assert!(told_after < Duration::from_secs(5), "{told_after:?}");
+}

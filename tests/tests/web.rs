@@ -504,6 +504,13 @@ async fn a_person_registers_sends_a_model_views_it_shares_it_and_cleans_up() {
         "{team}"
     );
 
+    // The activity feed is every member's, not only the owner's: Grace sees who made the model.
+    w.goto(&format!("/projects/{project}/activity")).await;
+    let who = w
+        .js("const li = [...document.querySelectorAll('ol.activity li')].find(l => l.textContent.includes('Branch created: structure/boxes')); return li ? li.querySelector('.who').textContent : null;")
+        .await;
+    assert_eq!(who, json!("Ada Lovelace"), "{}", w.body().await);
+
     w.close().await;
 }
 
@@ -577,6 +584,26 @@ async fn a_connector_signs_in_through_the_browser() {
         .expect("the connector heard back")
         .unwrap();
     assert_eq!(query, "denied=true");
+
+    // The person can take the app's access back from their tokens page: its token stops working.
+    w.goto("/settings/user/developer").await;
+    assert!(w.text("ul.apps").await.contains("Speckle Connector"));
+    w.submit("button[aria-label='Revoke access of Speckle Connector']")
+        .await;
+    let page = w.body().await;
+    assert!(page.contains("The app's access is revoked."), "{page}");
+    assert!(
+        !w.text("main").await.contains("Speckle Connector"),
+        "{page}"
+    );
+    let refused = w
+        .app
+        .gql(token, "{ activeUser { email } }", json!({}))
+        .await;
+    assert!(
+        refused["errors"].is_array() || refused["data"]["activeUser"].is_null(),
+        "{refused}"
+    );
     listening.abort();
     w.close().await;
 }

@@ -417,13 +417,10 @@ pub async fn handler(
         Ok(p) => p,
         Err(rejection) => return rejection.into_response(),
     };
-    let (users, versions) = loaders::for_request(state.pool());
-    let request = request
-        .into_inner()
-        .data(principal.clone())
-        .data(context)
-        .data(users)
-        .data(versions);
+    let mut request = request.into_inner().data(principal.clone()).data(context);
+    for single in request.iter_mut() {
+        loaders::Loaders::new(state.pool()).insert_into(&mut single.data);
+    }
     match request {
         async_graphql::BatchRequest::Single(single) => {
             execute_single(&state, &principal, single).await

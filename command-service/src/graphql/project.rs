@@ -10,7 +10,7 @@ use async_graphql::dataloader::DataLoader;
 use projections::speckle::query::{self, VersionsOf};
 
 use super::errors::{ErrorCode, denied, gql_error, internal};
-use super::loaders::{FirstPage, ModelVersionsLoader, UserLoader};
+use super::loaders::{FirstPage, ModelVersionsLoader, Prefetched, UserLoader, first_page_limits};
 use crate::app::AppState;
 
 /// Project visibility on the wire.
@@ -101,7 +101,7 @@ pub struct Project {
     #[sqlx(default)]
     role: Option<String>,
     pub(crate) created_at: OffsetDateTime,
-    updated_at: OffsetDateTime,
+    pub(crate) updated_at: OffsetDateTime,
 }
 
 /// A user as others see them.
@@ -533,11 +533,17 @@ pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project>
     // One round trip: the project and the caller's membership together.
     let project = query::project_with_role(pool, id, principal.user_id.as_deref())
         .await
-        .map_err(internal)?
-        .map(Project::from);
+        .map_err(internal)?;
     let Some(project) = project else {
         return Err(denied(&domain::policy::Denied::project_not_found()));
     };
+    readable(principal, project)
+}
+
+/// A project read with the caller's role on it ([`query::project_with_role`]), when the caller
+/// may read it.
+pub fn readable(principal: &Principal, row: query::ProjectRow) -> async_graphql::Result<Project> {
+    let project = Project::from(row);
     let access = ProjectAccess {
         visibility: visibility_of(&project.visibility),
         role_of_principal: project.role.as_deref().and_then(role_of),
@@ -736,15 +742,32 @@ impl Project {
         filter: Option<ProjectModelsFilter>,
     ) -> async_graphql::Result<ModelCollection> {
         let limit = models_page_limit(limit)?;
-        let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let filter = filter.map(Into::into).unwrap_or_default();
-        let page = query::models_page(pool(ctx)?, &self.id, &filter, after, limit)
-            .await
-            .map_err(internal)?;
-        let items: Vec<Model> = page.items.into_iter().map(Model::from).collect();
+        // The unfiltered first page is what a list of projects asks of each: the list
+        // fetched it for all its projects at once.
+        let first = if cursor.is_none() && filter.is_none() {
+            prefetched(ctx).and_then(|p| p.take_models(&self.id, limit))
+        } else {
+            None
+        };
+        let (total_count, items) = match first {
+            Some(p) => {
+                let items: Vec<Model> = p.items.iter().cloned().map(Model::from).collect();
+                (p.total_count, items)
+            }
+            None => {
+                let after = cursor.as_deref().map(decode_cursor).transpose()?;
+                let filter = filter.map(Into::into).unwrap_or_default();
+                let page = query::models_page(pool(ctx)?, &self.id, &filter, after, limit)
+                    .await
+                    .map_err(internal)?;
+                let items: Vec<Model> = page.items.into_iter().map(Model::from).collect();
+                (page.total_count, items)
+            }
+        };
+        prefetch_versions(ctx, &items).await?;
         let cursor = next_cursor(&items, limit, |m| (m.updated_at, &m.id));
         Ok(ModelCollection {
-            total_count: page.total_count,
+            total_count,
             cursor,
             items,
         })
@@ -804,6 +827,47 @@ impl Project {
             .map(Version::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
     }
+}
+
+/// The request's [`Prefetched`] pages, when it has them.
+fn prefetched<'c>(ctx: &'c Context<'_>) -> Option<&'c Prefetched> {
+    ctx.data::<std::sync::Arc<Prefetched>>()
+        .ok()
+        .map(std::sync::Arc::as_ref)
+}
+
+/// Fetches, in one query, the first versions every model of a list will be asked for, when
+/// the document asks each for a plain first page of its versions.
+async fn prefetch_versions(ctx: &Context<'_>, models: &[Model]) -> async_graphql::Result<()> {
+    let Some(prefetched) = prefetched(ctx).filter(|_| models.len() > 1) else {
+        return Ok(());
+    };
+    let limits = first_page_limits(ctx.look_ahead().field("items").field("versions"), |l| {
+        page_limit(l).ok()
+    });
+    let ids: Vec<String> = models.iter().map(|m| m.id.clone()).collect();
+    prefetched
+        .versions_of(pool(ctx)?, &ids, &limits)
+        .await
+        .map_err(internal)
+}
+
+/// The same for the first models of a list of projects.
+pub(crate) async fn prefetch_models(
+    ctx: &Context<'_>,
+    projects: &[Project],
+) -> async_graphql::Result<()> {
+    let Some(prefetched) = prefetched(ctx).filter(|_| projects.len() > 1) else {
+        return Ok(());
+    };
+    let limits = first_page_limits(ctx.look_ahead().field("items").field("models"), |l| {
+        models_page_limit(l).ok()
+    });
+    let ids: Vec<String> = projects.iter().map(|p| p.id.clone()).collect();
+    prefetched
+        .models_of(pool(ctx)?, &ids, &limits)
+        .await
+        .map_err(internal)
 }
 
 /// A model's versions with `priority` first (on the first page), then the rest newest first;
@@ -962,10 +1026,13 @@ impl Model {
             && let Ok(loader) = ctx.data::<std::sync::Arc<DataLoader<ModelVersionsLoader>>>()
         {
             let limit = page_limit(limit)?;
-            let page = loader
-                .load_one((self.id.clone(), limit))
-                .await
-                .map_err(internal)?;
+            let page = match prefetched(ctx).and_then(|p| p.take_versions(&self.id, limit)) {
+                Some(page) => Some(page),
+                None => loader
+                    .load_one((self.id.clone(), limit))
+                    .await
+                    .map_err(internal)?,
+            };
             let page = page.unwrap_or(FirstPage {
                 total_count: 0,
                 items: Vec::new(),

@@ -333,9 +333,11 @@ impl User {
             .as_deref()
             .map(super::project::decode_cursor)
             .transpose()?;
-        let ids = query::user_projects_page(
+        let principal = ctx.data::<Principal>()?;
+        let rows = query::user_projects_page(
             pool,
             &self.id,
+            principal.user_id.as_deref(),
             search.as_deref(),
             roles.as_deref(),
             after,
@@ -343,11 +345,12 @@ impl User {
         )
         .await
         .map_err(internal)?;
-        let cursor = super::project::next_cursor(&ids, limit, |(id, at)| (*at, id));
-        let mut items = Vec::with_capacity(ids.len());
-        for (id, _) in ids {
-            items.push(super::project::load(ctx, &id).await?);
-        }
+        let items = rows
+            .into_iter()
+            .map(|row| super::project::readable(principal, row))
+            .collect::<async_graphql::Result<Vec<_>>>()?;
+        super::project::prefetch_models(ctx, &items).await?;
+        let cursor = super::project::next_cursor(&items, limit, |p| (p.updated_at, &p.id));
         Ok(UserProjectCollection {
             total_count,
             cursor,

@@ -90,14 +90,16 @@ async fn connection_data(
         .authenticate(&token)
         .await
         .map_err(|_| async_graphql::Error::new("Invalid token"))?;
-    let (users, versions) = super::loaders::for_request(state.pool());
     let mut data = Data::default();
     data.insert(principal);
     data.insert(slow);
-    data.insert(users);
-    data.insert(versions);
+    super::loaders::Loaders::new(state.pool()).insert_into(&mut data);
     Ok(data)
 }
+
+/// The close code of a subscription while live events cannot reach this process: 1013, "try
+/// again later".
+pub const REDIS_DOWN_CLOSE: u16 = 1013;
 
 /// Why a connection is closed when its subscriber cannot keep up.
 pub const TOO_SLOW: &str = "subscriber too slow: events were dropped";
@@ -144,6 +146,12 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
             () = slow.0.notified() => Message::Close(Some(CloseFrame {
                 code: 4000,
                 reason: TOO_SLOW.into(),
+            })),
+            // Events published while Redis is away never reach this process: say so (1013,
+            // try again later) instead of leaving the subscriber waiting for what it missed.
+            () = state.hub().lost() => Message::Close(Some(CloseFrame {
+                code: REDIS_DOWN_CLOSE,
+                reason: crate::realtime::REDIS_DOWN.into(),
             })),
         };
         let closing = matches!(outgoing, Message::Close(_));

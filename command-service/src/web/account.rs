@@ -10,7 +10,7 @@ use maud::html;
 use serde_json::{Value, json};
 
 use super::{
-    Gql, Session, Submitted, field, flash, gql_error_page, items, page, s, sign_in_first, when,
+    Session, Submitted, field, flash, gql_error_page, items, page, s, sign_in_first, when,
 };
 use crate::app::AppState;
 
@@ -172,7 +172,20 @@ async fn tokens_page(
         }
         h2 { "Authorized apps" }
         @if apps.is_empty() { p { "No app holds a token of yours." } }
-        ul { @for a in apps { li { (s(a, "name")) @if !s(a, "description").is_empty() { " — " (s(a, "description")) } } } }
+        ul.apps {
+            @for a in apps {
+                li {
+                    span.app-name { (s(a, "name")) }
+                    @if !s(a, "description").is_empty() { " — " (s(a, "description")) }
+                    form.inline method="post" action="/settings/user/developer" {
+                        (session.csrf_field())
+                        input type="hidden" name="action" value="revoke_app";
+                        input type="hidden" name="app" value=(s(a, "id"));
+                        button.danger type="submit" aria-label={"Revoke access of " (s(a, "name"))} { "Revoke access" }
+                    }
+                }
+            }
+        }
     };
     page(state, session, status, "Tokens", body).await
 }
@@ -188,70 +201,57 @@ async fn tokens_action(
     if !session.signed_in() {
         return session.finish(sign_in_first("/settings/user/developer"));
     }
-    if field(&fields, "action") == "create" {
-        let scopes: Vec<&str> = fields
-            .keys()
-            .filter_map(|k| k.strip_prefix("scope_"))
-            .collect();
-        match session
-            .gql(
+    let (outcome, done) = match field(&fields, "action") {
+        "create" => {
+            let scopes: Vec<&str> = fields
+                .keys()
+                .filter_map(|k| k.strip_prefix("scope_"))
+                .collect();
+            let created = session
+                .gql(
+                    &state,
+                    "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
+                    json!({"t": {"name": field(&fields, "name"), "scopes": scopes}}),
+                )
+                .await;
+            (created, "Token created.")
+        }
+        "revoke_app" => {
+            let revoked = session
+                .gql(
+                    &state,
+                    "mutation($a: String!) { appRevokeAccess(appId: $a) }",
+                    json!({"a": field(&fields, "app")}),
+                )
+                .await;
+            (revoked, "The app's access is revoked.")
+        }
+        _ => {
+            let revoked = session
+                .gql(
+                    &state,
+                    "mutation($t: String!) { apiTokenRevoke(token: $t) }",
+                    json!({"t": field(&fields, "token")}),
+                )
+                .await;
+            (revoked, "Token revoked.")
+        }
+    };
+    match outcome {
+        Ok(data) => {
+            // Only a created token is in the answer, and it is shown this once.
+            let token = data["apiTokenCreate"].as_str();
+            tokens_page(&state, &session, StatusCode::OK, Some((done, true)), token).await
+        }
+        Err(e) => {
+            tokens_page(
                 &state,
-                "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
-                json!({"t": {"name": field(&fields, "name"), "scopes": scopes}}),
+                &session,
+                e.status(),
+                Some((&e.message, false)),
+                None,
             )
             .await
-        {
-            Ok(data) => {
-                let token = s(&data, "apiTokenCreate").to_owned();
-                tokens_page(
-                    &state,
-                    &session,
-                    StatusCode::OK,
-                    Some(("Token created.", true)),
-                    Some(&token),
-                )
-                .await
-            }
-            Err(e) => {
-                tokens_page(
-                    &state,
-                    &session,
-                    e.status(),
-                    Some((&e.message, false)),
-                    None,
-                )
-                .await
-            }
-        }
-    } else {
-        let outcome: Result<Value, Gql> = session
-            .gql(
-                &state,
-                "mutation($t: String!) { apiTokenRevoke(token: $t) }",
-                json!({"t": field(&fields, "token")}),
-            )
-            .await;
-        match outcome {
-            Ok(_) => {
-                tokens_page(
-                    &state,
-                    &session,
-                    StatusCode::OK,
-                    Some(("Token revoked.", true)),
-                    None,
-                )
-                .await
-            }
-            Err(e) => {
-                tokens_page(
-                    &state,
-                    &session,
-                    e.status(),
-                    Some((&e.message, false)),
-                    None,
-                )
-                .await
-            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
             get(webhooks).post(webhooks_action),
         )
         .route("/projects/{id}/history", get(history))
+        .route("/projects/{id}/activity", get(activity))
         .route("/projects/{id}/models/{resource}", get(viewer))
         .route("/projects/{id}/models/{resource}/versions", get(versions))
         .route("/_strata/web/preview/{id}", get(project_preview))
@@ -209,6 +210,7 @@ fn project_tabs(id: &str, current: &str, owner: bool) -> Markup {
         nav.tabs aria-label="Project" {
             (tab(format!("/projects/{id}"), "Models", "models"))
             (tab(format!("/projects/{id}/collaborators"), "Team", "team"))
+            (tab(format!("/projects/{id}/activity"), "Activity", "activity"))
             @if owner {
                 (tab(format!("/projects/{id}/settings"), "Settings", "settings"))
                 (tab(format!("/projects/{id}/settings/webhooks"), "Webhooks", "webhooks"))
@@ -794,6 +796,65 @@ async fn history(
         }
     };
     page(&state, &session, StatusCode::OK, "History", body).await
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ActivityQuery {
+    before: Option<String>,
+}
+
+/// The project's activity feed (the original's stream activity), for everyone who may read
+/// the project; owners also have the full history timeline.
+async fn activity(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Query(q): Query<ActivityQuery>,
+) -> Response {
+    let data = match session
+        .gql(
+            &state,
+            "query($id: String!, $c: DateTime) { project(id: $id) { id name role } \
+             stream(id: $id) { collaborators { id name } \
+               activity(cursor: $c, limit: 50) { totalCount cursor items { actionType userId time message } } } }",
+            json!({"id": id, "c": q.before}),
+        )
+        .await
+    {
+        Ok(d) => d,
+        Err(e) if !session.signed_in() && e.status() != StatusCode::INTERNAL_SERVER_ERROR => {
+            return session.finish(sign_in_first(&format!("/projects/{id}/activity")));
+        }
+        Err(e) => return gql_error_page(&session, &e),
+    };
+    let p = &data["project"];
+    let names: BTreeMap<&str, &str> = data["stream"]["collaborators"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(|c| (s(c, "id"), s(c, "name")))
+        .collect();
+    let feed = &data["stream"]["activity"];
+    let body = html! {
+        h1 { (s(p, "name")) }
+        (project_tabs(&id, "activity", is_owner(p)))
+        h2 { "Activity (" (feed["totalCount"].as_i64().unwrap_or(0)) ")" }
+        ol.timeline.activity {
+            @for a in items(feed) {
+                li {
+                    time datetime=(s(a, "time")) { (when(s(a, "time"))) }
+                    " " span.who { (names.get(s(a, "userId")).copied().unwrap_or("A former member")) }
+                    " " span.summary { (s(a, "message")) }
+                    span.meta { " · " (s(a, "actionType")) }
+                }
+            }
+        }
+        @if let Some(c) = feed["cursor"].as_str() {
+            p { a href={"/projects/" (id) "/activity?before=" (encode(c))} { "Earlier activity" } }
+        }
+    };
+    page(&state, &session, StatusCode::OK, "Activity", body).await
 }
 
 /// A model or `model@version` of the viewer route.

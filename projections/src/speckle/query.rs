@@ -1,6 +1,8 @@
 //! Typed queries over the `speckle` read model: the API, pages and workers read models through
 //! these functions and row types, never through their own SQL against these tables.
 
+use std::collections::HashMap;
+
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -67,9 +69,18 @@ pub struct ModelsPage {
     pub items: Vec<ModelRow>,
 }
 
+/// Which models an unfiltered list shows, of a model `m` already known not to be `globals`:
+/// every one but an empty `main` (the original hides it).
+macro_rules! listed_by_default {
+    () => {
+        "(m.name <> 'main' OR EXISTS (SELECT 1 FROM versions v WHERE v.model_id = m.id))"
+    };
+}
+
 /// The filtered set, as `filtered`: parameters `$1` project, `$2` name pattern, `$3` source
 /// application patterns, `$4` contributors, `$5` only with versions, `$6` ids, `$7` excluded ids.
-const FILTERED: &str = "WITH filtered AS MATERIALIZED ( \
+const FILTERED: &str = concat!(
+    "WITH filtered AS MATERIALIZED ( \
     SELECT m.id, m.name, m.description, m.author_id, m.project_id, m.created_at, m.updated_at \
     FROM models m \
     WHERE m.project_id = $1 AND m.name <> 'globals' \
@@ -84,9 +95,10 @@ const FILTERED: &str = "WITH filtered AS MATERIALIZED ( \
               SELECT 1 FROM unnest($3::text[]) AS app(pattern) \
               WHERE v.source_application ILIKE app.pattern))) \
         WHEN $5 THEN EXISTS (SELECT 1 FROM versions v WHERE v.model_id = m.id) \
-        ELSE m.name <> 'main' \
-          OR EXISTS (SELECT 1 FROM versions v WHERE v.model_id = m.id) \
-      END) ";
+        ELSE ",
+    listed_by_default!(),
+    " END) "
+);
 
 /// One page of a project's models matching `filter`, after the model `(updated_at, id)` of
 /// `after` when given.
@@ -149,6 +161,55 @@ pub async fn models_page(
         total_count,
         items: rows.into_iter().map(|r| r.model).collect(),
     })
+}
+
+/// The first page of each project's unfiltered model list (newest `limit`, as [`models_page`]
+/// with no filter and no cursor) and the count of that list, for each of `project_ids`, in at
+/// most two round trips; a project with no listed model has an empty page and a count of 0.
+pub async fn first_models_of_projects(
+    pool: &PgPool,
+    project_ids: &[&str],
+    limit: i64,
+) -> Result<HashMap<String, ModelsPage>, sqlx::Error> {
+    let counts: Vec<(String, i64)> = sqlx::query_as(concat!(
+        "SELECT p.id, (SELECT count(*) FROM models m WHERE m.project_id = p.id \
+           AND m.name <> 'globals' AND ",
+        listed_by_default!(),
+        ") FROM unnest($1::text[]) AS p(id)"
+    ))
+    .bind(project_ids)
+    .fetch_all(pool)
+    .await?;
+    let mut pages: HashMap<String, ModelsPage> = counts
+        .into_iter()
+        .map(|(id, total_count)| {
+            let page = ModelsPage {
+                total_count,
+                items: Vec::new(),
+            };
+            (id, page)
+        })
+        .collect();
+    if limit > 0 {
+        let rows: Vec<ModelRow> = sqlx::query_as(concat!(
+            "SELECT m.* FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL ( \
+               SELECT m.id, m.name, m.description, m.author_id, m.project_id, m.created_at, \
+                      m.updated_at \
+               FROM models m WHERE m.project_id = p.id AND m.name <> 'globals' AND ",
+            listed_by_default!(),
+            " ORDER BY m.updated_at DESC, m.id DESC LIMIT $2) m"
+        ))
+        .bind(project_ids)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+        for row in rows {
+            if let Some(page) = pages.get_mut(&row.project_id) {
+                page.items.push(row);
+            }
+        }
+    }
+    Ok(pages)
 }
 
 /// A pending project invite.
@@ -935,18 +996,23 @@ pub async fn user_projects_count(
     .await
 }
 
-/// One page of the projects of [`user_projects_count`], as `(id, updated_at)`, most recently
-/// updated first, after the project `(updated_at, id)` of `after` when given.
+/// One page of the projects of [`user_projects_count`], most recently updated first, after the
+/// project `(updated_at, id)` of `after` when given, each with the role of `viewer` on it (as
+/// [`project_with_role`]), in one round trip.
 pub async fn user_projects_page(
     pool: &PgPool,
     user_id: &str,
+    viewer: Option<&str>,
     search: Option<&str>,
     roles: Option<&[String]>,
     after: Option<(OffsetDateTime, String)>,
     limit: i64,
-) -> Result<Vec<(String, OffsetDateTime)>, sqlx::Error> {
+) -> Result<Vec<ProjectRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.updated_at FROM projects p JOIN project_members m ON m.project_id = p.id \
+        "SELECT p.id, p.name, p.description, p.visibility, p.allow_public_comments, p.created_at, \
+                p.updated_at, v.role \
+         FROM projects p JOIN project_members m ON m.project_id = p.id \
+         LEFT JOIN project_members v ON v.project_id = p.id AND v.user_id = $7 \
          WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (p.updated_at, p.id) < ($2, $3)) \
          AND ($5::text IS NULL OR p.name ILIKE '%' || $5 || '%') \
          AND ($6::text[] IS NULL OR m.role = ANY($6)) \
@@ -958,6 +1024,7 @@ pub async fn user_projects_page(
     .bind(limit)
     .bind(search)
     .bind(roles)
+    .bind(viewer)
     .fetch_all(pool)
     .await
 }
