@@ -55,7 +55,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
 async fn project_events(
     log: &EventLog,
     project_id: &str,
-    until: Option<AsOf>,
+    until: Option<(i64, AsOf)>,
 ) -> anyhow::Result<Vec<(schema::RecordedEvent, ProjectEvent)>> {
     let stream = domain::StreamId::parse(&format!(
         "{}:{project_id}",
@@ -63,8 +63,11 @@ async fn project_events(
     ))?;
     let recorded = match until {
         None => log.read_stream(&stream, 1).await?,
-        Some(AsOf::Position(p)) => log.read_stream_until(&stream, p, None).await?,
-        Some(AsOf::Time(t)) => log.read_stream_until(&stream, i64::MAX, Some(t)).await?,
+        Some((after, as_of)) => {
+            let (position, time) = as_of.bounds();
+            log.read_stream_until(&stream, after, position, time)
+                .await?
+        }
     };
     let mut out = Vec::new();
     for mut e in recorded {
@@ -128,18 +131,94 @@ pub enum AsOf {
     Position(i64),
 }
 
+impl AsOf {
+    /// The last position and the last time (when a time) an event may have.
+    fn bounds(self) -> (i64, Option<OffsetDateTime>) {
+        match self {
+            AsOf::Position(p) => (p, None),
+            AsOf::Time(t) => (i64::MAX, Some(t)),
+        }
+    }
+}
+
 /// The project as it was `as_of`, with the position of the last event folded; `None` when it
 /// did not exist yet.
+///
+/// Folds from the nearest stored snapshot at or before the moment (`audit_snapshots`, a
+/// cache: without one it folds from the first event), and stores a snapshot every
+/// [`domain::audit::SNAPSHOT_EVERY`] events it folds past, so a replay folds at most that
+/// many events once the history has been replayed through.
 pub async fn replay(
     log: &EventLog,
     project_id: &str,
     as_of: AsOf,
 ) -> anyhow::Result<Option<(ProjectView, i64)>> {
-    let mut view = ProjectView::default();
-    let mut last = None;
-    for (e, event) in project_events(log, project_id, Some(as_of)).await? {
+    replay_with(log, project_id, as_of, Snapshots::Use).await
+}
+
+/// Whether a replay reads and keeps snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Snapshots {
+    /// Start from the nearest, store new ones.
+    Use,
+    /// Fold every event from the first, store nothing (what a snapshot must equal; the
+    /// bench's reference).
+    Ignore,
+}
+
+/// [`replay`], choosing whether snapshots are used.
+pub async fn replay_with(
+    log: &EventLog,
+    project_id: &str,
+    as_of: AsOf,
+    snapshots: Snapshots,
+) -> anyhow::Result<Option<(ProjectView, i64)>> {
+    use domain::audit::{FOLD_VERSION, SNAPSHOT_EVERY};
+    let (max_position, max_time) = as_of.bounds();
+    let nearest = match snapshots {
+        Snapshots::Use => {
+            schema::audit::nearest_snapshot(
+                log.pool(),
+                project_id,
+                FOLD_VERSION,
+                max_position,
+                max_time,
+            )
+            .await?
+        }
+        Snapshots::Ignore => None,
+    };
+    let (mut view, mut last, after) = match nearest {
+        Some(s) => match serde_json::from_value::<ProjectView>(s.view) {
+            Ok(view) => (view, Some(s.position), s.stream_version),
+            // A snapshot this fold cannot read is only a cache miss.
+            Err(e) => {
+                tracing::warn!(error = %e, project_id, "ignoring an unreadable audit snapshot");
+                (ProjectView::default(), None, 0)
+            }
+        },
+        None => (ProjectView::default(), None, 0),
+    };
+    let mut fresh = Vec::new();
+    for (e, event) in project_events(log, project_id, Some((after, as_of))).await? {
         view.apply(&event, &rfc3339(e.recorded_at));
         last = Some(e.cursor.position);
+        if snapshots == Snapshots::Use && e.stream_version % SNAPSHOT_EVERY == 0 {
+            let snapshot = schema::audit::Snapshot {
+                stream_version: e.stream_version,
+                position: e.cursor.position,
+                view: serde_json::to_value(&view)?,
+            };
+            fresh.push((snapshot, e.recorded_at));
+        }
+    }
+    for (snapshot, at) in fresh {
+        // A cache: failing to keep one costs only a slower replay next time.
+        if let Err(e) =
+            schema::audit::store_snapshot(log.pool(), project_id, FOLD_VERSION, &snapshot, at).await
+        {
+            tracing::warn!(error = %e, project_id, "storing an audit snapshot");
+        }
     }
     Ok(last.map(|p| (view, p)))
 }

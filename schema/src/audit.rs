@@ -16,6 +16,7 @@ use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublic
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row};
+use time::OffsetDateTime;
 
 use crate::chain::{self, HashedFields};
 use crate::{ChainReport, EventLog, LogCursor};
@@ -532,4 +533,67 @@ mod tests {
         assert!(!check_seal(&forged, &heads(), Some(&trusted)).ok);
         assert!(SigningKey::from_hex("abc").is_err());
     }
+}
+
+/// A stored as-of snapshot (`audit_snapshots`): a project's audit view folded up to one event.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The stream version of the last event folded.
+    pub stream_version: i64,
+    /// Its log position.
+    pub position: i64,
+    /// The view, as its fold serialised it.
+    pub view: serde_json::Value,
+}
+
+/// The latest snapshot of `project_id` by fold `fold_version` at or before `max_position` and
+/// recorded at or before `max_time` (when given).
+pub async fn nearest_snapshot(
+    pool: &PgPool,
+    project_id: &str,
+    fold_version: i32,
+    max_position: i64,
+    max_time: Option<OffsetDateTime>,
+) -> Result<Option<Snapshot>, sqlx::Error> {
+    let row: Option<(i64, i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT stream_version, position, view FROM audit_snapshots \
+         WHERE project_id = $1 AND fold_version = $2 AND position <= $3 \
+           AND ($4::timestamptz IS NULL OR recorded_at <= $4) \
+         ORDER BY stream_version DESC LIMIT 1",
+    )
+    .bind(project_id)
+    .bind(fold_version)
+    .bind(max_position)
+    .bind(max_time)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(stream_version, position, view)| Snapshot {
+        stream_version,
+        position,
+        view,
+    }))
+}
+
+/// Stores a snapshot (a second one of the same event and fold is the same: ignored).
+pub async fn store_snapshot(
+    pool: &PgPool,
+    project_id: &str,
+    fold_version: i32,
+    snapshot: &Snapshot,
+    recorded_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_snapshots \
+           (project_id, fold_version, stream_version, position, recorded_at, view) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(project_id)
+    .bind(fold_version)
+    .bind(snapshot.stream_version)
+    .bind(snapshot.position)
+    .bind(recorded_at)
+    .bind(&snapshot.view)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

@@ -560,23 +560,27 @@ impl EventLog {
         rows.iter().map(decode_event).collect()
     }
 
-    /// Events of `stream` at or before global position `max_position` and recorded at or
-    /// before `max_time` (when given), in version order: the history up to a moment.
+    /// Events of `stream` after version `after_version`, at or before global position
+    /// `max_position` and recorded at or before `max_time` (when given), in version order: the
+    /// history up to a moment (from the start with `after_version` 0).
     pub async fn read_stream_until(
         &self,
         stream: &StreamId,
+        after_version: i64,
         max_position: i64,
         max_time: Option<OffsetDateTime>,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         let sql = concat!(
             select_event!(),
-            "WHERE stream_id = $1 AND position <= $2 AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
+            "WHERE stream_id = $1 AND stream_version > $4 AND position <= $2 \
+             AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
              ORDER BY stream_version"
         );
         let rows = sqlx::query(sql)
             .bind(stream.as_str())
             .bind(max_position)
             .bind(max_time)
+            .bind(after_version)
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_event).collect()

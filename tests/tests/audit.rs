@@ -441,3 +441,142 @@ async fn an_export_verifies_offline_and_tampering_is_named() {
     assert_eq!(found[&user_stream], a);
     assert!(!offline.ok());
 }
+
+#[tokio::test]
+async fn replays_from_snapshots_equal_replays_from_the_first_event() {
+    use command_service::audit::{Snapshots, replay_with};
+    use domain::audit::{FOLD_VERSION, SNAPSHOT_EVERY};
+    let w = world().await;
+    let owner = tests::register(&w.app.base_url, "owner@example.com").await;
+    let owner_id = w.user_id(&owner).await;
+    let (p, model) = w.app.project_with_model(&owner, "seed").await;
+    let log = EventLog::new(w.db.pool.clone());
+    // A history long enough for several snapshots: versions created, then their messages
+    // changed, appended as the write side would.
+    let events = usize::try_from(SNAPSHOT_EVERY).unwrap() * 2 + 37;
+    let batch: Vec<domain::NewEvent> = (0..events)
+        .map(|i| {
+            let version_id = format!("{:010x}", 0xa0_0000_0000u64 + (i / 2) as u64);
+            if i % 2 == 0 {
+                domain::project::ProjectEvent::VersionCreated {
+                    project_id: p.clone(),
+                    version_id,
+                    model_id: model.clone(),
+                    object_id: "0123456789abcdef0123456789abcdef".into(),
+                    message: Some(format!("v{i}")),
+                    source_application: Some("test".into()),
+                    total_children_count: 0,
+                    parents: vec![],
+                    author_id: owner_id.clone(),
+                }
+            } else {
+                domain::project::ProjectEvent::VersionUpdated {
+                    project_id: p.clone(),
+                    version_id,
+                    message: format!("edited {i}"),
+                }
+            }
+            .to_new_event()
+            .unwrap()
+        })
+        .collect();
+    for events in batch.chunks(500) {
+        log.append(&schema::AppendRequest {
+            stream: domain::StreamId::new("project", &p).unwrap(),
+            expected: schema::ExpectedVersion::Any,
+            events: events.to_vec(),
+            metadata: domain::EventMetadata::default(),
+            command_id: None,
+        })
+        .await
+        .unwrap();
+    }
+    let positions: Vec<i64> =
+        sqlx::query_scalar("SELECT position FROM events WHERE stream_id = $1 ORDER BY position")
+            .bind(format!("project:{p}"))
+            .fetch_all(&w.db.pool)
+            .await
+            .unwrap();
+    let stored = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_snapshots WHERE project_id = $1")
+            .bind(&p)
+            .fetch_one(&w.db.pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(stored().await, 0);
+    // A snapshot of another fold, however wrong, is never read.
+    sqlx::query(
+        "INSERT INTO audit_snapshots VALUES ($1, $2, $3, $4, now(), '{\"name\": \"forged\"}')",
+    )
+    .bind(&p)
+    .bind(FOLD_VERSION + 1)
+    .bind(positions.len() as i64 - 1)
+    .bind(positions[positions.len() - 2])
+    .execute(&w.db.pool)
+    .await
+    .unwrap();
+
+    let whole = |at: i64| {
+        let log = &log;
+        let p = &p;
+        async move {
+            replay_with(log, p, AsOf::Position(at), Snapshots::Ignore)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // The first replay of the newest state folds everything and keeps a snapshot every
+    // SNAPSHOT_EVERY events; later replays start from the nearest.
+    let newest = *positions.last().unwrap();
+    assert_eq!(
+        replay(&log, &p, AsOf::Position(newest))
+            .await
+            .unwrap()
+            .unwrap(),
+        whole(newest).await
+    );
+    assert_eq!(stored().await, positions.len() as i64 / SNAPSHOT_EVERY + 1);
+    let every = positions.len() / 40;
+    for at in positions
+        .iter()
+        .step_by(every)
+        .chain(positions.iter().rev().take(3))
+    {
+        let from_snapshot = replay(&log, &p, AsOf::Position(*at))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from_snapshot, whole(*at).await, "at position {at}");
+        assert_ne!(from_snapshot.0.name, "forged");
+    }
+    // By time too: the moment of the event just after the first snapshot.
+    let (after_snapshot, at): (i64, time::OffsetDateTime) = sqlx::query_as(
+        "SELECT position, recorded_at FROM events WHERE stream_id = $1 AND stream_version = $2",
+    )
+    .bind(format!("project:{p}"))
+    .bind(SNAPSHOT_EVERY + 1)
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    let by_time = replay(&log, &p, AsOf::Time(at)).await.unwrap().unwrap();
+    let by_time_whole = replay_with(&log, &p, AsOf::Time(at), Snapshots::Ignore)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_time, by_time_whole);
+    assert!(by_time.1 >= after_snapshot);
+    // Snapshots are a cache: without them the answer is the same.
+    sqlx::query("DELETE FROM audit_snapshots")
+        .execute(&w.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        replay(&log, &p, AsOf::Position(newest))
+            .await
+            .unwrap()
+            .unwrap(),
+        whole(newest).await
+    );
+}
