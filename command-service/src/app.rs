@@ -394,6 +394,8 @@ pub fn job_runner(settings: &Settings, pool: PgPool) -> anyhow::Result<workers::
         workers::RunnerOptions {
             concurrency: settings.worker_concurrency,
             lease: Duration::from_secs(settings.job_lease_seconds),
+            // Jobs get most of the shutdown grace to finish; the rest is for handing back.
+            drain: Duration::from_secs(settings.shutdown_timeout_seconds).mul_f64(0.8),
             ..workers::RunnerOptions::default()
         },
     ))

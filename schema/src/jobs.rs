@@ -201,6 +201,37 @@ pub async fn fail(
     finish(pool, worker, job, Some(error), retry_in).await
 }
 
+/// Gives a claimed job back before it finished (its worker is shutting down): due again at
+/// once, its attempt recorded as abandoned, so another worker claims it now rather than after
+/// the lease runs out. False when the worker no longer held it.
+pub async fn hand_back(pool: &PgPool, worker: &str, job: &ClaimedJob) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let updated = sqlx::query(
+        "UPDATE jobs SET status = 'pending', locked_by = NULL, locked_until = NULL, run_at = now() \
+         WHERE id = $1 AND locked_by = $2 AND attempts = $3 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(worker)
+    .bind(job.attempt)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "UPDATE job_attempts SET outcome = 'abandoned', finished_at = now(), \
+                error = 'handed back: the worker shut down before it finished' \
+         WHERE job_id = $1 AND attempt = $2",
+    )
+    .bind(job.id)
+    .bind(job.attempt)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 async fn finish(
     pool: &PgPool,
     worker: &str,

@@ -70,6 +70,7 @@ fn options(worker: &str) -> RunnerOptions {
         poll_interval: Duration::from_millis(30),
         backoff_base: Duration::from_millis(40),
         backoff_max: Duration::from_millis(200),
+        drain: Duration::from_secs(10),
     }
 }
 
@@ -171,6 +172,65 @@ async fn a_job_whose_worker_dies_is_retried_by_another() {
         .await
         .unwrap();
     assert_eq!(effects, 1);
+    cancel.cancel();
+    healthy.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_back_the_job_it_cannot_finish_in_time() {
+    let db = setup().await;
+    let id = enqueue(&db.pool, "handed back", 5).await;
+    // A lease of a minute: without the hand-back, the job would wait that long for another
+    // worker.
+    let stopping_options = RunnerOptions {
+        lease: Duration::from_secs(60),
+        drain: Duration::from_millis(300),
+        ..options("stopping")
+    };
+    let handler = Echo {
+        hang: true,
+        ..Echo::new(&db.pool)
+    };
+    let runner = JobRunner::new(db.pool.clone(), vec![Arc::new(handler)], stopping_options);
+    let cancel = CancellationToken::new();
+    let stopping = tokio::spawn(runner.run(cancel.clone()));
+    wait_status(&db.pool, id, "running").await;
+    let asked = std::time::Instant::now();
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the runner stops once its drain is over")
+        .unwrap();
+    assert!(
+        asked.elapsed() >= Duration::from_millis(300),
+        "the job had its drain to finish first"
+    );
+    // Due again at once, its attempt recorded as given back.
+    let (status, locked_by): (String, Option<String>) =
+        sqlx::query_as("SELECT status, locked_by FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), locked_by), ("pending", None));
+    let why: Option<String> =
+        sqlx::query_scalar("SELECT error FROM job_attempts WHERE job_id = $1 AND attempt = 1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(why.unwrap_or_default().contains("handed back"));
+    // Another worker finishes it now, well within the stopped worker's lease.
+    let (healthy, cancel) = spawn(&db.pool, Echo::new(&db.pool), "healthy");
+    wait_status(&db.pool, id, "done").await;
+    assert!(asked.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        attempts(&db.pool, id).await,
+        vec![
+            (1, "stopping".to_owned(), Some("abandoned".to_owned())),
+            (2, "healthy".to_owned(), Some("succeeded".to_owned()))
+        ]
+    );
     cancel.cancel();
     healthy.await.unwrap();
 }

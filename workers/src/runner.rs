@@ -77,6 +77,9 @@ pub struct RunnerOptions {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
+    /// After `run` is cancelled, how long in-flight jobs may go on to finish; those still
+    /// running then are stopped and handed back (due again at once, for another worker).
+    pub drain: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -88,6 +91,7 @@ impl Default for RunnerOptions {
             poll_interval: Duration::from_millis(500),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(3600),
+            drain: Duration::from_secs(20),
         }
     }
 }
@@ -120,7 +124,8 @@ impl JobRunner {
         }
     }
 
-    /// Claims and runs jobs until `cancel` fires; in-flight jobs finish first.
+    /// Claims and runs jobs until `cancel` fires; in-flight jobs then have
+    /// [`RunnerOptions::drain`] to finish, and those that do not are handed back.
     pub async fn run(self, cancel: CancellationToken) {
         if self.handlers.is_empty() {
             tracing::info!("no job handlers registered; the worker idles");
@@ -134,6 +139,8 @@ impl JobRunner {
         let (wake_tx, mut wake_rx) = tokio::sync::watch::channel(0u64);
         // A finished job frees a slot and may unblock the next job of its ordering key.
         let finished = Arc::new(tokio::sync::Notify::new());
+        // What each running task holds now, to hand back what is left when draining ends.
+        let held: Arc<std::sync::Mutex<HashMap<tokio::task::Id, ClaimedJob>>> = Arc::default();
         let listener = tokio::spawn(schema::wakeups::listen(
             self.pool.clone(),
             schema::wakeups::JOBS_CHANNEL,
@@ -168,10 +175,13 @@ impl JobRunner {
                         let finished = finished.clone();
                         let kinds = kinds.clone();
                         let cancel = cancel.clone();
+                        let held = held.clone();
                         running.spawn(async move {
                             let mut job = job;
                             loop {
+                                hold(&held, Some(&job));
                                 execute(&pool, &options, handler.as_ref(), &job).await;
+                                hold(&held, None);
                                 // Run the key's next job at once, in this slot.
                                 let Some(key) = job.ordering_key.as_deref() else { break };
                                 if cancel.is_cancelled() {
@@ -211,9 +221,48 @@ impl JobRunner {
                 () = cancel.cancelled() => {}
             }
         }
-        // Let in-flight jobs record their outcome.
-        while running.join_next().await.is_some() {}
+        // Let in-flight jobs finish and record their outcome, for as long as draining allows.
+        let drained = tokio::time::timeout(self.options.drain, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
         listener.abort();
+        if drained.is_err() {
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            let left: Vec<ClaimedJob> = held
+                .lock()
+                .map(|mut h| h.drain().map(|(_, job)| job).collect())
+                .unwrap_or_default();
+            for job in left {
+                match jobs::hand_back(&self.pool, &self.options.worker_id, &job).await {
+                    Ok(true) => {
+                        tracing::info!(job = job.id, kind = %job.kind, "job handed back at shutdown")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(job = job.id, error = %e, "cannot hand the job back; it is retried when its lease runs out")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Records the job the current task holds (`None`: it holds none).
+fn hold(held: &std::sync::Mutex<HashMap<tokio::task::Id, ClaimedJob>>, job: Option<&ClaimedJob>) {
+    let Some(task) = tokio::task::try_id() else {
+        return;
+    };
+    if let Ok(mut held) = held.lock() {
+        match job {
+            Some(job) => {
+                held.insert(task, job.clone());
+            }
+            None => {
+                held.remove(&task);
+            }
+        }
     }
 }
 
