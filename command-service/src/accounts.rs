@@ -22,6 +22,9 @@ use crate::commands::{CommandBus, CommandError, UserAggregate, new_id};
 
 mod apps;
 mod email;
+mod erasure;
+
+pub use erasure::Deletion;
 
 use crate::config::Secret;
 pub use apps::{AppFields, AppInfo, ResolvedApp};

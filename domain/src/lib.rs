@@ -23,6 +23,7 @@ pub mod event;
 pub mod ids;
 pub mod ingestion;
 pub mod names;
+pub mod personal;
 pub mod policy;
 pub mod project;
 pub mod upcast;

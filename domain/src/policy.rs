@@ -642,6 +642,16 @@ pub fn can_administer(p: &Principal, scope: &Scope) -> Decision {
     need_scope(p, scope)
 }
 
+/// Deleting an account (`userDelete` for one's own, `adminDeleteUser` for anyone's): the
+/// person themselves, or a server admin, with `profile:delete` (the original's scope for it).
+pub fn can_delete_account(p: &Principal, target_user_id: &str) -> Decision {
+    let (user, role) = need_user(p)?;
+    if user != target_user_id {
+        need_server_role(role, ServerRole::Admin)?;
+    }
+    need_scope(p, &Scope::PROFILE_DELETE)
+}
+
 /// Registering third-party apps, and changing or deleting one's own (`appCreate`,
 /// `appUpdate`, `appDelete`, `appRevokeAccess`): signed-in users with `apps:write`.
 pub fn can_write_apps(p: &Principal) -> Decision {

@@ -741,6 +741,18 @@ impl Project {
             .count()
     }
 
+    /// What deleting `user_id`'s account does to this project, as the original: a project they
+    /// alone own is deleted with them (other members included); otherwise they stop being a
+    /// member. `None` when they are not one.
+    pub fn on_account_deleted(&self, user_id: &str) -> Option<ProjectCommand> {
+        match self.role_of(user_id)? {
+            ProjectRole::Owner if self.owner_count() <= 1 => Some(ProjectCommand::Delete),
+            _ => Some(ProjectCommand::RemoveMember {
+                user_id: user_id.to_owned(),
+            }),
+        }
+    }
+
     /// The policy facts for `user_id` (`None` for an anonymous caller).
     pub fn access_for(&self, user_id: Option<&str>) -> ProjectAccess {
         ProjectAccess {

@@ -61,6 +61,11 @@ impl Projection for MailProjection {
         TABLES
     }
 
+    /// 2: a deleted user takes their mail requests (recipient addresses) with them.
+    fn version(&self) -> u32 {
+        2
+    }
+
     fn apply<'a, 'b>(
         &'a self,
         batch: &'a mut Batch<'b>,
@@ -127,6 +132,10 @@ impl Projection for MailProjection {
                     }
                     UserEvent::UserDeleted { user_id } => {
                         sqlx::query(sql(format!("DELETE FROM {verifications} WHERE user_id = $1")))
+                            .bind(user_id)
+                            .execute(&mut *batch.conn)
+                            .await?;
+                        sqlx::query(sql(format!("DELETE FROM {requests} WHERE user_id = $1")))
                             .bind(user_id)
                             .execute(&mut *batch.conn)
                             .await?;

@@ -145,7 +145,7 @@ async fn build_and_swap(
     let mut cursor = LogCursor::START;
     let mut done = 0u64;
     loop {
-        let events = read_all_with(pool, cursor, options.batch_size).await?;
+        let events = read_all_with(&mut *pool.acquire().await?, cursor, options.batch_size).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
             break;
         };
@@ -177,7 +177,7 @@ async fn build_and_swap(
     .await?;
     let mut live_cursor = cursor_of(&row)?;
     loop {
-        let events = read_all_with(&mut *tx, cursor, options.batch_size).await?;
+        let events = read_all_with(&mut tx, cursor, options.batch_size).await?;
         let Some(last) = events.last().map(|e| e.cursor) else {
             break;
         };
@@ -191,7 +191,7 @@ async fn build_and_swap(
     // Bring the live tables to the same point, with reactions enabled: events the live runner
     // had not reached yet still owe their jobs.
     loop {
-        let events: Vec<_> = read_all_with(&mut *tx, live_cursor, options.batch_size)
+        let events: Vec<_> = read_all_with(&mut tx, live_cursor, options.batch_size)
             .await?
             .into_iter()
             .filter(|e| e.cursor <= cursor)

@@ -291,7 +291,7 @@ pub(crate) async fn step(
         )));
     }
     let cursor = cursor_of(&row)?;
-    let events = read_all_with(&mut *tx, cursor, size).await?;
+    let events = read_all_with(&mut tx, cursor, size).await?;
     let Some(last) = events.last().map(|e| e.cursor) else {
         let held_back = held_back_after(&mut tx, cursor).await?;
         tx.commit().await?;

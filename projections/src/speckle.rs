@@ -101,6 +101,12 @@ impl Projection for SpeckleReadModel {
         TABLES
     }
 
+    /// 2: a deleted user takes the invites addressed to their email with them; activity entries
+    /// carry no personal fields.
+    fn version(&self) -> u32 {
+        2
+    }
+
     fn apply<'a, 'b>(
         &'a self,
         batch: &'a mut Batch<'b>,
@@ -523,7 +529,10 @@ async fn record_activity(
                 .bind(a.resource_id)
                 .bind(a.action_type)
                 .bind(user.clone())
-                .bind(&e.payload)
+                .bind(domain::personal::without_personal(
+                    &e.event_type,
+                    &e.payload,
+                ))
                 .bind(a.message),
         )
         .await?;
@@ -624,6 +633,12 @@ async fn apply_user(
             .await
         }
         UserEvent::UserDeleted { user_id } => {
+            // Invites addressed to their address leave with them (answered ones included).
+            let q = format!(
+                "DELETE FROM {} WHERE target_email = (SELECT email FROM {} WHERE id = $1)",
+                t.invites, t.users
+            );
+            exec(conn, sqlx::query(sql(q)).bind(user_id)).await?;
             exec(
                 conn,
                 sqlx::query(sql(format!("DELETE FROM {} WHERE user_id = $1", t.members)))

@@ -140,7 +140,7 @@ async fn enqueue_deliveries(
                         "resourceId": activity.resource_id,
                         "message": activity.message,
                         "eventType": e.event_type,
-                        "data": e.payload,
+                        "data": domain::personal::without_personal(&e.event_type, &e.payload),
                     }),
                     dedupe_key: Some(format!("webhook:{id}")),
                     max_attempts: MAX_DELIVERY_JOB_ATTEMPTS,

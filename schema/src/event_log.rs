@@ -387,7 +387,9 @@ impl EventLog {
             .iter()
             .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
             .collect();
-        let payloads: Vec<&serde_json::Value> = request.events.iter().map(|e| &e.payload).collect();
+        let mut events = request.events.clone();
+        crate::personal::seal(conn, &mut events).await?;
+        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let metadata = serde_json::to_value(&request.metadata)
             .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;
         let result = sqlx::query(
@@ -539,7 +541,8 @@ impl EventLog {
         after: LogCursor,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-        read_all_with(&self.pool, after, limit).await
+        let mut conn = self.pool.acquire().await?;
+        read_all_with(&mut conn, after, limit).await
     }
 
     /// The events of one stream from version `from_version` (1-based, inclusive) on.
@@ -552,12 +555,13 @@ impl EventLog {
             select_event!(),
             "WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
         );
+        let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(sql)
             .bind(stream.as_str())
             .bind(from_version)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-        rows.iter().map(decode_event).collect()
+        decode_events(&mut conn, &rows).await
     }
 
     /// Events of `stream` after version `after_version`, at or before global position
@@ -576,14 +580,15 @@ impl EventLog {
              AND ($3::timestamptz IS NULL OR recorded_at <= $3) \
              ORDER BY stream_version"
         );
+        let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(sql)
             .bind(stream.as_str())
             .bind(max_position)
             .bind(max_time)
             .bind(after_version)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
-        rows.iter().map(decode_event).collect()
+        decode_events(&mut conn, &rows).await
     }
 
     /// The cursor of the newest event readers can see now.
@@ -666,8 +671,8 @@ impl EventLog {
 }
 
 /// [`EventLog::read_all`] on any executor, e.g. inside a projector's transaction.
-pub async fn read_all_with<'c, E: sqlx::PgExecutor<'c>>(
-    executor: E,
+pub async fn read_all_with(
+    conn: &mut PgConnection,
     after: LogCursor,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
@@ -681,9 +686,23 @@ pub async fn read_all_with<'c, E: sqlx::PgExecutor<'c>>(
         .bind(after.transaction_id.to_string())
         .bind(after.position)
         .bind(limit)
-        .fetch_all(executor)
+        .fetch_all(&mut *conn)
         .await?;
-    rows.iter().map(decode_event).collect()
+    decode_events(conn, &rows).await
+}
+
+/// Decodes rows of [`select_event!`] and opens their sealed personal fields
+/// ([`crate::personal::open`]): the one way events leave the log for readers.
+async fn decode_events(
+    conn: &mut PgConnection,
+    rows: &[PgRow],
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let mut events = rows
+        .iter()
+        .map(decode_event)
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::personal::open(conn, &mut events).await?;
+    Ok(events)
 }
 
 fn to_u64(v: i64) -> u64 {

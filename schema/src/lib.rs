@@ -10,6 +10,7 @@ pub mod files;
 pub mod jobs;
 pub mod monitor;
 pub mod objects;
+pub mod personal;
 pub mod previews;
 pub mod wakeups;
 

@@ -6,8 +6,8 @@ use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
 use domain::policy::{self, Principal, Scope, ServerRole};
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
-use crate::accounts::{AccountError, AppFields, AppInfo};
+use super::errors::{ErrorCode, account_error, denied, gql_error, internal};
+use crate::accounts::{AppFields, AppInfo};
 use crate::app::AppState;
 
 /// Who registered an app.
@@ -127,15 +127,6 @@ fn listed(info: AppInfo) -> ServerAppListItem {
         trust_by_default: Some(info.default_app),
         logo: info.logo,
         author_id: info.author_id,
-    }
-}
-
-fn account_error(e: AccountError) -> async_graphql::Error {
-    match e {
-        AccountError::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
-        AccountError::Forbidden(m) => gql_error(ErrorCode::Forbidden, m),
-        AccountError::NotFound(m) => gql_error(ErrorCode::NotFound, m),
-        other => internal(other),
     }
 }
 

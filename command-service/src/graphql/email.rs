@@ -3,9 +3,8 @@
 
 use async_graphql::{Context, InputObject, Object};
 
-use super::errors::{ErrorCode, gql_error, internal};
-use super::mutations::{command_error, metadata, signed_in};
-use crate::accounts::AccountError;
+use super::errors::account_error;
+use super::mutations::{metadata, signed_in};
 use crate::app::AppState;
 
 /// `emailMutations.verify` input: the address and the code mailed to it.
@@ -66,12 +65,4 @@ pub async fn request_verification_by_email(
         .await
         .map_err(account_error)?;
     Ok(true)
-}
-
-fn account_error(e: AccountError) -> async_graphql::Error {
-    match e {
-        AccountError::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
-        AccountError::Command(c) => command_error(c),
-        other => internal(other),
-    }
 }

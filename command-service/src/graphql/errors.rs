@@ -54,3 +54,17 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
     tracing::error!(error = %e, "GraphQL resolver failed");
     gql_error(ErrorCode::Internal, "internal server error")
 }
+
+/// An account service failure, with the code its kind maps to.
+pub(crate) fn account_error(e: crate::accounts::AccountError) -> async_graphql::Error {
+    use crate::accounts::AccountError as A;
+    match e {
+        A::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
+        A::EmailTaken | A::InviteOnly => gql_error(ErrorCode::BadRequest, e.to_string()),
+        A::BadCredentials | A::Unauthorized(_) => gql_error(ErrorCode::Unauthorized, e.to_string()),
+        A::Forbidden(m) => gql_error(ErrorCode::Forbidden, m),
+        A::NotFound(m) => gql_error(ErrorCode::NotFound, m),
+        A::Command(c) => super::mutations::command_error(c),
+        A::Internal(_) => internal(e),
+    }
+}

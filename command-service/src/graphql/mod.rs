@@ -254,6 +254,26 @@ impl Mutation {
         apps::revoke_access(ctx, &app_id).await
     }
 
+    /// Deletes the signed-in user's account (confirmed with its email and password) and
+    /// erases their personal data; projects they alone own go with it.
+    async fn user_delete(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user_confirmation: user::UserDeleteInput,
+    ) -> async_graphql::Result<bool> {
+        user::delete_self(ctx, user_confirmation).await
+    }
+
+    /// Deletes the account with the given email (server admins) and erases their personal
+    /// data; projects they alone own go with it.
+    async fn admin_delete_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user_confirmation: user::UserDeleteInput,
+    ) -> async_graphql::Result<bool> {
+        user::delete_other(ctx, user_confirmation).await
+    }
+
     /// Changes a user's server role (server admins).
     async fn user_role_change(
         &self,

@@ -6,7 +6,7 @@ use domain::policy::{self, Principal, Scope};
 use projections::speckle::query;
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, gql_error, internal};
+use super::errors::{ErrorCode, account_error, denied, gql_error, internal};
 use super::project::{LimitedUser, Project};
 use crate::app::AppState;
 
@@ -594,4 +594,74 @@ pub async fn search(
         }
     }
     Ok(UserSearchResultCollection { cursor, items })
+}
+
+/// `userDelete` and `adminDeleteUser` input: the account's email, as the original asks for a
+/// confirmation; deleting one's own account also takes its password.
+#[derive(InputObject)]
+pub struct UserDeleteInput {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+/// `userDelete`: the signed-in person deletes their own account, confirming with its email and
+/// password, and is erased (see `accounts::erasure`).
+pub async fn delete_self(ctx: &Context<'_>, input: UserDeleteInput) -> async_graphql::Result<bool> {
+    let (principal, user) = super::mutations::signed_in(ctx)?;
+    policy::can_delete_account(&principal, &user).map_err(|d| denied(&d))?;
+    let accounts = ctx.data::<AppState>()?.accounts();
+    let confirmed = match input.email.as_deref() {
+        Some(email) => accounts
+            .user_id_by_email(email)
+            .await
+            .map_err(account_error)?,
+        None => None,
+    };
+    if confirmed.as_deref() != Some(user.as_str()) {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "The email does not match your account.",
+        ));
+    }
+    let password = input.password.unwrap_or_default();
+    if !accounts
+        .check_user_password(&user, &password)
+        .await
+        .map_err(account_error)?
+    {
+        return Err(gql_error(
+            ErrorCode::BadRequest,
+            "The password does not match your account.",
+        ));
+    }
+    accounts
+        .delete_user(&user, &super::mutations::metadata(ctx, &user))
+        .await
+        .map_err(account_error)?;
+    Ok(true)
+}
+
+/// `adminDeleteUser`: a server admin deletes the account with `email`, and it is erased.
+pub async fn delete_other(
+    ctx: &Context<'_>,
+    input: UserDeleteInput,
+) -> async_graphql::Result<bool> {
+    let (principal, actor) = super::mutations::signed_in(ctx)?;
+    let accounts = ctx.data::<AppState>()?.accounts();
+    let target = match input.email.as_deref() {
+        Some(email) => accounts
+            .user_id_by_email(email)
+            .await
+            .map_err(account_error)?,
+        None => None,
+    };
+    // The policy first, so a non-admin cannot learn which addresses have accounts.
+    policy::can_delete_account(&principal, target.as_deref().unwrap_or(""))
+        .map_err(|d| denied(&d))?;
+    let target = target.ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found."))?;
+    accounts
+        .delete_user(&target, &super::mutations::metadata(ctx, &actor))
+        .await
+        .map_err(account_error)?;
+    Ok(true)
 }
