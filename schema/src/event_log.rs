@@ -387,8 +387,17 @@ impl EventLog {
             .iter()
             .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
             .collect();
-        let mut events = request.events.clone();
-        crate::personal::seal(conn, &mut events).await?;
+        // Personal fields are sealed before they reach the log; most appends carry none and
+        // are not copied.
+        let sealed;
+        let events = if crate::personal::holds_personal(&request.events) {
+            let mut copy = request.events.clone();
+            crate::personal::seal(conn, &mut copy).await?;
+            sealed = copy;
+            &sealed
+        } else {
+            &request.events
+        };
         let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let metadata = serde_json::to_value(&request.metadata)
             .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;

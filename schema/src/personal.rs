@@ -42,6 +42,13 @@ pub fn email_subject(email: &str) -> String {
     format!("email:{}", hex::encode(digest))
 }
 
+/// Whether any of `events` is of a type that may carry personal fields.
+pub fn holds_personal(events: &[NewEvent]) -> bool {
+    events
+        .iter()
+        .any(|e| domain::personal::HOLDERS.contains(&e.event_type.as_str()))
+}
+
 /// Seals the personal fields of `events` in place, creating keys for new subjects on `conn`
 /// (inside the append's transaction, so a key exists exactly when a field sealed by it does).
 pub async fn seal(conn: &mut PgConnection, events: &mut [NewEvent]) -> Result<(), sqlx::Error> {
