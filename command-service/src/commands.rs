@@ -339,6 +339,7 @@ impl CommandBus {
 
     /// Loads aggregate `id`, lets `make` turn its state into a command (checking permissions
     /// on that state), decides, appends, and waits for the read models.
+    #[tracing::instrument(name = "command", skip_all, fields(stream = tracing::field::Empty))]
     pub async fn execute<A, F>(
         &self,
         id: &str,
@@ -350,6 +351,12 @@ impl CommandBus {
         F: Fn(&A::State) -> Result<A::Command, CommandError>,
     {
         let stream = A::stream(id)?;
+        tracing::Span::current().record("stream", stream.as_str());
+        // What follows from these events continues this command's trace.
+        let mut metadata = metadata.clone();
+        if let Some(traceparent) = schema::trace::current_traceparent() {
+            metadata.traceparent = Some(traceparent);
+        }
         let slot = if self.states.capacity == 0 {
             Arc::new(tokio::sync::Mutex::new(Slot::default()))
         } else {

@@ -66,6 +66,7 @@ impl RequestContext {
             request_id: self.request_id.clone(),
             client_name: self.client_name.clone(),
             client_version: self.client_version.clone(),
+            traceparent: None,
         }
     }
 }

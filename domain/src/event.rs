@@ -56,6 +56,10 @@ pub struct EventMetadata {
     /// The client application version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_version: Option<String>,
+    /// The W3C `traceparent` of the command that appended it, when traces are exported: what
+    /// follows from the event (projection, jobs, deliveries) continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Why an aggregate event could not be turned into a [`NewEvent`] or read back from one.

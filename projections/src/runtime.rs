@@ -301,6 +301,23 @@ pub(crate) async fn step(
             held_back,
         });
     };
+    // Each event applied here continues the trace of the command that appended it; the spans
+    // last as long as the batch's transaction.
+    let _traced: Vec<tracing::Span> = events
+        .iter()
+        .filter(|e| e.metadata.traceparent.is_some())
+        .map(|e| {
+            let span = tracing::info_span!(
+                "projection.apply",
+                projection = projection.name(),
+                event_type = %e.event_type,
+                position = e.cursor.position,
+                batch = events.len(),
+            );
+            schema::trace::continue_trace(&span, e.metadata.traceparent.as_deref());
+            span
+        })
+        .collect();
     let applied = {
         let mut batch = Batch::new(&mut tx, generation, true);
         projection.apply(&mut batch, &events).await

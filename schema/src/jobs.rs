@@ -39,6 +39,8 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
     /// Its ordering key, if it must run in order with others.
     pub ordering_key: Option<String>,
+    /// The trace of the command whose event caused it (`schema::trace`), if exported.
+    pub traceparent: Option<String>,
 }
 
 /// Enqueues on `conn`, inside the caller's transaction. Returns false when the dedupe key
@@ -81,7 +83,9 @@ pub async fn claim(
                             WHERE e.ordering_key = j.ordering_key AND e.id < j.id \
                               AND e.status IN ('pending', 'running') AND e.run_at <= now())) \
                       ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts, ordering_key",
+         RETURNING id, kind, payload, attempts, max_attempts, ordering_key, \
+                   (SELECT ev.metadata->>'traceparent' FROM events ev \
+                    WHERE ev.position = jobs.source_position) AS traceparent",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
@@ -115,7 +119,9 @@ pub async fn claim_next_in_order(
                            WHERE e.ordering_key = $4 AND e.id < j.id \
                              AND e.status IN ('pending', 'running') AND e.run_at <= now()) \
                      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts, ordering_key",
+         RETURNING id, kind, payload, attempts, max_attempts, ordering_key, \
+                   (SELECT ev.metadata->>'traceparent' FROM events ev \
+                    WHERE ev.position = jobs.source_position) AS traceparent",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
@@ -143,6 +149,7 @@ async fn record_claims(
             attempt: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
             ordering_key: row.try_get("ordering_key")?,
+            traceparent: row.try_get("traceparent")?,
         };
         sqlx::query(
             "UPDATE job_attempts SET outcome = 'abandoned', finished_at = now(), \
@@ -219,17 +226,35 @@ pub async fn hand_back(pool: &PgPool, worker: &str, job: &ClaimedJob) -> Result<
         tx.rollback().await?;
         return Ok(false);
     }
+    record_attempt(
+        &mut tx,
+        job,
+        "abandoned",
+        Some("handed back: the worker shut down before it finished"),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Closes `job`'s current attempt with `outcome` (and `error`).
+async fn record_attempt(
+    conn: &mut sqlx::PgConnection,
+    job: &ClaimedJob,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE job_attempts SET outcome = 'abandoned', finished_at = now(), \
-                error = 'handed back: the worker shut down before it finished' \
+        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 \
          WHERE job_id = $1 AND attempt = $2",
     )
     .bind(job.id)
     .bind(job.attempt)
-    .execute(&mut *tx)
+    .bind(outcome)
+    .bind(error)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
 async fn finish(
@@ -264,20 +289,12 @@ async fn finish(
         tx.rollback().await?;
         return Ok(false);
     }
-    sqlx::query(
-        "UPDATE job_attempts SET finished_at = now(), outcome = $3, error = $4 \
-         WHERE job_id = $1 AND attempt = $2",
-    )
-    .bind(job.id)
-    .bind(job.attempt)
-    .bind(if error.is_some() {
+    let outcome = if error.is_some() {
         "failed"
     } else {
         "succeeded"
-    })
-    .bind(error)
-    .execute(&mut *tx)
-    .await?;
+    };
+    record_attempt(&mut tx, job, outcome, error).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod objects;
 pub mod personal;
 pub mod previews;
+pub mod trace;
 pub mod wakeups;
 
 pub use event_log::{

@@ -523,3 +523,57 @@ async fn personal_data_written_in_clear_before_sealing_is_forgotten_by_every_rea
     assert!(!mentions_of(&String::from_utf8_lossy(&export), &markers).is_empty());
     assert!(log.verify_chains(None).await.unwrap().breaks.is_empty());
 }
+
+#[tokio::test]
+async fn a_person_deletes_their_account_from_the_profile_page() {
+    let (w, _admin) = World::new().await;
+    let ann = tests::register(&w.app.base_url, "ann@example.com").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let csrf = "00112233445566778899aabbccddeeff";
+    let submit = |password: &'static str| {
+        http.post(format!("{}/settings/user/delete", w.app.base_url))
+            .header(
+                "cookie",
+                format!("strata_session={ann}; strata_csrf={csrf}"),
+            )
+            .form(&[
+                ("email", "ann@example.com"),
+                ("password", password),
+                ("csrf", csrf),
+            ])
+            .send()
+    };
+    let page = http
+        .get(format!("{}/settings/user/profile", w.app.base_url))
+        .header("cookie", format!("strata_session={ann}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("action=\"/settings/user/delete\""), "{page}");
+    // A wrong password is refused on the page, and nothing changes.
+    let refused = submit("wrong horse").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("password does not match")
+    );
+    let still = w.ok(&ann, "{ activeUser { email } }", json!({})).await;
+    assert_eq!(still["activeUser"]["email"], "ann@example.com");
+    // The right one deletes the account and ends the session.
+    let done = submit("correct horse").await.unwrap();
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()["location"], "/authn/login");
+    let cookie = done.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("strata_session=;"), "{cookie}");
+    let gone = w.raw(&ann, "{ activeUser { id } }", json!({})).await;
+    assert!(gone["data"]["activeUser"].is_null(), "{gone}");
+}

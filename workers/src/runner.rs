@@ -273,9 +273,17 @@ async fn execute(
     job: &ClaimedJob,
 ) {
     let worker = options.worker_id.as_str();
+    // The job continues the trace of the command whose event caused it.
+    let span = tracing::info_span!(
+        "job",
+        kind = %job.kind,
+        job = job.id,
+        attempt = job.attempt
+    );
+    schema::trace::continue_trace(&span, job.traceparent.as_deref());
     // Extend the lease while the handler runs, so only a dead worker loses its job.
     let outcome = {
-        let run = handler.run(job);
+        let run = tracing::Instrument::instrument(handler.run(job), span.clone());
         tokio::pin!(run);
         let mut beat = tokio::time::interval(options.lease / 3);
         beat.tick().await;

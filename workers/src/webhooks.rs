@@ -433,6 +433,7 @@ impl WebhookDeliverer {
             .map_err(JobError::retry)
     }
 
+    #[tracing::instrument(name = "webhook.post", skip_all, fields(delivery = delivery_id))]
     async fn post(
         &self,
         url: &str,
@@ -467,10 +468,13 @@ impl WebhookDeliverer {
             .header("x-webhook-signature", legacy)
             .header("webhook-id", delivery_id)
             .header("webhook-timestamp", &timestamp)
-            .header("webhook-signature", format!("v1,{standard}"))
-            .body(body.to_owned())
-            .send()
-            .await;
+            .header("webhook-signature", format!("v1,{standard}"));
+        // The receiver may join the trace this delivery belongs to.
+        let sent = match schema::trace::current_traceparent() {
+            Some(traceparent) => sent.header("traceparent", traceparent),
+            None => sent,
+        };
+        let sent = sent.body(body.to_owned()).send().await;
         match sent {
             Ok(mut response) => {
                 outcome.status = Some(response.status().as_u16());

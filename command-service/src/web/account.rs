@@ -17,6 +17,7 @@ use crate::app::AppState;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/settings/user/profile", get(profile).post(profile_save))
+        .route("/settings/user/delete", axum::routing::post(delete_account))
         .route("/settings/user/developer", get(tokens).post(tokens_action))
         .route("/settings/server", get(admin))
 }
@@ -53,8 +54,43 @@ async fn profile_page(
             textarea #bio name="bio" rows="3" { (s(u, "bio")) }
             button type="submit" { "Save" }
         }
+        section.danger aria-labelledby="delete-account" {
+            h2 #delete-account { "Delete account" }
+            p { "Your account goes, with every project you alone own; you leave the others. \
+                 Your name, email and profile are erased from this server, its history included. \
+                 This cannot be undone." }
+            form.stack method="post" action="/settings/user/delete" {
+                (session.csrf_field())
+                label for="delete-email" { "Your email, to confirm" }
+                input #delete-email type="email" name="email" autocomplete="off" required;
+                label for="delete-password" { "Your password" }
+                input #delete-password type="password" name="password" autocomplete="current-password" required;
+                button.danger type="submit" { "Delete my account" }
+            }
+        }
     };
     page(state, session, status, "Profile", body).await
+}
+
+/// `userDelete` from the profile page; on success the session ends with the account.
+async fn delete_account(
+    State(state): State<AppState>,
+    Submitted { session, fields }: Submitted,
+) -> Response {
+    if !session.signed_in() {
+        return session.finish(sign_in_first("/settings/user/profile"));
+    }
+    let outcome = session
+        .gql(
+            &state,
+            "mutation($c: UserDeleteInput!) { userDelete(userConfirmation: $c) }",
+            json!({"c": {"email": field(&fields, "email"), "password": field(&fields, "password")}}),
+        )
+        .await;
+    match outcome {
+        Ok(_) => session.ended("/authn/login"),
+        Err(e) => profile_page(&state, &session, e.status(), Some((&e.message, false))).await,
+    }
 }
 
 async fn profile(State(state): State<AppState>, session: Session) -> Response {

@@ -265,11 +265,7 @@ async fn logout(
     {
         tracing::warn!(error = %e, "revoking a web session");
     }
-    let mut res = see_other("/authn/login");
-    if let Some(cookie) = session.cleared_cookie() {
-        res.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    session.finish(res)
+    session.ended("/authn/login")
 }
 
 async fn forgotten_page(State(_state): State<AppState>, session: Session) -> Response {

@@ -290,6 +290,15 @@ impl Session {
         .ok()
     }
 
+    /// Ends the session in the browser and sends it to `location`.
+    fn ended(&self, location: &str) -> Response {
+        let mut res = see_other(location);
+        if let Some(cookie) = self.cleared_cookie() {
+            res.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+        self.finish(res)
+    }
+
     /// A `Set-Cookie` value ending the session.
     fn cleared_cookie(&self) -> Option<HeaderValue> {
         HeaderValue::from_str(&format!(
