@@ -177,8 +177,13 @@ impl Publisher {
         }
         let channel = channel(&self.pool).await?;
         let log = schema::EventLog::new(self.pool.clone());
-        let mut cursor = projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?;
-        tracing::info!(%channel, "realtime publisher leading");
+        // Resume where the last leader stopped (it may have died with applied events not yet
+        // published); the very first leader starts at the read model.
+        let mut cursor = match schema::live::published(&self.pool, &channel).await? {
+            Some(cursor) => cursor,
+            None => projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?,
+        };
+        tracing::info!(%channel, %cursor, "realtime publisher leading");
         // Appends are announced; after one, the read model is polled closely for a while (it
         // applies the event a few milliseconds later), otherwise the publisher sleeps.
         let (wake_tx, mut wake_rx) = tokio::sync::watch::channel(0u64);
@@ -239,8 +244,13 @@ impl Publisher {
             if events.iter().all(|e| e.cursor > applied) {
                 cursor = applied;
             }
+            schema::live::record(&self.pool, &channel, cursor).await?;
         }
-        drop(lock);
+        // The lock is the session's: give it up before the connection goes back to the pool,
+        // so a standby takes over at once.
+        sqlx::query("SELECT pg_advisory_unlock(hashtext(current_schema() || ':realtime'))")
+            .execute(&mut *lock)
+            .await?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod event_log;
 pub mod files;
 pub mod jobs;
+pub mod live;
 pub mod monitor;
 pub mod objects;
 pub mod personal;

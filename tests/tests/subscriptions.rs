@@ -883,3 +883,54 @@ async fn subscribers_hear_when_redis_is_gone_and_subscribe_again_once_it_is_back
     println!("subscriber told Redis was gone {told_after:?} after the cut");
     assert!(told_after < Duration::from_secs(5), "{told_after:?}");
 }
+
+#[tokio::test]
+async fn a_new_publisher_resumes_where_the_last_one_stopped() {
+    let db = TestDb::new().await;
+    let settings = test_settings(&db);
+    let app = TestApp::spawn(settings.clone()).await;
+    let stack = tokio_util::sync::CancellationToken::new();
+    let _stop_stack = stack.clone().drop_guard();
+    let runtime = projections::ProjectorRuntime::new(
+        db.pool.clone(),
+        projections::registry(),
+        projections::RuntimeOptions {
+            poll_interval: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    tokio::spawn(runtime.run(stack.clone()));
+    let redis =
+        || command_service::app::redis_client(settings.redis_url.as_ref().unwrap()).unwrap();
+    let first = stack.child_token();
+    let leader = tokio::spawn(
+        command_service::realtime::Publisher::new(db.pool.clone(), redis()).run(first.clone()),
+    );
+    let owner = tests::register(&app.base_url, "owner@example.com").await;
+    let project = create_project(&app, &owner).await;
+    let mut c = Client::connect(&app, MODERN, &owner).await;
+    c.subscribe(
+        "subscription($id: String!) { projectUpdated(id: $id) { id type } }",
+        json!({"id": project}),
+    )
+    .await;
+    settle(&app, 1).await;
+    rename(&app, &owner, &project, "one").await;
+    let (_, data) = c.next().await;
+    assert_eq!(data["projectUpdated"]["type"], "UPDATED");
+    // The leader goes (as with its process); the read model goes on applying changes.
+    first.cancel();
+    leader.await.unwrap();
+    rename(&app, &owner, &project, "two").await;
+    rename(&app, &owner, &project, "three").await;
+    // The next leader publishes what was applied while nobody published, not only what
+    // comes after it took over.
+    tokio::spawn(
+        command_service::realtime::Publisher::new(db.pool.clone(), redis())
+            .run(stack.child_token()),
+    );
+    for _ in 0..2 {
+        let (_, data) = c.next().await;
+        assert_eq!(data["projectUpdated"]["type"], "UPDATED", "{data}");
+    }
+}
