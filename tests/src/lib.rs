@@ -219,6 +219,30 @@ impl TestApp {
         (project, model)
     }
 
+    /// Stores `object` in `project` and creates a version of `model` on it, with any other
+    /// `CreateVersionInput` fields given in `input` (e.g. `message`); returns the version id.
+    pub async fn version_on(
+        &self,
+        token: &str,
+        (project, model): (&str, &str),
+        object: &str,
+        mut input: serde_json::Value,
+    ) -> String {
+        store_object(&self.base_url, token, project, object).await;
+        input["projectId"] = project.into();
+        input["modelId"] = model.into();
+        input["objectId"] = object.into();
+        self.gql_data(
+            token,
+            "mutation($i: CreateVersionInput!) { versionMutations { create(input: $i) { id } } }",
+            serde_json::json!({"i": input}),
+        )
+        .await["versionMutations"]["create"]["id"]
+            .as_str()
+            .expect("a version id")
+            .to_owned()
+    }
+
     /// GET `path`.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http

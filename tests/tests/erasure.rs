@@ -188,18 +188,15 @@ async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies()
         json!({"p": shared, "u": zed_id, "r": "stream:owner"}),
     )
     .await;
-    let root = "0123456789abcdef0123456789abcdef";
-    tests::store_object(&w.app.base_url, &zed, &shared, root).await;
     let version = w
-        .ok(
+        .app
+        .version_on(
             &zed,
-            "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o, message: \"survey\"}) { id } } }",
-            json!({"p": shared, "m": model, "o": root}),
+            (&shared, &model),
+            "0123456789abcdef0123456789abcdef",
+            json!({"message": "survey"}),
         )
-        .await["versionMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        .await;
     // A pending invite to Zed's address on a third project: cancelled with the account.
     let (third, _) = w.app.project_with_model(&admin, "third").await;
     w.ok(

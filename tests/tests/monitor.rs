@@ -57,12 +57,11 @@ async fn database_gauges_are_exported_and_move() {
     // A project with a version: events appended, a preview job queued (no worker runs here).
     let token = tests::register(&app.base_url, "monitor@example.com").await;
     let (project, model) = app.project_with_model(&token, "main").await;
-    let root = "0123456789abcdef0123456789abcdef";
-    tests::store_object(&app.base_url, &token, &project, root).await;
-    app.gql_data(
+    app.version_on(
         &token,
-        "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o}) { id } } }",
-        json!({"p": project, "m": model, "o": root}),
+        (&project, &model),
+        "0123456789abcdef0123456789abcdef",
+        json!({}),
     )
     .await;
     let after = app.get("/metrics").await.text().await.unwrap();

@@ -102,12 +102,11 @@ async fn a_version_create_is_one_trace_from_the_request_to_the_webhook_delivery(
         json!({"w": {"streamId": project, "url": receiver.url, "triggers": ["commit_create"]}}),
     )
     .await;
-    let root = "0123456789abcdef0123456789abcdef";
-    tests::store_object(&app.base_url, &token, &project, root).await;
-    app.gql_data(
+    app.version_on(
         &token,
-        "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o}) { id } } }",
-        json!({"p": project, "m": model, "o": root}),
+        (&project, &model),
+        "0123456789abcdef0123456789abcdef",
+        json!({}),
     )
     .await;
     let delivered = receiver.wait_for(1, Duration::from_secs(30)).await;

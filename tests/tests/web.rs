@@ -767,13 +767,8 @@ async fn pages_keep_the_apis_rules() {
         res.status()
     );
     let object = "0123456789abcdef0123456789abcdef";
-    tests::store_object(&app.base_url, &owner, &project, object).await;
-    app.gql_data(
-        &owner,
-        "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o}) { id } } }",
-        json!({"p": project, "m": model, "o": object}),
-    )
-    .await;
+    app.version_on(&owner, (&project, &model), object, json!({}))
+        .await;
     let res = get(format!("{viewer}?embedToken={owner}"), None, true)
         .await
         .unwrap();
