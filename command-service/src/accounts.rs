@@ -180,14 +180,14 @@ pub enum AccountError {
     /// A command failed.
     #[error("{0}")]
     Command(#[from] CommandError),
-    /// Our failure (500).
-    #[error("account store error: {0}")]
-    Internal(String),
+    /// Our failure (500); the cause chain is kept for the log.
+    #[error("account store error: {0:#}")]
+    Internal(anyhow::Error),
 }
 
 impl From<sqlx::Error> for AccountError {
     fn from(e: sqlx::Error) -> Self {
-        Self::Internal(e.to_string())
+        Self::Internal(e.into())
     }
 }
 
@@ -346,7 +346,7 @@ impl Accounts {
 
     fn digest(&self, secret: &str) -> Result<Vec<u8>, AccountError> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose().as_bytes())
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+            .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?;
         mac.update(secret.as_bytes());
         Ok(mac.finalize().into_bytes().to_vec())
     }
@@ -395,7 +395,7 @@ impl Accounts {
     /// invite can use it (a bare invite id is guessable from activity).
     pub fn invite_token(&self, invite_id: &str) -> Result<String, AccountError> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.pepper.expose().as_bytes())
-            .map_err(|e| AccountError::Internal(e.to_string()))?;
+            .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?;
         mac.update(b"invite:");
         mac.update(invite_id.as_bytes());
         let tag = hex::encode(mac.finalize().into_bytes());
@@ -656,7 +656,9 @@ impl Accounts {
         let app = DEFAULT_APPS
             .iter()
             .find(|a| a.id == "spklwebapp")
-            .ok_or_else(|| AccountError::Internal("the web app is not registered".into()))?;
+            .ok_or_else(|| {
+                AccountError::Internal(anyhow::anyhow!("the web app is not registered"))
+            })?;
         let lifespan = self.limits.app_token_ttl;
         let token = self
             .create_token(
@@ -851,26 +853,27 @@ async fn hash_password(password: String) -> Result<String, AccountError> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
-        let salt =
-            SaltString::encode_b64(&salt).map_err(|e| AccountError::Internal(e.to_string()))?;
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?;
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| AccountError::Internal(e.to_string()))
+            .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))
     })
     .await
-    .map_err(|e| AccountError::Internal(e.to_string()))?
+    .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, AccountError> {
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| AccountError::Internal(e.to_string()))?;
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?;
         Ok(Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok())
     })
     .await
-    .map_err(|e| AccountError::Internal(e.to_string()))?
+    .map_err(|e| AccountError::Internal(anyhow::anyhow!("{e}")))?
 }
 
 /// How a preview grant starts (it is not a token the credential store knows).

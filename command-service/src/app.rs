@@ -115,11 +115,12 @@ impl AppState {
         &self.inner.event_log
     }
 
-    /// The GraphQL schema, built on first use (it holds a clone of this state).
+    /// The GraphQL schema, built on first use. Its operations need this state in their data
+    /// (`graphql::request_data`); the schema itself holds none.
     pub fn schema(&self) -> &crate::graphql::StrataSchema {
         self.inner
             .schema
-            .get_or_init(|| crate::graphql::build(self.clone()))
+            .get_or_init(|| crate::graphql::build(self.settings(), self.response_cache().is_some()))
     }
 
     /// The cache of read-only GraphQL answers; `None` when turned off.

@@ -82,14 +82,10 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// The auth routes' answers: the original's bare shapes for bad credentials and rejected
+/// codes (clients read `err`), the common envelope for everything else.
 fn account_error(e: AccountError) -> Response {
     match e {
-        AccountError::Invalid(m) => error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-        AccountError::EmailTaken => error(StatusCode::BAD_REQUEST, "EMAIL_TAKEN", e.to_string()),
-        AccountError::InviteOnly | AccountError::Forbidden(_) => {
-            error(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
-        }
-        AccountError::NotFound(_) => error(StatusCode::NOT_FOUND, "NOT_FOUND_ERROR", e.to_string()),
         AccountError::BadCredentials => (
             StatusCode::UNAUTHORIZED,
             Json(json!({"err": true, "message": "Invalid credentials."})),
@@ -98,17 +94,7 @@ fn account_error(e: AccountError) -> Response {
         AccountError::Unauthorized(m) => {
             (StatusCode::UNAUTHORIZED, Json(json!({"err": m}))).into_response()
         }
-        AccountError::Command(c) => {
-            error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", c.to_string())
-        }
-        AccountError::Internal(m) => {
-            tracing::error!(error = %m, "account flow failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_SERVER_ERROR",
-                "internal server error",
-            )
-        }
+        other => crate::error::AppError::from(other).into_response(),
     }
 }
 

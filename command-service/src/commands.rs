@@ -156,9 +156,9 @@ pub enum CommandError {
     /// Committed, but the read models are behind.
     #[error("{0}")]
     Lag(#[from] projections::ProjectionLag),
-    /// The log or its contents failed.
-    #[error("{0}")]
-    Internal(String),
+    /// The log or its contents failed; the cause chain is kept for the log.
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
 }
 
 impl From<AppendError> for CommandError {
@@ -167,7 +167,7 @@ impl From<AppendError> for CommandError {
             AppendError::TooManyEvents { .. }
             | AppendError::PayloadTooLarge { .. }
             | AppendError::InvalidPayload(_) => Self::BadInput(e.to_string()),
-            other => Self::Internal(other.to_string()),
+            other => Self::Internal(other.into()),
         }
     }
 }
@@ -286,16 +286,17 @@ impl CommandBus {
             .log
             .read_stream(
                 stream,
-                i64::try_from(version + 1)
-                    .map_err(|_| CommandError::Internal("stream version overflow".into()))?,
+                i64::try_from(version + 1).map_err(|_| {
+                    CommandError::Internal(anyhow::anyhow!("stream version overflow"))
+                })?,
             )
             .await
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
+            .map_err(|e| CommandError::Internal(e.into()))?;
         for e in stored {
             let schema_version = u32::try_from(e.schema_version)
-                .map_err(|_| CommandError::Internal("negative schema version".into()))?;
+                .map_err(|_| CommandError::Internal(anyhow::anyhow!("negative schema version")))?;
             let event = A::decode(&e.event_type, schema_version, e.payload)
-                .map_err(|err| CommandError::Internal(err.to_string()))?;
+                .map_err(|err| CommandError::Internal(err.into()))?;
             state = A::evolve(state, &event);
             version = u64::try_from(e.stream_version).unwrap_or(version);
         }
@@ -398,7 +399,7 @@ impl CommandBus {
                 .iter()
                 .map(A::encode)
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CommandError::Internal(e.to_string()))?;
+                .map_err(|e| CommandError::Internal(e.into()))?;
             let request = AppendRequest {
                 stream: stream.clone(),
                 expected: if version == 0 {

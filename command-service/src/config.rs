@@ -228,6 +228,8 @@ settings! {
     speckle_version: String = "2.31.14".to_owned(),
     /// Whether registering needs an invite.
     invite_only: bool = false,
+    /// Whether server guests may create projects (they may not in the original).
+    guests_may_create_projects: bool = false,
     /// Largest single object accepted, in bytes (`serverInfo.configuration`).
     object_size_limit_bytes: usize = 100 * 1024 * 1024,
     /// Largest multipart object upload, in bytes.
@@ -537,7 +539,7 @@ impl Settings {
         if let Err(reason) = self.webhook_retry_schedule() {
             return Err(invalid("webhook_retry_schedule_seconds", &reason));
         }
-        if let Err(reason) = crate::ratelimit::parse(&self.rate_limits) {
+        if let Err(reason) = crate::ratelimit::limits::parse(&self.rate_limits) {
             return Err(invalid("rate_limits", &reason));
         }
         if self.webhook_timeout_seconds == 0 {

@@ -1,29 +1,41 @@
-//! The one application error of the HTTP layer and its JSON rendering.
+//! The one application error of the API, and its two renderings: REST's JSON envelope and
+//! GraphQL's `extensions.code`.
 //!
 //! REST errors use the original server's envelope, `{"error": {"message", "code"}}`, with the
-//! status the original uses; internal causes are logged, never sent to the client.
+//! status the original uses; GraphQL errors carry the original's code (which can differ from
+//! REST's for the same failure: both are decided here, side by side). Our own failures keep
+//! their whole cause chain for the log and reach the client only as "internal server error".
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// An error that becomes an HTTP response.
+/// An error that becomes an HTTP response or a GraphQL error.
 #[derive(Debug)]
 pub struct AppError {
     status: StatusCode,
     code: &'static str,
+    /// `extensions.code` when answered over GraphQL.
+    graphql_code: &'static str,
     message: String,
 }
 
 impl AppError {
-    /// An error with an explicit status and machine-readable code.
+    /// An error with an explicit status and machine-readable code (the same over GraphQL).
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
+            graphql_code: code,
             message: message.into(),
         }
+    }
+
+    /// The same error with another code over GraphQL (the original's, where it differs).
+    fn over_graphql(mut self, code: &'static str) -> Self {
+        self.graphql_code = code;
+        self
     }
 
     /// 404 for an unknown route or resource.
@@ -31,9 +43,10 @@ impl AppError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND_ERROR", message)
     }
 
-    /// 500 for a failure that is ours; the cause goes to the log only.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+    /// 500 for a failure that is ours; the cause, with its whole chain, goes to the log only.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        let cause: anyhow::Error = cause.into();
+        tracing::error!(error = format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_SERVER_ERROR",
@@ -45,46 +58,111 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// The code a GraphQL client sees.
+    pub fn graphql_code(&self) -> &'static str {
+        self.graphql_code
+    }
 }
 
-/// A command's refusal as REST routes answer it: the policy's code and status (401, 403, or 404
-/// for a project the caller may not see), 404 for what does not exist, 409 for an entity whose
-/// state forbids the action or a stream too hot, 400 for other broken rules, 503 (with
-/// `PROJECTION_LAG`) for a change made but not visible yet, 500 for our failures.
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// A policy refusal: its code and status (401, 403, or 404 for a project the caller may not
+/// see).
+impl From<domain::policy::Denied> for AppError {
+    fn from(d: domain::policy::Denied) -> Self {
+        use domain::policy::DenyCode;
+        let status = match d.code {
+            DenyCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            DenyCode::Forbidden => StatusCode::FORBIDDEN,
+            DenyCode::StreamNotFound => StatusCode::NOT_FOUND,
+        };
+        Self::new(status, d.code.as_str(), d.message)
+    }
+}
+
+/// An account service failure, with the status and code its kind maps to.
+impl From<crate::accounts::AccountError> for AppError {
+    fn from(e: crate::accounts::AccountError) -> Self {
+        use crate::accounts::AccountError as A;
+        match e {
+            A::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
+            A::EmailTaken => Self::new(StatusCode::BAD_REQUEST, "EMAIL_TAKEN", e.to_string())
+                .over_graphql("BAD_REQUEST_ERROR"),
+            A::InviteOnly => Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string())
+                .over_graphql("BAD_REQUEST_ERROR"),
+            A::BadCredentials | A::Unauthorized(_) => {
+                Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", e.to_string())
+            }
+            A::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", m),
+            A::NotFound(m) => Self::not_found(m),
+            A::Command(c) => c.into(),
+            A::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
+/// A command's refusal: the policy's code and status, 404 for what does not exist (over
+/// GraphQL, `STREAM_NOT_FOUND` for a project, as a refusal would say), 409 for an entity whose
+/// state forbids the action or a stream too hot (`BAD_REQUEST_ERROR` over GraphQL, as the
+/// original), 400 for other broken rules (`COMMIT_CREATE_ERROR` for a missing root object),
+/// 503 (with `PROJECTION_LAG`) for a change made but not visible yet, 500 for our failures.
 impl From<crate::commands::CommandError> for AppError {
     fn from(e: crate::commands::CommandError) -> Self {
         use crate::commands::CommandError;
         use domain::DomainError;
-        use domain::policy::DenyCode;
+        use domain::error::Entity;
         match e {
-            CommandError::Denied(d) => {
-                let status = match d.code {
-                    DenyCode::Unauthorized => StatusCode::UNAUTHORIZED,
-                    DenyCode::Forbidden => StatusCode::FORBIDDEN,
-                    DenyCode::StreamNotFound => StatusCode::NOT_FOUND,
-                };
-                Self::new(status, d.code.as_str(), d.message)
-            }
+            CommandError::Denied(d) => d.into(),
+            CommandError::Domain(
+                DomainError::NotFound {
+                    kind: Entity::Project,
+                    ..
+                }
+                | DomainError::Deleted(Entity::Project),
+            ) => domain::policy::Denied::project_not_found().into(),
             CommandError::Domain(d @ DomainError::NotFound { .. }) => {
                 Self::not_found(d.to_string())
             }
             CommandError::Domain(d @ DomainError::InvalidTransition { .. }) => {
                 Self::new(StatusCode::CONFLICT, "INVALID_STATE_ERROR", d.to_string())
+                    .over_graphql("BAD_REQUEST_ERROR")
             }
+            CommandError::Domain(d @ DomainError::RootObjectMissing { .. }) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "COMMIT_CREATE_ERROR",
+                d.to_string(),
+            ),
             CommandError::Domain(d) => {
                 Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", d.to_string())
             }
             CommandError::BadInput(m) => Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
             CommandError::Contended { .. } => {
                 Self::new(StatusCode::CONFLICT, "CONFLICT", e.to_string())
+                    .over_graphql("BAD_REQUEST_ERROR")
             }
             CommandError::Lag(lag) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 projections::ProjectionLag::CODE,
                 lag.to_string(),
             ),
-            CommandError::Internal(m) => Self::internal(m),
+            CommandError::Internal(cause) => Self::internal(cause),
         }
+    }
+}
+
+/// Over GraphQL: the message (generic for our failures) and `extensions.code`. `AppError` is
+/// deliberately not `Display`, so this is the only way it becomes a GraphQL error (never
+/// async-graphql's blanket conversion, which would drop the code).
+impl From<AppError> for async_graphql::Error {
+    fn from(e: AppError) -> Self {
+        use async_graphql::ErrorExtensions;
+        let code = e.graphql_code;
+        async_graphql::Error::new(e.message).extend_with(|_, x| x.set("code", code))
     }
 }
 

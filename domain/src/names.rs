@@ -171,7 +171,12 @@ impl ModelName {
 
     /// The last segment, which Speckle shows as `displayName`.
     pub fn display_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
+        Self::display_name_of(&self.0)
+    }
+
+    /// [`ModelName::display_name`] of a stored name (read models keep names as text).
+    pub fn display_name_of(name: &str) -> &str {
+        name.rsplit('/').next().unwrap_or(name)
     }
 
     /// Whether this model may never be deleted.

@@ -170,6 +170,9 @@ pub enum Visibility {
 }
 
 impl Visibility {
+    /// Every visibility.
+    pub const ALL: [Visibility; 3] = [Self::Private, Self::Unlisted, Self::Public];
+
     /// Maps the legacy `isPublic` flag.
     pub fn from_is_public(is_public: bool) -> Self {
         if is_public {
@@ -201,6 +204,21 @@ impl Visibility {
         }
     }
 }
+
+impl FromStr for Visibility {
+    type Err = UnknownVisibility;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVisibility(s.to_owned()))
+    }
+}
+
+/// A visibility name that is not one of the known wire names.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown visibility {0:?}")]
+pub struct UnknownVisibility(pub String);
 
 /// A token scope, e.g. `streams:read`: what a token may be used for, whatever its user may do.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -798,6 +816,100 @@ pub fn can_create_project(p: &Principal, guests_may_create: bool) -> Decision {
         ServerRole::User
     };
     need_server_role(role, min)
+}
+
+/// The original's `@isOwner` fields of a user (their projects, invites, apps, tokens, pending
+/// verification): the user themself or a server admin. Anyone else, anonymous included, is
+/// refused with FORBIDDEN, as the original does; `field` names what was asked for.
+pub fn can_read_user_private(p: &Principal, user_id: &str, field: &str) -> Decision {
+    match (p.user_id.as_deref(), p.server_role) {
+        (None, _) => Err(Denied::forbidden(
+            DenyReason::ServerNoSession,
+            "You must be authenticated to access this data",
+        )),
+        (Some(me), _) if me == user_id => Ok(()),
+        (_, Some(ServerRole::Admin)) => Ok(()),
+        _ => Err(Denied::forbidden(
+            DenyReason::NotAllowed,
+            format!(
+                "You must be authenticated as the user whose '{field}' value you wish to retrieve"
+            ),
+        )),
+    }
+}
+
+/// What only the user themself sees of their account, admins not included: the invites
+/// addressed to them (with their tokens), their registered and authorized apps, a pending
+/// verification; `what` names it for the refusal.
+pub fn can_read_own_account(p: &Principal, user_id: &str, what: &str) -> Decision {
+    if p.is(user_id) {
+        Ok(())
+    } else {
+        Err(Denied::forbidden(
+            DenyReason::NotAllowed,
+            format!("Only the user may see their {what}."),
+        ))
+    }
+}
+
+/// A user's personal access tokens: the user themself, with `tokens:read`.
+pub fn can_read_own_tokens(p: &Principal, user_id: &str) -> Decision {
+    can_read_own_account(p, user_id, "tokens")?;
+    need_scope(p, &Scope::TOKENS_READ)
+}
+
+/// Putting `scope` on a token or an app one creates: only a scope the caller's own token holds.
+pub fn can_grant_scope(p: &Principal, scope: &Scope) -> Decision {
+    if p.has_scope(scope) {
+        Ok(())
+    } else {
+        Err(Denied::forbidden(
+            DenyReason::MissingScope,
+            format!("You cannot grant the {scope} scope you do not hold."),
+        ))
+    }
+}
+
+/// Creating and revoking one's personal access tokens: signed in, with `tokens:write`.
+pub fn can_manage_own_tokens(p: &Principal) -> Decision {
+    need_user(p)?;
+    need_scope(p, &Scope::TOKENS_WRITE)
+}
+
+/// Reading one's own profile (`activeUser`): `profile:read`.
+pub fn can_read_own_profile(p: &Principal) -> Decision {
+    need_scope(p, &Scope::PROFILE_READ)
+}
+
+/// Changing one's own profile: signed in, with `profile:write`.
+pub fn can_update_own_profile(p: &Principal) -> Decision {
+    need_user(p)?;
+    need_scope(p, &Scope::PROFILE_WRITE)
+}
+
+/// Seeing an app's secret, and changing or deleting the app: its author or a server admin; a
+/// default app (the server's own) is never changed, whoever asks.
+pub fn can_manage_app(p: &Principal, author_id: Option<&str>, default_app: bool) -> Decision {
+    if default_app {
+        return Err(Denied::forbidden(
+            DenyReason::NotAllowed,
+            "The default apps cannot be changed.",
+        ));
+    }
+    can_read_app_secret(p, author_id)
+}
+
+/// Seeing an app's secret: its author or a server admin.
+pub fn can_read_app_secret(p: &Principal, author_id: Option<&str>) -> Decision {
+    let mine = author_id.is_some_and(|a| p.is(a));
+    if mine || p.server_role == Some(ServerRole::Admin) {
+        Ok(())
+    } else {
+        Err(Denied::forbidden(
+            DenyReason::NotAllowed,
+            "Only the app's author or a server admin may do this.",
+        ))
+    }
 }
 
 /// Seeing a user's email address: the user themself (token scope `profile:email`), or a

@@ -23,6 +23,50 @@ use crate::upcast::Upcasters;
 /// The stream category of project streams.
 pub const STREAM_CATEGORY: &str = "project";
 
+/// Which API asked for a new project: the current one and the legacy (`streamCreate`) differ
+/// in their defaults, as in the original.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreatedThrough {
+    /// `projectMutations.create`: private, "Project abcde".
+    Current,
+    /// `streamCreate`: public, "Stream abcde", with a `main` model.
+    Legacy,
+}
+
+impl CreatedThrough {
+    /// The name of a new project `id`: as given unless blank, else the API's default from the
+    /// first five characters of its id.
+    pub fn name_or_default(self, given: Option<String>, id: &str) -> String {
+        given.filter(|n| !n.trim().is_empty()).unwrap_or_else(|| {
+            let prefix: String = id.chars().take(5).collect();
+            match self {
+                Self::Current => format!("Project {prefix}"),
+                Self::Legacy => format!("Stream {prefix}"),
+            }
+        })
+    }
+
+    /// The visibility of a new project that asks for none.
+    pub fn default_visibility(self) -> Visibility {
+        match self {
+            Self::Current => Visibility::Private,
+            Self::Legacy => Visibility::Public,
+        }
+    }
+}
+
+/// A new version's `totalChildrenCount`, one rule for both APIs: the client's count when it
+/// gives one (a negative count reads as 0), else the size of the stored root object's closure.
+pub fn total_children_count(given: Option<i32>, closure_size: Option<i64>) -> u32 {
+    match given {
+        Some(n) => u32::try_from(n).unwrap_or(0),
+        None => u32::try_from(closure_size.unwrap_or(0)).unwrap_or(u32::MAX),
+    }
+}
+
+/// The role an invite gives when it names none.
+pub const DEFAULT_INVITE_ROLE: ProjectRole = ProjectRole::Contributor;
+
 /// Name and description of the model the legacy `streamCreate` adds to every new project.
 pub const DEFAULT_MODEL: (&str, &str) = ("main", "default model");
 

@@ -22,7 +22,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 pub use projection::{
-    Batch, Projection, ProjectionError, TableDef, definition, install, missing_tables,
+    Applied, Batch, Projection, ProjectionError, TableDef, definition, install, missing_tables,
     needs_rebuild,
 };
 pub use rebuild::{RebuildOptions, RebuildReport, rebuild};

@@ -9,11 +9,10 @@
 
 use domain::user::UserEvent;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use schema::RecordedEvent;
 use schema::jobs::NewJob;
 
-use crate::projection::{Batch, Projection, ProjectionError, TableDef, sql};
+use crate::projection::{Applied, Batch, Projection, TableDef, sql};
 
 /// The projection.
 pub struct MailProjection;
@@ -66,11 +65,7 @@ impl Projection for MailProjection {
         2
     }
 
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let verifications = batch.table("email_verifications");
             let requests = batch.table("mail_requests");

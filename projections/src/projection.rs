@@ -106,12 +106,11 @@ pub trait Projection: Send + Sync + 'static {
         1
     }
     /// Folds `events` (in log order) into the batch's tables.
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a>;
 }
+
+/// What [`Projection::apply`] returns: the fold of one batch, to be awaited.
+pub type Applied<'a> = BoxFuture<'a, Result<(), ProjectionError>>;
 
 /// The fingerprint of a projection's definition (its version and every table's DDL), stored
 /// with its checkpoint when its live tables are built.

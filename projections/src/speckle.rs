@@ -8,12 +8,11 @@ pub mod query;
 use domain::project::{InviteTarget, ProjectEvent};
 use domain::user::UserEvent;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use schema::RecordedEvent;
 use sqlx::PgConnection;
 use time::OffsetDateTime;
 
-use crate::projection::{Batch, Projection, ProjectionError, TableDef, sql};
+use crate::projection::{Applied, Batch, Projection, TableDef, sql};
 
 /// The projection.
 pub struct SpeckleReadModel;
@@ -107,11 +106,7 @@ impl Projection for SpeckleReadModel {
         2
     }
 
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let t = Tables::of(batch);
             for e in events {

@@ -64,3 +64,28 @@ pub async fn status(pool: &PgPool) -> Result<Vec<ProjectionStatus>, sqlx::Error>
         })
         .collect()
 }
+
+/// A projection's checkpoint as one row: what a cached answer computed from its read model
+/// depends on.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Checkpoint {
+    /// Generation of the tables in use.
+    pub generation: i32,
+    /// Events folded by the current generation.
+    pub events_applied: i64,
+    /// The transaction id of the last event applied, as text.
+    pub xid: String,
+    /// The position of the last event applied.
+    pub position: i64,
+}
+
+/// The checkpoint of projection `name` (one primary-key row).
+pub async fn checkpoint(pool: &PgPool, name: &str) -> Result<Checkpoint, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT generation, events_applied, transaction_id::text AS xid, position \
+         FROM projection_checkpoints WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+}

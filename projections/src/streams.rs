@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use schema::RecordedEvent;
 use time::OffsetDateTime;
 
-use crate::projection::{Batch, Projection, ProjectionError, TableDef, sql};
+use crate::projection::{Applied, Batch, Projection, TableDef, sql};
 
 /// The `stream_heads` projection.
 pub struct StreamHeads;
@@ -41,11 +40,7 @@ impl Projection for StreamHeads {
         TABLES
     }
 
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             // Fold the batch in memory, then write one row per stream in one statement.
             let mut heads: HashMap<&str, Head> = HashMap::new();

@@ -8,13 +8,12 @@
 use domain::project::ProjectEvent;
 use domain::project::webhook::WebhookConfig;
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use schema::RecordedEvent;
 use schema::jobs::NewJob;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::projection::{Batch, Projection, ProjectionError, TableDef, sql};
+use crate::projection::{Applied, Batch, Projection, TableDef, sql};
 
 /// The projection.
 pub struct WebhooksProjection;
@@ -48,11 +47,7 @@ impl Projection for WebhooksProjection {
         TABLES
     }
 
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let table = batch.table("webhooks");
             for e in events {
@@ -223,4 +218,48 @@ async fn apply_config(
         _ => {}
     }
     Ok(())
+}
+
+/// Typed reads of the `webhooks` read model, for the API.
+pub mod query {
+    use sqlx::PgPool;
+
+    /// A webhook's configuration (its secret is never read here).
+    #[derive(Clone, Debug, sqlx::FromRow)]
+    pub struct WebhookRow {
+        /// Id.
+        pub id: String,
+        /// Its project.
+        pub project_id: String,
+        /// Whether a signing secret is set.
+        pub has_secret: bool,
+        /// Where deliveries go.
+        pub url: String,
+        /// Free text.
+        pub description: Option<String>,
+        /// Activity action types that fire it.
+        pub triggers: Vec<String>,
+        /// Whether it sends.
+        pub enabled: bool,
+        /// Why it was switched off automatically.
+        pub disabled_reason: Option<String>,
+    }
+
+    /// The webhooks of `project_id` (only `id` when given), oldest first.
+    pub async fn webhooks_of(
+        pool: &PgPool,
+        project_id: &str,
+        id: Option<&str>,
+    ) -> Result<Vec<WebhookRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, project_id, has_secret, url, description, triggers, enabled, \
+                    disabled_reason \
+             FROM webhooks WHERE project_id = $1 AND ($2::text IS NULL OR id = $2) \
+             ORDER BY created_at, id",
+        )
+        .bind(project_id)
+        .bind(id)
+        .fetch_all(pool)
+        .await
+    }
 }

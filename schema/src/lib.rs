@@ -15,6 +15,7 @@ pub mod personal;
 pub mod previews;
 pub mod trace;
 pub mod wakeups;
+pub mod webhooks;
 
 pub use event_log::{
     AppendError, AppendLimits, AppendRequest, Appended, ChainBreak, ChainReport, EventLog,

@@ -151,3 +151,62 @@ pub const MANY_ROWS: &str = "SELECT o.id, o.data FROM unnest($2::text[]) AS k(id
      CROSS JOIN LATERAL (SELECT id, data FROM objects \
                          WHERE project_id = $1 AND id = k.id LIMIT 1) o \
      ORDER BY o.id";
+
+/// A stored object with what the API shows beside its JSON.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ObjectRow {
+    /// Id (its hash).
+    pub id: String,
+    /// `speckle_type`.
+    pub speckle_type: String,
+    /// `totalChildrenCount` as sent.
+    pub total_children_count: Option<i32>,
+    /// When it was stored.
+    pub created_at: time::OffsetDateTime,
+    /// Its project.
+    pub project_id: String,
+    /// Its JSON as sent.
+    pub data: String,
+}
+
+/// Object `id` of `project_id`, if stored.
+pub async fn row(
+    pool: &PgPool,
+    project_id: &str,
+    id: &str,
+) -> Result<Option<ObjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, speckle_type, total_children_count, created_at, project_id, data \
+         FROM objects WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project_id)
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Up to `limit` of `id`'s descendants closer than `depth` (by its `__closure`), ordered by id,
+/// after `cursor` (an id) when given.
+pub async fn descendants_page(
+    pool: &PgPool,
+    project_id: &str,
+    id: &str,
+    depth: i32,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ObjectRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.id, o.speckle_type, o.total_children_count, o.created_at, o.project_id, o.data \
+         FROM objects p CROSS JOIN LATERAL jsonb_each_text(coalesce(p.closure, '{}')) AS c(child, depth) \
+         JOIN objects o ON o.project_id = p.project_id AND o.id = c.child \
+         WHERE p.project_id = $1 AND p.id = $2 AND c.depth::int < $3 AND ($4::text IS NULL OR c.child > $4) \
+         ORDER BY c.child LIMIT $5",
+    )
+    .bind(project_id)
+    .bind(id)
+    .bind(depth)
+    .bind(cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -3,7 +3,11 @@
 
 Each scenario starts a subscription, waits until the server counts it on its
 `strata_live_subscriptions` gauge (so the change that follows is known to reach it), makes the
-change over HTTP, and waits for the message.
+change over HTTP, and waits for the message. The gauge is the whole server's: it tells about
+this scenario's subscription only because the suite runs one scenario at a time against a
+server nobody else subscribes to, and every scenario waits, before it returns, until the gauge
+is back where it found it (its subscription closed on the server too). Without that wait the
+previous scenario's closing subscription could cancel out this one's in the count.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ async def _wait_counted(url: str, above: int) -> None:
         await asyncio.sleep(0.02)
 
 
+async def _wait_closed(url: str, back_to: int) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (now := await asyncio.to_thread(live_subscriptions, url)) > back_to:
+        assert time.monotonic() < deadline, f"{now - back_to} subscriptions never closed"
+        await asyncio.sleep(0.02)
+
+
 def receive_one(
     url: str,
     subscribe: Callable[[Callable[[Any], None]], Awaitable[None]],
@@ -72,6 +83,7 @@ def receive_one(
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing the socket
                 pass
+            await _wait_closed(url, before)
 
     return asyncio.run(scenario())
 

@@ -50,7 +50,12 @@ pub struct TestDb {
 impl TestDb {
     /// A new, migrated schema.
     pub async fn new() -> Self {
-        let db = Self::empty().await;
+        Self::new_at(&test_database_url()).await
+    }
+
+    /// A new, migrated schema in the database at `base` (a cluster a test runs itself).
+    pub async fn new_at(base: &str) -> Self {
+        let db = Self::empty_at(base).await;
         schema::migrate(&db.pool)
             .await
             .expect("migrating the test schema");
@@ -62,14 +67,18 @@ impl TestDb {
 
     /// A new schema with no migrations applied.
     pub async fn empty() -> Self {
+        Self::empty_at(&test_database_url()).await
+    }
+
+    /// A new schema with no migrations applied, in the database at `base`.
+    pub async fn empty_at(base: &str) -> Self {
         init();
-        let base = test_database_url();
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
         let admin = PgPoolOptions::new()
             .max_connections(1)
-            .connect(&base)
+            .connect(base)
             .await
-            .expect("connecting to STRATA_TEST_DATABASE_URL");
+            .expect("connecting to the test database");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)
             .await
@@ -124,6 +133,36 @@ fn test_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
+/// Sends a test request and reads its body, failing the test on a transport or decoding error
+/// (whatever the status: tests assert on the body).
+#[allow(async_fn_in_trait)]
+pub trait RequestExt {
+    /// The body as JSON.
+    async fn json_ok<T: serde::de::DeserializeOwned>(self) -> T;
+    /// The body as text.
+    async fn text_ok(self) -> String;
+}
+
+impl RequestExt for reqwest::RequestBuilder {
+    async fn json_ok<T: serde::de::DeserializeOwned>(self) -> T {
+        self.send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
+    async fn text_ok(self) -> String {
+        self.send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("a text body")
+    }
+}
+
 /// The API running in this test process.
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
@@ -174,12 +213,8 @@ impl TestApp {
             .post(format!("{}/graphql", self.base_url))
             .bearer_auth(token)
             .json(&serde_json::json!({"query": query, "variables": variables}))
-            .send()
+            .json_ok()
             .await
-            .expect("request")
-            .json()
-            .await
-            .expect("a JSON answer")
     }
 
     /// Like [`Self::gql`], failing the test on any error; the answer's `data`.
@@ -206,17 +241,21 @@ impl TestApp {
             .as_str()
             .expect("a project id")
             .to_owned();
-        let model = self
-            .gql_data(
-                token,
-                "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
-                serde_json::json!({"p": project, "n": model}),
-            )
-            .await["modelMutations"]["create"]["id"]
+        let model = self.create_model(token, &project, model).await;
+        (project, model)
+    }
+
+    /// Creates model `name` in `project`, as `token`; returns its id.
+    pub async fn create_model(&self, token: &str, project: &str, name: &str) -> String {
+        self.gql_data(
+            token,
+            "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
+            serde_json::json!({"p": project, "n": name}),
+        )
+        .await["modelMutations"]["create"]["id"]
             .as_str()
             .expect("a model id")
-            .to_owned();
-        (project, model)
+            .to_owned()
     }
 
     /// Stores `object` in `project` and creates a version of `model` on it, with any other

@@ -18,6 +18,16 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
+    /// Starts forwarding to `upstream`, given as `host:port`.
+    pub async fn to(upstream: &str) -> Self {
+        let addr = tokio::net::lookup_host(upstream)
+            .await
+            .ok()
+            .and_then(|mut found| found.next())
+            .unwrap_or_else(|| panic!("{upstream} does not resolve"));
+        Self::start(addr).await
+    }
+
     /// Starts forwarding to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", 0))

@@ -48,6 +48,15 @@ impl RaceOutcome {
     }
 }
 
+/// The naive way to follow a log: the next 64 positions after `last`. It skips for good an
+/// event whose transaction commits after a later position was read.
+pub async fn naive_read(pool: &PgPool, last: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT position FROM events WHERE position > $1 ORDER BY position LIMIT 64")
+        .bind(last)
+        .fetch_all(pool)
+        .await
+}
+
 /// Runs `writers` concurrent writers for `rounds` transactions each against `pool`'s schema.
 pub async fn late_commit_race(
     pool: &PgPool,
@@ -117,16 +126,21 @@ pub async fn late_commit_race(
         tokio::spawn(async move {
             let mut last = 0i64;
             let mut seen = HashSet::new();
-            while !done.load(Ordering::SeqCst) {
-                let rows: Vec<i64> = sqlx::query_scalar(
-                    "SELECT position FROM events WHERE position > $1 ORDER BY position LIMIT 64",
-                )
-                .bind(last)
-                .fetch_all(&pool)
-                .await?;
-                for p in rows {
-                    last = p;
-                    seen.insert(p);
+            loop {
+                // Once every writer has finished, one more pass to the end: whatever it
+                // skipped by then is skipped for good.
+                let finished = done.load(Ordering::SeqCst);
+                loop {
+                    let rows = naive_read(&pool, last).await?;
+                    let Some(&end) = rows.last() else { break };
+                    last = end;
+                    seen.extend(rows);
+                    if !finished {
+                        break;
+                    }
+                }
+                if finished {
+                    break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -192,8 +206,6 @@ pub async fn late_commit_race(
     for t in tasks {
         t.await??;
     }
-    // Give the naive reader a moment to catch up, so what it missed is missed for good.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     done.store(true, Ordering::SeqCst);
     let (seen, out_of_order) = reader.await??;
     let naive_seen = naive.await??;

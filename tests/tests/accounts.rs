@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 
 struct World {
     app: TestApp,
@@ -64,12 +64,8 @@ impl World {
             .http
             .post(self.url("/auth/token"))
             .json(&json!({"appId": "spklwebapp", "appSecret": "spklwebapp", "accessCode": code, "challenge": "ch1"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .json_ok()
+            .await;
         (
             tokens["token"].as_str().unwrap().to_owned(),
             tokens["refreshToken"].as_str().unwrap().to_owned(),
@@ -364,6 +360,12 @@ async fn mutations_create_update_and_delete_through_the_log() {
         moved["data"]["versionMutations"]["moveToModel"]["versions"]["totalCount"], 1,
         "{moved}"
     );
+    // A new model's name is tidied as `modelMutations.create` tidies it, and is the one read back.
+    let moved = w.gql(&ada, "mutation($p: ID!, $v: ID!) { versionMutations { moveToModel(input: {projectId: $p, versionIds: [$v], targetModelName: \"archive / 2025\"}) { name versions { totalCount } } } }", json!({"p": pid, "v": vid})).await;
+    assert_eq!(
+        moved["data"]["versionMutations"]["moveToModel"]["name"], "archive/2025",
+        "{moved}"
+    );
     let received = w.gql(&bob, "mutation($p: String!, $v: String!) { versionMutations { markReceived(input: {projectId: $p, versionId: $v, sourceApplication: \"rhino\"}) } }", json!({"p": pid, "v": vid})).await;
     assert_eq!(
         received["data"]["versionMutations"]["markReceived"], true,
@@ -530,14 +532,7 @@ async fn users_are_found_by_name_or_email() {
             .post(w.url("/graphql"))
             .bearer_auth(&token)
             .json(&body);
-        async move {
-            req.send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
+        async move { req.json_ok::<serde_json::Value>().await }
     };
     let found = search("LOVELACE", false).await;
     let items = found["data"]["userSearch"]["items"].as_array().unwrap();
@@ -579,24 +574,16 @@ async fn users_are_found_by_name_or_email() {
         .post(w.url("/graphql"))
         .bearer_auth(&token)
         .json(&json!({"query": "{ users(input: {query: \"lovelace\"}) { items { name } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(res["data"]["users"]["items"][0]["name"], "Ada Lovelace");
     // Anonymous callers may not search.
     let res: serde_json::Value = w
         .http
         .post(w.url("/graphql"))
         .json(&json!({"query": "{ userSearch(query: \"lovelace\") { items { id } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert!(
         res["data"].is_null() || res["data"]["userSearch"].is_null(),
         "{res}"
@@ -615,12 +602,8 @@ async fn cached_tokens_are_revoked_at_once_on_every_replica() {
         .post(w.url("/graphql"))
         .bearer_auth(&token)
         .json(&json!({"query": "mutation { apiTokenCreate(token: {name: \"t\", scopes: [\"profile:read\", \"tokens:write\"]}) }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let personal = created["data"]["apiTokenCreate"]
         .as_str()
         .unwrap()
@@ -655,12 +638,8 @@ async fn cached_tokens_are_revoked_at_once_on_every_replica() {
         .post(w.url("/graphql"))
         .bearer_auth(&token)
         .json(&json!({"query": "mutation($t: String!) { apiTokenRevoke(token: $t) }", "variables": {"t": personal}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(revoked["data"]["apiTokenRevoke"], true, "{revoked}");
     assert_eq!(with(&other, &personal).await, 403);
     assert_eq!(with(&w.app, &personal).await, 403);
@@ -754,6 +733,16 @@ async fn admin_queries_are_for_admins_with_the_scope() {
         me["data"]["activeUser"]["role"], "server:archived-user",
         "{me}"
     );
+    // Searches leave archived users out unless asked for them.
+    let search = "query($a: Boolean) { userSearch(query: \"plain@example.com\", emailOnly: true, archived: $a) { items { id } } }";
+    for (archived, found) in [(false, 0), (true, 1)] {
+        let res = w.gql(&admin, search, json!({"a": archived})).await;
+        assert_eq!(
+            res["data"]["userSearch"]["items"].as_array().map(Vec::len),
+            Some(found),
+            "archived: {archived}: {res}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -902,12 +891,8 @@ async fn registered_apps_authorize_users_and_lose_their_tokens_when_changed() {
         .json(
             &json!({"appId": app_id, "appSecret": secret, "accessCode": code, "challenge": "xyz"}),
         )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let app_token = tokens["token"].as_str().unwrap().to_owned();
     let me = w
         .gql(&app_token, "{ activeUser { email } }", json!({}))
@@ -1032,4 +1017,31 @@ async fn an_invite_only_server_registers_only_the_invited() {
         403
     );
     assert_eq!(register("invited@example.com", Some(token)).await, 302);
+}
+
+#[tokio::test]
+async fn a_users_project_list_is_theirs_and_their_admins_alone() {
+    let (w, _db) = world().await;
+    let (admin, _) = w.register("root@example.com").await;
+    let (owner, _) = w.register("owner@example.com").await;
+    let (other, _) = w.register("other@example.com").await;
+    w.gql(
+        &owner,
+        "mutation { projectMutations { create(input: {name: \"hidden plans\"}) { id } } }",
+        json!({}),
+    )
+    .await;
+    let me = w.gql(&owner, "{ activeUser { id } }", json!({})).await;
+    let owner_id = me["data"]["activeUser"]["id"].as_str().unwrap().to_owned();
+    let list = "query($id: String) { user(id: $id) { projects { totalCount items { name } } } }";
+    for token in [&owner, &admin] {
+        let res = w.gql(token, list, json!({"id": owner_id})).await;
+        assert_eq!(res["data"]["user"]["projects"]["totalCount"], 1, "{res}");
+    }
+    let refused = w.gql(&other, list, json!({"id": owner_id})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    assert!(!refused.to_string().contains("hidden plans"), "{refused}");
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use fantoccini::{ClientBuilder, Locator};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use tests::{TestDb, test_settings};
+use tests::{RequestExt, TestDb, test_settings};
 
 /// The page: runs the viewer's requests against `strata` and writes what it read into `#out`.
 fn page(strata: &str, token: &str, project: &str, root: &str) -> String {
@@ -202,12 +202,8 @@ async fn private_project(base: &str, token: &str) -> String {
         .post(format!("{base}/graphql"))
         .bearer_auth(token)
         .json(&json!({"query": "mutation { projectMutations { create(input: {name: \"Tower\"}) { id } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     res["data"]["projectMutations"]["create"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{res}"))

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 
 /// The root object the versions here point at (stored only where a test says so).
 const OBJECT: &str = "0123456789abcdef0123456789abcdef";
@@ -72,7 +72,7 @@ impl World {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.unwrap().json().await.unwrap()
+        req.json_ok().await
     }
 
     /// The data of a response that must have no errors.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tests::proxy::TcpProxy;
-use tests::{TestDb, test_settings};
+use tests::{RequestExt, TestDb, test_settings};
 
 async fn gql(http: &reqwest::Client, base: &str, token: &str, query: &str) -> (Value, Duration) {
     let started = Instant::now();
@@ -18,12 +18,8 @@ async fn gql(http: &reqwest::Client, base: &str, token: &str, query: &str) -> (V
         .post(format!("{base}/graphql"))
         .bearer_auth(token)
         .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     (res, started.elapsed())
 }
 
@@ -38,14 +34,7 @@ async fn a_lost_database_is_answered_at_once_and_recovered_from_without_a_restar
     let db = TestDb::new().await;
     let options: PgConnectOptions = db.url.parse().unwrap();
     let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = TcpProxy::start(
-        tokio::net::lookup_host(&upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
+    let proxy = TcpProxy::to(&upstream).await;
     let settings = command_service::config::Settings {
         database_url: Some(command_service::config::Secret::new(db.url.replacen(
             &upstream,
@@ -173,14 +162,7 @@ async fn a_lost_file_store_is_answered_with_503_and_nothing_half_done() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_owned();
-    let proxy = TcpProxy::start(
-        tokio::net::lookup_host(&upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
+    let proxy = TcpProxy::to(&upstream).await;
     let settings = command_service::config::Settings {
         s3_endpoint: Some(format!("http://{}", proxy.addr)),
         s3_request_timeout_seconds: 2,
@@ -192,16 +174,7 @@ async fn a_lost_file_store_is_answered_with_503_and_nothing_half_done() {
         .as_str()
         .unwrap()
         .to_owned();
-    let model = app
-        .gql_data(
-            &token,
-            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
-            json!({"p": project}),
-        )
-        .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let model = app.create_model(&token, &project, "m").await;
     let created = app
         .gql_data(
             &token,
@@ -224,12 +197,8 @@ async fn a_lost_file_store_is_answered_with_503_and_nothing_half_done() {
         .post(format!("{rail}/sign"))
         .bearer_auth(&token)
         .json(&json!({"files": [name]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let put = app
         .http
         .put(signed["uploads"][&name]["url"].as_str().unwrap())

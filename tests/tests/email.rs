@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tests::mailbox::{self, Mailbox};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -383,23 +383,15 @@ async fn without_smtp_the_mail_flows_are_refused_and_advertised_off() {
         .post(format!("{}/graphql", app.base_url))
         .bearer_auth(&token)
         .json(&json!({"query": "mutation { requestVerification }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(error_code(&res), "BAD_REQUEST_ERROR");
     let info: Value = app
         .http
         .post(format!("{}/graphql", app.base_url))
         .json(&json!({"query": "{ serverInfo { configuration { isEmailEnabled emailVerificationTimeoutMinutes } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(
         info["data"]["serverInfo"]["configuration"],
         json!({"isEmailEnabled": false, "emailVerificationTimeoutMinutes": 5})

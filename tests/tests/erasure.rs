@@ -8,7 +8,7 @@ use command_service::audit::{AsOf, HistoryFilter, history, replay};
 use schema::EventLog;
 use schema::audit::{self, SigningKey};
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 
 const EMAIL: &str = "zephyrine.quill@example.com";
 const NAME: &str = "Zephyrine Quillfeather";
@@ -546,12 +546,8 @@ async fn a_person_deletes_their_account_from_the_profile_page() {
     let page = http
         .get(format!("{}/settings/user/profile", w.app.base_url))
         .header("cookie", format!("strata_session={ann}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     assert!(page.contains("action=\"/settings/user/delete\""), "{page}");
     // A wrong password is refused on the page, and nothing changes.
     let refused = submit("wrong horse").await.unwrap();

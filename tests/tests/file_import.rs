@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -155,12 +155,8 @@ impl World {
                 self.app.base_url, self.project
             ))
             .bearer_auth(&self.token)
-            .send()
+            .json_ok()
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 }
 
@@ -459,12 +455,8 @@ async fn the_blob_api_and_the_legacy_upload_route() {
             w.project
         )))
         .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(listed["blobs"].as_array().unwrap().len(), 1);
     assert_eq!(listed["blobs"][0]["id"], blob.as_str());
     let unknown: Value = w
@@ -473,12 +465,8 @@ async fn the_blob_api_and_the_legacy_upload_route() {
         .post(url(&format!("/api/stream/{}/blob/diff", w.project)))
         .bearer_auth(&w.token)
         .json(&json!([blob, "0000000000"]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(unknown, json!(["0000000000"]));
     // Anonymous callers may not read a private project's blobs.
     let anonymous = w

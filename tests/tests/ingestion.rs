@@ -9,7 +9,7 @@ use command_service::commands::IngestionAggregate;
 use domain::EventMetadata;
 use domain::ingestion::{IngestionCommand, UploadedFile};
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -406,12 +406,8 @@ async fn the_rail_refuses_what_it_cannot_stand_behind() {
         .app
         .http
         .get(files[0]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     assert_eq!(bytes, "paths");
     let missing = w
         .app
@@ -518,12 +514,8 @@ async fn a_bundle_version_becomes_speckle_objects_the_object_routes_serve() {
             w.app.base_url, w.project
         ))
         .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let closure = root["__closure"].as_object().unwrap();
     assert_eq!(tree.len(), closure.len() + 1);
     let types: Vec<&str> = tree
@@ -547,12 +539,8 @@ async fn a_bundle_version_becomes_speckle_objects_the_object_routes_serve() {
             w.app.base_url, w.project, w.model
         ))
         .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(listing["files"].as_array().unwrap().len(), files.len());
     assert_eq!(
         w.events(&format!("ingestion:{ingestion}"))

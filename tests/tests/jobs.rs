@@ -62,11 +62,14 @@ impl JobHandler for Echo {
     }
 }
 
+/// A live worker's options. Its lease is far longer than any pause a loaded machine makes, so
+/// no test here sees a lease run out under a live worker by accident; the tests that need a
+/// lease to run out (a dead worker's) or to be renewed (a long job) say so with their own.
 fn options(worker: &str) -> RunnerOptions {
     RunnerOptions {
         worker_id: worker.into(),
         concurrency: 4,
-        lease: Duration::from_millis(600),
+        lease: Duration::from_secs(30),
         poll_interval: Duration::from_millis(30),
         backoff_base: Duration::from_millis(40),
         backoff_max: Duration::from_millis(200),
@@ -146,13 +149,20 @@ async fn attempts(pool: &PgPool, id: i64) -> Vec<(i32, String, Option<String>)> 
 async fn a_job_whose_worker_dies_is_retried_by_another() {
     let db = setup().await;
     let id = enqueue(&db.pool, "dies", 5).await;
-    let (dying, _) = spawn(
-        &db.pool,
-        Echo {
-            hang: true,
-            ..Echo::new(&db.pool)
-        },
-        "dying",
+    // The dying worker's lease is short: it must run out for the job to be retried.
+    let dying = tokio::spawn(
+        JobRunner::new(
+            db.pool.clone(),
+            vec![Arc::new(Echo {
+                hang: true,
+                ..Echo::new(&db.pool)
+            })],
+            RunnerOptions {
+                lease: Duration::from_millis(500),
+                ..options("dying")
+            },
+        )
+        .run(CancellationToken::new()),
     );
     wait_status(&db.pool, id, "running").await;
     dying.abort();
@@ -246,7 +256,31 @@ async fn a_long_job_keeps_its_lease_and_runs_once() {
         }
         fn run<'a>(&'a self, job: &'a ClaimedJob) -> BoxFuture<'a, Result<(), JobError>> {
             async move {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                // Run until the job has outlived the lease it was claimed with: only renewals
+                // keep it from the other worker meanwhile.
+                let first_lease_end: time::OffsetDateTime =
+                    sqlx::query_scalar("SELECT locked_until FROM jobs WHERE id = $1")
+                        .bind(job.id)
+                        .fetch_one(&self.0)
+                        .await
+                        .unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    let (now, locked_until): (time::OffsetDateTime, time::OffsetDateTime) =
+                        sqlx::query_as("SELECT now(), locked_until FROM jobs WHERE id = $1")
+                            .bind(job.id)
+                            .fetch_one(&self.0)
+                            .await
+                            .unwrap();
+                    if now > first_lease_end && locked_until > now {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the job never outlived its first lease"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 sqlx::query("INSERT INTO effects (job_id) VALUES ($1)")
                     .bind(job.id)
                     .execute(&self.0)
@@ -259,15 +293,20 @@ async fn a_long_job_keeps_its_lease_and_runs_once() {
     }
     let c1 = CancellationToken::new();
     let c2 = CancellationToken::new();
+    // A short lease renewed every third of it (0.5 s): a renewal up to 1 s late keeps it.
+    let short = |w: &str| RunnerOptions {
+        lease: Duration::from_millis(1500),
+        ..options(w)
+    };
     let r1 = JobRunner::new(
         db.pool.clone(),
         vec![Arc::new(Slow(db.pool.clone()))],
-        options("one"),
+        short("one"),
     );
     let r2 = JobRunner::new(
         db.pool.clone(),
         vec![Arc::new(Slow(db.pool.clone()))],
-        options("two"),
+        short("two"),
     );
     let (t1, t2) = (
         tokio::spawn(r1.run(c1.clone())),

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 
 struct World {
     app: TestApp,
@@ -31,7 +31,7 @@ impl World {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        req.send().await.unwrap().json().await.unwrap()
+        req.json_ok().await
     }
 
     async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
@@ -399,26 +399,7 @@ async fn both_apis_see_and_edit_the_same_projects() {
     assert_eq!(renamed["name"], "Renamed now");
 
     // Current → legacy.
-    let pid = w
-        .ok(
-            &token,
-            "mutation { projectMutations { create(input: {name: \"From current\"}) { id } } }",
-            json!({}),
-        )
-        .await["projectMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let model = w
-        .ok(
-            &token,
-            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"Walls\"}) { id } } }",
-            json!({"p": pid}),
-        )
-        .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (pid, model) = w.app.project_with_model(&token, "Walls").await;
     tests::store_object(&w.app.base_url, &token, &pid, OBJECT).await;
     w.ok(
         &token,

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 
 struct World {
     app: TestApp,
@@ -35,12 +35,8 @@ async fn world_with(tweak: impl FnOnce(&mut command_service::config::Settings)) 
         .post(format!("{}/graphql", app.base_url))
         .bearer_auth(&token)
         .json(&json!({"query": "mutation { projectMutations { create(input: {name: \"o\"}) { id } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let project = created["data"]["projectMutations"]["create"]["id"]
         .as_str()
         .unwrap()
@@ -146,12 +142,8 @@ async fn batches_round_trip_as_sent() {
         .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
         .bearer_auth(&w.token)
         .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     let ids: Vec<&str> = lines
         .lines()
         .map(|l| l.split('\t').next().unwrap())
@@ -170,23 +162,15 @@ async fn batches_round_trip_as_sent() {
         .http
         .get(w.url(&format!("/objects/{}/{}", w.project, id(100))))
         .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(array.as_array().unwrap().len(), 4);
     let single: Value = w
         .http
         .get(w.url(&format!("/objects/{}/{}/single", w.project, id(3))))
         .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(single["n"], 3);
     let missing = w
         .http
@@ -202,12 +186,8 @@ async fn batches_round_trip_as_sent() {
         .post(w.url(&format!("/api/diff/{}", w.project)))
         .bearer_auth(&w.token)
         .form(&[("objects", json!([id(1), id(9)]).to_string())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     assert_eq!(diff, json!({id(1): true, id(9): false}));
     let got = w
         .http
@@ -215,12 +195,8 @@ async fn batches_round_trip_as_sent() {
         .bearer_auth(&w.token)
         .header("accept", "text/plain")
         .form(&[("objects", json!([id(3), id(9), id(1)]).to_string())])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     assert_eq!(got.lines().count(), 2, "unknown ids are skipped: {got}");
 
     // Re-sending is harmless: first write wins.
@@ -315,12 +291,8 @@ async fn graphql_reads_objects_and_children() {
         .post(w.url("/graphql"))
         .bearer_auth(&w.token)
         .json(&json!({"query": query, "variables": {"p": w.project, "o": id(100)}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let object = &page["data"]["project"]["object"];
     assert_eq!(
         object["speckleType"], "Speckle.Core.Models.Collection",
@@ -429,16 +401,7 @@ async fn large_closures_stream_in_order_in_both_formats() {
     assert_eq!(res.status(), 201);
 
     let url = w.url(&format!("/objects/{}/{}", w.project, id(100_000)));
-    let json: Value = w
-        .http
-        .get(&url)
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json: Value = w.http.get(&url).bearer_auth(&w.token).json_ok().await;
     let items = json.as_array().unwrap();
     assert_eq!(items.len(), 3001);
     assert_eq!(items[0]["id"], id(100_000), "the root first");
@@ -455,12 +418,8 @@ async fn large_closures_stream_in_order_in_both_formats() {
         .get(&url)
         .bearer_auth(&w.token)
         .header("accept", "text/plain")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     let lines: Vec<&str> = lines.lines().collect();
     assert_eq!(lines.len(), 3001);
     for (line, item) in lines.iter().zip(items) {
@@ -565,12 +524,8 @@ async fn getobjects_streams_each_chunk_by_id_gzipped_or_not() {
         .post(w.url(&format!("/api/getobjects/{}", w.project)))
         .bearer_auth(&w.token)
         .form(&[("objects", serde_json::to_string(&[id(999_999)]).unwrap())])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .text_ok()
+        .await;
     assert_eq!(none, "[]");
 }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use domain::{EventMetadata, NewEvent, StreamId};
 use futures::FutureExt;
-use futures::future::BoxFuture;
 use projections::{
-    Batch, Projection, ProjectionError, ProjectorRuntime, RebuildOptions, RuntimeOptions, TableDef,
+    Applied, Batch, Projection, ProjectionError, ProjectorRuntime, RebuildOptions, RuntimeOptions,
+    TableDef,
 };
 use schema::jobs::NewJob;
 use schema::{AppendRequest, Appended, EventLog, ExpectedVersion, RecordedEvent};
@@ -42,11 +42,7 @@ impl Projection for Totals {
     fn tables(&self) -> &'static [TableDef] {
         TOTALS_TABLES
     }
-    fn apply<'a, 'b>(
-        &'a self,
-        batch: &'a mut Batch<'b>,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             // A guard, so a runner aborted inside `apply` leaves the count right.
             struct Inside<'x>(&'x AtomicUsize);

@@ -243,16 +243,7 @@ async fn current_subscriptions_fire_on_both_protocols() {
         // The read model already has the change when the message arrives.
         assert_eq!(message["project"]["name"], "Renamed", "{protocol}");
 
-        let model = gql(
-            &w.app,
-            &owner,
-            "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"walls\"}) { id } } }",
-            json!({"p": project}),
-        )
-        .await["modelMutations"]["create"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let model = w.app.create_model(&owner, &project, "walls").await;
         let (id, data) = c.next().await;
         assert_eq!(id, models);
         assert_eq!(data["projectModelsUpdated"]["type"], "CREATED");

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{TestDb, test_settings};
+use tests::{RequestExt, TestDb, test_settings};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priority_versions_come_first_and_paging_skips_them() {
@@ -16,27 +16,12 @@ async fn priority_versions_come_first_and_paging_skips_them() {
             .bearer_auth(&token)
             .json(&json!({"query": query, "variables": variables}));
         async move {
-            let res: Value = req.send().await.unwrap().json().await.unwrap();
+            let res: Value = req.json_ok().await;
             assert!(res["errors"].is_null(), "{res}");
             res["data"].clone()
         }
     };
-    let project = gql(
-        "mutation { projectMutations { create(input: {name: \"p\"}) { id } } }",
-        json!({}),
-    )
-    .await["projectMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let model = gql(
-        "mutation($p: ID!) { modelMutations { create(input: {projectId: $p, name: \"m\"}) { id } } }",
-        json!({"p": project}),
-    )
-    .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (project, model) = app.project_with_model(&token, "m").await;
     tests::store_object(
         &app.base_url,
         &token,

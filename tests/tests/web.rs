@@ -12,7 +12,7 @@ use command_service::config::Settings;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use tests::receiver::WebhookReceiver;
-use tests::{TestApp, TestDb, test_settings};
+use tests::{RequestExt, TestApp, TestDb, test_settings};
 use tokio_util::sync::CancellationToken;
 use workers::preview::{DrivenBrowser, decode_rgba};
 
@@ -563,12 +563,8 @@ async fn a_connector_signs_in_through_the_browser() {
         .http
         .post(format!("{}/auth/token", w.app.base_url))
         .json(&json!({"appId": "sca", "appSecret": "sca", "accessCode": code, "challenge": challenge}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .json_ok()
+        .await;
     let token = tokens["token"].as_str().expect("a token");
     let me = w
         .app

@@ -16,7 +16,7 @@
 //! - Ordering: jobs of one webhook share an ordering key, so deliveries go out in event order,
 //!   except that a delivery waiting for a retry does not hold back later ones.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,12 +200,9 @@ impl WebhookDeliverer {
             .await?;
             return Ok(());
         };
-        let secret: Option<String> =
-            sqlx::query_scalar("SELECT secret FROM webhook_secrets WHERE webhook_id = $1")
-                .bind(&job.webhook_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
+        let secret = schema::webhooks::secret(&self.pool, &job.webhook_id)
+            .await
+            .map_err(db)?;
         self.set_status(&job.delivery_id, IN_FLIGHT, "Sending")
             .await?;
         let outcome = self
@@ -558,7 +555,7 @@ fn describe_error(e: &reqwest::Error) -> String {
     text
 }
 
-const REFUSED: &str = "target address is not allowed";
+use domain::project::webhook::REFUSED_TARGET as REFUSED;
 
 fn is_guard_refusal(e: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(e);
@@ -571,52 +568,7 @@ fn is_guard_refusal(e: &reqwest::Error) -> bool {
     false
 }
 
-/// Whether `ip` is somewhere a webhook must not reach by default: loopback, private,
-/// link-local, carrier-grade NAT, unspecified, broadcast, multicast, documentation ranges,
-/// unique-local IPv6, and IPv4 addresses embedded in IPv6.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// Refuses a URL whose host is an internal IP literal (names are checked at resolution).
-pub fn check_literal_target(url: &str, allow_private: bool) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
-    let ip = match parsed.host() {
-        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-        Some(url::Host::Domain(_)) => return Ok(()),
-        None => return Err("URL has no host".to_owned()),
-    };
-    if !allow_private && is_internal(ip) {
-        return Err(format!("{REFUSED}: {ip} is internal"));
-    }
-    Ok(())
-}
+pub use domain::project::webhook::{check_literal_target, is_internal};
 
 /// Resolves names and refuses internal addresses, so the check holds for the address the
 /// connection actually uses.

@@ -242,20 +242,8 @@ impl Accounts {
     /// Whether `principal` may change or delete `app` (its author or an admin; never a
     /// default app).
     fn may_manage(principal: &Principal, app: &AppInfo) -> Result<(), AccountError> {
-        if app.default_app {
-            return Err(AccountError::Forbidden(
-                "The default apps cannot be changed.".into(),
-            ));
-        }
-        if principal.server_role == Some(ServerRole::Admin)
-            || principal.user_id.is_some() && principal.user_id == app.author_id
-        {
-            Ok(())
-        } else {
-            Err(AccountError::Forbidden(
-                "Only the app's author or a server admin may do this.".into(),
-            ))
-        }
+        domain::policy::can_manage_app(principal, app.author_id.as_deref(), app.default_app)
+            .map_err(|d| AccountError::Forbidden(d.message))
     }
 
     /// Changes an app; every token, refresh token and access code it holds stops working.

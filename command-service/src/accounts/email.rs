@@ -60,14 +60,14 @@ impl Accounts {
 
     /// Stores a new secret for `purpose`, retiring the user's earlier unused ones (only the
     /// newest code or link works). Returns the row id.
-    async fn store_mail_secret(
-        &self,
-        purpose: &str,
-        user_id: &str,
-        email: &str,
-        secret: &str,
-        ttl: Duration,
-    ) -> Result<String, AccountError> {
+    async fn store_mail_secret(&self, mail: &MailSecret<'_>) -> Result<String, AccountError> {
+        let MailSecret {
+            purpose,
+            user_id,
+            email,
+            secret,
+            ttl,
+        } = *mail;
         let id = new_id();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -115,34 +115,29 @@ impl Accounts {
             .await?
             .ok_or_else(|| AccountError::Invalid("The user has no email address.".to_owned()))?;
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000u32));
-        self.request_mail(
-            "verify_email",
+        let mail = MailSecret {
+            purpose: "verify_email",
             user_id,
-            &email,
-            &code,
-            self.limits.verification_code_ttl,
-            metadata,
-            |request_id| UserCommand::RequestEmailVerification { request_id },
-        )
+            email: &email,
+            secret: &code,
+            ttl: self.limits.verification_code_ttl,
+        };
+        self.request_mail(mail, metadata, |request_id| {
+            UserCommand::RequestEmailVerification { request_id }
+        })
         .await
     }
 
     /// Stores `secret` and records the request with the command `record` makes from its id;
     /// a refused command takes the stored secret back, so nothing is left half-written.
-    #[allow(clippy::too_many_arguments)]
     async fn request_mail(
         &self,
-        purpose: &str,
-        user_id: &str,
-        email: &str,
-        secret: &str,
-        ttl: Duration,
+        mail: MailSecret<'_>,
         metadata: &EventMetadata,
         record: impl Fn(String) -> UserCommand + Send + Sync,
     ) -> Result<(), AccountError> {
-        let id = self
-            .store_mail_secret(purpose, user_id, email, secret, ttl)
-            .await?;
+        let user_id = mail.user_id;
+        let id = self.store_mail_secret(&mail).await?;
         let result = self
             .bus
             .execute::<UserAggregate, _>(user_id, metadata, |_| Ok(record(id.clone())))
@@ -242,15 +237,17 @@ impl Accounts {
         let Some((user_id, email)) = self.user_of_email(email).await? else {
             return Ok(());
         };
-        self.request_mail(
-            "password_reset",
-            &user_id,
-            &email,
-            &random_hex(16),
-            self.limits.password_reset_ttl,
-            metadata,
-            |request_id| UserCommand::RequestPasswordReset { request_id },
-        )
+        let secret = random_hex(16);
+        let mail = MailSecret {
+            purpose: "password_reset",
+            user_id: &user_id,
+            email: &email,
+            secret: &secret,
+            ttl: self.limits.password_reset_ttl,
+        };
+        self.request_mail(mail, metadata, |request_id| {
+            UserCommand::RequestPasswordReset { request_id }
+        })
         .await
     }
 
@@ -334,4 +331,15 @@ impl Accounts {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// A secret to mail: a verification code or a reset link's token, for one purpose, address and
+/// lifetime.
+#[derive(Clone, Copy)]
+struct MailSecret<'a> {
+    purpose: &'a str,
+    user_id: &'a str,
+    email: &'a str,
+    secret: &'a str,
+    ttl: Duration,
 }

@@ -108,7 +108,7 @@ impl ServerInvite {
     async fn invited_by(&self, ctx: &Context<'_>) -> async_graphql::Result<LimitedUser> {
         load_user(ctx, &self.invited_by)
             .await?
-            .ok_or_else(|| internal(format!("inviter {} not found", self.invited_by)))
+            .ok_or_else(|| internal(anyhow::anyhow!("inviter {} not found", self.invited_by)))
     }
 }
 

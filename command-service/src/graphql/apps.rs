@@ -3,7 +3,8 @@
 //! `appRevokeAccess`.
 
 use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
-use domain::policy::{self, Principal, Scope, ServerRole};
+use domain::policy::{self, Principal, Scope};
+use projections::speckle::query;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, account_error, denied, gql_error, internal};
@@ -58,16 +59,13 @@ async fn author(
     let Some(id) = id else {
         return Ok(None);
     };
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT name, avatar FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(ctx.data::<AppState>()?.pool())
-            .await
-            .map_err(internal)?;
-    Ok(row.map(|(name, avatar)| AppAuthor {
-        id: Some(id.clone()),
-        name: Some(name),
-        avatar,
+    let row = query::limited_user(ctx.data::<AppState>()?.pool(), id)
+        .await
+        .map_err(internal)?;
+    Ok(row.map(|u| AppAuthor {
+        id: Some(u.id),
+        name: Some(u.name),
+        avatar: u.avatar,
     }))
 }
 
@@ -76,8 +74,11 @@ impl ServerApp {
     /// The secret the app exchanges codes with: its author's and admins' business only.
     async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let p = ctx.data::<Principal>()?;
-        let mine = p.user_id.is_some() && p.user_id == self.info.author_id;
-        Ok((mine || p.server_role == Some(ServerRole::Admin)).then(|| self.info.secret.clone()))
+        Ok(
+            policy::can_read_app_secret(p, self.info.author_id.as_deref())
+                .is_ok()
+                .then(|| self.info.secret.clone()),
+        )
     }
 
     /// Who registered it.
@@ -187,12 +188,7 @@ fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFiel
                 format!("Unknown scope {raw}."),
             ));
         }
-        if !p.has_scope(&scope) {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                format!("You cannot grant the {raw} scope you do not hold."),
-            ));
-        }
+        policy::can_grant_scope(p, &scope).map_err(|d| denied(&d))?;
         parsed.push(scope);
     }
     Ok(AppFields {

@@ -348,30 +348,11 @@ fn is_read_model_field(parent: &str, field: &str) -> bool {
 }
 
 /// The state of the read model a response was computed from: the `speckle` checkpoint row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReadVersion {
-    generation: i32,
-    events_applied: i64,
-    xid: String,
-    position: i64,
-}
+pub type ReadVersion = projections::status::Checkpoint;
 
-impl ReadVersion {
-    /// Reads the current checkpoint (one primary-key row).
-    async fn read(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let (generation, events_applied, xid, position): (i32, i64, String, i64) = sqlx::query_as(
-            "SELECT generation, events_applied, transaction_id::text, position \
-                 FROM projection_checkpoints WHERE projection = 'speckle'",
-        )
-        .fetch_one(pool)
-        .await?;
-        Ok(Self {
-            generation,
-            events_applied,
-            xid,
-            position,
-        })
-    }
+/// Reads the current `speckle` checkpoint (one primary-key row).
+async fn read_version(pool: &PgPool) -> Result<ReadVersion, sqlx::Error> {
+    projections::status::checkpoint(pool, projections::speckle::NAME).await
 }
 
 /// What identifies one answer: the whole caller and the whole request.
@@ -437,7 +418,7 @@ impl ResponseCache {
         (max_bytes > 0).then(|| Self {
             versions: SharedRead::new(move || {
                 let pool = pool.clone();
-                Box::pin(async move { ReadVersion::read(&pool).await.map_err(Arc::new) })
+                Box::pin(async move { read_version(&pool).await.map_err(Arc::new) })
             }),
             max_bytes,
             max_entry_bytes,

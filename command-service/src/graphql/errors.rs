@@ -3,6 +3,8 @@
 use async_graphql::ErrorExtensions;
 use domain::policy::Denied;
 
+use crate::error::AppError;
+
 /// The codes this API answers with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -44,27 +46,20 @@ pub fn gql_error(code: ErrorCode, message: impl Into<String>) -> async_graphql::
 
 /// A policy refusal, with its code.
 pub(crate) fn denied(d: &Denied) -> async_graphql::Error {
-    let message = d.message.clone();
-    let code = d.code.as_str();
-    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+    AppError::from(d.clone()).into()
 }
 
-/// A database failure: logged, reported without details.
-pub(crate) fn internal(e: impl std::fmt::Display) -> async_graphql::Error {
-    tracing::error!(error = %e, "GraphQL resolver failed");
-    gql_error(ErrorCode::Internal, "internal server error")
+/// Our failure: logged with its cause chain, reported without details.
+pub(crate) fn internal(e: impl Into<anyhow::Error>) -> async_graphql::Error {
+    AppError::internal(e).into()
 }
 
 /// An account service failure, with the code its kind maps to.
 pub(crate) fn account_error(e: crate::accounts::AccountError) -> async_graphql::Error {
-    use crate::accounts::AccountError as A;
-    match e {
-        A::Invalid(m) => gql_error(ErrorCode::BadRequest, m),
-        A::EmailTaken | A::InviteOnly => gql_error(ErrorCode::BadRequest, e.to_string()),
-        A::BadCredentials | A::Unauthorized(_) => gql_error(ErrorCode::Unauthorized, e.to_string()),
-        A::Forbidden(m) => gql_error(ErrorCode::Forbidden, m),
-        A::NotFound(m) => gql_error(ErrorCode::NotFound, m),
-        A::Command(c) => super::mutations::command_error(c),
-        A::Internal(_) => internal(e),
-    }
+    AppError::from(e).into()
+}
+
+/// A command's failure, with the code its kind maps to.
+pub(crate) fn command_error(e: crate::commands::CommandError) -> async_graphql::Error {
+    AppError::from(e).into()
 }

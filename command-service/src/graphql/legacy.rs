@@ -683,16 +683,6 @@ pub struct ObjectCreateInput {
     objects: Vec<Option<JsonObject>>,
 }
 
-fn visibility(is_public: Option<bool>) -> Option<Visibility> {
-    is_public.map(|p| {
-        if p {
-            Visibility::Public
-        } else {
-            Visibility::Private
-        }
-    })
-}
-
 /// The legacy mutations, merged into the root.
 #[derive(Default)]
 pub struct LegacyMutation;
@@ -706,17 +696,21 @@ impl LegacyMutation {
         stream: StreamCreateInput,
     ) -> async_graphql::Result<Option<String>> {
         let (principal, user) = signed_in(ctx)?;
-        policy::can_create_project(&principal, false).map_err(|d| denied(&d))?;
+        let guests_may = ctx
+            .data::<AppState>()?
+            .settings()
+            .guests_may_create_projects;
+        policy::can_create_project(&principal, guests_may).map_err(|d| denied(&d))?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
+        let through = domain::project::CreatedThrough::Legacy;
         let command = ProjectCommand::Create {
             id: id.clone(),
-            name: stream
-                .name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| format!("Stream {}", &id[..5])),
+            name: through.name_or_default(stream.name, &id),
             description: stream.description,
-            visibility: visibility(stream.is_public).unwrap_or(Visibility::Public),
+            visibility: stream
+                .is_public
+                .map_or(through.default_visibility(), Visibility::from_is_public),
             owner_user_id: user.clone(),
             default_model_id: Some(new_id()),
         };
@@ -740,7 +734,7 @@ impl LegacyMutation {
             &stream.id,
             stream.name,
             stream.description,
-            visibility(stream.is_public),
+            stream.is_public.map(Visibility::from_is_public),
             stream.allow_public_comments,
         )
         .await?;
@@ -898,6 +892,10 @@ impl LegacyMutation {
         ctx: &Context<'_>,
         commit: CommitUpdateInput,
     ) -> async_graphql::Result<bool> {
+        if commit.message.is_none() && commit.new_branch_name.is_none() {
+            // Never a success without the access check the changes below make.
+            return Err(gql_error(ErrorCode::BadRequest, "Nothing to update"));
+        }
         if let Some(message) = commit.message {
             ops::update_version_message(ctx, &commit.stream_id, &commit.id, message).await?;
         }

@@ -338,9 +338,10 @@ impl Mutation {
     }
 }
 
-/// Builds the schema with the configured depth and complexity limits.
-pub fn build(state: AppState) -> StrataSchema {
-    let settings = state.settings();
+/// Builds the schema with the configured depth and complexity limits. It holds no state:
+/// each request and each subscription connection gets the process's [`AppState`] through
+/// [`request_data`], so the state (which caches the schema) is not owned by it in turn.
+pub fn build(settings: &crate::config::Settings, response_cache: bool) -> StrataSchema {
     let schema = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
@@ -350,12 +351,18 @@ pub fn build(state: AppState) -> StrataSchema {
     .limit_depth(settings.graphql_max_depth)
     .limit_complexity(settings.graphql_max_complexity);
     // The probe runs on every resolved field; only worth it when there is a cache to feed.
-    let schema = if state.response_cache().is_some() {
-        schema.extension(cache::CacheProbeExtension)
+    if response_cache {
+        schema.extension(cache::CacheProbeExtension).finish()
     } else {
-        schema
-    };
-    schema.data(state).finish()
+        schema.finish()
+    }
+}
+
+/// What every operation runs with, whichever way it arrives (HTTP, a page, a subscription
+/// connection): the process's state and this operation's batch loaders.
+pub(crate) fn request_data(state: &AppState, data: &mut async_graphql::Data) {
+    data.insert(state.clone());
+    loaders::Loaders::new(state.pool()).insert_into(data);
 }
 
 /// The SDL of the schema, as committed in `schema/schema.graphql`.
@@ -439,7 +446,7 @@ pub async fn handler(
     };
     let mut request = request.into_inner().data(principal.clone()).data(context);
     for single in request.iter_mut() {
-        loaders::Loaders::new(state.pool()).insert_into(&mut single.data);
+        request_data(&state, &mut single.data);
     }
     match request {
         async_graphql::BatchRequest::Single(single) => {

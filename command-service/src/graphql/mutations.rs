@@ -3,7 +3,6 @@
 
 use async_graphql::ID;
 use async_graphql::{Context, InputObject, Object};
-use domain::error::{DomainError, Entity};
 use domain::policy::{self, Principal, ProjectRole, Visibility};
 use domain::project::ProjectState;
 use domain::{EventMetadata, ProjectCommand};
@@ -14,36 +13,7 @@ use crate::app::AppState;
 use crate::commands::{CommandError, ProjectAggregate, new_id};
 use crate::context::RequestContext;
 
-/// Turns a command failure into a GraphQL error with the original's code.
-pub(crate) fn command_error(e: CommandError) -> async_graphql::Error {
-    match e {
-        CommandError::Denied(d) => denied(&d),
-        CommandError::Domain(
-            DomainError::NotFound {
-                kind: Entity::Project,
-                ..
-            }
-            | DomainError::Deleted(Entity::Project),
-        ) => denied(&policy::Denied::project_not_found()),
-        CommandError::Domain(d @ DomainError::RootObjectMissing { .. }) => {
-            gql_error(ErrorCode::CommitCreate, d.to_string())
-        }
-        CommandError::Domain(d @ DomainError::NotFound { .. }) => {
-            gql_error(ErrorCode::NotFound, d.to_string())
-        }
-        CommandError::Domain(d) => gql_error(ErrorCode::BadRequest, d.to_string()),
-        CommandError::BadInput(m) => gql_error(ErrorCode::BadRequest, m),
-        CommandError::Lag(lag) => {
-            let message = lag.to_string();
-            async_graphql::ErrorExtensions::extend_with(
-                async_graphql::Error::new(message),
-                |_, e| e.set("code", projections::ProjectionLag::CODE),
-            )
-        }
-        CommandError::Contended { .. } => gql_error(ErrorCode::BadRequest, e.to_string()),
-        CommandError::Internal(m) => internal(m),
-    }
-}
+pub(crate) use super::errors::command_error;
 
 /// Refuses with `RATE_LIMIT_ERROR` when `user` is over `action`'s limit.
 pub(crate) async fn rate_limited(
@@ -180,7 +150,9 @@ impl ProjectMutations {
         input: Option<ProjectCreateInput>,
     ) -> async_graphql::Result<Project> {
         let (principal, user) = signed_in(ctx)?;
-        policy::can_create_project(&principal, false).map_err(|d| denied(&d))?;
+        let state = ctx.data::<AppState>()?;
+        policy::can_create_project(&principal, state.settings().guests_may_create_projects)
+            .map_err(|d| denied(&d))?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
         let input = input.unwrap_or(ProjectCreateInput {
@@ -188,18 +160,15 @@ impl ProjectMutations {
             description: None,
             visibility: None,
         });
+        let through = domain::project::CreatedThrough::Current;
         let command = ProjectCommand::Create {
             id: id.clone(),
-            name: input
-                .name
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| format!("Project {}", &id[..5])),
+            name: through.name_or_default(input.name, &id),
             description: input.description,
-            visibility: visibility_in(input.visibility)?.unwrap_or(Visibility::Private),
+            visibility: visibility_in(input.visibility)?.unwrap_or(through.default_visibility()),
             owner_user_id: user.clone(),
             default_model_id: None,
         };
-        let state = ctx.data::<AppState>()?;
         state
             .bus()
             .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
@@ -442,20 +411,18 @@ impl VersionMutations {
         Ok(true)
     }
 
-    /// Moves versions to the model of that name, creating it when absent.
+    /// Moves versions to the model of that name (tidied as in `modelMutations.create`),
+    /// creating it when absent.
     async fn move_to_model(
         &self,
         ctx: &Context<'_>,
         input: MoveVersionsInput,
     ) -> async_graphql::Result<Model> {
-        move_versions(
-            ctx,
-            &input.project_id,
-            ids(&input.version_ids),
-            &input.target_model_name,
-        )
-        .await?;
-        read::model_by_name_in(ctx, &input.project_id, &input.target_model_name).await
+        // Tidied as `modelMutations.create` tidies, so the model it may create is the one
+        // read back (and the one a later create of the same name would find).
+        let name = domain::ModelName::tidy(&input.target_model_name);
+        move_versions(ctx, &input.project_id, ids(&input.version_ids), &name).await?;
+        read::model_by_name_in(ctx, &input.project_id, &name).await
     }
 
     /// Records that the caller received a version in an application.
@@ -488,13 +455,9 @@ pub(crate) struct RootObject {
 }
 
 impl RootObject {
-    /// A version's `totalChildrenCount`, one rule for both APIs: the client's count when it
-    /// gives one, else the stored root object's closure size.
+    /// A version's `totalChildrenCount` ([`domain::project::total_children_count`]).
     pub(crate) fn children_count(&self, given: Option<i32>) -> u32 {
-        match given {
-            Some(n) => u32::try_from(n).unwrap_or(0),
-            None => u32::try_from(self.closure_size.unwrap_or(0)).unwrap_or(u32::MAX),
-        }
+        domain::project::total_children_count(given, self.closure_size)
     }
 }
 
@@ -559,11 +522,10 @@ pub(crate) async fn set_member_role(
     user_id: &str,
     role: Option<ProjectRole>,
 ) -> async_graphql::Result<()> {
-    let target_role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(ctx.data::<AppState>()?.pool())
-        .await
-        .map_err(internal)?;
+    let target_role =
+        projections::speckle::query::user_role(ctx.data::<AppState>()?.pool(), user_id)
+            .await
+            .map_err(internal)?;
     let target_role: domain::policy::ServerRole = target_role
         .and_then(|r| r.parse().ok())
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
@@ -589,19 +551,8 @@ pub(crate) async fn set_member_role(
 
 /// A project role from its wire name (`stream:owner`, …).
 pub(crate) fn project_role(role: &str) -> async_graphql::Result<ProjectRole> {
-    [
-        ProjectRole::Owner,
-        ProjectRole::Contributor,
-        ProjectRole::Reviewer,
-    ]
-    .into_iter()
-    .find(|x| x.as_str() == role)
-    .ok_or_else(|| {
-        gql_error(
-            ErrorCode::BadRequest,
-            format!("unknown project role {role:?}"),
-        )
-    })
+    role.parse()
+        .map_err(|e: domain::policy::UnknownRole| gql_error(ErrorCode::BadRequest, e.to_string()))
 }
 
 /// Creates a model named `name` (already tidied); returns its id.

@@ -1,7 +1,7 @@
 //! `project.object(id)` and its `children`, read from the object store.
 
 use async_graphql::{ComplexObject, Context, Scalar, ScalarType, SimpleObject, Value as GqlValue};
-use sqlx::FromRow;
+use schema::objects::ObjectRow;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, gql_error, internal};
@@ -26,7 +26,7 @@ impl ScalarType for JsonObject {
 }
 
 /// A stored object.
-#[derive(SimpleObject, FromRow)]
+#[derive(SimpleObject)]
 #[graphql(name = "Object", complex, rename_fields = "camelCase")]
 pub struct SpeckleObject {
     id: String,
@@ -37,6 +37,19 @@ pub struct SpeckleObject {
     project_id: String,
     #[graphql(skip)]
     raw: String,
+}
+
+impl From<ObjectRow> for SpeckleObject {
+    fn from(r: ObjectRow) -> Self {
+        Self {
+            id: r.id,
+            speckle_type: r.speckle_type,
+            total_children_count: r.total_children_count,
+            created_at: r.created_at,
+            project_id: r.project_id,
+            raw: r.data,
+        }
+    }
 }
 
 /// A page of an object's descendants.
@@ -68,15 +81,10 @@ pub async fn load(
     project_id: &str,
     id: &str,
 ) -> async_graphql::Result<Option<SpeckleObject>> {
-    sqlx::query_as(
-        "SELECT id, speckle_type, total_children_count, created_at, project_id, data AS raw \
-         FROM objects WHERE project_id = $1 AND id = $2",
-    )
-    .bind(project_id)
-    .bind(id)
-    .fetch_optional(ctx.data::<AppState>()?.pool())
-    .await
-    .map_err(internal)
+    let row = schema::objects::row(ctx.data::<AppState>()?.pool(), project_id, id)
+        .await
+        .map_err(internal)?;
+    Ok(row.map(SpeckleObject::from))
 }
 
 #[ComplexObject]
@@ -104,21 +112,19 @@ impl SpeckleObject {
                 "limit must be between 0 and 1000",
             ));
         }
-        let mut objects: Vec<SpeckleObject> = sqlx::query_as(
-            "SELECT o.id, o.speckle_type, o.total_children_count, o.created_at, o.project_id, o.data AS raw \
-             FROM objects p CROSS JOIN LATERAL jsonb_each_text(coalesce(p.closure, '{}')) AS c(child, depth) \
-             JOIN objects o ON o.project_id = p.project_id AND o.id = c.child \
-             WHERE p.project_id = $1 AND p.id = $2 AND c.depth::int < $3 AND ($4::text IS NULL OR c.child > $4) \
-             ORDER BY c.child LIMIT $5",
+        let mut objects: Vec<SpeckleObject> = schema::objects::descendants_page(
+            ctx.data::<AppState>()?.pool(),
+            &self.project_id,
+            &self.id,
+            depth,
+            cursor.as_deref(),
+            i64::from(limit),
         )
-        .bind(&self.project_id)
-        .bind(&self.id)
-        .bind(depth)
-        .bind(&cursor)
-        .bind(i64::from(limit))
-        .fetch_all(ctx.data::<AppState>()?.pool())
         .await
-        .map_err(internal)?;
+        .map_err(internal)?
+        .into_iter()
+        .map(SpeckleObject::from)
+        .collect();
         let select: Option<Vec<String>> = select.map(|s| s.into_iter().flatten().collect());
         if let Some(select) = select.filter(|s| !s.is_empty()) {
             for o in &mut objects {

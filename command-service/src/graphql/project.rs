@@ -27,30 +27,13 @@ pub enum ProjectVisibility {
     Workspace,
 }
 
-fn visibility_of(stored: &str) -> Visibility {
-    match stored {
-        "PUBLIC" => Visibility::Public,
-        "UNLISTED" => Visibility::Unlisted,
-        _ => Visibility::Private,
-    }
-}
-
-/// The policy facts of a project row: its stored visibility and the caller's stored role.
+/// The policy facts of a project row: its stored visibility and the caller's stored role. A
+/// stored value this build does not know reads as the most restrictive (private, no role).
 pub(crate) fn access_of(visibility: &str, role: Option<&str>) -> ProjectAccess {
     ProjectAccess {
-        visibility: visibility_of(visibility),
-        role_of_principal: role.and_then(role_of),
+        visibility: visibility.parse().unwrap_or(Visibility::Private),
+        role_of_principal: role.and_then(|r| r.parse().ok()),
     }
-}
-
-fn role_of(stored: &str) -> Option<ProjectRole> {
-    [
-        ProjectRole::Owner,
-        ProjectRole::Contributor,
-        ProjectRole::Reviewer,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == stored)
 }
 
 /// Where a version's preview stands.
@@ -544,11 +527,7 @@ pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project>
 /// may read it.
 pub fn readable(principal: &Principal, row: query::ProjectRow) -> async_graphql::Result<Project> {
     let project = Project::from(row);
-    let access = ProjectAccess {
-        visibility: visibility_of(&project.visibility),
-        role_of_principal: project.role.as_deref().and_then(role_of),
-    };
-    can_read_project(principal, &access).map_err(|d| denied(&d))?;
+    can_read_project(principal, &project.access()).map_err(|d| denied(&d))?;
     Ok(project)
 }
 
@@ -579,10 +558,7 @@ impl Project {
 
     /// The policy facts for the caller who loaded it.
     pub(crate) fn access(&self) -> ProjectAccess {
-        ProjectAccess {
-            visibility: visibility_of(&self.visibility),
-            role_of_principal: self.role.as_deref().and_then(role_of),
-        }
+        access_of(&self.visibility, self.role.as_deref())
     }
 
     /// Its id.
@@ -637,7 +613,7 @@ impl Project {
 
     /// `PRIVATE`, `UNLISTED` or `PUBLIC`.
     async fn visibility(&self) -> ProjectVisibility {
-        match visibility_of(&self.visibility) {
+        match self.access().visibility {
             Visibility::Public => ProjectVisibility::Public,
             Visibility::Unlisted => ProjectVisibility::Unlisted,
             Visibility::Private => ProjectVisibility::Private,
@@ -657,10 +633,7 @@ impl Project {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<ProjectPermissionChecks> {
         let p = ctx.data::<Principal>()?;
-        let a = ProjectAccess {
-            visibility: visibility_of(&self.visibility),
-            role_of_principal: self.role.as_deref().and_then(role_of),
-        };
+        let a = self.access();
         Ok(ProjectPermissionChecks {
             can_create_model: policy::can_create_model(p, &a).into(),
             can_read: policy::can_read_project(p, &a).into(),
@@ -669,7 +642,7 @@ impl Project {
             can_publish: policy::can_create_version(p, &a).into(),
             can_load: policy::can_read_project(p, &a).into(),
             can_invite: policy::can_invite(p, &a).into(),
-            can_read_webhooks: policy::can_manage_members(p, &a).into(),
+            can_read_webhooks: policy::can_manage_webhooks(p, &a).into(),
             can_leave: policy::can_leave_project(p, &a).into(),
         })
     }
@@ -968,11 +941,7 @@ impl Model {
 
     /// The last path segment of the name.
     async fn display_name(&self) -> String {
-        self.name
-            .rsplit('/')
-            .next()
-            .unwrap_or(&self.name)
-            .to_owned()
+        domain::ModelName::display_name_of(&self.name).to_owned()
     }
 
     /// Who created it.

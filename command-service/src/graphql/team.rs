@@ -6,7 +6,7 @@ use domain::policy::{self, ProjectRole, ServerRole};
 use domain::project::{InviteTarget, Invitee, ProjectCommand};
 use domain::user::UserCommand;
 
-use super::errors::{ErrorCode, gql_error, internal};
+use super::errors::{ErrorCode, denied, gql_error, internal};
 use super::mutations::{command_error, run, signed_in};
 use projections::speckle::query;
 
@@ -62,18 +62,12 @@ pub(crate) async fn project_invite(
         .map(Some)
 }
 
+/// An invite's role: as asked, else the domain's default.
 fn parse_role(raw: Option<&str>) -> async_graphql::Result<ProjectRole> {
-    match raw {
-        None => Ok(ProjectRole::Contributor),
-        Some(r) => [
-            ProjectRole::Owner,
-            ProjectRole::Contributor,
-            ProjectRole::Reviewer,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == r)
-        .ok_or_else(|| gql_error(ErrorCode::BadRequest, format!("unknown project role {r:?}"))),
-    }
+    raw.map_or(
+        Ok(domain::project::DEFAULT_INVITE_ROLE),
+        super::mutations::project_role,
+    )
 }
 
 /// `invites.create` input: an email or a user id.
@@ -188,7 +182,7 @@ impl InviteMutations {
         let invitee = Invitee {
             user_id: user.clone(),
             emails: vec![email],
-            server_role: role.parse().map_err(|_| internal("bad stored role"))?,
+            server_role: role.parse().map_err(internal)?,
         };
         let accept = input.accept;
         state
@@ -282,12 +276,7 @@ impl ActiveUserMutations {
         user: UserUpdateInput,
     ) -> async_graphql::Result<User> {
         let (principal, id) = signed_in(ctx)?;
-        if !principal.has_scope(&policy::Scope::PROFILE_WRITE) {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                "Your token lacks the profile:write scope.",
-            ));
-        }
+        policy::can_update_own_profile(&principal).map_err(|d| denied(&d))?;
         let command = UserCommand::UpdateProfile {
             name: user.name,
             company: user.company,

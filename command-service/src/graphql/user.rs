@@ -123,12 +123,7 @@ pub async fn active_user(ctx: &Context<'_>) -> async_graphql::Result<Option<User
     let Some(id) = &principal.user_id else {
         return Ok(None);
     };
-    if !principal.has_scope(&Scope::PROFILE_READ) {
-        return Err(gql_error(
-            ErrorCode::Forbidden,
-            "Your token lacks the profile:read scope.",
-        ));
-    }
+    policy::can_read_own_profile(principal).map_err(|d| denied(&d))?;
     user_row(ctx, id).await
 }
 
@@ -171,23 +166,7 @@ impl User {
     /// The original's `@isOwner`: fields only the user themself (or an admin) may read.
     fn only_owner(&self, ctx: &Context<'_>, field: &str) -> async_graphql::Result<()> {
         let principal = ctx.data::<Principal>()?;
-        if principal.user_id.is_none() {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                "You must be authenticated to access this data",
-            ));
-        }
-        if principal.user_id.as_deref() == Some(self.id.as_str())
-            || principal.server_role == Some(domain::policy::ServerRole::Admin)
-        {
-            return Ok(());
-        }
-        Err(gql_error(
-            ErrorCode::Forbidden,
-            format!(
-                "You must be authenticated as the user whose '{field}' value you wish to retrieve"
-            ),
-        ))
+        policy::can_read_user_private(principal, &self.id, field).map_err(|d| denied(&d))
     }
 }
 
@@ -203,8 +182,12 @@ impl User {
     async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<RootPermissionChecks> {
         self.only_owner(ctx, "permissions")?;
         let principal = ctx.data::<Principal>()?;
+        let guests_may = ctx
+            .data::<AppState>()?
+            .settings()
+            .guests_may_create_projects;
         Ok(RootPermissionChecks {
-            can_create_personal_project: domain::policy::can_create_project(principal, false)
+            can_create_personal_project: domain::policy::can_create_project(principal, guests_may)
                 .into(),
             can_create_workspace: super::project::PermissionCheckResult::refused(
                 "WorkspacesNotEnabled",
@@ -262,7 +245,7 @@ impl User {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<Vec<super::apps::ServerApp>>> {
-        if ctx.data::<Principal>()?.user_id.as_deref() != Some(self.id.as_str()) {
+        if policy::can_read_own_account(ctx.data::<Principal>()?, &self.id, "apps").is_err() {
             return Ok(None);
         }
         super::apps::created(ctx, &self.id).await.map(Some)
@@ -273,7 +256,7 @@ impl User {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<Vec<super::apps::ServerAppListItem>>> {
-        if ctx.data::<Principal>()?.user_id.as_deref() != Some(self.id.as_str()) {
+        if policy::can_read_own_account(ctx.data::<Principal>()?, &self.id, "apps").is_err() {
             return Ok(None);
         }
         super::apps::authorized(ctx, &self.id).await.map(Some)
@@ -285,7 +268,7 @@ impl User {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<bool>> {
         let principal = ctx.data::<Principal>()?;
-        if principal.user_id.as_deref() != Some(self.id.as_str()) {
+        if policy::can_read_own_account(principal, &self.id, "verification").is_err() {
             return Ok(None);
         }
         ctx.data::<AppState>()?
@@ -312,6 +295,7 @@ impl User {
         cursor: Option<String>,
         filter: Option<UserProjectsFilter>,
     ) -> async_graphql::Result<UserProjectCollection> {
+        self.only_owner(ctx, "projects")?;
         let search = filter
             .as_ref()
             .and_then(|f| f.search.clone())
@@ -364,12 +348,7 @@ impl User {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<super::project::PendingStreamCollaborator>> {
         let principal = ctx.data::<Principal>()?;
-        if principal.user_id.as_deref() != Some(self.id.as_str()) {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                "Only the user may see their invites.",
-            ));
-        }
+        policy::can_read_own_account(principal, &self.id, "invites").map_err(|d| denied(&d))?;
         let state = ctx.data::<AppState>()?;
         let rows = query::invites_addressed_to(state.pool(), &self.id, &self.email_address)
             .await
@@ -396,14 +375,7 @@ impl User {
     /// The user's personal access tokens (`tokens:read`).
     async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
         let principal = ctx.data::<Principal>()?;
-        if principal.user_id.as_deref() != Some(self.id.as_str())
-            || !principal.has_scope(&Scope::TOKENS_READ)
-        {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                "Your token lacks the tokens:read scope.",
-            ));
-        }
+        policy::can_read_own_tokens(principal, &self.id).map_err(|d| denied(&d))?;
         let tokens = ctx
             .data::<AppState>()?
             .accounts()
@@ -438,12 +410,7 @@ pub async fn create_token(
         .user_id
         .clone()
         .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    if !principal.has_scope(&Scope::TOKENS_WRITE) {
-        return Err(gql_error(
-            ErrorCode::Forbidden,
-            "Your token lacks the tokens:write scope.",
-        ));
-    }
+    policy::can_manage_own_tokens(principal).map_err(|d| denied(&d))?;
     if input.name.trim().is_empty() || input.name.len() > 512 {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -454,12 +421,7 @@ pub async fn create_token(
     for raw in &input.scopes {
         let scope =
             Scope::parse(raw).map_err(|e| gql_error(ErrorCode::BadRequest, e.to_string()))?;
-        if !principal.has_scope(&scope) {
-            return Err(gql_error(
-                ErrorCode::Forbidden,
-                format!("You cannot grant the {raw} scope you do not hold."),
-            ));
-        }
+        policy::can_grant_scope(principal, &scope).map_err(|d| denied(&d))?;
         scopes.push(scope);
     }
     if scopes.is_empty() {
@@ -494,12 +456,7 @@ pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> async_graphql::Resu
         .user_id
         .clone()
         .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    if !principal.has_scope(&Scope::TOKENS_WRITE) {
-        return Err(gql_error(
-            ErrorCode::Forbidden,
-            "Your token lacks the tokens:write scope.",
-        ));
-    }
+    policy::can_manage_own_tokens(principal).map_err(|d| denied(&d))?;
     ctx.data::<AppState>()?
         .accounts()
         .revoke_token(&user, token)

@@ -6,6 +6,8 @@ use async_graphql::{ComplexObject, Context, InputObject, SimpleObject};
 use domain::ProjectCommand;
 use domain::policy;
 use domain::project::webhook::{WebhookChanges, WebhookConfig};
+use projections::webhooks::query::{WebhookRow, webhooks_of};
+use schema::webhooks::{self as deliveries, AttemptRow, DeliveryRow};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
@@ -24,7 +26,7 @@ pub struct WebhookCollection {
 }
 
 /// A webhook (its secret is never shown).
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct Webhook {
     id: String,
@@ -49,7 +51,7 @@ pub struct WebhookEventCollection {
 }
 
 /// One delivery of one event: status 0 pending, 1 sending, 2 delivered, 3 failed.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(complex, rename_fields = "camelCase")]
 pub struct WebhookEvent {
     id: String,
@@ -66,7 +68,7 @@ pub struct WebhookEvent {
 }
 
 /// One HTTP attempt of a delivery.
-#[derive(SimpleObject, sqlx::FromRow)]
+#[derive(SimpleObject)]
 #[graphql(rename_fields = "camelCase")]
 pub struct WebhookDeliveryAttempt {
     started_at: OffsetDateTime,
@@ -76,6 +78,50 @@ pub struct WebhookDeliveryAttempt {
     response_body: Option<String>,
     error: Option<String>,
     succeeded: bool,
+}
+
+impl From<WebhookRow> for Webhook {
+    fn from(r: WebhookRow) -> Self {
+        Self {
+            id: r.id,
+            stream_id: r.project_id.clone(),
+            project_id: r.project_id,
+            has_secret: r.has_secret,
+            url: r.url,
+            description: r.description,
+            triggers: r.triggers,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+        }
+    }
+}
+
+impl From<DeliveryRow> for WebhookEvent {
+    fn from(r: DeliveryRow) -> Self {
+        Self {
+            id: r.id,
+            webhook_id: r.webhook_id,
+            status: r.status,
+            status_info: r.status_info,
+            attempts: r.attempts,
+            last_update: r.last_update,
+            payload: r.body,
+            event_name: r.event_name,
+        }
+    }
+}
+
+impl From<AttemptRow> for WebhookDeliveryAttempt {
+    fn from(r: AttemptRow) -> Self {
+        Self {
+            started_at: r.started_at,
+            latency_ms: r.latency_ms,
+            response_status: r.response_status,
+            response_body: r.response_body,
+            error: r.error,
+            succeeded: r.succeeded,
+        }
+    }
 }
 
 fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
@@ -92,23 +138,15 @@ impl Webhook {
     ) -> async_graphql::Result<WebhookEventCollection> {
         let pool = pool(ctx)?;
         let limit = i64::from(limit.clamp(0, 1000));
-        let total_count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE webhook_id = $1")
-                .bind(&self.id)
-                .fetch_one(pool)
-                .await
-                .map_err(internal)?;
-        let items = sqlx::query_as(
-            "SELECT id, webhook_id, status::int AS status, status_info, attempts, last_update, \
-                    body AS payload, event_name \
-             FROM webhook_deliveries WHERE webhook_id = $1 \
-             ORDER BY last_update DESC, id LIMIT $2",
-        )
-        .bind(&self.id)
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-        .map_err(internal)?;
+        let total_count = deliveries::deliveries_count(pool, &self.id)
+            .await
+            .map_err(internal)?;
+        let items = deliveries::deliveries_page(pool, &self.id, limit)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(WebhookEvent::from)
+            .collect();
         Ok(WebhookEventCollection { total_count, items })
     }
 }
@@ -125,14 +163,10 @@ impl WebhookEvent {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<WebhookDeliveryAttempt>> {
-        sqlx::query_as(
-            "SELECT started_at, latency_ms, response_status, response_body, error, succeeded \
-             FROM webhook_delivery_attempts WHERE delivery_id = $1 ORDER BY id",
-        )
-        .bind(&self.id)
-        .fetch_all(pool(ctx)?)
-        .await
-        .map_err(internal)
+        let rows = deliveries::delivery_attempts(pool(ctx)?, &self.id)
+            .await
+            .map_err(internal)?;
+        Ok(rows.into_iter().map(WebhookDeliveryAttempt::from).collect())
     }
 }
 
@@ -144,17 +178,12 @@ pub(crate) async fn list(
 ) -> async_graphql::Result<WebhookCollection> {
     let principal = ctx.data::<domain::Principal>()?;
     policy::can_manage_webhooks(principal, &project.access()).map_err(|d| denied(&d))?;
-    let items: Vec<Webhook> = sqlx::query_as(
-        "SELECT id, project_id AS stream_id, project_id, has_secret, url, description, triggers, \
-                enabled, disabled_reason \
-         FROM webhooks WHERE project_id = $1 AND ($2::text IS NULL OR id = $2) \
-         ORDER BY created_at, id",
-    )
-    .bind(project.project_id())
-    .bind(id)
-    .fetch_all(pool(ctx)?)
-    .await
-    .map_err(internal)?;
+    let items: Vec<Webhook> = webhooks_of(pool(ctx)?, project.project_id(), id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(Webhook::from)
+        .collect();
     Ok(WebhookCollection {
         total_count: i64::try_from(items.len()).unwrap_or(i64::MAX),
         items,
@@ -220,7 +249,7 @@ fn checked_secret(secret: Option<String>) -> async_graphql::Result<Option<String
 }
 
 fn check_target(state: &AppState, url: &str) -> async_graphql::Result<()> {
-    workers::webhooks::check_literal_target(
+    domain::project::webhook::check_literal_target(
         url.trim(),
         state.settings().webhook_allow_private_targets,
     )
@@ -228,25 +257,15 @@ fn check_target(state: &AppState, url: &str) -> async_graphql::Result<()> {
 }
 
 async fn store_secret(pool: &PgPool, webhook_id: &str, secret: &str) -> async_graphql::Result<()> {
-    sqlx::query(
-        "INSERT INTO webhook_secrets (webhook_id, secret) VALUES ($1, $2) \
-         ON CONFLICT (webhook_id) DO UPDATE SET secret = $2, updated_at = now()",
-    )
-    .bind(webhook_id)
-    .bind(secret)
-    .execute(pool)
-    .await
-    .map_err(internal)?;
-    Ok(())
+    deliveries::store_secret(pool, webhook_id, secret)
+        .await
+        .map_err(internal)
 }
 
 async fn forget_secret(pool: &PgPool, webhook_id: &str) -> async_graphql::Result<()> {
-    sqlx::query("DELETE FROM webhook_secrets WHERE webhook_id = $1")
-        .bind(webhook_id)
-        .execute(pool)
+    deliveries::forget_secret(pool, webhook_id)
         .await
-        .map_err(internal)?;
-    Ok(())
+        .map_err(internal)
 }
 
 /// Runs a webhook command as the project's owner.
@@ -381,14 +400,9 @@ pub(crate) async fn redeliver(
     let state = ctx.data::<AppState>()?;
     // Owners only, before anything about deliveries is revealed.
     ensure_owned(ctx, &input.stream_id, &input.webhook_id).await?;
-    let known: Option<String> = sqlx::query_scalar(
-        "SELECT webhook_id FROM webhook_deliveries WHERE id = $1 AND project_id = $2",
-    )
-    .bind(&input.delivery_id)
-    .bind(&input.stream_id)
-    .fetch_optional(state.pool())
-    .await
-    .map_err(internal)?;
+    let known = deliveries::delivery_webhook(state.pool(), &input.stream_id, &input.delivery_id)
+        .await
+        .map_err(internal)?;
     if known.as_deref() != Some(input.webhook_id.as_str()) {
         return Err(gql_error(
             ErrorCode::NotFound,

@@ -93,7 +93,7 @@ async fn connection_data(
     let mut data = Data::default();
     data.insert(principal);
     data.insert(slow);
-    super::loaders::Loaders::new(state.pool()).insert_into(&mut data);
+    super::request_data(&state, &mut data);
     Ok(data)
 }
 

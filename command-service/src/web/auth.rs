@@ -56,7 +56,7 @@ fn account_message(e: &AccountError) -> (StatusCode, String) {
             "That email and password do not match an account.".to_owned(),
         ),
         AccountError::Internal(m) => {
-            tracing::error!(error = %m, "web sign-in failed");
+            tracing::error!(error = format!("{m:#}"), "web sign-in failed");
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on the server; try again.".to_owned(),

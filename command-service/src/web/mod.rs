@@ -313,7 +313,7 @@ impl Session {
         let mut request = async_graphql::Request::new(query)
             .variables(async_graphql::Variables::from_json(variables))
             .data(self.principal.clone());
-        crate::graphql::loaders::Loaders::new(state.pool()).insert_into(&mut request.data);
+        crate::graphql::request_data(state, &mut request.data);
         if let Some(context) = &self.context {
             request = request.data(context.clone());
         }

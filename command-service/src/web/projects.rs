@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{get, post};
+use domain::policy::{ProjectRole, Visibility};
 use maud::{Markup, html};
 use serde_json::{Value, json};
 
@@ -220,8 +221,10 @@ fn project_tabs(id: &str, current: &str, owner: bool) -> Markup {
     }
 }
 
+/// Whether the caller owns the project (which tabs and forms to show; every action is
+/// decided again by the policy when it is taken).
 fn is_owner(project: &Value) -> bool {
-    s(project, "role") == "stream:owner"
+    s(project, "role").parse() == Ok(ProjectRole::Owner)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -929,7 +932,10 @@ async fn viewer(
     };
     // The page loads objects with a read grant for this project alone (never the session
     // token); a public project needs none.
-    let grant = if s(p, "visibility") == "PUBLIC" {
+    let public = s(p, "visibility")
+        .parse::<Visibility>()
+        .is_ok_and(Visibility::is_public);
+    let grant = if public {
         String::new()
     } else {
         state

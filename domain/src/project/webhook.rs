@@ -243,6 +243,57 @@ pub(super) fn apply(p: &mut Project, event: &ProjectEvent) {
     }
 }
 
+/// The start of every refusal of a target address (the delivery worker recognises its own
+/// resolver's refusals by it).
+pub const REFUSED_TARGET: &str = "target address is not allowed";
+
+/// Whether `ip` is somewhere a webhook must not reach by default: loopback, private,
+/// link-local, carrier-grade NAT, unspecified, broadcast, multicast, documentation ranges,
+/// unique-local IPv6, and IPv4 addresses embedded in IPv6.
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(std::net::IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Refuses a URL whose host is an internal IP literal (names are checked at resolution).
+pub fn check_literal_target(url: &str, allow_private: bool) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL: {e}"))?;
+    let ip = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => std::net::IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => std::net::IpAddr::V6(v6),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err("URL has no host".to_owned()),
+    };
+    if !allow_private && is_internal(ip) {
+        return Err(format!("{REFUSED_TARGET}: {ip} is internal"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

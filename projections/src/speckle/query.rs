@@ -1077,7 +1077,7 @@ pub async fn users_search_page(
     sqlx::query_as(
         "SELECT id, created_at FROM users \
          WHERE (CASE WHEN $2 THEN email = $1 ELSE (email = $1 OR lower(name) LIKE $3) END) \
-           AND ($4 OR role <> 'server:archived') \
+           AND ($4 OR role <> $8) \
            AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
          ORDER BY created_at DESC, id DESC LIMIT $7",
     )
@@ -1088,6 +1088,7 @@ pub async fn users_search_page(
     .bind(after.as_ref().map(|a| a.0))
     .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
     .bind(limit)
+    .bind(domain::policy::ServerRole::ArchivedUser.as_str())
     .fetch_all(pool)
     .await
 }
