@@ -44,8 +44,25 @@ impl AppError {
     }
 
     /// 500 for a failure that is ours; the cause, with its whole chain, goes to the log only.
+    /// When the chain shows the database went away during the request, 503 with
+    /// `SERVICE_UNAVAILABLE` instead: the caller can do something about that (try again).
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         let cause: anyhow::Error = cause.into();
+        if cause
+            .chain()
+            .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+            .any(database_gone)
+        {
+            tracing::warn!(
+                error = format!("{cause:#}"),
+                "the database went away mid-request"
+            );
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::dbgate::CODE,
+                DATABASE_LOST,
+            );
+        }
         tracing::error!(error = format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -62,6 +79,26 @@ impl AppError {
     /// The code a GraphQL client sees.
     pub fn graphql_code(&self) -> &'static str {
         self.graphql_code
+    }
+}
+
+/// What a caller is told when the database went away during its request.
+pub const DATABASE_LOST: &str = "The database became unavailable during the request. A change may \
+     or may not have been recorded: send it again (with the same command id it is applied once).";
+
+/// Whether `e` says the database is unreachable or shutting down (rather than refusing this
+/// statement): lost or refused connections, an exhausted or closed pool, and PostgreSQL's
+/// connection-exception (08) and operator-intervention (57P) classes.
+fn database_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
     }
 }
 
