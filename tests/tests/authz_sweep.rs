@@ -436,16 +436,7 @@ async fn every_operation_has_a_row_and_outsiders_get_nothing_of_a_private_projec
         .unwrap()
         .to_owned();
     let model_name = format!("{secret}-model");
-    let model = app
-        .gql_data(
-            &founder,
-            "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
-            json!({"p": project, "n": model_name}),
-        )
-        .await["modelMutations"]["create"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let model = app.create_model(&founder, &project, &model_name).await;
     let object = tests::object_id();
     let message = format!("{secret}-message");
     let version = app
