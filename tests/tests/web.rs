@@ -249,7 +249,7 @@ async fn send_model(app: &TestApp, token: &str, project: &str, model_name: &str)
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let model = app.create_model(token, &project, &model_name).await;
+    let model = app.create_model(token, project, model_name).await;
     app.gql_data(
         token,
         "mutation($p: String!, $m: String!, $o: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: $o, sourceApplication: \"rhino\", message: \"first boxes\"}) { id } } }",
