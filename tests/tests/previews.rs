@@ -501,7 +501,16 @@ async fn a_worker_dying_mid_render_leaves_a_job_another_finishes_and_regenerate_
     tokio::spawn(b.run(w.worker.clone()));
     let (status, error) = w.settled(&root).await;
     assert_eq!(status, "done", "{error:?}");
-    let outcomes: Vec<String> = w.attempts().await.into_iter().map(|(o, _)| o).collect();
+    // The preview is stored before the job's attempt is closed: wait for that too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let outcomes = loop {
+        let outcomes: Vec<String> = w.attempts().await.into_iter().map(|(o, _)| o).collect();
+        if outcomes.last().is_some_and(|o| o != "running") {
+            break outcomes;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{outcomes:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     assert_eq!(outcomes, ["abandoned", "succeeded"]);
 
     // An operator re-renders the project's previews; the command waits for them.

@@ -304,6 +304,10 @@ async fn catches_up_then_follows_live_and_reads_its_own_writes() {
                 .unwrap();
         assert_eq!((total, events), ((0..=i).sum::<i64>(), i + 1));
     }
+    // The waits above were for `totals` alone: `stream_heads` folds on its own schedule.
+    projections::wait_for(&db.pool, &["stream_heads"], head(&log).await, WAIT)
+        .await
+        .unwrap();
     let heads: i64 = sqlx::query_scalar("SELECT sum(events)::bigint FROM stream_heads")
         .fetch_one(&db.pool)
         .await
