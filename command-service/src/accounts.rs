@@ -302,7 +302,7 @@ impl Accounts {
                     match tokio::time::timeout(EPOCH_TIMEOUT, redis.get::<Option<i64>, _>(key))
                         .await
                     {
-                        Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)),
+                        Ok(Ok(epoch)) => Some(epoch.unwrap_or(0)), // no key yet: nothing revoked
                         _ => None,
                     }
                 })
@@ -682,6 +682,7 @@ impl Accounts {
         app_id: Option<&str>,
     ) -> Result<String, AccountError> {
         let (id, secret) = (random_hex(5), random_hex(16));
+        // No lifespan asked for: the configured default.
         let lifespan = lifespan.unwrap_or(self.limits.personal_token_ttl);
         let scopes: Vec<&str> = scopes.iter().map(Scope::as_str).collect();
         sqlx::query(
@@ -715,6 +716,7 @@ impl Accounts {
             .bind(ServerRole::Admin.as_str())
             .fetch_one(&self.pool)
             .await?;
+        // count(*) is never negative; saturating keeps the last-admin check right.
         let admin_count = u32::try_from(admins).unwrap_or(u32::MAX);
         self.bus
             .execute::<UserAggregate, _>(user_id, metadata, |_| {
@@ -731,6 +733,7 @@ impl Accounts {
 
     /// Revokes one of `user_id`'s tokens, given the token or its id. Returns whether one was.
     pub async fn revoke_token(&self, user_id: &str, token: &str) -> Result<bool, AccountError> {
+        // A bare token is accepted too; shorter than an id, it matches no token.
         let token = token.strip_prefix("Bearer ").unwrap_or(token).trim();
         let id = token.get(..10).unwrap_or(token);
         let done = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL")

@@ -74,7 +74,7 @@ async fn project_events(
         // The decoded event replaces the raw payload (nothing reads it after).
         let event = ProjectEvent::decode(
             &e.event_type,
-            u32::try_from(e.schema_version).unwrap_or(0),
+            u32::try_from(e.schema_version).unwrap_or(0), // the log's CHECK keeps it >= 1
             std::mem::take(&mut e.payload),
         )?;
         out.push((e, event));
@@ -238,7 +238,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
             "{}  #{:<8} {:<12} {:<28} {}\n",
             e.time,
             e.position,
-            e.actor_user_id.as_deref().unwrap_or("-"),
+            e.actor_user_id.as_deref().unwrap_or("-"), // no actor: a system change
             e.event_type,
             e.summary
         ));

@@ -44,6 +44,7 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
+        // A bare token is accepted too.
         let token = value.strip_prefix("Bearer ").unwrap_or(value).trim();
         if !token.is_empty() {
             return Some(token.to_owned());
@@ -121,7 +122,7 @@ fn serde_urlencoded_pairs(body: &Bytes) -> Result<HashMap<String, String>, Strin
     let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
     let mut out = HashMap::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "")); // a key alone: empty value
         out.insert(decode_component(k)?, decode_component(v)?);
     }
     Ok(out)

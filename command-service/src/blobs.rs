@@ -111,7 +111,7 @@ async fn store_parts(
         schema::files::complete(
             pool,
             &blob_id,
-            i64::try_from(size).unwrap_or(i64::MAX),
+            i64::try_from(size).unwrap_or(i64::MAX), // at most the limit, checked above
             &etag,
         )
         .await

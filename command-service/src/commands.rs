@@ -298,6 +298,7 @@ impl CommandBus {
             let event = A::decode(&e.event_type, schema_version, e.payload)
                 .map_err(|err| CommandError::Internal(err.into()))?;
             state = A::evolve(state, &event);
+            // The log's CHECK keeps it >= 1.
             version = u64::try_from(e.stream_version).unwrap_or(version);
         }
         Ok((state, version))

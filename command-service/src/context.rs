@@ -29,6 +29,7 @@ impl RequestContext {
                 .map(str::to_owned)
                 .filter(|v| !v.is_empty())
         };
+        // No User-Agent header: neither is known.
         let (agent_name, agent_version) = header("user-agent")
             .and_then(|ua| {
                 let product = ua.split_whitespace().next()?.to_owned();

@@ -91,6 +91,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         )
             .into_response()
     };
+    // Digits are always a valid header value.
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from_str(&retry_after.to_string()).unwrap_or(HeaderValue::from_static("5")),

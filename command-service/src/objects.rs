@@ -99,6 +99,7 @@ pub fn parse_batch(json: &str, max_object_bytes: usize) -> Result<Vec<NewObject>
                     "Error inserting object in the database: Object too large. Object ID: {id}"
                 ));
             }
+            // The column is an i32; larger counts saturate.
             let total = head
                 .total_children_count
                 .or_else(|| head.closure.as_ref().map(|c| c.len() as i64))
@@ -148,6 +149,7 @@ pub async fn upload(
         if field.file_name().is_none() {
             continue;
         }
+        // No Content-Type: opaque bytes.
         let content_type = field
             .content_type()
             .unwrap_or("application/octet-stream")

@@ -380,6 +380,7 @@ impl LivePreviewControl {
 
 impl PreviewControl for LivePreviewControl {
     fn grant(&self, project_id: &str) -> String {
+        // A huge TTL saturates at half of i64::MAX, so the sum cannot overflow.
         let expires = time::OffsetDateTime::now_utc().unix_timestamp()
             + i64::try_from(self.grant_ttl.as_secs()).unwrap_or(i64::MAX / 2);
         Accounts::preview_grant(&self.pepper, project_id, expires)
@@ -445,6 +446,7 @@ pub async fn regenerate(
         .bind(&keys)
         .fetch_one(pool)
         .await?;
+        // Counts are never negative.
         bar.set_position(u64::try_from(done + failed).unwrap_or(0));
         bar.set_message(format!("{failed} failed"));
         if done + failed >= keys.len() as i64 {

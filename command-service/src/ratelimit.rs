@@ -65,6 +65,7 @@ pub async fn check(state: &AppState, action: &str, subject: &str) -> Verdict {
     let Some(limit) = state.rate_limits().get(action).copied() else {
         return Verdict::Unchecked;
     };
+    // A poisoned lock: not paused.
     let paused = state
         .limiter_paused_until()
         .lock()
@@ -86,6 +87,7 @@ pub async fn check(state: &AppState, action: &str, subject: &str) -> Verdict {
         format!("{namespace}:rl:{action}:{subject}"),
         format!("{namespace}:rl:{action}:{subject}:burst"),
     ];
+    // Windows are minutes long; saturating is never reached.
     let args = vec![
         i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX),
         i64::from(limit.regular),
@@ -101,10 +103,11 @@ pub async fn check(state: &AppState, action: &str, subject: &str) -> Verdict {
         Ok(Ok(v)) if v.len() == 3 => {
             if v[0] == 1 {
                 Verdict::Allowed {
-                    remaining: u32::try_from(v[1]).unwrap_or(0),
+                    remaining: u32::try_from(v[1]).unwrap_or(0), // count <= limit: never negative
                 }
             } else {
                 Verdict::Limited {
+                    // The script returns at least 1 here.
                     reset_in: Duration::from_millis(u64::try_from(v[2]).unwrap_or(1000)),
                 }
             }

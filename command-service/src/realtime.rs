@@ -222,6 +222,7 @@ impl Publisher {
                     stream_id: e.stream_id.clone(),
                     event_type: e.event_type.clone(),
                     payload: e.payload.clone(),
+                    // The log's CHECK keeps it >= 1.
                     schema_version: u32::try_from(e.schema_version).unwrap_or(0),
                     actor_user_id: e.metadata.actor_user_id.clone(),
                     project: None,

@@ -86,7 +86,8 @@ pub fn actor_hint(event: &ProjectEvent) -> Option<&str> {
         E::ProjectInviteCreated { invited_by, .. } => Some(invited_by),
         E::ProjectInviteAccepted { user_id, .. }
         | E::ProjectInviteDeclined { user_id, .. }
-        | E::VersionReceived { user_id, .. } => Some(user_id),
+        | E::VersionReceived { user_id, .. }
+        | E::ProjectFavoriteSet { user_id, .. } => Some(user_id),
         _ => None,
     }
 }
@@ -165,7 +166,9 @@ pub fn of_project_event(event: &ProjectEvent) -> Vec<Activity> {
         | E::WebhookUpdated { .. }
         | E::WebhookDeleted { .. }
         | E::WebhookDisabled { .. }
-        | E::WebhookRedeliveryRequested { .. } => Vec::new(),
+        | E::WebhookRedeliveryRequested { .. }
+        // A favourite is a user's bookmark; the original records no activity for it.
+        | E::ProjectFavoriteSet { .. } => Vec::new(),
         E::ModelCreated { model_id, name, .. } => vec![Activity {
             action_type: "branch_create",
             resource_type: ResourceType::Branch,

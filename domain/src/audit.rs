@@ -259,7 +259,10 @@ impl ProjectView {
             E::VersionDeleted { version_id, .. } => {
                 self.versions.remove(version_id);
             }
-            E::VersionReceived { .. } | E::WebhookRedeliveryRequested { .. } => {}
+            // A favourite is a user's bookmark, not part of the project's state.
+            E::VersionReceived { .. }
+            | E::WebhookRedeliveryRequested { .. }
+            | E::ProjectFavoriteSet { .. } => {}
             E::WebhookCreated {
                 webhook_id, config, ..
             }
@@ -399,6 +402,7 @@ impl ProjectView {
             } => format!(
                 "version {version_id} created in {} from {}",
                 self.model_name(model_id),
+                // None recorded: say so.
                 source_application
                     .as_deref()
                     .unwrap_or("an unnamed application")
@@ -432,6 +436,15 @@ impl ProjectView {
                 source_application,
                 ..
             } => format!("version {version_id} received by {user_id} in {source_application}"),
+            E::ProjectFavoriteSet {
+                user_id, favorited, ..
+            } => {
+                if *favorited {
+                    format!("project marked as a favourite by {user_id}")
+                } else {
+                    format!("project no longer a favourite of {user_id}")
+                }
+            }
             E::WebhookCreated { config, .. } => format!("webhook to {} created", config.url),
             E::WebhookUpdated {
                 webhook_id, config, ..

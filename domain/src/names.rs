@@ -176,6 +176,7 @@ impl ModelName {
 
     /// [`ModelName::display_name`] of a stored name (read models keep names as text).
     pub fn display_name_of(name: &str) -> &str {
+        // rsplit always yields one piece.
         name.rsplit('/').next().unwrap_or(name)
     }
 

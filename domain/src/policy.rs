@@ -805,6 +805,16 @@ pub fn can_mark_received(p: &Principal, a: &ProjectAccess) -> Decision {
     read_access(p, a)
 }
 
+/// Marking a project as a favourite or unmarking it (the legacy `streamFavorite`): any
+/// signed-in, non-archived user who can read the project, with `streams:read`, as the original
+/// (a favourite changes nothing anyone else sees but a count).
+pub fn can_favorite_project(p: &Principal, a: &ProjectAccess) -> Decision {
+    let (_, role) = need_user(p)?;
+    need_scope(p, &Scope::STREAMS_READ)?;
+    need_server_role(role, ServerRole::Guest)?;
+    read_access(p, a)
+}
+
 /// Creating a project: server users and admins; guests only where the server allows it
 /// (`guests_may_create`); never archived users. Needs `streams:write`.
 pub fn can_create_project(p: &Principal, guests_may_create: bool) -> Decision {

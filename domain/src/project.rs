@@ -60,6 +60,7 @@ impl CreatedThrough {
 pub fn total_children_count(given: Option<i32>, closure_size: Option<i64>) -> u32 {
     match given {
         Some(n) => u32::try_from(n).unwrap_or(0),
+        // No closure stored: no children; a larger one saturates.
         None => u32::try_from(closure_size.unwrap_or(0)).unwrap_or(u32::MAX),
     }
 }
@@ -257,6 +258,14 @@ pub enum ProjectCommand {
         source_application: String,
         /// Optional message.
         message: Option<String>,
+    },
+    /// Mark the project as one of a user's favourites, or unmark it (the legacy
+    /// `streamFavorite`). Setting what is already so records nothing.
+    SetFavorite {
+        /// The user whose favourite it is.
+        user_id: String,
+        /// Favourite or not.
+        favorited: bool,
     },
     /// Register a webhook (see [`webhook`] for the rules).
     CreateWebhook {
@@ -491,6 +500,15 @@ pub enum ProjectEvent {
         /// Optional message.
         message: Option<String>,
     },
+    /// A user marked the project as a favourite, or unmarked it.
+    ProjectFavoriteSet {
+        /// Project id.
+        project_id: String,
+        /// The user.
+        user_id: String,
+        /// Favourite or not.
+        favorited: bool,
+    },
     /// A webhook was registered. Its secret is not an event: it lives in the credential store.
     WebhookCreated {
         /// Project id.
@@ -543,7 +561,7 @@ impl ProjectEvent {
     pub const SCHEMA_VERSION: u32 = 1;
 
     /// Every project event type name.
-    pub const EVENT_TYPES: [&'static str; 22] = [
+    pub const EVENT_TYPES: [&'static str; 23] = [
         "ProjectCreated",
         "ProjectUpdated",
         "ProjectDeleted",
@@ -561,6 +579,7 @@ impl ProjectEvent {
         "VersionMoved",
         "VersionDeleted",
         "VersionReceived",
+        "ProjectFavoriteSet",
         "WebhookCreated",
         "WebhookUpdated",
         "WebhookDeleted",
@@ -588,6 +607,7 @@ impl ProjectEvent {
             Self::VersionMoved { .. } => "VersionMoved",
             Self::VersionDeleted { .. } => "VersionDeleted",
             Self::VersionReceived { .. } => "VersionReceived",
+            Self::ProjectFavoriteSet { .. } => "ProjectFavoriteSet",
             Self::WebhookCreated { .. } => "WebhookCreated",
             Self::WebhookUpdated { .. } => "WebhookUpdated",
             Self::WebhookDeleted { .. } => "WebhookDeleted",
@@ -616,6 +636,7 @@ impl ProjectEvent {
             | Self::VersionMoved { project_id, .. }
             | Self::VersionDeleted { project_id, .. }
             | Self::VersionReceived { project_id, .. }
+            | Self::ProjectFavoriteSet { project_id, .. }
             | Self::WebhookCreated { project_id, .. }
             | Self::WebhookUpdated { project_id, .. }
             | Self::WebhookDeleted { project_id, .. }
@@ -660,6 +681,7 @@ impl ProjectEvent {
             | Self::VersionMoved { .. }
             | Self::VersionDeleted { .. }
             | Self::VersionReceived { .. }
+            | Self::ProjectFavoriteSet { .. }
             | Self::WebhookCreated { .. }
             | Self::WebhookUpdated { .. }
             | Self::WebhookDeleted { .. }
@@ -769,6 +791,8 @@ pub struct Project {
     /// Every model, version and invite id ever used here: ids are never reused, so read models
     /// never see one id mean two things.
     pub used_ids: BTreeSet<String>,
+    /// The users who hold the project among their favourites.
+    pub favorited_by: BTreeSet<String>,
 }
 
 impl Project {
@@ -857,6 +881,9 @@ impl Project {
 }
 
 /// A project stream folded so far.
+// One state per stream, kept whole in the command bus's cache (boxed there): boxing the
+// active variant would only add an indirection to every fold step.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum ProjectState {
     /// No events yet.
@@ -1043,6 +1070,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
                 name,
                 description: description.unwrap_or_else(|| p.description.clone()),
                 visibility: visibility.map_or(p.visibility, Visibility::effective),
+                // Not given: unchanged.
                 allow_public_comments: allow_public_comments.unwrap_or(p.allow_public_comments),
             }])
         }
@@ -1372,6 +1400,17 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
                 message,
             }])
         }
+        ProjectCommand::SetFavorite { user_id, favorited } => {
+            check_id("userId", &user_id)?;
+            if p.favorited_by.contains(&user_id) == favorited {
+                return Ok(vec![]);
+            }
+            Ok(vec![ProjectEvent::ProjectFavoriteSet {
+                project_id,
+                user_id,
+                favorited,
+            }])
+        }
     }
 }
 
@@ -1401,6 +1440,7 @@ pub fn evolve(state: ProjectState, event: &ProjectEvent) -> ProjectState {
             versions: BTreeMap::new(),
             webhooks: BTreeMap::new(),
             used_ids: BTreeSet::new(),
+            favorited_by: BTreeSet::new(),
         }),
         (ProjectState::Active(p), ProjectEvent::ProjectDeleted { .. }) => {
             ProjectState::Deleted { id: p.id }
@@ -1516,6 +1556,15 @@ fn apply(p: &mut Project, event: &ProjectEvent) {
             p.versions.remove(version_id);
         }
         ProjectEvent::VersionUpdated { .. } | ProjectEvent::VersionReceived { .. } => {}
+        ProjectEvent::ProjectFavoriteSet {
+            user_id, favorited, ..
+        } => {
+            if *favorited {
+                p.favorited_by.insert(user_id.clone());
+            } else {
+                p.favorited_by.remove(user_id);
+            }
+        }
         ProjectEvent::WebhookCreated { .. }
         | ProjectEvent::WebhookUpdated { .. }
         | ProjectEvent::WebhookDeleted { .. }
@@ -1529,6 +1578,7 @@ pub fn fold<'a>(events: impl IntoIterator<Item = &'a ProjectEvent>) -> ProjectSt
     events.into_iter().fold(ProjectState::default(), evolve)
 }
 
+pub mod samples;
 pub mod webhook;
 
 #[cfg(test)]

@@ -118,6 +118,7 @@ pub async fn rebuild(
         tx.commit().await?;
     }
     let result = build_and_swap(pool, projection, options, progress, live, next, started).await;
+    // A failed build leaves its tables behind: drop them too.
     if result.as_ref().map(|r| !r.swapped).unwrap_or(true) {
         drop_tables(pool, projection, next).await?;
     }
@@ -138,7 +139,7 @@ async fn build_and_swap(
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(pool)
         .await?;
-    let total = u64::try_from(total).unwrap_or(0);
+    let total = u64::try_from(total).unwrap_or(0); // count(*) is never negative
 
     // Bulk fold, one transaction per batch; indexes come after the load.
     let fold_started = Instant::now();
@@ -239,7 +240,7 @@ async fn build_and_swap(
         .bind(next)
         .bind(cursor.transaction_id.to_string())
         .bind(cursor.position)
-        .bind(i64::try_from(done).unwrap_or(i64::MAX))
+        .bind(i64::try_from(done).unwrap_or(i64::MAX)) // saturates; never reached
         .bind(crate::projection::definition(projection))
         .execute(&mut *tx)
         .await?;

@@ -34,8 +34,16 @@ const TABLES: &[TableDef] = &[
         create: "CREATE TABLE {table} (
             id text PRIMARY KEY, name text NOT NULL, description text NOT NULL,
             visibility text NOT NULL, allow_public_comments boolean NOT NULL,
+            favorites_count integer NOT NULL DEFAULT 0,
             created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)",
         indexes: &["CREATE INDEX {table}_updated ON {table} (updated_at DESC, id)"],
+    },
+    TableDef {
+        name: "project_favorites",
+        create: "CREATE TABLE {table} (
+            project_id text NOT NULL, user_id text NOT NULL, created_at timestamptz NOT NULL,
+            PRIMARY KEY (project_id, user_id))",
+        indexes: &["CREATE INDEX {table}_user ON {table} (user_id, created_at DESC, project_id)"],
     },
     TableDef {
         name: "project_members",
@@ -101,9 +109,9 @@ impl Projection for SpeckleReadModel {
     }
 
     /// 2: a deleted user takes the invites addressed to their email with them; activity entries
-    /// carry no personal fields.
+    /// carry no personal fields. 3: favourites (`project_favorites`, `projects.favorites_count`).
     fn version(&self) -> u32 {
-        2
+        3
     }
 
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
@@ -153,6 +161,7 @@ struct Tables {
     versions: String,
     activity: String,
     ingestions: String,
+    favorites: String,
 }
 
 impl Tables {
@@ -166,6 +175,7 @@ impl Tables {
             versions: batch.table("versions"),
             activity: batch.table("activity"),
             ingestions: batch.table(ingestions::TABLE.name),
+            favorites: batch.table("project_favorites"),
         }
     }
 }
@@ -257,6 +267,7 @@ async fn apply_project(
                 &t.invites,
                 &t.members,
                 &t.ingestions,
+                &t.favorites,
             ] {
                 exec(
                     conn,
@@ -427,6 +438,7 @@ async fn apply_project(
                  total_children_count, parents, author_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 t.versions
             );
+            // The column is an int: a larger count saturates.
             let count = i32::try_from(*total_children_count).unwrap_or(i32::MAX);
             exec(
                 conn,
@@ -483,6 +495,36 @@ async fn apply_project(
         }
         // Receipts feed activity and webhooks; the version itself does not change.
         E::VersionReceived { .. } => Ok(()),
+        // The count moves only when the row set changes, so a repeated event cannot skew it.
+        E::ProjectFavoriteSet {
+            project_id,
+            user_id,
+            favorited: true,
+        } => {
+            let q = format!(
+                "WITH added AS (INSERT INTO {} (project_id, user_id, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING RETURNING 1) \
+                 UPDATE {} SET favorites_count = favorites_count + (SELECT count(*) FROM added) WHERE id = $1",
+                t.favorites, t.projects
+            );
+            exec(
+                conn,
+                sqlx::query(sql(q)).bind(project_id).bind(user_id).bind(at),
+            )
+            .await
+        }
+        E::ProjectFavoriteSet {
+            project_id,
+            user_id,
+            favorited: false,
+        } => {
+            let q = format!(
+                "WITH removed AS (DELETE FROM {} WHERE project_id = $1 AND user_id = $2 RETURNING 1) \
+                 UPDATE {} SET favorites_count = favorites_count - (SELECT count(*) FROM removed) WHERE id = $1",
+                t.favorites, t.projects
+            );
+            exec(conn, sqlx::query(sql(q)).bind(project_id).bind(user_id)).await
+        }
         // Webhook configuration is the webhooks projection's concern.
         E::WebhookCreated { .. }
         | E::WebhookUpdated { .. }
@@ -640,6 +682,14 @@ async fn apply_user(
                     .bind(user_id),
             )
             .await?;
+            // Their favourites leave the counts with them.
+            let q = format!(
+                "WITH removed AS (DELETE FROM {} WHERE user_id = $1 RETURNING project_id) \
+                 UPDATE {} p SET favorites_count = p.favorites_count - r.n \
+                 FROM (SELECT project_id, count(*) AS n FROM removed GROUP BY project_id) r WHERE p.id = r.project_id",
+                t.favorites, t.projects
+            );
+            exec(conn, sqlx::query(sql(q)).bind(user_id)).await?;
             exec(
                 conn,
                 sqlx::query(sql(format!("DELETE FROM {} WHERE id = $1", t.users))).bind(user_id),

@@ -356,7 +356,9 @@ pub async fn export(
         let xid: String = r.try_get("xid")?;
         let line = ExportLine::Event(ExportedEvent {
             position: r.try_get("position")?,
-            transaction_id: xid.parse().unwrap_or(0),
+            transaction_id: xid
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(format!("transaction id {xid:?}: {e}").into()))?,
             stream_id: r.try_get("stream_id")?,
             stream_version: r.try_get("stream_version")?,
             event_type: r.try_get("event_type")?,

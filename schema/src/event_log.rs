@@ -71,6 +71,7 @@ impl ExpectedVersion {
         match self {
             Self::Any => -1,
             Self::NoStream => 0,
+            // No stream gets that long: the append conflicts.
             Self::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX),
         }
     }
@@ -382,6 +383,7 @@ impl EventLog {
             .iter()
             .map(|e| e.event_type.as_str())
             .collect();
+        // Schema versions are small constants in code.
         let versions: Vec<i32> = request
             .events
             .iter()
@@ -539,7 +541,7 @@ impl EventLog {
                 .bind(stream.as_str())
                 .fetch_one(&self.pool)
                 .await?;
-        Ok(to_u64(v.unwrap_or(0)))
+        Ok(to_u64(v.unwrap_or(0))) // no events: version 0
     }
 
     /// Up to `limit` events after `after`, in read order, never passing an event whose
@@ -715,7 +717,7 @@ async fn decode_events(
 }
 
 fn to_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+    u64::try_from(v).unwrap_or(0) // versions are >= 1 by CHECK
 }
 
 fn parse_xid(xid: &str) -> Result<u64, sqlx::Error> {

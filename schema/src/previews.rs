@@ -184,7 +184,7 @@ pub async fn stats(pool: &PgPool) -> Result<Vec<(String, f64)>, sqlx::Error> {
     .fetch_one(pool)
     .await?;
     out.push(("queued".to_owned(), queued as f64));
-    out.push(("oldest_queued_seconds".to_owned(), oldest.unwrap_or(0.0)));
+    out.push(("oldest_queued_seconds".to_owned(), oldest.unwrap_or(0.0))); // none queued: 0
     let (p50, p99): (Option<f64>, Option<f64>) = sqlx::query_as(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0, \
                 percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 \
@@ -192,6 +192,7 @@ pub async fn stats(pool: &PgPool) -> Result<Vec<(String, f64)>, sqlx::Error> {
     )
     .fetch_one(pool)
     .await?;
+    // No renders in the hour: 0.
     out.push(("render_seconds_p50_1h".to_owned(), p50.unwrap_or(0.0)));
     out.push(("render_seconds_p99_1h".to_owned(), p99.unwrap_or(0.0)));
     Ok(out)

@@ -135,6 +135,7 @@ const ROWS: &[(&str, Who)] = &[
     ("Mutation.streamDelete", Who::Member),
     ("Mutation.streamUpdatePermission", Who::Member),
     ("Mutation.streamRevokePermission", Who::Member),
+    ("Mutation.streamFavorite", Who::Member),
     ("Mutation.branchCreate", Who::Member),
     ("Mutation.branchUpdate", Who::Member),
     ("Mutation.branchDelete", Who::Member),

@@ -460,3 +460,92 @@ async fn object_create_stores_objects_with_closure_counts() {
     assert_eq!(object["totalChildrenCount"], 1);
     assert_eq!(object["data"]["name"], "root");
 }
+
+const FAVORITE: &str = "mutation($id: String!, $f: Boolean!) { \
+    streamFavorite(streamId: $id, favorited: $f) { id favoritedDate favoritesCount } }";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
+    let w = world().await;
+    let (owner, _) = w.user("fav-owner@example.com").await;
+    let (other, _) = w.user("fav-other@example.com").await;
+    let public = w.stream_create(&owner, json!({"name": "open"})).await;
+    let private = w
+        .stream_create(&owner, json!({"name": "closed", "isPublic": false}))
+        .await;
+    let mine = w
+        .ok(&owner, FAVORITE, json!({"id": public, "f": true}))
+        .await;
+    assert_eq!(mine["streamFavorite"]["favoritesCount"], 1, "{mine}");
+    assert!(
+        mine["streamFavorite"]["favoritedDate"].is_string(),
+        "{mine}"
+    );
+    // Favouriting again changes nothing.
+    let again = w
+        .ok(&owner, FAVORITE, json!({"id": public, "f": true}))
+        .await;
+    assert_eq!(again["streamFavorite"]["favoritesCount"], 1, "{again}");
+    assert_eq!(
+        again["streamFavorite"]["favoritedDate"],
+        mine["streamFavorite"]["favoritedDate"]
+    );
+    // A non-member may favourite a public stream; their date is theirs alone.
+    let theirs = w
+        .ok(&other, FAVORITE, json!({"id": public, "f": true}))
+        .await;
+    assert_eq!(theirs["streamFavorite"]["favoritesCount"], 2, "{theirs}");
+    let read = "query($id: String!) { stream(id: $id) { favoritedDate favoritesCount } }";
+    let anonymous = w.raw(None, read, json!({"id": public})).await;
+    assert_eq!(
+        anonymous["data"]["stream"]["favoritesCount"], 2,
+        "{anonymous}"
+    );
+    assert!(
+        anonymous["data"]["stream"]["favoritedDate"].is_null(),
+        "{anonymous}"
+    );
+    // Unmarking takes one away; unmarking what is not marked takes nothing.
+    let off = w
+        .ok(&other, FAVORITE, json!({"id": public, "f": false}))
+        .await;
+    assert_eq!(off["streamFavorite"]["favoritesCount"], 1, "{off}");
+    assert!(off["streamFavorite"]["favoritedDate"].is_null(), "{off}");
+    let off = w
+        .ok(&other, FAVORITE, json!({"id": public, "f": false}))
+        .await;
+    assert_eq!(off["streamFavorite"]["favoritesCount"], 1, "{off}");
+    let by_owner = w.ok(&owner, read, json!({"id": public})).await;
+    assert_eq!(
+        by_owner["stream"]["favoritedDate"], mine["streamFavorite"]["favoritedDate"],
+        "{by_owner}"
+    );
+
+    // A private stream stays out of reach of those who cannot read it, and anonymous callers
+    // have nobody to favourite for.
+    let refused = w
+        .raw(Some(&other), FAVORITE, json!({"id": private, "f": true}))
+        .await;
+    assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
+    let refused = w
+        .raw(None, FAVORITE, json!({"id": public, "f": true}))
+        .await;
+    assert!(!code(&refused).is_empty(), "{refused}");
+    let count = w.ok(&owner, read, json!({"id": private})).await;
+    assert_eq!(count["stream"]["favoritesCount"], 0, "{count}");
+
+    // The counts and rows are a fold of the log: a rebuild finds the same.
+    let verify = projections::RebuildOptions {
+        verify: true,
+        ..Default::default()
+    };
+    let check = projections::rebuild(
+        &w._db.pool,
+        &projections::speckle::SpeckleReadModel,
+        &verify,
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(check.difference_count, 0, "{:?}", check.differences);
+}

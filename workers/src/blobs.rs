@@ -190,7 +190,11 @@ impl BlobStore {
         {
             Ok(head) => Ok(Some(Stored {
                 etag: head.e_tag().unwrap_or_default().to_owned(),
-                size: u64::try_from(head.content_length().unwrap_or(0)).unwrap_or(0),
+                // A size of 0 would pass the size limit: no size is an error.
+                size: head
+                    .content_length()
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| BlobError::Store(format!("HEAD {key} gave no size")))?,
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(store_error(e)),

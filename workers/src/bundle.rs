@@ -449,6 +449,7 @@ impl Relations {
         let ords = t.ints("ord")?;
         let mut r = Self::default();
         for (i, ((rel, src), dst)) in rels.into_iter().zip(srcs).zip(dsts).enumerate() {
+            // No `ord`: sorts first.
             let ord = ords.get(i).copied().flatten().unwrap_or(0);
             match rel {
                 REL_DISPLAY => r.display.entry(src).or_default().push((ord, dst)),
@@ -732,6 +733,7 @@ impl Bundle<'_> {
             None => Map::new(),
         };
         overlay(&mut properties, self.properties.nested(k));
+        // Unnamed: its application id.
         let name = self
             .properties
             .string(k, "name")
@@ -864,6 +866,7 @@ impl Tree<'_> {
             elements.push(self.collection(store, child)?);
         }
         elements.extend(self.objects_of(Some(k)).iter().cloned());
+        // Unnamed: a generic layer name.
         let name = self
             .containers
             .get(&k)
@@ -952,6 +955,7 @@ impl Store {
         if let Some(c) = &closure_json {
             body.insert("__closure".into(), c.clone());
         }
+        // No type: Speckle's base type.
         let speckle_type = body
             .get("speckle_type")
             .and_then(Value::as_str)
@@ -964,6 +968,7 @@ impl Store {
             self.objects.push(NewObject {
                 id: id.clone(),
                 speckle_type,
+                // Closures are far below i32::MAX; saturates.
                 total_children_count: Some(i32::try_from(count).unwrap_or(i32::MAX)),
                 closure: closure_json,
                 data: serde_json::to_string(&body)?,

@@ -168,6 +168,7 @@ impl Importer for Obj {
                 )));
             }
             let material = m.material_id.and_then(|id| materials.get(id)).map(|mat| {
+                // No Kd: light grey; no d: opaque.
                 let [r, g, b] = mat.diffuse.unwrap_or([0.8, 0.8, 0.8]);
                 let opacity = f64::from(mat.dissolve.unwrap_or(1.0));
                 (
@@ -326,6 +327,7 @@ pub fn to_objects(
         .collect();
     let root = tree.add(collection(file_name, "file"), vec![("elements", children)]);
     let objects = tree.into_objects();
+    // Saturates; never reached.
     let count = u32::try_from(objects.len().saturating_sub(1)).unwrap_or(u32::MAX);
     (root.id, count, objects)
 }

@@ -304,6 +304,7 @@ impl Browser {
             "width": options.width,
             "height": options.height,
             "angles": options.angles,
+            // Saturates; never reached.
             "timeoutMs": u64::try_from(options.render_timeout.as_millis()).unwrap_or(u64::MAX),
         });
         let answer = self
@@ -416,6 +417,7 @@ pub fn group_pss_bytes(pgid: u32) -> u64 {
         let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
             continue;
         };
+        // An unreadable line counts as 0 (a best-effort gauge).
         total += rollup
             .lines()
             .find_map(|l| l.strip_prefix("Pss:"))
@@ -641,7 +643,7 @@ impl Renderer {
 }
 
 fn elapsed_ms(since: Instant) -> i32 {
-    i32::try_from(since.elapsed().as_millis()).unwrap_or(i32::MAX)
+    i32::try_from(since.elapsed().as_millis()).unwrap_or(i32::MAX) // saturates; never reached
 }
 
 /// An attempt that stored nothing: why, and when to look again (none: the runner's backoff).

@@ -99,6 +99,7 @@ impl Default for RunnerOptions {
 /// The delay before attempt `attempt + 1`: exponential from `base`, capped, with jitter
 /// between half and the whole of it (so retries of many jobs spread out).
 pub fn backoff(options: &RunnerOptions, attempt: i32) -> Duration {
+    // Attempt 0 or less: no doubling.
     let exp = options
         .backoff_base
         .saturating_mul(2u32.saturating_pow(u32::try_from(attempt.saturating_sub(1)).unwrap_or(0)));

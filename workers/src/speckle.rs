@@ -63,6 +63,7 @@ impl Tree {
         let unhashed = Value::Object(fields.clone()).to_string();
         let id = hex::encode(sha2::Sha256::digest(unhashed.as_bytes()))[..32].to_owned();
         if self.seen.insert(id.clone()) {
+            // No type: Speckle's base type.
             let speckle_type = fields
                 .get("speckle_type")
                 .and_then(Value::as_str)
@@ -73,6 +74,7 @@ impl Tree {
             self.objects.push(NewObject {
                 id: id.clone(),
                 speckle_type,
+                // Saturates; never reached.
                 total_children_count: Some(i32::try_from(count).unwrap_or(i32::MAX)),
                 closure: closure_json,
                 data: Value::Object(fields).to_string(),
@@ -111,6 +113,7 @@ impl Mesh {
         let mut i = 0;
         let mut n = 0;
         while i < self.faces.len() {
+            // u64 fits usize on our targets; else the count ends.
             let step = usize::try_from(self.faces[i]).unwrap_or(usize::MAX);
             i = i.saturating_add(step).saturating_add(1);
             n += 1;

@@ -84,6 +84,7 @@ fn default_info(app: &App, origin: &str) -> AppInfo {
         terms_and_conditions_link: None,
         logo: None,
         public: true,
+        // No redirect URL: this server's own address.
         redirect_url: app.redirect_url.unwrap_or(origin).to_owned(),
         scopes: app.scopes().iter().map(|s| s.as_str().to_owned()).collect(),
         author_id: None,

@@ -74,6 +74,7 @@ impl Accounts {
             .bind(ServerRole::Admin.as_str())
             .fetch_one(&self.pool)
             .await?;
+        // count(*) is never negative; saturating keeps the last-admin check right.
         let admin_count = u32::try_from(admins).unwrap_or(u32::MAX);
         if user.server_role == ServerRole::Admin && admin_count <= 1 {
             return Err(CommandError::from(domain::DomainError::LastAdmin).into());

@@ -140,7 +140,7 @@ fn page_bounds(
 }
 
 fn count(n: i64) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
+    i32::try_from(n).unwrap_or(i32::MAX) // past GraphQL's Int: its largest
 }
 
 #[Object]
@@ -243,6 +243,7 @@ impl AdminQueries {
         .map_err(internal)?;
         let items: Vec<AdminUserListItem> = rows.into_iter().map(AdminUserListItem::from).collect();
         let cursor = next_cursor(&items, limit, |u| {
+            // Always set (the column is NOT NULL).
             (u.created_at.unwrap_or(OffsetDateTime::UNIX_EPOCH), &u.id)
         });
         Ok(AdminUserList {

@@ -196,7 +196,7 @@ fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFiel
         description: input.description,
         terms_and_conditions_link: input.terms_and_conditions_link,
         logo: input.logo,
-        public: input.public.unwrap_or(false),
+        public: input.public.unwrap_or(false), // not asked for: unlisted
         redirect_url: input.redirect_url,
         scopes: parsed,
     })

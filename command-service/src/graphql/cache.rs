@@ -236,6 +236,7 @@ const READ_MODEL_FIELDS: &[(&str, &[&str])] = &[
             "isDiscoverable",
             "collaborators",
             "favoritesCount",
+            "favoritedDate",
             "branches",
             "branch",
             "commits",
@@ -473,6 +474,7 @@ impl ResponseCache {
 
     /// Bytes held (for tests and metrics).
     pub fn bytes(&self) -> usize {
+        // A poisoned lock reads as empty (tests and metrics only).
         self.entries.lock().map(|e| e.bytes).unwrap_or(0)
     }
 }

@@ -165,6 +165,7 @@ impl From<FileImportRow> for FileUpload {
                 .as_ref()
                 .map(|f| f.file_type.clone())
                 .unwrap_or_default(),
+            // Sizes past GraphQL's Int read as its largest.
             file_size: file
                 .as_ref()
                 .map_or(0, |f| i32::try_from(f.file_size).unwrap_or(i32::MAX)),
@@ -215,6 +216,7 @@ pub(crate) async fn model_uploads(
     input: Option<GetModelUploadsInput>,
 ) -> async_graphql::Result<FileUploadCollection> {
     let (limit, cursor) = input.map_or((None, None), |i| (i.limit, i.cursor));
+    // The original's default page size.
     let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
     let after = cursor
         .as_deref()
@@ -250,6 +252,7 @@ pub(crate) async fn pending(
     model_id: Option<&str>,
     limit: Option<i32>,
 ) -> async_graphql::Result<Vec<FileUpload>> {
+    // The original's default page size.
     let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
     let filter = FileImportsFilter {
         model_id,
@@ -581,6 +584,7 @@ async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql:
             format!("ETag mismatch: expected {}", input.etag),
         ));
     }
+    // usize fits in u64 on our targets.
     let limit = u64::try_from(state.settings().blob_size_limit_bytes).unwrap_or(u64::MAX);
     if stored.size > limit {
         let reason = format!(
@@ -592,6 +596,7 @@ async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql:
             .map_err(internal)?;
         return Err(gql_error(ErrorCode::BadRequest, reason));
     }
+    // At most the limit, checked above.
     let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
     if !schema::files::complete(pool, &input.file_id, size, &stored.etag)
         .await

@@ -239,7 +239,7 @@ pub(crate) async fn history(
     until: Option<OffsetDateTime>,
 ) -> async_graphql::Result<ProjectHistoryCollection> {
     allowed(ctx, project)?;
-    let limit = limit.unwrap_or(25);
+    let limit = limit.unwrap_or(25); // the original's default page size
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -260,7 +260,7 @@ pub(crate) async fn history(
     let all = crate::audit::history(state.event_log(), project.project_id(), &filter)
         .await
         .map_err(|e| gql_error(ErrorCode::Internal, e.to_string()))?;
-    let total_count = i64::try_from(all.len()).unwrap_or(i64::MAX);
+    let total_count = i64::try_from(all.len()).unwrap_or(i64::MAX); // a length fits i64
     let rest: Vec<HistoryEntry> = all
         .into_iter()
         .filter(|e| after.is_none_or(|a| e.position > a))

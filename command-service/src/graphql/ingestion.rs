@@ -131,6 +131,7 @@ pub struct ModelIngestion {
 
 impl From<IngestionRow> for ModelIngestion {
     fn from(row: IngestionRow) -> Self {
+        // A status this build does not know reads as failed.
         let status = IngestionStatus::parse(&row.status).unwrap_or(IngestionStatus::Failed);
         let wire = ModelIngestionStatus::from(status);
         let status_data = match status {

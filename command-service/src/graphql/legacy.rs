@@ -32,6 +32,8 @@ pub struct Stream {
     allow_public_comments: bool,
     /// The caller's role, e.g. `stream:owner`.
     role: Option<String>,
+    /// How many users hold it among their favourites.
+    favorites_count: i32,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -46,6 +48,7 @@ impl From<query::StreamRow> for Stream {
             is_public: r.is_public,
             allow_public_comments: r.allow_public_comments,
             role: None,
+            favorites_count: r.favorites_count,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -303,9 +306,17 @@ impl Stream {
         super::webhooks::list(ctx, &project, id.as_deref()).await
     }
 
-    /// Always 0: favourites are not kept.
-    async fn favorites_count(&self) -> i32 {
-        0
+    /// When the signed-in user marked it as a favourite; null when it is not one of theirs.
+    async fn favorited_date(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<OffsetDateTime>> {
+        let Some(user) = ctx.data::<domain::Principal>()?.user_id.as_deref() else {
+            return Ok(None);
+        };
+        query::favorited_at(pool(ctx)?, &self.id, user)
+            .await
+            .map_err(internal)
     }
 
     /// Branches, newest first.
@@ -340,7 +351,7 @@ impl Stream {
         ctx: &Context<'_>,
         #[graphql(default_with = "Some(String::from(\"main\"))")] name: Option<String>,
     ) -> async_graphql::Result<Option<Branch>> {
-        let name = name.as_deref().unwrap_or("main");
+        let name = name.as_deref().unwrap_or("main"); // explicit null: the schema default
         Ok(
             query::branch_by_name(pool(ctx)?, &self.id, &domain::ModelName::tidy(name))
                 .await
@@ -739,6 +750,30 @@ impl LegacyMutation {
         )
         .await?;
         Ok(true)
+    }
+
+    /// Marks the stream as one of the signed-in user's favourites, or unmarks it (anyone who
+    /// can read it).
+    async fn stream_favorite(
+        &self,
+        ctx: &Context<'_>,
+        stream_id: String,
+        favorited: bool,
+    ) -> async_graphql::Result<Option<Stream>> {
+        let (_, user) = signed_in(ctx)?;
+        run(
+            ctx,
+            &stream_id,
+            |p, a, _| policy::can_favorite_project(p, a),
+            |_| {
+                Ok(ProjectCommand::SetFavorite {
+                    user_id: user.clone(),
+                    favorited,
+                })
+            },
+        )
+        .await?;
+        load(ctx, &stream_id).await.map(Some)
     }
 
     /// Deletes a stream (owners; admins).

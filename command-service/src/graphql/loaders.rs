@@ -49,6 +49,7 @@ impl Loader<(String, i64)> for ModelVersionsLoader {
         keys: &[(String, i64)],
     ) -> Result<HashMap<(String, i64), FirstPage>, Self::Error> {
         let ids: Vec<&str> = keys.iter().map(|(id, _)| id.as_str()).collect();
+        // No keys: nothing to load.
         let limit = keys.iter().map(|(_, l)| *l).max().unwrap_or(0);
         // Pages and counts in one round trip; a model without versions has no row and a
         // count of 0.
@@ -77,6 +78,7 @@ impl Loader<(String, i64)> for ModelVersionsLoader {
                     .get(id)
                     .map(|vs| {
                         vs.iter()
+                            // Limits are checked non-negative before loading.
                             .take(usize::try_from(*l).unwrap_or(0))
                             .cloned()
                             .collect()
@@ -85,7 +87,7 @@ impl Loader<(String, i64)> for ModelVersionsLoader {
                 (
                     (id.clone(), *l),
                     FirstPage {
-                        total_count: counts.get(id).copied().unwrap_or(0),
+                        total_count: counts.get(id).copied().unwrap_or(0), // no row: no versions
                         items,
                     },
                 )
@@ -109,6 +111,7 @@ impl Loader<(String, i64)> for ProjectModelsLoader {
         keys: &[(String, i64)],
     ) -> Result<HashMap<(String, i64), Arc<query::ModelsPage>>, Self::Error> {
         let ids: Vec<&str> = keys.iter().map(|(id, _)| id.as_str()).collect();
+        // No keys: nothing to load.
         let limit = keys.iter().map(|(_, l)| *l).max().unwrap_or(0);
         let pages = query::first_models_of_projects(&self.0, &ids, limit)
             .await
@@ -119,6 +122,7 @@ impl Loader<(String, i64)> for ProjectModelsLoader {
                 let page = pages.get(id)?;
                 let page = query::ModelsPage {
                     total_count: page.total_count,
+                    // Limits are checked non-negative before loading.
                     items: page
                         .items
                         .iter()

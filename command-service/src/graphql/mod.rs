@@ -107,6 +107,7 @@ impl Query {
                 query,
                 limit,
                 cursor,
+                // An explicit null: the schema default, false.
                 archived: archived.unwrap_or(false),
                 email_only: email_only.unwrap_or(false),
             },

@@ -155,6 +155,7 @@ impl ProjectMutations {
             .map_err(|d| denied(&d))?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
+        // No input: every field takes its default.
         let input = input.unwrap_or(ProjectCreateInput {
             name: None,
             description: None,
@@ -165,6 +166,7 @@ impl ProjectMutations {
             id: id.clone(),
             name: through.name_or_default(input.name, &id),
             description: input.description,
+            // Not given: the API's default visibility.
             visibility: visibility_in(input.visibility)?.unwrap_or(through.default_visibility()),
             owner_user_id: user.clone(),
             default_model_id: None,

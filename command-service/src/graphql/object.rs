@@ -21,6 +21,7 @@ impl ScalarType for JsonObject {
     }
 
     fn to_value(&self) -> GqlValue {
+        // A JSON value always converts; Null is unreachable.
         GqlValue::from_json(self.0.clone()).unwrap_or(GqlValue::Null)
     }
 }
@@ -132,10 +133,12 @@ impl SpeckleObject {
                 o.raw = project(&data, &select).to_string();
             }
         }
+        // The limit is checked to 0..=1000 above.
         let cursor = (objects.len() == usize::try_from(limit).unwrap_or(0))
             .then(|| objects.last().map(|o| o.id.clone()))
             .flatten();
         Ok(ObjectCollection {
+            // Not recorded: no children counted.
             total_count: i64::from(self.total_children_count.unwrap_or(0)),
             cursor,
             objects,

@@ -199,7 +199,7 @@ impl From<ProjectModelsFilter> for query::ModelsFilter {
             search: f.search,
             source_apps: f.source_apps,
             contributors: f.contributors,
-            only_with_versions: f.only_with_versions.unwrap_or(false),
+            only_with_versions: f.only_with_versions.unwrap_or(false), // unset: every model
             ids: f.ids,
             exclude_ids: f.exclude_ids,
         }
@@ -270,7 +270,7 @@ impl From<query::VersionRow> for Version {
 const MAX_MODELS_PAGE: i64 = 500;
 
 fn models_page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
-    let limit = i64::from(limit.unwrap_or(25));
+    let limit = i64::from(limit.unwrap_or(25)); // the original's default page size
     if !(0..=MAX_MODELS_PAGE).contains(&limit) {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -456,7 +456,7 @@ fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
 const MAX_PAGE: i64 = 100;
 
 pub(crate) fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
-    let limit = i64::from(limit.unwrap_or(25));
+    let limit = i64::from(limit.unwrap_or(25)); // the original's default page size
     if !(0..=MAX_PAGE).contains(&limit) {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -1002,6 +1002,7 @@ impl Model {
                     .await
                     .map_err(internal)?,
             };
+            // The loader answers every key; none reads as an empty page.
             let page = page.unwrap_or(FirstPage {
                 total_count: 0,
                 items: Vec::new(),

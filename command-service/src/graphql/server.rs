@@ -94,7 +94,7 @@ fn scope_description(scope: &Scope) -> &'static str {
 }
 
 fn i64_of(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
+    i64::try_from(n).unwrap_or(i64::MAX) // saturates; never reached
 }
 
 impl ServerInfo {
@@ -149,7 +149,7 @@ impl ServerInfo {
                 email_verification_timeout_minutes: i32::try_from(
                     s.email_verification_timeout_minutes,
                 )
-                .unwrap_or(i32::MAX),
+                .unwrap_or(i32::MAX), // saturates at GraphQL's Int
                 blob_size_limit_bytes: i64_of(s.blob_size_limit_bytes),
             },
             blob_size_limit_bytes: i64_of(s.blob_size_limit_bytes),

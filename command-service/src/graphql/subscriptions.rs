@@ -221,12 +221,128 @@ async fn next_live(
     }
 }
 
-/// The events of project `project_id` the subscriber may see, from now on.
+/// What a subscription follows of a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Feed {
+    /// Its settings, and its deletion (`projectUpdated`, `streamUpdated`, `streamDeleted`).
+    Project,
+    /// Its models (`projectModelsUpdated`, `branch*`).
+    Models,
+    /// Its versions (`projectVersionsUpdated`, `commit*`).
+    Versions,
+    /// Who belongs to it (`userProjectsUpdated`, `userStream*`).
+    Membership,
+}
+
+/// The feeds that carry `event`. Every event type is listed, so a new one fails the build
+/// until it says here which subscriptions tell of it (or that none does); a subscription
+/// sees only the events of its feed.
+fn feeds(event: &ProjectEvent) -> &'static [Feed] {
+    use ProjectEvent as E;
+    match event {
+        E::ProjectUpdated { .. } => &[Feed::Project],
+        E::ProjectDeleted { .. } => &[Feed::Project, Feed::Membership],
+        E::ProjectMemberRoleSet { .. } | E::ProjectMemberRemoved { .. } => &[Feed::Membership],
+        E::ModelCreated { .. } | E::ModelUpdated { .. } | E::ModelDeleted { .. } => &[Feed::Models],
+        E::VersionCreated { .. }
+        | E::VersionUpdated { .. }
+        | E::VersionMoved { .. }
+        | E::VersionDeleted { .. } => &[Feed::Versions],
+        // The original publishes none of these: a creation has no subscriber yet; invites
+        // reach their invitee by mail (and the team list on reload); receipts, favourites
+        // and webhook configuration change nothing a subscriber shows.
+        E::ProjectCreated { .. }
+        | E::ProjectInviteCreated { .. }
+        | E::ProjectInviteAccepted { .. }
+        | E::ProjectInviteDeclined { .. }
+        | E::ProjectInviteCancelled { .. }
+        | E::VersionReceived { .. }
+        | E::ProjectFavoriteSet { .. }
+        | E::WebhookCreated { .. }
+        | E::WebhookUpdated { .. }
+        | E::WebhookDeleted { .. }
+        | E::WebhookDisabled { .. }
+        | E::WebhookRedeliveryRequested { .. } => &[],
+    }
+}
+
+/// `projectUpdated`'s kind for `event`.
+fn project_change(event: &ProjectEvent) -> Option<ProjectUpdatedMessageType> {
+    match event {
+        ProjectEvent::ProjectUpdated { .. } => Some(ProjectUpdatedMessageType::Updated),
+        ProjectEvent::ProjectDeleted { .. } => Some(ProjectUpdatedMessageType::Deleted),
+        _ => None,
+    }
+}
+
+/// `projectModelsUpdated`'s model id and change for `event`.
+fn model_change(event: ProjectEvent) -> Option<(String, ChangeType)> {
+    match event {
+        ProjectEvent::ModelCreated { model_id, .. } => Some((model_id, ChangeType::Created)),
+        ProjectEvent::ModelUpdated { model_id, .. } => Some((model_id, ChangeType::Updated)),
+        ProjectEvent::ModelDeleted { model_id, .. } => Some((model_id, ChangeType::Deleted)),
+        _ => None,
+    }
+}
+
+/// `projectVersionsUpdated`'s version id, model id and change for `event`.
+fn version_change(event: ProjectEvent) -> Option<(String, String, ChangeType)> {
+    match event {
+        ProjectEvent::VersionCreated {
+            version_id,
+            model_id,
+            ..
+        } => Some((version_id, model_id, ChangeType::Created)),
+        ProjectEvent::VersionUpdated { version_id, .. } => {
+            Some((version_id, String::new(), ChangeType::Updated))
+        }
+        ProjectEvent::VersionMoved {
+            version_id,
+            to_model_id,
+            ..
+        } => Some((version_id, to_model_id, ChangeType::Updated)),
+        ProjectEvent::VersionDeleted {
+            version_id,
+            model_id,
+            ..
+        } => Some((version_id, model_id, ChangeType::Deleted)),
+        _ => None,
+    }
+}
+
+/// `(project id, joined)` when `event` changes whether `user` belongs to a project, given the
+/// projects `mine` they belong to.
+fn membership_change(
+    event: &ProjectEvent,
+    user: &str,
+    mine: &HashSet<String>,
+) -> Option<(String, bool)> {
+    match event {
+        ProjectEvent::ProjectMemberRoleSet {
+            project_id,
+            user_id,
+            previous_role: None,
+            ..
+        } if user_id == user => Some((project_id.clone(), true)),
+        ProjectEvent::ProjectMemberRemoved {
+            project_id,
+            user_id,
+            ..
+        } if user_id == user => Some((project_id.clone(), false)),
+        ProjectEvent::ProjectDeleted { project_id } if mine.contains(project_id) => {
+            Some((project_id.clone(), false))
+        }
+        _ => None,
+    }
+}
+
+/// The events of project `project_id` on `feed` the subscriber may see, from now on.
 async fn watch(
     ctx: &Context<'_>,
     project_id: &str,
+    feed: Feed,
 ) -> async_graphql::Result<BoxStream<'static, ProjectEvent>> {
-    Ok(watch_live(ctx, project_id)
+    Ok(watch_live(ctx, project_id, feed)
         .await?
         .map(|(event, _, _)| event)
         .boxed())
@@ -236,6 +352,7 @@ async fn watch(
 async fn watch_live(
     ctx: &Context<'_>,
     project_id: &str,
+    feed: Feed,
 ) -> async_graphql::Result<
     BoxStream<
         'static,
@@ -274,8 +391,10 @@ async fn watch_live(
         }
     })
     .filter_map(move |(event, live)| {
+        // Every event moves the access facts, whichever feed it is on.
         access = event.access_after(access, &user);
-        let allowed = domain::policy::can_read_project(&principal, &access).is_ok();
+        let allowed = domain::policy::can_read_project(&principal, &access).is_ok()
+            && feeds(&event).contains(&feed);
         futures::future::ready(allowed.then_some((event, live, access)))
     });
     Ok(stream.boxed())
@@ -320,9 +439,10 @@ fn json_object(value: serde_json::Value) -> JsonObject {
 async fn messages(
     ctx: &Context<'_>,
     stream_id: &str,
+    feed: Feed,
     message: impl Fn(ProjectEvent) -> Option<serde_json::Value> + Send + 'static,
 ) -> async_graphql::Result<BoxStream<'static, JsonObject>> {
-    Ok(watch(ctx, stream_id)
+    Ok(watch(ctx, stream_id, feed)
         .await?
         .filter_map(move |e| futures::future::ready(message(e).map(json_object)))
         .boxed())
@@ -340,14 +460,10 @@ impl Subscription {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = ProjectUpdatedMessage> + use<>> {
-        Ok(watch_live(ctx, &id)
+        Ok(watch_live(ctx, &id, Feed::Project)
             .await?
             .filter_map(move |(e, live, access)| {
-                let kind = match e {
-                    ProjectEvent::ProjectUpdated { .. } => Some(ProjectUpdatedMessageType::Updated),
-                    ProjectEvent::ProjectDeleted { .. } => Some(ProjectUpdatedMessageType::Deleted),
-                    _ => None,
-                };
+                let kind = project_change(&e);
                 let id = e.project_id().to_owned();
                 let snapshot = live
                     .project
@@ -369,21 +485,10 @@ impl Subscription {
         model_ids: Option<Vec<String>>,
     ) -> async_graphql::Result<impl Stream<Item = ProjectModelsUpdatedMessage> + use<>> {
         let only: Option<HashSet<String>> = model_ids.map(|ids| ids.into_iter().collect());
-        Ok(watch(ctx, &id).await?.filter_map(move |e| {
-            let message = match e {
-                ProjectEvent::ModelCreated { model_id, .. } => {
-                    Some((model_id, ChangeType::Created))
-                }
-                ProjectEvent::ModelUpdated { model_id, .. } => {
-                    Some((model_id, ChangeType::Updated))
-                }
-                ProjectEvent::ModelDeleted { model_id, .. } => {
-                    Some((model_id, ChangeType::Deleted))
-                }
-                _ => None,
-            }
-            .filter(|(m, _)| only.as_ref().is_none_or(|o| o.contains(m)))
-            .map(|(id, kind)| ProjectModelsUpdatedMessage { id, kind });
+        Ok(watch(ctx, &id, Feed::Models).await?.filter_map(move |e| {
+            let message = model_change(e)
+                .filter(|(m, _)| only.as_ref().is_none_or(|o| o.contains(m)))
+                .map(|(id, kind)| ProjectModelsUpdatedMessage { id, kind });
             futures::future::ready(message)
         }))
     }
@@ -442,33 +547,9 @@ impl Subscription {
         ctx: &Context<'_>,
         id: String,
     ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsUpdatedMessage> + use<>> {
-        Ok(watch(ctx, &id).await?.filter_map(|e| {
-            let message = match e {
-                ProjectEvent::VersionCreated {
-                    version_id,
-                    model_id,
-                    ..
-                } => Some((version_id, model_id, ChangeType::Created)),
-                ProjectEvent::VersionUpdated { version_id, .. } => {
-                    Some((version_id, String::new(), ChangeType::Updated))
-                }
-                ProjectEvent::VersionMoved {
-                    version_id,
-                    to_model_id,
-                    ..
-                } => Some((version_id, to_model_id, ChangeType::Updated)),
-                ProjectEvent::VersionDeleted {
-                    version_id,
-                    model_id,
-                    ..
-                } => Some((version_id, model_id, ChangeType::Deleted)),
-                _ => None,
-            }
-            .map(|(id, model_id, kind)| ProjectVersionsUpdatedMessage {
-                id,
-                kind,
-                model_id,
-            });
+        Ok(watch(ctx, &id, Feed::Versions).await?.filter_map(|e| {
+            let message = version_change(e)
+                .map(|(id, model_id, kind)| ProjectVersionsUpdatedMessage { id, kind, model_id });
             futures::future::ready(message)
         }))
     }
@@ -545,7 +626,7 @@ impl Subscription {
         stream_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
         let stream_id = required_stream_id(stream_id)?;
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Project, move |e| match e {
             ProjectEvent::ProjectUpdated {
                 project_id,
                 name,
@@ -571,7 +652,7 @@ impl Subscription {
         stream_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
         let stream_id = required_stream_id(stream_id)?;
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Project, move |e| match e {
             ProjectEvent::ProjectDeleted { project_id } => Some(json!({ "streamId": project_id })),
             _ => None,
         })
@@ -604,7 +685,7 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelCreated {
                 project_id,
                 model_id,
@@ -627,7 +708,7 @@ impl Subscription {
         stream_id: String,
         branch_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelUpdated {
                 project_id,
                 model_id,
@@ -648,7 +729,7 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelDeleted {
                 project_id,
                 model_id,
@@ -666,32 +747,34 @@ impl Subscription {
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
         let pool = ctx.data::<AppState>()?.pool().clone();
-        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
-            let pool = pool.clone();
-            async move {
-                match e {
-                    ProjectEvent::VersionCreated {
-                        project_id,
-                        version_id,
-                        model_id,
-                        object_id,
-                        message,
-                        source_application,
-                        total_children_count,
-                        parents,
-                        author_id,
-                    } => Some(json_object(json!({
-                        "id": version_id, "streamId": project_id,
-                        "branchName": model_name(&pool, &model_id).await,
-                        "objectId": object_id, "message": message,
-                        "sourceApplication": source_application,
-                        "totalChildrenCount": total_children_count,
-                        "parents": parents, "authorId": author_id,
-                    }))),
-                    _ => None,
+        Ok(watch(ctx, &stream_id, Feed::Versions)
+            .await?
+            .filter_map(move |e| {
+                let pool = pool.clone();
+                async move {
+                    match e {
+                        ProjectEvent::VersionCreated {
+                            project_id,
+                            version_id,
+                            model_id,
+                            object_id,
+                            message,
+                            source_application,
+                            total_children_count,
+                            parents,
+                            author_id,
+                        } => Some(json_object(json!({
+                            "id": version_id, "streamId": project_id,
+                            "branchName": model_name(&pool, &model_id).await,
+                            "objectId": object_id, "message": message,
+                            "sourceApplication": source_application,
+                            "totalChildrenCount": total_children_count,
+                            "parents": parents, "authorId": author_id,
+                        }))),
+                        _ => None,
+                    }
                 }
-            }
-        }))
+            }))
     }
 
     /// Legacy: a commit's message changed or it moved (optionally only `commitId`).
@@ -702,32 +785,34 @@ impl Subscription {
         commit_id: Option<String>,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
         let pool = ctx.data::<AppState>()?.pool().clone();
-        Ok(watch(ctx, &stream_id).await?.filter_map(move |e| {
-            let pool = pool.clone();
-            let commit_id = commit_id.clone();
-            async move {
-                let wanted = |id: &String| commit_id.as_ref().is_none_or(|c| c == id);
-                match e {
-                    ProjectEvent::VersionUpdated {
-                        project_id,
-                        version_id,
-                        message,
-                    } if wanted(&version_id) => Some(json_object(json!({
-                        "id": version_id, "streamId": project_id, "message": message,
-                    }))),
-                    ProjectEvent::VersionMoved {
-                        project_id,
-                        version_id,
-                        to_model_id,
-                        ..
-                    } if wanted(&version_id) => Some(json_object(json!({
-                        "id": version_id, "streamId": project_id,
-                        "newBranchName": model_name(&pool, &to_model_id).await,
-                    }))),
-                    _ => None,
+        Ok(watch(ctx, &stream_id, Feed::Versions)
+            .await?
+            .filter_map(move |e| {
+                let pool = pool.clone();
+                let commit_id = commit_id.clone();
+                async move {
+                    let wanted = |id: &String| commit_id.as_ref().is_none_or(|c| c == id);
+                    match e {
+                        ProjectEvent::VersionUpdated {
+                            project_id,
+                            version_id,
+                            message,
+                        } if wanted(&version_id) => Some(json_object(json!({
+                            "id": version_id, "streamId": project_id, "message": message,
+                        }))),
+                        ProjectEvent::VersionMoved {
+                            project_id,
+                            version_id,
+                            to_model_id,
+                            ..
+                        } if wanted(&version_id) => Some(json_object(json!({
+                            "id": version_id, "streamId": project_id,
+                            "newBranchName": model_name(&pool, &to_model_id).await,
+                        }))),
+                        _ => None,
+                    }
                 }
-            }
-        }))
+            }))
     }
 
     /// Legacy: a commit was deleted.
@@ -736,7 +821,7 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
     ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        messages(ctx, &stream_id, move |e| match e {
+        messages(ctx, &stream_id, Feed::Versions, move |e| match e {
             ProjectEvent::VersionDeleted {
                 project_id,
                 version_id,
@@ -770,23 +855,10 @@ async fn user_projects(
                 let Some(event) = live.project_event() else {
                     continue;
                 };
-                let change = match &event {
-                    ProjectEvent::ProjectMemberRoleSet {
-                        project_id,
-                        user_id,
-                        previous_role: None,
-                        ..
-                    } if *user_id == user => Some((project_id.clone(), true)),
-                    ProjectEvent::ProjectMemberRemoved {
-                        project_id,
-                        user_id,
-                        ..
-                    } if *user_id == user => Some((project_id.clone(), false)),
-                    ProjectEvent::ProjectDeleted { project_id } if mine.contains(project_id) => {
-                        Some((project_id.clone(), false))
-                    }
-                    _ => None,
-                };
+                if !feeds(&event).contains(&Feed::Membership) {
+                    continue;
+                }
+                let change = membership_change(&event, &user, &mine);
                 if let Some((project_id, added)) = change {
                     if added {
                         mine.insert(project_id.clone());
@@ -807,4 +879,33 @@ fn required_stream_id(stream_id: Option<String>) -> async_graphql::Result<String
     stream_id.ok_or_else(|| {
         super::errors::gql_error(super::errors::ErrorCode::BadRequest, "streamId is required")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every event type, as the domain's samples give them: each feed's messages come from
+    /// exactly the events `feeds` puts on it, so an event classified on a feed but dropped by
+    /// its mapping (or the reverse) fails here.
+    #[test]
+    fn each_feed_tells_of_exactly_its_events() {
+        let events = domain::project::samples::one_of_each();
+        let user = domain::project::samples::BOB;
+        let mine: HashSet<String> = [domain::project::samples::PID.to_owned()].into();
+        for e in &events {
+            let on = |feed| feeds(e).contains(&feed);
+            let t = e.event_type();
+            assert_eq!(on(Feed::Project), project_change(e).is_some(), "{t}");
+            assert_eq!(on(Feed::Models), model_change(e.clone()).is_some(), "{t}");
+            assert_eq!(
+                on(Feed::Versions),
+                version_change(e.clone()).is_some(),
+                "{t}"
+            );
+            if membership_change(e, user, &mine).is_some() {
+                assert!(on(Feed::Membership), "{t}");
+            }
+        }
+    }
 }

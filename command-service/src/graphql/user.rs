@@ -301,7 +301,7 @@ impl User {
             .and_then(|f| f.search.clone())
             .filter(|s| !s.is_empty());
         let roles = filter.as_ref().and_then(|f| f.only_with_roles.clone());
-        let limit = i64::from(limit.unwrap_or(25));
+        let limit = i64::from(limit.unwrap_or(25)); // the original's default page size
         if !(0..=100).contains(&limit) {
             return Err(gql_error(
                 ErrorCode::BadRequest,
@@ -387,7 +387,7 @@ impl User {
             .map(|t| ApiToken {
                 lifespan: super::wire::BigInt(
                     i64::try_from((t.expires_at - t.created_at).whole_milliseconds())
-                        .unwrap_or(i64::MAX),
+                        .unwrap_or(i64::MAX), // saturates; never reached
                 ),
                 id: t.id,
                 name: t.name,
@@ -441,6 +441,7 @@ pub async fn create_token(
         .lifespan
         .map(|l| l.0)
         .filter(|ms| *ms > 0)
+        // ms > 0 here, so it converts.
         .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
     ctx.data::<AppState>()?
         .accounts()
@@ -488,7 +489,7 @@ impl From<UsersRetrievalInput> for UserSearch {
             limit: i.limit,
             cursor: i.cursor,
             archived: false,
-            email_only: i.email_only.unwrap_or(false),
+            email_only: i.email_only.unwrap_or(false), // unset: names and emails
         }
     }
 }
@@ -613,6 +614,7 @@ pub async fn delete_other(
         None => None,
     };
     // The policy first, so a non-admin cannot learn which addresses have accounts.
+    // An unknown address is checked as id "", which no one has.
     policy::can_delete_account(&principal, target.as_deref().unwrap_or(""))
         .map_err(|d| denied(&d))?;
     let target = target.ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found."))?;

@@ -185,7 +185,7 @@ pub(crate) async fn list(
         .map(Webhook::from)
         .collect();
     Ok(WebhookCollection {
-        total_count: i64::try_from(items.len()).unwrap_or(i64::MAX),
+        total_count: i64::try_from(items.len()).unwrap_or(i64::MAX), // a length fits i64
         items,
     })
 }
@@ -299,7 +299,7 @@ pub(crate) async fn create(
         url: input.url,
         description: input.description.unwrap_or_default(),
         triggers: input.triggers,
-        enabled: input.enabled.unwrap_or(true),
+        enabled: input.enabled.unwrap_or(true), // unset: enabled
         has_secret: secret.is_some(),
     };
     if let Some(secret) = &secret {

@@ -70,6 +70,7 @@ fn token_of(payload: &serde_json::Value) -> Option<String> {
                 .find_map(|k| headers.get(*k))
         })?
         .as_str()?;
+    // A bare token is accepted too.
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))

@@ -192,6 +192,7 @@ async fn complete_upload(
             "rootId must be this ingestion's bundle reference, {expected}."
         )));
     }
+    // Absent: no children counted.
     let total = u32::try_from(body.total_children_count.unwrap_or(0))
         .map_err(|_| bad_request("totalChildrenCount must be a count of objects."))?;
     check_names(state, body.etags.keys())?;

@@ -42,6 +42,7 @@ async fn profile_page(
         h1 { "Profile" }
         (flash(message))
         p { (s(u, "email")) " · "
+            // Missing: shown as unverified.
             @if u["verified"].as_bool().unwrap_or(false) { "verified" } @else { a href="/verify-email" { "verify your email" } }
             " · " (s(u, "role").trim_start_matches("server:")) " · since " (when(s(u, "createdAt"))) }
         form.stack method="post" action="/settings/user/profile" {
@@ -141,6 +142,7 @@ async fn tokens_page(
         Ok(d) => d,
         Err(e) => return gql_error_page(session, &e),
     };
+    // A missing list shows as empty.
     let tokens = data["activeUser"]["apiTokens"]
         .as_array()
         .map(Vec::as_slice)
@@ -315,6 +317,7 @@ async fn admin(State(state): State<AppState>, session: Session) -> Response {
             dt { "Name" } dd { (s(info, "name")) }
             dt { "Speaks Speckle" } dd { (s(info, "version")) }
             dt { "Address" } dd { (s(info, "canonicalUrl")) }
+            // A missing fact shows as no or 0.
             dt { "Invite only" } dd { (if info["inviteOnly"].as_bool().unwrap_or(false) { "yes" } else { "no" }) }
             dt { "Projects" } dd { (stats["totalProjectCount"].as_i64().unwrap_or(0)) }
             dt { "Users" } dd { (stats["totalUserCount"].as_i64().unwrap_or(0)) }
@@ -326,6 +329,7 @@ async fn admin(State(state): State<AppState>, session: Session) -> Response {
             tbody {
                 @for u in items(&admin["userList"]) {
                     tr { td { (s(u, "name")) } td { (s(u, "email")) } td { (s(u, "role").trim_start_matches("server:")) }
+                        // Missing: shown as not verified.
                         td { (if u["verified"].as_bool().unwrap_or(false) { "yes" } else { "no" }) } td { (when(s(u, "createdAt"))) } }
                 }
             }

@@ -406,6 +406,7 @@ async fn verify_form(state: &AppState, session: &Session, message: Option<(bool,
         .gql(state, "{ activeUser { email verified } }", json!({}))
         .await
         .ok();
+    // Unknown (the query failed): offer to verify.
     let verified = email
         .as_ref()
         .and_then(|d| d["activeUser"]["verified"].as_bool())
@@ -557,6 +558,7 @@ async fn authorize_page(
     let (name, admin) = me(&state, &session).await;
     let body = html! {
         h1 { (app.name) " wants to access your account" }
+        // Name unknown: shown blank.
         p { "Signed in as " strong { (name.as_deref().unwrap_or("")) } ". "
             a href={"/authn/login?next=" (encode(&here))} { "Not you?" } }
         section aria-labelledby="app-info" {

@@ -448,6 +448,7 @@ pub fn layout(frame: &Frame<'_>, body: Markup) -> Markup {
                         }
                         form.signout method="post" action="/authn/logout" {
                             (frame.session.csrf_field())
+                            // Name unknown: shown blank.
                             span.me { (frame.user_name.unwrap_or("")) }
                             button type="submit" { "Sign out" }
                         }
@@ -562,6 +563,7 @@ pub fn items(v: &Value) -> &[Value] {
     v.get("items")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
+        // A missing collection has no items.
         .unwrap_or(&[])
 }
 

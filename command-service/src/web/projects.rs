@@ -78,6 +78,7 @@ fn projects_body(
                 button type="submit" { "Create project" }
             }
         }
+        // The counts below are display only: a missing one shows as 0.
         p.count { (projects["totalCount"].as_i64().unwrap_or(0)) " projects" }
         ul.cards {
             @for p in items(projects) {
@@ -181,6 +182,7 @@ fn folder_markup(project_id: &str, folder: &Folder<'_>) -> Markup {
             }
             @for m in &folder.models {
                 li.model {
+                    // Missing: shown as no versions.
                     @let versions = m["versions"]["totalCount"].as_i64().unwrap_or(0);
                     a href={"/projects/" (project_id) "/models/" (s(m, "id"))} {
                         @if versions > 0 {
@@ -260,6 +262,7 @@ async fn project_page(
     };
     let p = &data["project"];
     let models = items(&p["models"]);
+    // Missing: no update controls.
     let can_update = p["permissions"]["canUpdate"]["authorized"]
         .as_bool()
         .unwrap_or(false);
@@ -281,6 +284,7 @@ async fn project_page(
                 }
             }
         }
+        // Missing: shown as 0.
         h2 { (p["models"]["totalCount"].as_i64().unwrap_or(0)) " models" }
         @if models.is_empty() {
             p { "No models yet. Send one from a connector or specklepy." }
@@ -411,6 +415,7 @@ async fn team_page(
         table {
             thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } @if owner { th scope="col" { "Change" } } } }
             tbody {
+                // A missing list shows as empty.
                 @for m in p["team"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
                     tr {
                         td { (s(&m["user"], "name")) }
@@ -436,6 +441,7 @@ async fn team_page(
                 }
             }
         }
+        // A missing list shows as empty.
         @let invited = p["invitedTeam"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         @if !invited.is_empty() {
             h2 { "Pending invites" }
@@ -638,6 +644,7 @@ async fn webhooks_page(
             section.webhook aria-label={"Webhook " (s(w, "url"))} {
                 h2 { code { (s(w, "url")) } }
                 p.meta {
+                    // Missing fields show as disabled and 0.
                     @if w["enabled"].as_bool().unwrap_or(false) { "enabled" } @else { "disabled" }
                     " · " (w["triggers"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default())
                     @if !s(w, "description").is_empty() { " · " (s(w, "description")) }
@@ -649,6 +656,7 @@ async fn webhooks_page(
                         @for d in items(&w["history"]) {
                             tr {
                                 td { (s(d, "eventName")) }
+                                // Missing: status 0 and no retries.
                                 td.delivery-status { (delivery_status(d["status"].as_i64().unwrap_or(0))) }
                                 td { (s(d, "statusInfo")) }
                                 td { (d["retryCount"].as_i64().unwrap_or(0)) }
@@ -783,6 +791,7 @@ async fn history(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(&id, "history", is_owner(p)))
+        // Missing: shown as 0.
         h2 { "History (" (h["totalCount"].as_i64().unwrap_or(0)) " changes)" }
         ol.timeline {
             @for e in items(h) {
@@ -831,6 +840,7 @@ async fn activity(
         Err(e) => return gql_error_page(&session, &e),
     };
     let p = &data["project"];
+    // No collaborators listed: every author shows as a former member.
     let names: BTreeMap<&str, &str> = data["stream"]["collaborators"]
         .as_array()
         .map(Vec::as_slice)
@@ -842,6 +852,7 @@ async fn activity(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(&id, "activity", is_owner(p)))
+        // Missing: shown as 0.
         h2 { "Activity (" (feed["totalCount"].as_i64().unwrap_or(0)) ")" }
         ol.timeline.activity {
             @for a in items(feed) {
@@ -943,6 +954,7 @@ async fn viewer(
             .token_pepper
             .as_ref()
             .map(|pepper| {
+                // A huge setting saturates at half of i64::MAX, so the sum cannot overflow.
                 let until = time::OffsetDateTime::now_utc().unix_timestamp()
                     + i64::try_from(state.settings().web_viewer_grant_seconds)
                         .unwrap_or(i64::MAX / 2);
@@ -990,6 +1002,7 @@ async fn viewer(
                 }
             }
             aside.viewer-versions aria-label="Versions" {
+                // Missing: shown as 0.
                 h2 { (m["versions"]["totalCount"].as_i64().unwrap_or(0)) " versions" }
                 (version_list(&id, s(m, "id"), versions, s(current, "id")))
             }
@@ -1028,6 +1041,7 @@ async fn versions(
     let m = &data["project"]["model"];
     let body = html! {
         h1 { a href={"/projects/" (id)} { (s(&data["project"], "name")) } " / " (s(m, "name")) }
+        // Missing: shown as 0.
         h2 { (m["versions"]["totalCount"].as_i64().unwrap_or(0)) " versions" }
         (version_list(&id, s(m, "id"), items(&m["versions"]), ""))
     };

@@ -5,32 +5,8 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+use super::samples::*;
 use super::*;
-
-const PID: &str = "a000000000";
-const OWNER: &str = "b000000001";
-const ALICE: &str = "b000000002";
-const BOB: &str = "b000000003";
-const MAIN: &str = "c000000000";
-const M1: &str = "c000000001";
-const M2: &str = "c000000002";
-const V1: &str = "d000000001";
-const V2: &str = "d000000002";
-const V3: &str = "d000000003";
-const I1: &str = "e000000001";
-const I2: &str = "e000000002";
-const OBJ: &str = "0123456789abcdef0123456789abcdef";
-
-fn create_cmd(default_model: bool) -> ProjectCommand {
-    ProjectCommand::Create {
-        id: PID.into(),
-        name: "  Tower  ".into(),
-        description: None,
-        visibility: Visibility::Private,
-        owner_user_id: OWNER.into(),
-        default_model_id: default_model.then(|| MAIN.into()),
-    }
-}
 
 /// Runs commands, failing on the first refusal; returns the state and every event.
 fn run(commands: Vec<ProjectCommand>) -> (ProjectState, Vec<ProjectEvent>) {
@@ -54,55 +30,6 @@ fn try_run(
 
 fn project(state: &ProjectState) -> &Project {
     state.project().unwrap()
-}
-
-fn model(id: &str, name: &str) -> ProjectCommand {
-    ProjectCommand::CreateModel {
-        model_id: id.into(),
-        name: name.into(),
-        description: None,
-        author_id: OWNER.into(),
-    }
-}
-
-fn version(id: &str, model_id: &str, author: &str) -> ProjectCommand {
-    ProjectCommand::CreateVersion {
-        version_id: id.into(),
-        model_id: model_id.into(),
-        object_id: OBJ.into(),
-        root_object_stored: true,
-        message: Some("first".into()),
-        source_application: Some("Rhino".into()),
-        total_children_count: 42,
-        parents: vec![],
-        author_id: author.into(),
-    }
-}
-
-fn set_role(user: &str, role: ProjectRole) -> ProjectCommand {
-    ProjectCommand::SetMemberRole {
-        user_id: user.into(),
-        role,
-        user_server_role: ServerRole::User,
-    }
-}
-
-fn invitee(user: &str, emails: &[&str]) -> Invitee {
-    Invitee {
-        user_id: user.into(),
-        emails: emails.iter().map(|e| (*e).to_owned()).collect(),
-        server_role: ServerRole::User,
-    }
-}
-
-fn invite_email(id: &str, email: &str, role: ProjectRole) -> ProjectCommand {
-    ProjectCommand::CreateInvite {
-        invite_id: id.into(),
-        target: InviteTarget::Email(email.into()),
-        role,
-        invited_by: OWNER.into(),
-        target_server_role: None,
-    }
 }
 
 fn decide_err(state: &ProjectState, command: ProjectCommand) -> DomainError {
@@ -891,116 +818,14 @@ fn access_facts_come_from_membership_and_visibility() {
     assert_eq!(p.access_for(Some(BOB)).role_of_principal, None);
 }
 
-/// A scenario that emits every event type at least once.
-fn every_event_scenario() -> Vec<ProjectCommand> {
-    vec![
-        create_cmd(true),
-        ProjectCommand::Update {
-            name: Some("n".into()),
-            description: None,
-            visibility: Some(Visibility::Public),
-            allow_public_comments: Some(true),
-        },
-        set_role(ALICE, ProjectRole::Contributor),
-        ProjectCommand::RemoveMember {
-            user_id: ALICE.into(),
-        },
-        invite_email(I1, "bob@example.com", ProjectRole::Reviewer),
-        ProjectCommand::AcceptInvite {
-            invite_id: I1.into(),
-            invitee: invitee(BOB, &["bob@example.com"]),
-        },
-        ProjectCommand::CreateInvite {
-            invite_id: I2.into(),
-            target: InviteTarget::UserId(ALICE.into()),
-            role: ProjectRole::Contributor,
-            invited_by: OWNER.into(),
-            target_server_role: Some(ServerRole::User),
-        },
-        ProjectCommand::DeclineInvite {
-            invite_id: I2.into(),
-            invitee: invitee(ALICE, &[]),
-        },
-        invite_email("e000000003", "carol@example.com", ProjectRole::Reviewer),
-        ProjectCommand::CancelInvite {
-            invite_id: "e000000003".into(),
-        },
-        model(M1, "a"),
-        ProjectCommand::UpdateModel {
-            model_id: M1.into(),
-            name: Some("b".into()),
-            description: Some("d".into()),
-        },
-        version(V1, M1, OWNER),
-        ProjectCommand::CreateVersion {
-            version_id: V2.into(),
-            model_id: M1.into(),
-            object_id: OBJ.into(),
-            root_object_stored: true,
-            message: None,
-            source_application: None,
-            total_children_count: 1,
-            parents: vec![V1.into()],
-            author_id: OWNER.into(),
-        },
-        ProjectCommand::UpdateVersion {
-            version_id: V1.into(),
-            message: "m".into(),
-        },
-        ProjectCommand::MoveVersions {
-            version_ids: vec![V1.into()],
-            target_model_name: "main".into(),
-            new_model_id: M2.into(),
-            author_id: OWNER.into(),
-        },
-        ProjectCommand::MarkVersionReceived {
-            version_id: V1.into(),
-            user_id: BOB.into(),
-            source_application: "Blender".into(),
-            message: Some("got it".into()),
-        },
-        ProjectCommand::DeleteVersions {
-            version_ids: vec![V1.into()],
-        },
-        ProjectCommand::DeleteModel {
-            model_id: M1.into(),
-        },
-        ProjectCommand::CreateWebhook {
-            webhook_id: "f000000001".into(),
-            config: super::webhook::WebhookConfig {
-                url: "https://hooks.example.com/x".into(),
-                description: "ci".into(),
-                triggers: vec!["commit_create".into()],
-                enabled: true,
-                has_secret: false,
-            },
-            max_per_project: 100,
-        },
-        ProjectCommand::UpdateWebhook {
-            webhook_id: "f000000001".into(),
-            changes: super::webhook::WebhookChanges {
-                has_secret: Some(true),
-                ..Default::default()
-            },
-        },
-        ProjectCommand::DisableWebhook {
-            webhook_id: "f000000001".into(),
-            reason: "failing".into(),
-        },
-        ProjectCommand::RedeliverWebhook {
-            webhook_id: "f000000001".into(),
-            delivery_id: "d1".into(),
-        },
-        ProjectCommand::DeleteWebhook {
-            webhook_id: "f000000001".into(),
-        },
-        ProjectCommand::Delete,
-    ]
-}
-
 #[test]
 fn every_event_type_roundtrips_through_the_log_format() {
     let (_, events) = run(every_event_scenario());
+    assert_eq!(
+        events,
+        one_of_each(),
+        "the samples are the scenario's events"
+    );
     let seen: BTreeSet<_> = events.iter().map(ProjectEvent::event_type).collect();
     let all: BTreeSet<_> = ProjectEvent::EVENT_TYPES.into_iter().collect();
     assert_eq!(seen, all, "the scenario covers every type");
@@ -1281,6 +1106,8 @@ fn arb_pooled_command() -> impl Strategy<Value = ProjectCommand> {
                 message: None,
             }
         }),
+        1 => (pick(USER_IDS), any::<bool>())
+            .prop_map(|(user_id, favorited)| ProjectCommand::SetFavorite { user_id, favorited }),
         1 => Just(ProjectCommand::Delete),
         1 => any::<bool>().prop_map(create_cmd),
     ]
@@ -1415,6 +1242,8 @@ fn arb_wild_command() -> impl Strategy<Value = ProjectCommand> {
                 }
             }
         ),
+        (s(), any::<bool>())
+            .prop_map(|(user_id, favorited)| ProjectCommand::SetFavorite { user_id, favorited }),
     ]
 }
 
@@ -1473,4 +1302,35 @@ proptest! {
         let (state, events) = drive(commands)?;
         prop_assert_eq!(fold(&events), state);
     }
+}
+
+#[test]
+fn a_favourite_is_recorded_once_and_unmarking_what_is_not_marked_records_nothing() {
+    let fav = |favorited| ProjectCommand::SetFavorite {
+        user_id: BOB.into(),
+        favorited,
+    };
+    let (state, events) = run(vec![
+        create_cmd(false),
+        fav(false),
+        fav(true),
+        fav(true),
+        fav(false),
+        fav(true),
+    ]);
+    let favourites: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProjectEvent::ProjectFavoriteSet {
+                user_id, favorited, ..
+            } => Some((user_id.as_str(), *favorited)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(favourites, [(BOB, true), (BOB, false), (BOB, true)]);
+    let ProjectState::Active(p) = state else {
+        panic!("the project is active")
+    };
+    assert!(p.favorited_by.contains(BOB));
+    assert_eq!(p.favorited_by.len(), 1);
 }

@@ -154,6 +154,7 @@ pub(super) fn decide(
                     .description
                     .unwrap_or_else(|| before.description.clone()),
                 triggers: changes.triggers.unwrap_or_else(|| before.triggers.clone()),
+                // Not given: unchanged.
                 enabled: changes.enabled.unwrap_or(before.enabled),
                 has_secret: changes.has_secret.unwrap_or(before.has_secret),
             })?;

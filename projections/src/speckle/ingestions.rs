@@ -94,6 +94,7 @@ pub(super) async fn apply(
             .bind(status.as_str())
             .bind(progress_message)
             .bind(source)
+            // Saturates at the int column; never reached.
             .bind(i32::try_from(*max_idle_timeout_seconds).unwrap_or(i32::MAX))
             .bind(e.stream_version)
             .bind(at)

@@ -1287,6 +1287,8 @@ pub struct StreamRow {
     pub is_public: bool,
     /// Whether non-members may comment.
     pub allow_public_comments: bool,
+    /// How many users hold it among their favourites.
+    pub favorites_count: i32,
     /// Created.
     pub created_at: OffsetDateTime,
     /// Last changed.
@@ -1300,10 +1302,25 @@ pub async fn stream_by_id(
 ) -> Result<Option<StreamRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, description, visibility <> 'PRIVATE' AS is_public, \
-         allow_public_comments, \
+         allow_public_comments, favorites_count, \
          created_at, updated_at FROM projects WHERE id = $1",
     )
     .bind(project_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// When `user_id` marked project `project_id` as a favourite, if they hold it as one.
+pub async fn favorited_at(
+    pool: &PgPool,
+    project_id: &str,
+    user_id: &str,
+) -> Result<Option<OffsetDateTime>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT created_at FROM project_favorites WHERE project_id = $1 AND user_id = $2",
+    )
+    .bind(project_id)
+    .bind(user_id)
     .fetch_optional(pool)
     .await
 }

@@ -85,7 +85,7 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
 
 /// The file must be a STEP file: `ISO-10303-21;` first, `END-ISO-10303-21;` last.
 fn check_envelope(bytes: &[u8]) -> Result<(), ImportError> {
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes); // no BOM: as is
     let start = body.trim_ascii_start();
     if start.starts_with(b"PK\x03\x04") {
         return Err(malformed(
@@ -260,6 +260,7 @@ impl Dimension {
     fn of_measure(name: &str) -> Option<Self> {
         let name = name.to_ascii_uppercase();
         match name.strip_prefix("IFC").unwrap_or(&name) {
+            // the prefix is optional
             "LENGTHMEASURE" | "POSITIVELENGTHMEASURE" | "NONNEGATIVELENGTHMEASURE" => {
                 Some(Self::Length)
             }
@@ -841,7 +842,7 @@ impl<'a> Model<'a> {
             return Ok(None);
         };
         let null = AttributeValue::Null;
-        let attr = |i: usize| entity.get(i).unwrap_or(&null);
+        let attr = |i: usize| entity.get(i).unwrap_or(&null); // absent reads as unset ($)
         let value = match entity.ifc_type {
             // NominalValue (2), Unit (3).
             IfcType::IfcPropertySingleValue => {
@@ -944,6 +945,7 @@ impl<'a> Model<'a> {
                 match (raw, scale) {
                     (AttributeValue::Integer(i), None) => json!(i),
                     _ => match raw.as_float() {
+                        // No dimension: the value as written.
                         Some(v) => number(to_si(v, scale.unwrap_or(1.0))),
                         None => self.value(raw, None),
                     },
@@ -1038,6 +1040,7 @@ impl<'a> Model<'a> {
                 }
             };
             let out = &mut meshes[at];
+            // usize fits in u64 on our targets.
             let base = u64::try_from(out.vertices.len() / 3).unwrap_or(u64::MAX);
             let vertex_count = mesh.positions.len() / 3;
             out.vertices.reserve(mesh.positions.len());
@@ -1228,6 +1231,7 @@ impl<'a> Model<'a> {
             return Ok(None);
         }
         // Name (0), Red (1), Green (2), Blue (3).
+        // Missing: light grey (as for OBJ); no transparency: opaque.
         let channel = |i: usize| rgb.get_float(i).unwrap_or(0.8).clamp(0.0, 1.0);
         let transparency = entity.get_float(1).unwrap_or(0.0).clamp(0.0, 1.0);
         Ok(Some((
