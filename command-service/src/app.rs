@@ -438,7 +438,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    use axum::serve::ListenerExt;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "API listening");
     let settings = state.settings();
@@ -448,20 +447,92 @@ pub async fn serve(
         Duration::from_millis(settings.database_probe_timeout_ms),
     ));
     let _stop_probe = AbortOnDrop(probe);
-    // Without TCP_NODELAY the small last write of a response (a chunked body's terminator)
-    // waits for the client's delayed ACK: about 40 ms per streamed object download.
-    let listener = listener.tap_io(|stream| {
+    let header_timeout = Duration::from_secs(settings.http_header_read_timeout_seconds);
+    connections(
+        listener,
+        crate::http::router(state),
+        header_timeout,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// The accept loop: each connection is served (HTTP/1 with upgrades for WebSockets, or HTTP/2)
+/// with a deadline on every request head, which `axum::serve` cannot set. Once `shutdown`
+/// resolves, no connection is accepted and each open one finishes its request in flight and
+/// closes; this returns when all have.
+async fn connections(
+    listener: TcpListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    // CONNECT protocol for WebSockets over HTTP/2.
+    builder.http2().enable_connect_protocol();
+    let builder = std::sync::Arc::new(builder);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut open = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Without TCP_NODELAY the small last write of a response (a chunked body's terminator)
+        // waits for the client's delayed ACK: about 40 ms per streamed object download.
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        crate::http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")
+        let service = router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let builder = std::sync::Arc::clone(&builder);
+        let stop = stop.clone();
+        open.spawn(async move {
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::trace!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+            }
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    while open.join_next().await.is_some() {}
 }
 
 /// Aborts a background task when the scope that started it ends.

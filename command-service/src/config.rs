@@ -247,6 +247,13 @@ settings! {
     graphql_max_depth: usize = 24,
     /// Most complex GraphQL query accepted (async-graphql's complexity: one per field).
     graphql_max_complexity: usize = 5_000,
+    /// Most operations in one batched GraphQL request (a JSON array); a larger batch is
+    /// refused whole (400) before any of it runs.
+    graphql_max_batch_operations: usize = 32,
+    /// Seconds a connection may take to deliver a request's whole head (request line and
+    /// headers), waiting between keep-alive requests included; a slower client is
+    /// disconnected (slowloris).
+    http_header_read_timeout_seconds: u64 = 30,
     /// Bytes the per-process cache of read-only GraphQL answers may hold (0 turns it off);
     /// answers are exact against the read model's checkpoint (`graphql::cache`).
     graphql_cache_bytes: usize = 64 * 1024 * 1024,

@@ -16,6 +16,8 @@ from specklepy.api.client import SpeckleClient
 from specklepy.logging import metrics
 
 from strata_e2e import (
+    PASSWORD,
+    SECRETS,
     RegisteredUser,
     authenticated_client,
     register_user,
@@ -66,3 +68,23 @@ def register(url: str) -> Callable[[str], tuple[RegisteredUser, SpeckleClient]]:
         return user, authenticated_client(url, user)
 
     return make
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_reaches_the_server_log():
+    """What the server logged during the run (`STRATA_E2E_SERVER_LOG`, which `deploy/dev test`
+    sets) holds none of the secrets the run handled: passwords, access codes, tokens and
+    refresh tokens, and the server's own pepper and S3 key."""
+    path = os.environ.get("STRATA_E2E_SERVER_LOG")
+    start = os.path.getsize(path) if path and os.path.exists(path) else 0
+    yield
+    if not path:
+        return
+    with open(path, encoding="utf-8", errors="replace") as log:
+        log.seek(start)
+        text = log.read()
+    own = [os.environ.get(k, "") for k in ("STRATA_TOKEN_PEPPER", "STRATA_S3_SECRET_ACCESS_KEY")]
+    secrets = [s for s in [PASSWORD, *SECRETS, *own] if len(s) >= 8]
+    assert len(secrets) > 3, "the run recorded no secrets to look for"
+    leaked = sorted({s[:4] + "…" for s in secrets if s in text})
+    assert not leaked, f"secrets found in {path}: {leaked}"

@@ -265,3 +265,61 @@ async fn batches_limits_and_tokens() {
     assert_eq!(explorer.status(), 200);
     assert!(explorer.text().await.unwrap().contains("graphiql"));
 }
+
+/// Hostile documents are refused whole, before anything in them runs: a batch over the limit
+/// (even of mutations), and a document made huge by aliases (each alias counts towards the
+/// complexity limit as the field it names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_batches_and_alias_floods_are_refused_before_they_run() {
+    let (w, _db) = world().await;
+    let token = tests::register(&w.app.base_url, "batcher@example.com").await;
+    let post = |body: Value| {
+        w.app
+            .http
+            .post(format!("{}/graphql", w.app.base_url))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let create = json!({"query": "mutation { projectMutations { create(input: {name: \"flood\"}) { id } } }"});
+    let max = test_settings(&_db).graphql_max_batch_operations;
+
+    let res = post(Value::Array(vec![create.clone(); max + 1]))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
+        "{body}"
+    );
+    let mine = json!({"query": "{ activeUser { projects { totalCount } } }"});
+    let count: Value = post(mine.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        count["data"]["activeUser"]["projects"]["totalCount"], 0,
+        "nothing of a refused batch ran: {count}"
+    );
+
+    // At the limit, every operation runs.
+    let res = post(Value::Array(vec![create; max])).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let answers: Vec<Value> = res.json().await.unwrap();
+    assert_eq!(answers.len(), max);
+    assert!(answers.iter().all(|a| a["errors"].is_null()), "{answers:?}");
+    let count: Value = post(mine).await.unwrap().json().await.unwrap();
+    assert_eq!(count["data"]["activeUser"]["projects"]["totalCount"], max);
+
+    let complexity = test_settings(&_db).graphql_max_complexity;
+    let aliases: String = (0..complexity)
+        .map(|i| format!("a{i}: serverInfo {{ name }} "))
+        .collect();
+    let res = w.gql(json!({"query": format!("{{ {aliases} }}")})).await;
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too complex"),
+        "{res}"
+    );
+    assert!(res["data"].is_null(), "{res}");
+}

@@ -123,3 +123,62 @@ async fn metrics_count_requests_and_expose_the_read_horizon() {
         .unwrap();
     assert!(held >= 1.0, "{text}");
 }
+
+/// A client that trickles a request's head (slowloris) is disconnected once the head deadline
+/// passes, while a client that sends its request at once on another connection is served.
+#[tokio::test]
+async fn a_client_trickling_its_request_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.http_header_read_timeout_seconds = 1;
+    let app = TestApp::spawn(settings).await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /api/ping HTTP/1.1\r\nHost: strata\r\n")
+        .await
+        .unwrap();
+    // Trickle one header line after another, far slower than any real client, until the
+    // server hangs up; it must do so long before the trickle would finish.
+    let mut closed = false;
+    for i in 0..60 {
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(std::time::Duration::from_millis(250), slow.read(&mut buf)).await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                // Hyper answers 408 before closing; whatever it sends, it is not a pong.
+                let text = String::from_utf8_lossy(&buf[..n]).to_string();
+                assert!(!text.contains("pong"), "{text}");
+            }
+            Err(_) => {
+                if slow
+                    .write_all(format!("X-Trickle-{i}: 1\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        closed,
+        "a 15-second trickle outlived a 1-second head deadline"
+    );
+
+    let mut quick = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    quick
+        .write_all(b"GET /api/ping HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    quick.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("pong"), "{answer}");
+}

@@ -445,7 +445,22 @@ pub async fn handler(
         Ok(p) => p,
         Err(rejection) => return rejection.into_response(),
     };
-    let mut request = request.into_inner().data(principal.clone()).data(context);
+    let request = request.into_inner();
+    if let async_graphql::BatchRequest::Batch(ops) = &request {
+        let max = state.settings().graphql_max_batch_operations;
+        if ops.len() > max {
+            let message = format!(
+                "A batch may hold at most {max} operations; this one holds {}.",
+                ops.len()
+            );
+            let body = serde_json::json!({"errors": [{
+                "message": message,
+                "extensions": {"code": "BAD_REQUEST_ERROR"},
+            }]});
+            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    }
+    let mut request = request.data(principal.clone()).data(context);
     for single in request.iter_mut() {
         request_data(&state, &mut single.data);
     }
