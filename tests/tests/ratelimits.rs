@@ -160,3 +160,52 @@ async fn requests_pass_when_redis_is_down() {
         .unwrap();
     assert!(failures >= 3.0, "{failures}");
 }
+
+/// Password guessing and reset flooding share one budget per address: once it is spent, even
+/// the right password gets 429 (a guesser learns nothing more), and so does a reset request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_and_reset_flooding_are_limited_per_address() {
+    let db = TestDb::new().await;
+    let (app, _stack) = tests::spawn_stack(
+        &db,
+        command_service::config::Settings {
+            rate_limits_enabled: true,
+            rate_limits: "AUTH=3/60,1/60".into(),
+            ..test_settings(&db)
+        },
+    )
+    .await;
+    tests::register(&app.base_url, "guessed@example.com").await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |password: &'static str| {
+        http.post(format!("{}/auth/local/login?challenge=c", app.base_url))
+            .form(&[("email", "guessed@example.com"), ("password", password)])
+            .send()
+    };
+    // The regular window (3) and the burst window (1): wrong, and answered as wrong.
+    for _ in 0..4 {
+        let res = login("wrong guess").await.unwrap();
+        assert_ne!(res.status(), 429);
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let res = login("wrong guess").await.unwrap();
+    assert_eq!(res.status(), 429);
+    let res = login("correct horse").await.unwrap();
+    assert_eq!(
+        res.status(),
+        429,
+        "the right password once the budget is spent"
+    );
+    let res = http
+        .post(format!("{}/auth/pwdreset/request", app.base_url))
+        .json(&json!({"email": "guessed@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMIT_ERROR");
+}
