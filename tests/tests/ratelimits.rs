@@ -14,6 +14,19 @@ async fn app_with(db: &TestDb, limits: &str) -> TestApp {
     .await
 }
 
+/// The API with its projectors (for flows that wait on read models) under `limits`.
+async fn stack_with(db: &TestDb, limits: &str) -> (TestApp, tokio_util::sync::DropGuard) {
+    tests::spawn_stack(
+        db,
+        command_service::config::Settings {
+            rate_limits_enabled: true,
+            rate_limits: limits.into(),
+            ..test_settings(db)
+        },
+    )
+    .await
+}
+
 async fn post_graphql(app: &TestApp, token: &str, query: &str) -> reqwest::Response {
     app.http
         .post(format!("{}/graphql", app.base_url))
@@ -27,15 +40,7 @@ async fn post_graphql(app: &TestApp, token: &str, query: &str) -> reqwest::Respo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_limit_answers_429_with_retry_headers_per_token() {
     let db = TestDb::new().await;
-    let (app, _stack) = tests::spawn_stack(
-        &db,
-        command_service::config::Settings {
-            rate_limits_enabled: true,
-            rate_limits: "POST_GRAPHQL=2/60,1/60".into(),
-            ..test_settings(&db)
-        },
-    )
-    .await;
+    let (app, _stack) = stack_with(&db, "POST_GRAPHQL=2/60,1/60").await;
     let first = tests::register(&app.base_url, "first@example.com").await;
     let second = tests::register(&app.base_url, "second@example.com").await;
     let mut remaining = Vec::new();
@@ -102,15 +107,7 @@ async fn object_routes_and_anonymous_callers_are_limited_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_creation_is_limited_in_the_resolver() {
     let db = TestDb::new().await;
-    let (app, _stack) = tests::spawn_stack(
-        &db,
-        command_service::config::Settings {
-            rate_limits_enabled: true,
-            rate_limits: "STREAM_CREATE=1/60,0/60".into(),
-            ..test_settings(&db)
-        },
-    )
-    .await;
+    let (app, _stack) = stack_with(&db, "STREAM_CREATE=1/60,0/60").await;
     let token = tests::register(&app.base_url, "maker@example.com").await;
     let create = "mutation { projectMutations { create(input: {name: \"p\"}) { id } } }";
     let ok: Value = post_graphql(&app, &token, create)
@@ -166,15 +163,7 @@ async fn requests_pass_when_redis_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_guessing_and_reset_flooding_are_limited_per_address() {
     let db = TestDb::new().await;
-    let (app, _stack) = tests::spawn_stack(
-        &db,
-        command_service::config::Settings {
-            rate_limits_enabled: true,
-            rate_limits: "AUTH=3/60,1/60".into(),
-            ..test_settings(&db)
-        },
-    )
-    .await;
+    let (app, _stack) = stack_with(&db, "AUTH=3/60,1/60").await;
     tests::register(&app.base_url, "guessed@example.com").await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
