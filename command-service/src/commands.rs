@@ -189,6 +189,8 @@ pub struct CommandBus {
     wait: Duration,
     retries: u32,
     states: Arc<StateCache>,
+    /// Woken by the projectors as their checkpoints move.
+    waiter: projections::Waiter,
 }
 
 /// Aggregate states kept between commands, so a command costs the same in a project with
@@ -265,6 +267,7 @@ impl CommandBus {
             wait,
             retries: 20,
             states: Arc::new(StateCache::new(10_000)),
+            waiter: projections::Waiter::default(),
         }
     }
 
@@ -420,13 +423,10 @@ impl CommandBus {
                     entry.state = Some(Box::new(state));
                     entry.version = version + events.len() as u64;
                     drop(entry);
-                    projections::wait_for(
-                        self.log.pool(),
-                        self.read_models,
-                        appended.last,
-                        self.wait,
-                    )
-                    .await?;
+                    let read_models = projections::following(self.read_models, stream.as_str());
+                    self.waiter
+                        .wait_for(self.log.pool(), &read_models, appended.last, self.wait)
+                        .await?;
                     return Ok(Outcome {
                         events,
                         appended: Some(appended),

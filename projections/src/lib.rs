@@ -22,13 +22,31 @@ pub mod webhooks;
 use std::sync::Arc;
 
 pub use projection::{
-    Applied, Batch, Projection, ProjectionError, TableDef, definition, install, missing_tables,
-    needs_rebuild,
+    Applied, Batch, Projection, ProjectionError, TableDef, definition, fold, follows, install,
+    missing_tables, needs_rebuild,
 };
 pub use rebuild::{RebuildOptions, RebuildReport, rebuild};
 pub use runtime::{ProjectorRuntime, RuntimeOptions};
 pub use status::{ProjectionStatus, status};
-pub use wait::{ProjectionLag, checkpoint_of, wait_for};
+pub use wait::{ProjectionLag, Waiter, checkpoint_of, wait_for};
+
+/// The projections among `names` that fold the events of `stream_id`: those a read-your-writes
+/// wait after an append to that stream must wait for. A name not in [`registry`] is kept (the
+/// wait then reports it unknown).
+pub fn following<'a>(names: &[&'a str], stream_id: &str) -> Vec<&'a str> {
+    static REGISTERED: std::sync::LazyLock<Vec<Arc<dyn Projection>>> =
+        std::sync::LazyLock::new(registry);
+    names
+        .iter()
+        .copied()
+        .filter(|name| {
+            REGISTERED
+                .iter()
+                .find(|p| p.name() == *name)
+                .is_none_or(|p| projection::follows(p.as_ref(), stream_id))
+        })
+        .collect()
+}
 
 /// Every read model the product serves, in the order they are installed.
 pub fn registry() -> Vec<Arc<dyn Projection>> {

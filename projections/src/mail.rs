@@ -65,6 +65,10 @@ impl Projection for MailProjection {
         2
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[domain::user::STREAM_CATEGORY])
+    }
+
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let verifications = batch.table("email_verifications");

@@ -105,8 +105,44 @@ pub trait Projection: Send + Sync + 'static {
     fn version(&self) -> u32 {
         1
     }
-    /// Folds `events` (in log order) into the batch's tables.
+    /// The stream categories whose events it folds (`None`: every stream). The runtime and
+    /// rebuilds hand it only those ([`fold`]), and a read-your-writes wait skips it for an
+    /// append to any other stream: its read model already answers as if it had applied it.
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+    /// Folds `events` (in log order) into the batch's tables. Called through [`fold`].
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a>;
+}
+
+/// Whether `projection` folds the events of stream `stream_id` ([`Projection::categories`]).
+pub fn follows(projection: &dyn Projection, stream_id: &str) -> bool {
+    match projection.categories() {
+        None => true,
+        Some(categories) => stream_id
+            .split_once(':')
+            .is_some_and(|(category, _)| categories.contains(&category)),
+    }
+}
+
+/// Folds the events of `events` that `projection` follows into the batch's tables.
+pub async fn fold(
+    projection: &dyn Projection,
+    batch: &mut Batch<'_>,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    if projection.categories().is_none() {
+        return projection.apply(batch, events).await;
+    }
+    let followed: Vec<RecordedEvent> = events
+        .iter()
+        .filter(|e| follows(projection, &e.stream_id))
+        .cloned()
+        .collect();
+    if followed.is_empty() {
+        return Ok(());
+    }
+    projection.apply(batch, &followed).await
 }
 
 /// What [`Projection::apply`] returns: the fold of one batch, to be awaited.

@@ -151,9 +151,7 @@ async fn build_and_swap(
             break;
         };
         let mut tx = pool.begin().await?;
-        projection
-            .apply(&mut Batch::new(&mut tx, next, false), &events)
-            .await?;
+        crate::projection::fold(projection, &mut Batch::new(&mut tx, next, false), &events).await?;
         tx.commit().await?;
         cursor = last;
         done += events.len() as u64;
@@ -182,9 +180,7 @@ async fn build_and_swap(
         let Some(last) = events.last().map(|e| e.cursor) else {
             break;
         };
-        projection
-            .apply(&mut Batch::new(&mut tx, next, false), &events)
-            .await?;
+        crate::projection::fold(projection, &mut Batch::new(&mut tx, next, false), &events).await?;
         cursor = last;
         done += events.len() as u64;
     }
@@ -200,9 +196,7 @@ async fn build_and_swap(
         let Some(last) = events.last().map(|e| e.cursor) else {
             break;
         };
-        projection
-            .apply(&mut Batch::new(&mut tx, live, true), &events)
-            .await?;
+        crate::projection::fold(projection, &mut Batch::new(&mut tx, live, true), &events).await?;
         advance(&mut tx, name, last, events.len()).await?;
         live_cursor = last;
     }

@@ -49,10 +49,21 @@ pub struct ProjectorRuntime {
 pub(crate) struct StepOutcome {
     pub applied: usize,
     pub last: Option<LogCursor>,
-    /// Committed events after the checkpoint were not readable yet: a transaction that began
-    /// before they committed (any writer in the cluster, a projector's own batch among them)
-    /// still holds the horizon back. Nothing will announce its end, so look again soon.
-    pub held_back: bool,
+    /// The checkpoint after the step.
+    pub at: LogCursor,
+}
+
+/// What follows a checkpoint in the log, asked without a transaction.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Nothing: wait for a wake-up.
+    Nothing,
+    /// Events a step can read.
+    Readable,
+    /// Committed events that are not readable yet: a transaction that began before they
+    /// committed (any writer in the cluster) still holds the horizon back. Nothing will
+    /// announce its end, so look again soon.
+    HeldBack,
 }
 
 pub(crate) enum StepError {
@@ -191,29 +202,40 @@ async fn run_projection(
                     if outcome.applied as i64 == size {
                         continue;
                     }
-                    if outcome.held_back {
-                        // Back off from 1 ms towards the poll interval while a long transaction
-                        // holds the horizon; progress resets it.
-                        held_pause = if outcome.applied > 0 {
-                            HELD_BACK_FIRST_PAUSE
-                        } else {
-                            (held_pause * 2).min(options.poll_interval)
-                        };
-                        tokio::select! {
-                            () = tokio::time::sleep(held_pause) => {}
-                            () = cancel.cancelled() => {}
-                        }
-                        continue;
+                    if outcome.applied > 0 {
+                        held_pause = HELD_BACK_FIRST_PAUSE;
                     }
-                    held_pause = HELD_BACK_FIRST_PAUSE;
-                    if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
+                    // Look for work without a transaction: a step takes a transaction id,
+                    // and an open one holds every reader's horizon back, so spurious wake-ups
+                    // (several per append) must not each cost one.
+                    let lost_owner = loop {
+                        match next_after(&pool, outcome.at).await {
+                            Ok(Next::Readable) | Err(_) => break false,
+                            Ok(Next::HeldBack) => {
+                                tokio::select! {
+                                    () = tokio::time::sleep(held_pause) => {}
+                                    () = cancel.cancelled() => break false,
+                                }
+                                // Back off from 1 ms towards the poll interval while a long
+                                // transaction holds the horizon; progress resets it.
+                                held_pause = (held_pause * 2).min(options.poll_interval);
+                            }
+                            Ok(Next::Nothing) => {
+                                held_pause = HELD_BACK_FIRST_PAUSE;
+                                if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
+                                    break true;
+                                }
+                                tokio::select! {
+                                    _ = wake.changed() => {}
+                                    () = tokio::time::sleep(options.poll_interval) => {}
+                                    () = cancel.cancelled() => break false,
+                                }
+                            }
+                        }
+                    };
+                    if lost_owner {
                         tracing::warn!(projection = name, "lost the projection lock connection");
                         break;
-                    }
-                    tokio::select! {
-                        _ = wake.changed() => {}
-                        () = tokio::time::sleep(options.poll_interval) => {}
-                        () = cancel.cancelled() => {}
                     }
                 }
                 Err(StepError::Handler {
@@ -268,8 +290,13 @@ pub(crate) async fn step(
     size: i64,
 ) -> Result<StepOutcome, StepError> {
     let mut tx = pool.begin().await?;
+    // A read model is derived from the log, and its checkpoint moves in the same transaction:
+    // a batch lost in a crash is applied again from the log, so its commit need not wait for
+    // the disk. Whatever acts on it durably (a job claimed, a delivery recorded) commits after
+    // it in the WAL, and so flushes it first.
     let row = sqlx::query(
-        "SELECT generation, transaction_id::text AS xid, position, definition \
+        "SELECT set_config('synchronous_commit', 'off', true), \
+                generation, transaction_id::text AS xid, position, definition \
          FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
     )
     .bind(projection.name())
@@ -293,12 +320,11 @@ pub(crate) async fn step(
     let cursor = cursor_of(&row)?;
     let events = read_all_with(&mut tx, cursor, size).await?;
     let Some(last) = events.last().map(|e| e.cursor) else {
-        let held_back = held_back_after(&mut tx, cursor).await?;
         tx.commit().await?;
         return Ok(StepOutcome {
             applied: 0,
             last: None,
-            held_back,
+            at: cursor,
         });
     };
     // Each event applied here continues the trace of the command that appended it; the spans
@@ -320,7 +346,7 @@ pub(crate) async fn step(
         .collect();
     let applied = {
         let mut batch = Batch::new(&mut tx, generation, true);
-        projection.apply(&mut batch, &events).await
+        crate::projection::fold(projection, &mut batch, &events).await
     };
     if let Err(e) = applied {
         let (position, message) = match e {
@@ -335,26 +361,31 @@ pub(crate) async fn step(
         });
     }
     advance(&mut tx, projection.name(), last, events.len()).await?;
-    let held_back = (events.len() as i64) < size && held_back_after(&mut tx, last).await?;
     tx.commit().await?;
+    schema::wakeups::wake_local(schema::wakeups::CHECKPOINTS_CHANNEL);
     Ok(StepOutcome {
         applied: events.len(),
         last: Some(last),
-        held_back,
+        at: last,
     })
 }
 
-/// Whether committed events after `cursor` sit beyond the readable horizon.
-async fn held_back_after(conn: &mut PgConnection, cursor: LogCursor) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM events \
-           WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-             AND transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))",
+/// Whether anything follows `cursor` in the log, and whether it is readable yet.
+async fn next_after(pool: &PgPool, cursor: LogCursor) -> Result<Next, sqlx::Error> {
+    let readable: Option<bool> = sqlx::query_scalar(
+        "SELECT transaction_id < pg_snapshot_xmin(pg_current_snapshot()) FROM events \
+         WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+         ORDER BY transaction_id, position LIMIT 1",
     )
     .bind(cursor.transaction_id.to_string())
     .bind(cursor.position)
-    .fetch_one(conn)
-    .await
+    .fetch_optional(pool)
+    .await?;
+    Ok(match readable {
+        None => Next::Nothing,
+        Some(true) => Next::Readable,
+        Some(false) => Next::HeldBack,
+    })
 }
 
 pub(crate) async fn advance(
@@ -363,16 +394,20 @@ pub(crate) async fn advance(
     last: LogCursor,
     applied: usize,
 ) -> Result<(), sqlx::Error> {
+    // Read-your-writes waits (`wait::Waiter`) look again when this commits.
     sqlx::query(
-        "UPDATE projection_checkpoints SET transaction_id = $2::text::xid8, position = $3, \
-                events_applied = events_applied + $4, updated_at = now(), \
-                failed_at = NULL, error = NULL, error_position = NULL \
-         WHERE projection = $1",
+        "WITH moved AS ( \
+           UPDATE projection_checkpoints SET transaction_id = $2::text::xid8, position = $3, \
+                  events_applied = events_applied + $4, updated_at = now(), \
+                  failed_at = NULL, error = NULL, error_position = NULL \
+           WHERE projection = $1 RETURNING 1) \
+         SELECT pg_notify($5, current_schema()) FROM moved",
     )
     .bind(name)
     .bind(last.transaction_id.to_string())
     .bind(last.position)
     .bind(applied as i64)
+    .bind(schema::wakeups::CHECKPOINTS_CHANNEL)
     .execute(conn)
     .await?;
     Ok(())

@@ -114,6 +114,14 @@ impl Projection for SpeckleReadModel {
         3
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[
+            domain::project::STREAM_CATEGORY,
+            domain::ingestion::STREAM_CATEGORY,
+            domain::user::STREAM_CATEGORY,
+        ])
+    }
+
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let t = Tables::of(batch);

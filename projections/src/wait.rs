@@ -1,9 +1,12 @@
 //! Read-your-writes: wait until named projections have applied a position.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use schema::LogCursor;
 use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::runtime::cursor_of;
 
@@ -49,16 +52,78 @@ pub async fn checkpoint_of(pool: &PgPool, name: &str) -> Result<LogCursor, Proje
 }
 
 /// Waits until every projection in `names` has a checkpoint at or past `target`, polling with
-/// a short growing interval, for at most `timeout`.
+/// a short growing interval, for at most `timeout`. A caller that waits often keeps a
+/// [`Waiter`], which is woken by the projectors instead of polling.
 pub async fn wait_for(
     pool: &PgPool,
     names: &[&str],
     target: LogCursor,
     timeout: Duration,
 ) -> Result<(), ProjectionLag> {
+    wait_until(pool, names, target, timeout, None).await
+}
+
+/// Read-your-writes for a long-lived caller (the command bus): each projector announces every
+/// checkpoint it moves on `strata_checkpoints`, and a waiter looks again at once instead of at
+/// its next poll. Polling stays as the fallback, so a lost notification costs latency only.
+///
+/// Clones share one listener, started by the first wait and stopped with the last clone.
+#[derive(Clone, Debug, Default)]
+pub struct Waiter {
+    wakeups: Arc<OnceLock<Wakeups>>,
+}
+
+#[derive(Debug)]
+struct Wakeups {
+    moved: watch::Receiver<u64>,
+    _stop: DropGuard,
+}
+
+impl Waiter {
+    /// [`wait_for`], woken by checkpoint notifications.
+    pub async fn wait_for(
+        &self,
+        pool: &PgPool,
+        names: &[&str],
+        target: LogCursor,
+        timeout: Duration,
+    ) -> Result<(), ProjectionLag> {
+        let moved = self
+            .wakeups
+            .get_or_init(|| {
+                let (tx, moved) = watch::channel(0u64);
+                let stop = CancellationToken::new();
+                tokio::spawn(schema::wakeups::listen(
+                    pool.clone(),
+                    schema::wakeups::CHECKPOINTS_CHANNEL,
+                    tx,
+                    stop.clone(),
+                ));
+                Wakeups {
+                    moved,
+                    _stop: stop.drop_guard(),
+                }
+            })
+            .moved
+            .clone();
+        wait_until(pool, names, target, timeout, Some(moved)).await
+    }
+}
+
+async fn wait_until(
+    pool: &PgPool,
+    names: &[&str],
+    target: LogCursor,
+    timeout: Duration,
+    mut moved: Option<watch::Receiver<u64>>,
+) -> Result<(), ProjectionLag> {
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
+        // Whatever moves after this point wakes the wait below.
+        if let Some(moved) = moved.as_mut() {
+            moved.borrow_and_update();
+        }
         let rows = sqlx::query(
             "SELECT projection, transaction_id::text AS xid, position FROM projection_checkpoints \
              WHERE projection = ANY($1)",
@@ -93,7 +158,21 @@ pub async fn wait_for(
                 waited_ms: start.elapsed().as_millis(),
             });
         }
-        tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed()))).await;
+        let sleep = tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
+        match moved.as_mut() {
+            Some(rx) => {
+                tokio::select! {
+                    changed = rx.changed() => {
+                        // The listener is gone: poll from now on.
+                        if changed.is_err() {
+                            moved = None;
+                        }
+                    }
+                    () = sleep => {}
+                }
+            }
+            None => sleep.await,
+        }
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }

@@ -47,6 +47,10 @@ impl Projection for WebhooksProjection {
         TABLES
     }
 
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(&[domain::project::STREAM_CATEGORY])
+    }
+
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             let table = batch.table("webhooks");

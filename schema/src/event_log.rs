@@ -286,6 +286,7 @@ struct Notifier {
 
 impl Notifier {
     fn announce(&self, pool: &PgPool) {
+        crate::wakeups::wake_local(crate::wakeups::EVENTS_CHANNEL);
         self.started.get_or_init(|| {
             let wake = self.wake.clone();
             let pool = pool.clone();
@@ -293,13 +294,16 @@ impl Notifier {
                 runtime.spawn(async move {
                     loop {
                         wake.notified().await;
-                        if let Err(e) =
-                            sqlx::query("SELECT pg_notify('strata_events', current_schema())")
-                                .execute(&pool)
-                                .await
+                        if let Err(e) = sqlx::query(
+                            "SELECT set_config('synchronous_commit', 'off', true), \
+                                        pg_notify('strata_events', current_schema())",
+                        )
+                        .execute(&pool)
+                        .await
                         {
                             tracing::debug!(error = %e, "event wake-up not sent");
                         }
+                        // (A hint carries no data: its commit need not wait for the disk.)
                         // At most one wake-up per interval: a busy writer must not pay a
                         // NOTIFY transaction per append.
                         tokio::time::sleep(NOTIFY_SPACING).await;

@@ -13,9 +13,35 @@ use tokio_util::sync::CancellationToken;
 pub const EVENTS_CHANNEL: &str = "strata_events";
 /// The channel new jobs are announced on.
 pub const JOBS_CHANNEL: &str = "strata_jobs";
+/// The channel projectors announce moved checkpoints on (read-your-writes waits listen).
+pub const CHECKPOINTS_CHANNEL: &str = "strata_checkpoints";
 
-/// Bumps `wake` on every notification on `channel` for this pool's schema, reconnecting after
-/// failures, until `cancel` fires.
+/// This process's own wake-ups on `channel`: a writer in the same process as a listener (the
+/// API and the projectors of `strata all`) wakes it without a round trip through PostgreSQL.
+/// They carry no schema, so the schemas of one process (tests) wake each other's listeners,
+/// which then find nothing new: a wake-up is a hint, never a fact.
+fn local(channel: &str) -> Option<&'static watch::Sender<u64>> {
+    static EVENTS: std::sync::LazyLock<watch::Sender<u64>> =
+        std::sync::LazyLock::new(|| watch::Sender::new(0));
+    static CHECKPOINTS: std::sync::LazyLock<watch::Sender<u64>> =
+        std::sync::LazyLock::new(|| watch::Sender::new(0));
+    match channel {
+        EVENTS_CHANNEL => Some(&EVENTS),
+        CHECKPOINTS_CHANNEL => Some(&CHECKPOINTS),
+        _ => None,
+    }
+}
+
+/// Wakes this process's listeners on `channel` at once (the database's notification, sent as
+/// well, reaches the other processes).
+pub fn wake_local(channel: &str) {
+    if let Some(sender) = local(channel) {
+        sender.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Bumps `wake` on every notification on `channel` for this pool's schema, and on this
+/// process's own wake-ups ([`wake_local`]), reconnecting after failures, until `cancel` fires.
 pub async fn listen(
     pool: PgPool,
     channel: &'static str,
@@ -29,14 +55,22 @@ pub async fn listen(
                 .await?;
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(channel).await?;
+            let mut here = local(channel).map(watch::Sender::subscribe);
             loop {
-                let note = tokio::select! {
-                    n = listener.recv() => n?,
+                tokio::select! {
+                    n = listener.recv() => {
+                        if n?.payload() != schema {
+                            continue;
+                        }
+                    }
+                    changed = async { here.as_mut()?.changed().await.ok() }, if here.is_some() => {
+                        if changed.is_none() {
+                            here = None;
+                        }
+                    }
                     () = cancel.cancelled() => return Ok(()),
-                };
-                if note.payload() == schema {
-                    wake.send_modify(|n| *n = n.wrapping_add(1));
                 }
+                wake.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
         .await;

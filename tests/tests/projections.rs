@@ -643,3 +643,128 @@ async fn verify_reports_every_difference() {
         .unwrap();
     assert_eq!(live, 2);
 }
+
+/// [`Totals`] restricted to some stream categories.
+struct Only(Arc<Totals>, &'static [&'static str]);
+
+impl Projection for Only {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn tables(&self) -> &'static [TableDef] {
+        self.0.tables()
+    }
+    fn categories(&self) -> Option<&'static [&'static str]> {
+        Some(self.1)
+    }
+    fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
+        self.0.apply(batch, events)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_folds_only_the_streams_it_follows_and_waits_skip_it_for_the_rest() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let only: Arc<dyn Projection> = Arc::new(Only(Arc::new(Totals::default()), &["user"]));
+    projections::install(&db.pool, std::slice::from_ref(&only))
+        .await
+        .unwrap();
+    let (task, cancel) = spawn_runtime(&db.pool, vec![only.clone()]);
+    append(&log, "a", json!({"n": 1})).await;
+    log.append(&AppendRequest {
+        stream: StreamId::new("user", "b").unwrap(),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent {
+            event_type: "Counted".into(),
+            schema_version: 1,
+            payload: json!({"n": 2}),
+        }],
+        metadata: EventMetadata::default(),
+        command_id: None,
+    })
+    .await
+    .unwrap();
+    projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
+        .await
+        .unwrap();
+    // The checkpoint passed both events; only the followed stream was folded.
+    assert_eq!(
+        read_totals(&db.pool).await,
+        vec![("user:b".to_owned(), 2, 1)]
+    );
+    cancel.cancel();
+    task.await.unwrap();
+
+    // A command waits only for the read models that fold its stream.
+    let names = [
+        projections::speckle::NAME,
+        projections::webhooks::NAME,
+        projections::mail::NAME,
+        "unknown",
+    ];
+    assert_eq!(
+        projections::following(&names, "project:abc"),
+        [
+            projections::speckle::NAME,
+            projections::webhooks::NAME,
+            "unknown"
+        ]
+    );
+    assert_eq!(
+        projections::following(&names, "user:abc"),
+        [
+            projections::speckle::NAME,
+            projections::mail::NAME,
+            "unknown"
+        ]
+    );
+    assert_eq!(
+        projections::following(&names, "ingestion:abc"),
+        [projections::speckle::NAME, "unknown"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_moved_checkpoint_is_announced_to_read_your_writes_waiters() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let totals = Arc::new(Totals::default());
+    install(&db, &totals).await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db.pool)
+        .await
+        .unwrap();
+    listener
+        .listen(schema::wakeups::CHECKPOINTS_CHANNEL)
+        .await
+        .unwrap();
+    let (task, cancel) = spawn_runtime(&db.pool, vec![totals.clone()]);
+    let written = append(&log, "a", json!({"n": 5})).await;
+    // Notifications of other tests' schemas share the channel; ours names our schema.
+    let note = tokio::time::timeout(WAIT, async {
+        loop {
+            let note = listener.recv().await.unwrap();
+            if note.payload() == db.schema {
+                return note;
+            }
+        }
+    })
+    .await
+    .expect("the projector announces the checkpoint it moved");
+    assert_eq!(note.channel(), schema::wakeups::CHECKPOINTS_CHANNEL);
+    // The announcement comes with the commit: the checkpoint is there for whoever wakes.
+    assert!(
+        projections::checkpoint_of(&db.pool, "totals")
+            .await
+            .unwrap()
+            >= written.last
+    );
+    // A waiter woken by it answers for the write.
+    projections::Waiter::default()
+        .wait_for(&db.pool, &["totals"], written.last, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(read_totals(&db.pool).await, truth(&db.pool).await);
+    cancel.cancel();
+    task.await.unwrap();
+}
