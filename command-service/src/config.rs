@@ -250,6 +250,9 @@ settings! {
     /// Most operations in one batched GraphQL request (a JSON array); a larger batch is
     /// refused whole (400) before any of it runs.
     graphql_max_batch_operations: usize = 32,
+    /// Largest GraphQL request body in bytes; a larger one is refused (413
+    /// `PAYLOAD_TOO_LARGE`) before it is read whole, and before authentication.
+    graphql_body_limit_bytes: usize = 10 * 1024 * 1024,
     /// Seconds a connection may take to deliver a request's whole head (request line and
     /// headers), waiting between keep-alive requests included; a slower client is
     /// disconnected (slowloris).
@@ -569,6 +572,9 @@ impl Settings {
         }
         if self.job_lease_seconds < 3 {
             return Err(invalid("job_lease_seconds", "must be at least 3"));
+        }
+        if self.graphql_body_limit_bytes == 0 {
+            return Err(invalid("graphql_body_limit_bytes", "must be at least 1"));
         }
         if self.append_max_events == 0 {
             return Err(invalid("append_max_events", "must be at least 1"));

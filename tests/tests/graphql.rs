@@ -323,3 +323,81 @@ async fn oversized_batches_and_alias_floods_are_refused_before_they_run() {
     );
     assert!(res["data"].is_null(), "{res}");
 }
+
+#[tokio::test]
+async fn a_graphql_body_over_the_limit_is_refused_before_it_is_read_whole() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (w, db) = world().await;
+    let limit = test_settings(&db).graphql_body_limit_bytes;
+    let url = format!("{}/graphql", w.app.base_url);
+    // A valid query padded with spaces to exactly `len` bytes.
+    let padded = |len: usize| {
+        let mut body = String::from(r#"{"query": "{ serverInfo { name } }"}"#);
+        body.push_str(&" ".repeat(len - body.len()));
+        body
+    };
+
+    // At the limit it runs, anonymously.
+    let res = w
+        .app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(padded(limit))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["data"]["serverInfo"]["name"].is_string(), "{body}");
+
+    // One byte more, declared: refused with the code, whoever asks.
+    let res = w
+        .app
+        .http
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(padded(limit + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "PAYLOAD_TOO_LARGE",
+        "{body}"
+    );
+
+    // Undeclared (chunked): refused once the limit is passed, not after the whole body.
+    let addr = w.app.base_url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0;
+    // Twice the limit at most; the server may close its side before all of it is sent.
+    while sent <= 2 * limit {
+        let framed = [
+            format!("{:x}\r\n", chunk.len()).into_bytes(),
+            chunk.clone(),
+            b"\r\n".to_vec(),
+        ]
+        .concat();
+        if conn.write_all(&framed).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "a chunked body over the limit is refused: {answer:.200}"
+    );
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer:.400}");
+}

@@ -25,7 +25,7 @@ pub mod ws;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{MergedObject, Object, Schema};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Response};
 use domain::policy::Principal;
@@ -434,18 +434,81 @@ impl async_graphql::extensions::Extension for ValidateOnly {
     }
 }
 
+/// The operations of a request: from the query string of a GET, else from a body read up to
+/// `STRATA_GRAPHQL_BODY_LIMIT_BYTES` (a larger one is refused with 413 before it is all read,
+/// and before authentication: an anonymous caller must not make the server buffer it).
+async fn operations(
+    state: &AppState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<async_graphql::BatchRequest, Response> {
+    let bad_request = |message: String| {
+        let body = serde_json::json!({"errors": [{
+            "message": message,
+            "extensions": {"code": "BAD_REQUEST_ERROR"},
+        }]});
+        (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    };
+    if method == axum::http::Method::GET {
+        return async_graphql::http::parse_query_string(uri.query().unwrap_or_default())
+            .map(async_graphql::BatchRequest::Single)
+            .map_err(|e| bad_request(format!("Cannot read the GraphQL request: {e}")));
+    }
+    let limit = state.settings().graphql_body_limit_bytes;
+    let too_large = || {
+        let body = serde_json::json!({"errors": [{
+            "message": format!("A GraphQL request body may be at most {limit} bytes."),
+            "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+        }]});
+        (axum::http::StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        // The only failure of a body within its declared length is running past the limit
+        // (chunked bodies declare none) or the client going away, who hears nothing either way.
+        Err(_) => return Err(too_large()),
+    };
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    async_graphql::http::receive_batch_body(
+        content_type,
+        bytes.as_ref(),
+        async_graphql::http::MultipartOptions::default()
+            .max_file_size(limit)
+            .max_num_files(16),
+    )
+    .await
+    .map_err(|e| bad_request(format!("Cannot read the GraphQL request: {e}")))
+}
+
 /// `POST /graphql` (single or batched operations) and `GET /graphql`.
 pub async fn handler(
     State(state): State<AppState>,
     context: RequestContext,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: axum::http::HeaderMap,
-    request: GraphQLBatchRequest,
+    body: axum::body::Body,
 ) -> Response {
+    let request = match operations(&state, &method, &uri, &headers, body).await {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
     let principal: Principal = match auth::authenticate(&state, &headers).await {
         Ok(p) => p,
         Err(rejection) => return rejection.into_response(),
     };
-    let request = request.into_inner();
     if let async_graphql::BatchRequest::Batch(ops) = &request {
         let max = state.settings().graphql_max_batch_operations;
         if ops.len() > max {
