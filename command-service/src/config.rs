@@ -359,6 +359,9 @@ settings! {
     subscription_keepalive_seconds: u64 = 30,
     /// How long a send to a subscriber may block before its connection is closed.
     subscription_send_timeout_seconds: u64 = 10,
+    /// Most subscription connections one user may hold open on one API process; the next
+    /// `connection_init` is refused with close code 4429.
+    subscription_max_connections_per_user: usize = 100,
     /// How long a verified token is trusted without the database (0 = never); revocations
     /// still apply at once on every replica.
     token_cache_seconds: u64 = 10,

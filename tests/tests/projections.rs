@@ -112,8 +112,17 @@ fn fast() -> RuntimeOptions {
 }
 
 async fn append(log: &EventLog, stream: &str, payload: serde_json::Value) -> Appended {
+    append_to(log, "project", stream, payload).await
+}
+
+async fn append_to(
+    log: &EventLog,
+    category: &str,
+    stream: &str,
+    payload: serde_json::Value,
+) -> Appended {
     log.append(&AppendRequest {
-        stream: StreamId::new("project", stream).unwrap(),
+        stream: StreamId::new(category, stream).unwrap(),
         expected: ExpectedVersion::Any,
         events: vec![NewEvent {
             event_type: "Counted".into(),
@@ -672,19 +681,7 @@ async fn a_projection_folds_only_the_streams_it_follows_and_waits_skip_it_for_th
         .unwrap();
     let (task, cancel) = spawn_runtime(&db.pool, vec![only.clone()]);
     append(&log, "a", json!({"n": 1})).await;
-    log.append(&AppendRequest {
-        stream: StreamId::new("user", "b").unwrap(),
-        expected: ExpectedVersion::Any,
-        events: vec![NewEvent {
-            event_type: "Counted".into(),
-            schema_version: 1,
-            payload: json!({"n": 2}),
-        }],
-        metadata: EventMetadata::default(),
-        command_id: None,
-    })
-    .await
-    .unwrap();
+    append_to(&log, "user", "b", json!({"n": 2})).await;
     projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
         .await
         .unwrap();

@@ -925,3 +925,70 @@ async fn a_new_publisher_resumes_where_the_last_one_stopped() {
         assert_eq!(data["projectUpdated"]["type"], "UPDATED", "{data}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_may_hold_only_so_many_connections_and_gets_them_back_on_close() {
+    let w = world_with(|s| s.subscription_max_connections_per_user = 2).await;
+    let me = tests::register(&w.app.base_url, "many@example.com").await;
+    let other = tests::register(&w.app.base_url, "few@example.com").await;
+    let mut first = Client::connect(&w.app, MODERN, &me).await;
+    let _second = Client::connect(&w.app, LEGACY, &me).await;
+    // The next connection of the same user is refused, on either protocol.
+    let init = |token: &str| json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}});
+    let try_modern = |token: String| {
+        let app = &w.app;
+        async move {
+            let mut c = Client {
+                socket: Client::open(app, MODERN).await,
+                protocol: MODERN,
+                next_id: 0,
+            };
+            c.send(init(&token)).await;
+            match c.raw().await {
+                Message::Close(Some(frame)) => Err(u16::from(frame.code)),
+                Message::Text(text) => {
+                    let ack: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(ack["type"], "connection_ack", "{ack}");
+                    Ok(c)
+                }
+                other => panic!("expected an answer to connection_init, got {other:?}"),
+            }
+        }
+    };
+    assert_eq!(try_modern(me.clone()).await.err(), Some(4429));
+    let mut legacy = Client {
+        socket: Client::open(&w.app, LEGACY).await,
+        protocol: LEGACY,
+        next_id: 0,
+    };
+    legacy.send(init(&me)).await;
+    let refused = legacy.receive().await;
+    assert_eq!(refused["type"], "connection_error", "{refused}");
+    assert!(
+        refused["payload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at once"),
+        "{refused}"
+    );
+    // Another user's count is their own.
+    assert!(try_modern(other).await.is_ok());
+
+    // A closed connection gives its place back once the server has seen it close; until then
+    // the refusal stands, so look again until the deadline.
+    first.socket.close(None).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match try_modern(me.clone()).await {
+            Ok(_) => break,
+            Err(code) => {
+                assert_eq!(code, 4429);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the closed connection's place was never given back"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

@@ -79,10 +79,64 @@ fn token_of(payload: &serde_json::Value) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
+/// The close code of a `connection_init` refused because its user holds
+/// `STRATA_SUBSCRIPTION_MAX_CONNECTIONS_PER_USER` connections already.
+pub const TOO_MANY_CONNECTIONS: u16 = 4429;
+
+/// Open subscription connections per user in this process.
+static OPEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// One counted connection of a user; dropping it gives the place back.
+struct Counted(String);
+
+impl Counted {
+    fn take(user: &str, max: usize) -> Option<Self> {
+        let mut open = OPEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(user.to_owned()).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self(user.to_owned()))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut open = OPEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.0) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// What a connection holds for as long as it is open: its place in its user's count, or why
+/// it was refused one.
+#[derive(Clone, Default)]
+struct Place(std::sync::Arc<std::sync::Mutex<(Option<Counted>, bool)>>);
+
+impl Place {
+    fn refused(&self) -> bool {
+        self.0
+            .lock()
+            .map(|p| p.1)
+            .unwrap_or_else(|p| p.into_inner().1)
+    }
+}
+
 async fn connection_data(
     state: AppState,
     payload: serde_json::Value,
     slow: SlowSubscriber,
+    place: Place,
 ) -> async_graphql::Result<Data> {
     let token = token_of(&payload)
         .ok_or_else(|| async_graphql::Error::new("You need a token to subscribe"))?;
@@ -91,6 +145,22 @@ async fn connection_data(
         .authenticate(&token)
         .await
         .map_err(|_| async_graphql::Error::new("Invalid token"))?;
+    if let Some(user) = &principal.user_id {
+        let max = state.settings().subscription_max_connections_per_user;
+        let mut held = place
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match Counted::take(user, max) {
+            Some(counted) => held.0 = Some(counted),
+            None => {
+                held.1 = true;
+                return Err(async_graphql::Error::new(format!(
+                    "Too many live connections: a user may hold {max} at once"
+                )));
+            }
+        }
+    }
     let mut data = Data::default();
     data.insert(principal);
     data.insert(slow);
@@ -122,9 +192,14 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     let slow = SlowSubscriber::default();
     let init_state = state.clone();
     let init_slow = slow.clone();
+    // Dropped with this function: the user's place is given back when the connection ends.
+    let place = Place::default();
+    let init_place = place.clone();
     let mut connection =
         async_graphql::http::WebSocket::new(state.schema().clone(), input, protocol)
-            .on_connection_init(move |payload| connection_data(init_state, payload, init_slow));
+            .on_connection_init(move |payload| {
+                connection_data(init_state, payload, init_slow, init_place)
+            });
     let legacy = protocol == WebSocketProtocols::SubscriptionsTransportWS;
     let mut ticks = tokio::time::interval(keepalive);
     ticks.tick().await;
@@ -137,8 +212,13 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
                     Message::Text(text.into())
                 }
                 Some(WsMessage::Close(code, reason)) => Message::Close(Some(CloseFrame {
-                    // A refused `connection_init` is 4403 Forbidden in graphql-transport-ws.
-                    code: if code == 1002 && !acknowledged { 4403 } else { code },
+                    // A refused `connection_init` is 4403 Forbidden in graphql-transport-ws,
+                    // or 4429 when its user holds too many connections.
+                    code: match code {
+                        1002 if !acknowledged && place.refused() => TOO_MANY_CONNECTIONS,
+                        1002 if !acknowledged => 4403,
+                        code => code,
+                    },
                     reason: reason.into(),
                 })),
                 None => break,

@@ -435,17 +435,11 @@ async fn projections_bench(pool: &PgPool, events: u64, seconds: u64) -> anyhow::
     let mut waits = Vec::new();
     for i in 0..500 {
         let written = log
-            .append(&AppendRequest {
-                stream: StreamId::new("ryw", "one")?,
-                expected: ExpectedVersion::Any,
-                events: vec![NewEvent {
-                    event_type: "Counted".into(),
-                    schema_version: 1,
-                    payload: json!({"n": i}),
-                }],
-                metadata: EventMetadata::default(),
-                command_id: None,
-            })
+            .append(&counted(
+                StreamId::new("ryw", "one")?,
+                ExpectedVersion::Any,
+                i,
+            ))
             .await?;
         let start = Instant::now();
         projections::wait_for(
@@ -485,17 +479,11 @@ async fn live_lag(
             while start.elapsed() < window {
                 tick.tick().await;
                 let written = log
-                    .append(&AppendRequest {
-                        stream: StreamId::new("lag", &format!("s{}", i % 16))?,
-                        expected: ExpectedVersion::Any,
-                        events: vec![NewEvent {
-                            event_type: "Counted".into(),
-                            schema_version: 1,
-                            payload: json!({"n": i}),
-                        }],
-                        metadata: EventMetadata::default(),
-                        command_id: None,
-                    })
+                    .append(&counted(
+                        StreamId::new("lag", &format!("s{}", i % 16))?,
+                        ExpectedVersion::Any,
+                        i,
+                    ))
                     .await?;
                 let _ = tx.send((written.last, Instant::now()));
                 i += 1;
@@ -1483,6 +1471,21 @@ async fn gql_ok(
     Ok(res["data"].clone())
 }
 
+/// One `Counted` event carrying `n`, appended to `stream` expecting `expected`.
+fn counted(stream: StreamId, expected: ExpectedVersion, n: u64) -> AppendRequest {
+    AppendRequest {
+        stream,
+        expected,
+        events: vec![NewEvent {
+            event_type: "Counted".into(),
+            schema_version: 1,
+            payload: json!({ "n": n }),
+        }],
+        metadata: EventMetadata::default(),
+        command_id: None,
+    }
+}
+
 fn latency_row(label: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
     format!(
@@ -1768,17 +1771,11 @@ async fn commands_bench(
     for i in 0..2 * ops as u64 {
         let started = Instant::now();
         let appended = log
-            .append(&AppendRequest {
-                stream: StreamId::new("benchref", "append")?,
-                expected: ExpectedVersion::Exact(i),
-                events: vec![NewEvent {
-                    event_type: "Counted".into(),
-                    schema_version: 1,
-                    payload: json!({"n": i}),
-                }],
-                metadata: EventMetadata::default(),
-                command_id: None,
-            })
+            .append(&counted(
+                StreamId::new("benchref", "append")?,
+                ExpectedVersion::Exact(i),
+                i,
+            ))
             .await?;
         if i % 2 == 0 {
             append.push(started.elapsed());
