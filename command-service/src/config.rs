@@ -253,6 +253,9 @@ settings! {
     /// Largest GraphQL request body in bytes; a larger one is refused (413
     /// `PAYLOAD_TOO_LARGE`) before it is read whole, and before authentication.
     graphql_body_limit_bytes: usize = 10 * 1024 * 1024,
+    /// Seconds a client may take to send a GraphQL request's whole body; a slower one is
+    /// answered 408 `REQUEST_TIMEOUT` and disconnected (a slow-body slowloris).
+    graphql_body_read_timeout_seconds: u64 = 30,
     /// Seconds a connection may take to deliver a request's whole head (request line and
     /// headers), waiting between keep-alive requests included; a slower client is
     /// disconnected (slowloris).
@@ -575,6 +578,12 @@ impl Settings {
         }
         if self.job_lease_seconds < 3 {
             return Err(invalid("job_lease_seconds", "must be at least 3"));
+        }
+        if self.graphql_body_read_timeout_seconds == 0 {
+            return Err(invalid(
+                "graphql_body_read_timeout_seconds",
+                "must be at least 1",
+            ));
         }
         if self.graphql_body_limit_bytes == 0 {
             return Err(invalid("graphql_body_limit_bytes", "must be at least 1"));

@@ -401,3 +401,38 @@ async fn a_graphql_body_over_the_limit_is_refused_before_it_is_read_whole() {
     );
     assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer:.400}");
 }
+
+#[tokio::test]
+async fn a_graphql_body_trickling_past_its_timeout_is_answered_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let db = TestDb::new().await;
+    let mut settings = test_settings(&db);
+    settings.graphql_body_read_timeout_seconds = 1;
+    let (app, _stack) = tests::spawn_stack(&db, settings).await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A head promising 100 bytes, then 10 of them, then nothing.
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"query\":"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    // The server answers and closes; a server that waited forever would fail this deadline.
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut answer))
+        .await
+        .expect("the server gives up on the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:.300}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer:.400}");
+    // A prompt request on a new connection is served as ever.
+    let res = app
+        .http
+        .post(format!("{}/graphql", app.base_url))
+        .json(&json!({"query": "{ serverInfo { name } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

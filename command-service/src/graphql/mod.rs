@@ -436,7 +436,8 @@ impl async_graphql::extensions::Extension for ValidateOnly {
 
 /// The operations of a request: from the query string of a GET, else from a body read up to
 /// `STRATA_GRAPHQL_BODY_LIMIT_BYTES` (a larger one is refused with 413 before it is all read,
-/// and before authentication: an anonymous caller must not make the server buffer it).
+/// and before authentication: an anonymous caller must not make the server buffer it) within
+/// `STRATA_GRAPHQL_BODY_READ_TIMEOUT_SECONDS` (408 after).
 async fn operations(
     state: &AppState,
     method: &axum::http::Method,
@@ -471,11 +472,30 @@ async fn operations(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => bytes,
+    let timeout =
+        std::time::Duration::from_secs(state.settings().graphql_body_read_timeout_seconds);
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
         // The only failure of a body within its declared length is running past the limit
         // (chunked bodies declare none) or the client going away, who hears nothing either way.
-        Err(_) => return Err(too_large()),
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            let body = serde_json::json!({"errors": [{
+                "message": format!(
+                    "The request body did not arrive within {} s.",
+                    timeout.as_secs()
+                ),
+                "extensions": {"code": "REQUEST_TIMEOUT"},
+            }]});
+            let mut answer =
+                (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response();
+            // The rest of the body is never read: the connection cannot serve another request.
+            answer.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return Err(answer);
+        }
     };
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
