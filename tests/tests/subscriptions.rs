@@ -37,6 +37,20 @@ impl Client {
         socket
     }
 
+    /// Opens a `graphql-ws` connection, sends `init` as its `connection_init` and returns the
+    /// server's refusal (a `connection_error`); panics on anything else.
+    async fn refused_legacy(app: &TestApp, init: Value) -> Value {
+        let mut client = Self {
+            socket: Self::open(app, LEGACY).await,
+            protocol: LEGACY,
+            next_id: 0,
+        };
+        client.send(init).await;
+        let refused = client.receive().await;
+        assert_eq!(refused["type"], "connection_error", "{refused}");
+        refused
+    }
+
     /// Connects and initialises with `token`; panics unless acknowledged.
     async fn connect(app: &TestApp, protocol: &'static str, token: &str) -> Self {
         let mut client = Self {
@@ -446,16 +460,8 @@ async fn anonymous_connections_and_foreign_private_projects_are_refused() {
     let other = tests::register(&w.app.base_url, "other@example.com").await;
     let project = create_project(&w.app, &owner).await;
 
-    let mut legacy = Client {
-        socket: Client::open(&w.app, LEGACY).await,
-        protocol: LEGACY,
-        next_id: 0,
-    };
-    legacy
-        .send(json!({"type": "connection_init", "payload": {}}))
-        .await;
-    let refused = legacy.receive().await;
-    assert_eq!(refused["type"], "connection_error", "{refused}");
+    let refused =
+        Client::refused_legacy(&w.app, json!({"type": "connection_init", "payload": {}})).await;
     assert!(
         refused["payload"]["message"]
             .as_str()
@@ -956,14 +962,7 @@ async fn a_user_may_hold_only_so_many_connections_and_gets_them_back_on_close() 
         }
     };
     assert_eq!(try_modern(me.clone()).await.err(), Some(4429));
-    let mut legacy = Client {
-        socket: Client::open(&w.app, LEGACY).await,
-        protocol: LEGACY,
-        next_id: 0,
-    };
-    legacy.send(init(&me)).await;
-    let refused = legacy.receive().await;
-    assert_eq!(refused["type"], "connection_error", "{refused}");
+    let refused = Client::refused_legacy(&w.app, init(&me)).await;
     assert!(
         refused["payload"]["message"]
             .as_str()
