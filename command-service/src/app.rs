@@ -20,7 +20,7 @@ pub struct AppState {
 }
 
 struct Inner {
-    settings: Settings,
+    settings: Arc<Settings>,
     pool: PgPool,
     redis: fred::clients::Client,
     metrics: Metrics,
@@ -30,9 +30,7 @@ struct Inner {
     bus: crate::commands::CommandBus,
     accounts: crate::accounts::Accounts,
     hub: crate::realtime::Hub,
-    rate_limits: std::collections::BTreeMap<&'static str, crate::ratelimit::Limit>,
-    redis_namespace: tokio::sync::OnceCell<String>,
-    limiter_paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+    limiter: crate::ratelimit::Limiter,
     db_gate: crate::dbgate::DbGate,
     blobs: Option<workers::blobs::BlobStore>,
 }
@@ -79,18 +77,24 @@ impl AppState {
             settings.graphql_cache_entry_max_bytes,
         );
         let blobs = blob_options(&settings).map(|o| workers::blobs::BlobStore::new(&o));
+        let metrics = Metrics::new().context("registering metrics")?;
+        let limiter = crate::ratelimit::Limiter::new(
+            settings.rate_limits_enabled,
+            rate_limits,
+            redis.clone(),
+            pool.clone(),
+            metrics.rate_limit_failures.clone(),
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 blobs,
-                redis_namespace: tokio::sync::OnceCell::new(),
-                limiter_paused_until: std::sync::Mutex::new(None),
                 db_gate: crate::dbgate::DbGate::default(),
-                rate_limits,
+                limiter,
                 hub,
-                settings,
+                settings: Arc::new(settings),
                 pool,
                 redis,
-                metrics: Metrics::new().context("registering metrics")?,
+                metrics,
                 event_log,
                 schema: std::sync::OnceLock::new(),
                 response_cache,
@@ -103,6 +107,11 @@ impl AppState {
     /// The settings the process started with.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The settings, shared (what a GraphQL request's data holds).
+    pub fn shared_settings(&self) -> Arc<Settings> {
+        self.inner.settings.clone()
     }
 
     /// The runtime database pool.
@@ -143,32 +152,9 @@ impl AppState {
         &self.inner.redis
     }
 
-    /// The prefix of this deployment's Redis keys (`strata:<database schema>`), so deployments
-    /// sharing a Redis (and parallel test schemas) never count each other's requests.
-    pub async fn redis_namespace(&self) -> Result<&str, sqlx::Error> {
-        self.inner
-            .redis_namespace
-            .get_or_try_init(|| async {
-                let schema: String = sqlx::query_scalar("SELECT current_schema()")
-                    .fetch_one(&self.inner.pool)
-                    .await?;
-                Ok(format!("strata:{schema}"))
-            })
-            .await
-            .map(String::as_str)
-    }
-
-    /// Until when the rate limiter skips Redis after a failure (a circuit breaker, so an
-    /// outage does not add the check timeout to every request).
-    pub fn limiter_paused_until(&self) -> &std::sync::Mutex<Option<std::time::Instant>> {
-        &self.inner.limiter_paused_until
-    }
-
-    /// The configured rate limits by action.
-    pub fn rate_limits(
-        &self,
-    ) -> &std::collections::BTreeMap<&'static str, crate::ratelimit::Limit> {
-        &self.inner.rate_limits
+    /// The rate limiter.
+    pub fn limiter(&self) -> &crate::ratelimit::Limiter {
+        &self.inner.limiter
     }
 
     /// This process's live events, for subscriptions.

@@ -22,6 +22,13 @@ use crate::error::AppError;
 use crate::ingestion::rest::as_caller;
 use crate::ingestion::{self as service, NewIngestion};
 
+/// The S3 file store.
+pub type Store = workers::blobs::BlobStore;
+
+/// The file store as a GraphQL request holds it (none when S3 is not configured).
+#[derive(Clone)]
+pub struct FileStore(pub Option<Store>);
+
 fn store_error(e: impl std::fmt::Display) -> AppError {
     tracing::error!(error = %e, "the file store failed");
     AppError::new(
@@ -148,7 +155,7 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(&state, &caller, &project_id)
+        service::project_for_ingest(state.bus(), &caller, &project_id)
             .await
             .map_err(AppError::from)?;
         let user = caller.principal.user_id.clone().unwrap_or_default();
@@ -173,12 +180,12 @@ pub async fn upload_and_import(
             return Err(AppError::not_found("no such route"));
         };
         let model_name = rest.first().map_or("main", String::as_str);
-        let project = service::project_for_ingest(&state, &caller, project_id)
+        let project = service::project_for_ingest(state.bus(), &caller, project_id)
             .await
             .map_err(AppError::from)?;
         let model_id = match project.model_by_name(model_name) {
             Some((id, _)) => id.to_owned(),
-            None => service::create_model(&state, &caller, project_id, model_name)
+            None => service::create_model(state.bus(), &caller, project_id, model_name)
                 .await
                 .map_err(AppError::from)?,
         };
@@ -186,7 +193,8 @@ pub async fn upload_and_import(
         let stored = store_parts(&state, project_id, &user, multipart).await?;
         for s in &stored {
             service::create(
-                &state,
+                state.bus(),
+                state.settings().ingestion_default_idle_timeout_seconds,
                 &caller,
                 NewIngestion {
                     project_id: project_id.clone(),
@@ -230,7 +238,7 @@ async fn readable_blob(
     project_id: &str,
     blob_id: &str,
 ) -> Result<schema::files::FileUpload, AppError> {
-    service::readable_project(state, principal, project_id)
+    service::readable_project(state.bus(), principal, project_id)
         .await
         .map_err(AppError::from)?;
     schema::files::get(state.pool(), project_id, blob_id)
@@ -283,7 +291,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(&state, &caller, &project_id)
+        service::project_for_ingest(state.bus(), &caller, &project_id)
             .await
             .map_err(AppError::from)?;
         readable_blob(&state, &caller.principal, &project_id, &blob_id).await?;
@@ -310,7 +318,7 @@ pub async fn diff(
     Json(ids): Json<Vec<String>>,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::readable_project(&state, &caller.principal, &project_id)
+        service::readable_project(state.bus(), &caller.principal, &project_id)
             .await
             .map_err(AppError::from)?;
         let known = schema::files::completed_ids(state.pool(), &project_id, &ids)
@@ -338,7 +346,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::readable_project(&state, &caller.principal, &project_id)
+        service::readable_project(state.bus(), &caller.principal, &project_id)
             .await
             .map_err(AppError::from)?;
         let files =

@@ -11,15 +11,24 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// An error that becomes an HTTP response or a GraphQL error.
-#[derive(Debug)]
+/// An error that becomes an HTTP response or a GraphQL error. It is what every resolver and
+/// handler returns ([`ApiResult`]), so `?` works on every failure kind that has a `From` impl
+/// here and on nothing else: an error type without one does not compile, instead of reaching
+/// the client without a code (async-graphql's own `Error` converts any `Display` type).
+#[derive(Debug, Clone)]
 pub struct AppError {
     status: StatusCode,
     code: &'static str,
     /// `extensions.code` when answered over GraphQL.
     graphql_code: &'static str,
     message: String,
+    /// An error async-graphql made (a missing context entry, a dataloader's), passed through
+    /// as it is once it has a code.
+    graphql: Option<Box<async_graphql::Error>>,
 }
+
+/// What resolvers and handlers return.
+pub type ApiResult<T> = Result<T, AppError>;
 
 impl AppError {
     /// An error with an explicit status and machine-readable code (the same over GraphQL).
@@ -29,6 +38,7 @@ impl AppError {
             code,
             graphql_code: code,
             message: message.into(),
+            graphql: None,
         }
     }
 
@@ -53,21 +63,23 @@ impl AppError {
             .filter_map(|e| e.downcast_ref::<sqlx::Error>())
             .any(database_gone)
         {
-            tracing::warn!(
-                error = format!("{cause:#}"),
-                "the database went away mid-request"
-            );
-            return Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                crate::dbgate::CODE,
-                DATABASE_LOST,
-            );
+            return Self::database_lost(&format!("{cause:#}"));
         }
         tracing::error!(error = format!("{cause:#}"), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_SERVER_ERROR",
             "internal server error",
+        )
+    }
+
+    /// 503 `SERVICE_UNAVAILABLE`: the database went away during the request (`cause` is logged).
+    fn database_lost(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "the database went away mid-request");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::dbgate::CODE,
+            DATABASE_LOST,
         )
     }
 
@@ -104,6 +116,25 @@ fn database_gone(e: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// A batch loader's shared database error (every key of the batch holds the same one).
+impl From<std::sync::Arc<sqlx::Error>> for AppError {
+    fn from(e: std::sync::Arc<sqlx::Error>) -> Self {
+        match std::sync::Arc::try_unwrap(e) {
+            Ok(e) => Self::internal(e),
+            // Shared with other keys: the database-gone check reads it in place.
+            Err(shared) if database_gone(&shared) => Self::database_lost(&shared),
+            Err(shared) => Self::internal(shared),
+        }
+    }
+}
+
+/// The file store failed (S3 unreachable, a refused request): ours, logged with its chain.
+impl From<workers::blobs::BlobError> for AppError {
+    fn from(e: workers::blobs::BlobError) -> Self {
         Self::internal(e)
     }
 }
@@ -198,8 +229,43 @@ impl From<crate::commands::CommandError> for AppError {
 impl From<AppError> for async_graphql::Error {
     fn from(e: AppError) -> Self {
         use async_graphql::ErrorExtensions;
+        if let Some(passed) = e.graphql {
+            return *passed;
+        }
         let code = e.graphql_code;
         async_graphql::Error::new(e.message).extend_with(|_, x| x.set("code", code))
+    }
+}
+
+/// An error async-graphql made: kept as it is, with `INTERNAL_SERVER_ERROR` added when it has
+/// no code (a missing context entry is our bug), so no GraphQL error leaves without one.
+impl From<async_graphql::Error> for AppError {
+    fn from(e: async_graphql::Error) -> Self {
+        use async_graphql::ErrorExtensions;
+        let coded = e
+            .extensions
+            .as_ref()
+            .is_some_and(|x| x.get("code").is_some());
+        let passed = if coded {
+            e
+        } else {
+            tracing::error!(error = %e.message, "uncoded GraphQL error");
+            e.extend_with(|_, x| x.set("code", "INTERNAL_SERVER_ERROR"))
+        };
+        let mut error = Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_SERVER_ERROR",
+            passed.message.clone(),
+        );
+        error.graphql = Some(Box::new(passed));
+        error
+    }
+}
+
+/// Failures that are ours by nature (a store, a decode, a join): logged with their chain.
+impl From<anyhow::Error> for AppError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::internal(e)
     }
 }
 

@@ -25,7 +25,6 @@ use domain::{EventMetadata, ProjectCommand};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use crate::app::AppState;
 use crate::commands::{CommandBus, CommandError, IngestionAggregate, ProjectAggregate, new_id};
 
 /// Who asks, as every ingestion operation needs it.
@@ -40,7 +39,7 @@ pub struct Caller {
 /// The project `project_id` as the write side has it now, if `caller` may ingest into it
 /// (a project they may not read is "not found").
 pub async fn project_for_ingest(
-    state: &AppState,
+    bus: &CommandBus,
     caller: &Caller,
     project_id: &str,
 ) -> Result<Project, CommandError> {
@@ -52,7 +51,7 @@ pub async fn project_for_ingest(
         };
         policy::can_ingest(&caller.principal, &any).map_err(CommandError::Denied)?;
     }
-    let project = readable_project(state, &caller.principal, project_id).await?;
+    let project = readable_project(bus, &caller.principal, project_id).await?;
     let access = project.access_for(caller.principal.user_id.as_deref());
     policy::can_ingest(&caller.principal, &access).map_err(CommandError::Denied)?;
     Ok(project)
@@ -61,7 +60,7 @@ pub async fn project_for_ingest(
 /// The project `project_id` if `principal` may read it (else the read policy's refusal, as
 /// every project operation answers).
 pub async fn readable_project(
-    state: &AppState,
+    bus: &CommandBus,
     principal: &Principal,
     project_id: &str,
 ) -> Result<Project, CommandError> {
@@ -69,7 +68,7 @@ pub async fn readable_project(
     if !domain::is_entity_id(project_id) {
         return Err(not_found());
     }
-    let project = match state.bus().current::<ProjectAggregate>(project_id).await? {
+    let project = match bus.current::<ProjectAggregate>(project_id).await? {
         ProjectState::Active(p) => p,
         _ => return Err(not_found()),
     };
@@ -82,15 +81,14 @@ pub async fn readable_project(
 /// original's upload routes do); returns its id, or the id of a model of that name made
 /// meanwhile.
 pub async fn create_model(
-    state: &AppState,
+    bus: &CommandBus,
     caller: &Caller,
     project_id: &str,
     name: &str,
 ) -> Result<String, CommandError> {
     let model_id = new_id();
     let author = caller.principal.user_id.clone().unwrap_or_default();
-    let created = state
-        .bus()
+    let created = bus
         .execute::<ProjectAggregate, _>(project_id, &caller.metadata, |s| {
             let project = s
                 .project()
@@ -108,7 +106,7 @@ pub async fn create_model(
     match created {
         Ok(_) => Ok(model_id),
         Err(CommandError::Domain(DomainError::NameTaken { .. })) => {
-            match state.bus().current::<ProjectAggregate>(project_id).await? {
+            match bus.current::<ProjectAggregate>(project_id).await? {
                 ProjectState::Active(p) => p
                     .model_by_name(name)
                     .map(|(id, _)| id.to_owned())
@@ -137,20 +135,22 @@ pub struct NewIngestion {
     pub file: Option<domain::ingestion::ImportFile>,
 }
 
-/// Starts an ingestion; returns its id.
+/// Starts an ingestion; returns its id. `default_idle_timeout_seconds` applies when the
+/// client names none.
 pub async fn create(
-    state: &AppState,
+    bus: &CommandBus,
+    default_idle_timeout_seconds: u32,
     caller: &Caller,
     input: NewIngestion,
 ) -> Result<String, CommandError> {
-    let project = project_for_ingest(state, caller, &input.project_id).await?;
+    let project = project_for_ingest(bus, caller, &input.project_id).await?;
     // `can_ingest` admits signed-in users only.
     let user = caller.principal.user_id.clone().unwrap_or_default();
     if !project.models.contains_key(&input.model_id) {
         return Err(DomainError::not_found(Entity::Model, input.model_id).into());
     }
     let timeout = match input.max_idle_timeout_seconds {
-        None => state.settings().ingestion_default_idle_timeout_seconds,
+        None => default_idle_timeout_seconds,
         Some(s) => u32::try_from(s).map_err(|_| {
             DomainError::invalid(
                 "maxIdleTimeoutSeconds",
@@ -174,9 +174,7 @@ pub async fn create(
         max_idle_timeout_seconds: timeout,
         file: input.file,
     };
-    state
-        .bus()
-        .execute::<IngestionAggregate, _>(&ingestion_id, &caller.metadata, |_| Ok(command.clone()))
+    bus.execute::<IngestionAggregate, _>(&ingestion_id, &caller.metadata, |_| Ok(command.clone()))
         .await?;
     Ok(ingestion_id)
 }
@@ -194,39 +192,34 @@ fn of_project<'a>(
 
 /// Runs `command` on ingestion `ingestion_id` of `project_id` for `caller`.
 pub async fn act(
-    state: &AppState,
+    bus: &CommandBus,
     caller: &Caller,
     project_id: &str,
     ingestion_id: &str,
     command: IngestionCommand,
 ) -> Result<(), CommandError> {
-    project_for_ingest(state, caller, project_id).await?;
+    project_for_ingest(bus, caller, project_id).await?;
     if !domain::is_entity_id(ingestion_id) {
         return Err(DomainError::not_found(Entity::Ingestion, ingestion_id).into());
     }
-    state
-        .bus()
-        .execute::<IngestionAggregate, _>(ingestion_id, &caller.metadata, |s| {
-            of_project(s, project_id, ingestion_id)?;
-            Ok(command.clone())
-        })
-        .await?;
+    bus.execute::<IngestionAggregate, _>(ingestion_id, &caller.metadata, |s| {
+        of_project(s, project_id, ingestion_id)?;
+        Ok(command.clone())
+    })
+    .await?;
     Ok(())
 }
 
 /// The ingestion's write-side state, if it belongs to `project_id`.
 pub async fn load(
-    state: &AppState,
+    bus: &CommandBus,
     project_id: &str,
     ingestion_id: &str,
 ) -> Result<Ingestion, CommandError> {
     if !domain::is_entity_id(ingestion_id) {
         return Err(DomainError::not_found(Entity::Ingestion, ingestion_id).into());
     }
-    let s = state
-        .bus()
-        .current::<IngestionAggregate>(ingestion_id)
-        .await?;
+    let s = bus.current::<IngestionAggregate>(ingestion_id).await?;
     of_project(&s, project_id, ingestion_id).cloned()
 }
 
@@ -246,14 +239,14 @@ pub struct Completion {
 /// Accepts `completion` for the ingestion and makes its version; returns the version id. A
 /// repeat answers the same id and creates nothing.
 pub async fn complete(
-    state: &AppState,
+    bus: &CommandBus,
     caller: &Caller,
     project_id: &str,
     ingestion_id: &str,
     completion: Completion,
 ) -> Result<String, CommandError> {
     act(
-        state,
+        bus,
         caller,
         project_id,
         ingestion_id,
@@ -265,7 +258,7 @@ pub async fn complete(
         },
     )
     .await?;
-    finish(state.bus(), &caller.metadata, ingestion_id).await
+    finish(bus, &caller.metadata, ingestion_id).await
 }
 
 /// Steps 2 and 3 of completing (see the module): makes the reserved version from the accepted

@@ -56,74 +56,134 @@ const BREAKER_PAUSE: Duration = Duration::from_secs(1);
 /// How long a check may take before the request passes unchecked.
 const CHECK_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// Checks `action` for `subject` (a token digest or an IP).
-pub async fn check(state: &AppState, action: &str, subject: &str) -> Verdict {
-    let settings = state.settings();
-    if !settings.rate_limits_enabled {
-        return Verdict::Unchecked;
+/// The limiter: the configured limits, the Redis they are counted in, and a circuit breaker.
+/// Cheap to clone (shared); what resolvers and the middleware are given instead of the whole
+/// application state.
+#[derive(Clone)]
+pub struct Limiter {
+    inner: std::sync::Arc<LimiterInner>,
+}
+
+struct LimiterInner {
+    enabled: bool,
+    limits: std::collections::BTreeMap<&'static str, Limit>,
+    redis: fred::clients::Client,
+    pool: sqlx::PgPool,
+    failures: prometheus::IntCounter,
+    /// The prefix of this deployment's keys, named on first use.
+    namespace: tokio::sync::OnceCell<String>,
+    /// Until when checks skip Redis after a failure (so an outage does not add the check
+    /// timeout to every request).
+    paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Limiter {
+    /// A limiter over `limits` (checks pass unchecked when `enabled` is false), counting in
+    /// `redis`, its failures in `failures`.
+    pub fn new(
+        enabled: bool,
+        limits: std::collections::BTreeMap<&'static str, Limit>,
+        redis: fred::clients::Client,
+        pool: sqlx::PgPool,
+        failures: prometheus::IntCounter,
+    ) -> Self {
+        Self {
+            inner: std::sync::Arc::new(LimiterInner {
+                enabled,
+                limits,
+                redis,
+                pool,
+                failures,
+                namespace: tokio::sync::OnceCell::new(),
+                paused_until: std::sync::Mutex::new(None),
+            }),
+        }
     }
-    let Some(limit) = state.rate_limits().get(action).copied() else {
-        return Verdict::Unchecked;
-    };
-    // A poisoned lock: not paused.
-    let paused = state
-        .limiter_paused_until()
-        .lock()
-        .map(|until| until.is_some_and(|t| std::time::Instant::now() < t))
-        .unwrap_or(false);
-    if paused {
-        state.metrics().rate_limit_failures.inc();
-        return Verdict::Unchecked;
+
+    /// The prefix of this deployment's Redis keys (`strata:<database schema>`), so deployments
+    /// sharing a Redis (and parallel test schemas) never count each other's requests.
+    async fn namespace(&self) -> Result<&str, sqlx::Error> {
+        self.inner
+            .namespace
+            .get_or_try_init(|| async {
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&self.inner.pool)
+                    .await?;
+                Ok(format!("strata:{schema}"))
+            })
+            .await
+            .map(String::as_str)
     }
-    let namespace = match state.redis_namespace().await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limiter cannot name its keys; letting the request through");
-            state.metrics().rate_limit_failures.inc();
+
+    /// Checks `action` for `subject` (a token digest or an IP).
+    pub async fn check(&self, action: &str, subject: &str) -> Verdict {
+        let inner = &*self.inner;
+        if !inner.enabled {
             return Verdict::Unchecked;
         }
-    };
-    let keys = vec![
-        format!("{namespace}:rl:{action}:{subject}"),
-        format!("{namespace}:rl:{action}:{subject}:burst"),
-    ];
-    // Windows are minutes long; saturating is never reached.
-    let args = vec![
-        i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX),
-        i64::from(limit.regular),
-        i64::try_from(limit.burst_window.as_millis()).unwrap_or(i64::MAX),
-        i64::from(limit.burst),
-    ];
-    let outcome = tokio::time::timeout(
-        CHECK_TIMEOUT,
-        state.redis().eval::<Vec<i64>, _, _, _>(SCRIPT, keys, args),
-    )
-    .await;
-    match outcome {
-        Ok(Ok(v)) if v.len() == 3 => {
-            if v[0] == 1 {
-                Verdict::Allowed {
-                    remaining: u32::try_from(v[1]).unwrap_or(0), // count <= limit: never negative
-                }
-            } else {
-                Verdict::Limited {
-                    // The script returns at least 1 here.
-                    reset_in: Duration::from_millis(u64::try_from(v[2]).unwrap_or(1000)),
-                }
-            }
+        let Some(limit) = inner.limits.get(action).copied() else {
+            return Verdict::Unchecked;
+        };
+        // A poisoned lock: not paused.
+        let paused = inner
+            .paused_until
+            .lock()
+            .map(|until| until.is_some_and(|t| std::time::Instant::now() < t))
+            .unwrap_or(false);
+        if paused {
+            inner.failures.inc();
+            return Verdict::Unchecked;
         }
-        other => {
-            let reason = match other {
-                Ok(Ok(v)) => format!("unexpected reply {v:?}"),
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "timed out".to_owned(),
-            };
-            tracing::warn!(%action, %reason, "rate limiter unavailable; letting requests through for a second");
-            state.metrics().rate_limit_failures.inc();
-            if let Ok(mut until) = state.limiter_paused_until().lock() {
-                *until = Some(std::time::Instant::now() + BREAKER_PAUSE);
+        let namespace = match self.namespace().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter cannot name its keys; letting the request through");
+                inner.failures.inc();
+                return Verdict::Unchecked;
             }
-            Verdict::Unchecked
+        };
+        let keys = vec![
+            format!("{namespace}:rl:{action}:{subject}"),
+            format!("{namespace}:rl:{action}:{subject}:burst"),
+        ];
+        // Windows are minutes long; saturating is never reached.
+        let args = vec![
+            i64::try_from(limit.window.as_millis()).unwrap_or(i64::MAX),
+            i64::from(limit.regular),
+            i64::try_from(limit.burst_window.as_millis()).unwrap_or(i64::MAX),
+            i64::from(limit.burst),
+        ];
+        let outcome = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            inner.redis.eval::<Vec<i64>, _, _, _>(SCRIPT, keys, args),
+        )
+        .await;
+        match outcome {
+            Ok(Ok(v)) if v.len() == 3 => {
+                if v[0] == 1 {
+                    Verdict::Allowed {
+                        remaining: u32::try_from(v[1]).unwrap_or(0), // count <= limit: never negative
+                    }
+                } else {
+                    Verdict::Limited {
+                        // The script returns at least 1 here.
+                        reset_in: Duration::from_millis(u64::try_from(v[2]).unwrap_or(1000)),
+                    }
+                }
+            }
+            other => {
+                let reason = match other {
+                    Ok(Ok(v)) => format!("unexpected reply {v:?}"),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_owned(),
+                };
+                tracing::warn!(%action, %reason, "rate limiter unavailable; letting requests through for a second");
+                inner.failures.inc();
+                if let Ok(mut until) = inner.paused_until.lock() {
+                    *until = Some(std::time::Instant::now() + BREAKER_PAUSE);
+                }
+                Verdict::Unchecked
+            }
         }
     }
 }
@@ -203,7 +263,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let method = req.method().as_str().to_owned();
     let mut remaining = None;
     for action in std::iter::once("ALL_REQUESTS").chain(route_action(&method, &route)) {
-        match check(&state, action, &who).await {
+        match state.limiter().check(action, &who).await {
             Verdict::Limited { reset_in } => return too_many(reset_in),
             Verdict::Allowed { remaining: r } => remaining = Some(r),
             Verdict::Unchecked => {}

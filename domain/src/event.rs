@@ -154,3 +154,58 @@ pub(crate) fn upcast_and_decode<T: serde::de::DeserializeOwned>(
         .upcast(event_type, schema_version, payload)?;
     decode_tagged(known, event_type, payload)
 }
+
+/// The codec methods every aggregate's event enum has (`to_new_event`, `decode`,
+/// `register_current`), written once: expanded inside `impl XEvent { … }` for an enum with
+/// `EVENT_TYPES` and `SCHEMA_VERSION`. `$kind` names the events in the docs; `from_stored`
+/// adds the test-only reader of payloads already in the current shape.
+macro_rules! event_codec {
+    ($kind:literal) => {
+        /// The event as it is appended to the log.
+        pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
+            $crate::event::encode_tagged(self, Self::SCHEMA_VERSION)
+        }
+
+        #[doc = concat!("The one way to read a stored ", $kind, " event, for every reader")]
+        /// (command handling, projections, the live publisher): brings the payload from its
+        /// stored schema version to the current shape through [`Self::register_current`]'s
+        /// upcasters, then decodes it.
+        pub fn decode(
+            event_type: &str,
+            schema_version: u32,
+            payload: serde_json::Value,
+        ) -> Result<Self, EventCodecError> {
+            static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
+            $crate::event::upcast_and_decode(
+                &UPCASTERS,
+                Self::register_current,
+                &Self::EVENT_TYPES,
+                event_type,
+                schema_version,
+                payload,
+            )
+        }
+
+        #[doc = concat!("Declares every ", $kind, " event type's current version, and the")]
+        /// upcast steps from older ones (none yet), in an upcaster registry.
+        pub fn register_current(upcasters: Upcasters) -> Upcasters {
+            Self::EVENT_TYPES
+                .iter()
+                .fold(upcasters, |u, t| u.current(t, Self::SCHEMA_VERSION))
+        }
+    };
+    ($kind:literal, from_stored) => {
+        $crate::event::event_codec!($kind);
+
+        /// Reads a payload already in the current shape (tests of the codec); every reader uses
+        /// [`Self::decode`], which upcasts first.
+        #[cfg(test)]
+        pub(crate) fn from_stored(
+            event_type: &str,
+            payload: serde_json::Value,
+        ) -> Result<Self, EventCodecError> {
+            $crate::event::decode_tagged(&Self::EVENT_TYPES, event_type, payload)
+        }
+    };
+}
+pub(crate) use event_codec;

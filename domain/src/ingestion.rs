@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
-use crate::event::{EventCodecError, NewEvent, encode_tagged};
+use crate::event::{EventCodecError, NewEvent};
 use crate::ids::{StreamId, StreamIdError, is_entity_id};
 use crate::names::{MAX_MESSAGE_CHARS, MAX_SOURCE_APPLICATION_CHARS, check_len};
 use crate::upcast::Upcasters;
@@ -426,34 +426,7 @@ impl IngestionEvent {
         }
     }
 
-    /// The event as it is appended to the log.
-    pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
-        encode_tagged(self, Self::SCHEMA_VERSION)
-    }
-
-    /// The one way to read a stored ingestion event (upcast, then decoded).
-    pub fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<Self, EventCodecError> {
-        static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
-        crate::event::upcast_and_decode(
-            &UPCASTERS,
-            Self::register_current,
-            &Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-
-    /// Declares every ingestion event type's current version (no upcasts yet).
-    pub fn register_current(upcasters: Upcasters) -> Upcasters {
-        Self::EVENT_TYPES
-            .iter()
-            .fold(upcasters, |u, t| u.current(t, Self::SCHEMA_VERSION))
-    }
+    crate::event::event_codec!("ingestion");
 }
 
 /// An ingestion, as decisions and the idle clock need it.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
-use crate::event::{EventCodecError, NewEvent, encode_tagged};
+use crate::event::{EventCodecError, NewEvent};
 use crate::ids::{StreamId, StreamIdError, is_entity_id};
 use crate::names::{
     Email, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_OBJECT_ID_CHARS,
@@ -691,47 +691,7 @@ impl ProjectEvent {
         access
     }
 
-    /// The event as it is appended to the log.
-    pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
-        encode_tagged(self, Self::SCHEMA_VERSION)
-    }
-
-    /// The one way to read a stored project event, for every reader (command handling,
-    /// projections, the live publisher): brings the payload from its stored schema version to
-    /// the current shape through [`Self::register_current`]'s upcasters, then decodes it.
-    pub fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<Self, EventCodecError> {
-        static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
-        crate::event::upcast_and_decode(
-            &UPCASTERS,
-            Self::register_current,
-            &Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-
-    /// Reads a payload already in the current shape (tests of the codec); every reader uses
-    /// [`Self::decode`], which upcasts first.
-    #[cfg(test)]
-    pub(crate) fn from_stored(
-        event_type: &str,
-        payload: serde_json::Value,
-    ) -> Result<Self, EventCodecError> {
-        crate::event::decode_tagged(&Self::EVENT_TYPES, event_type, payload)
-    }
-
-    /// Declares every project event type's current version, and the upcast steps from older
-    /// ones (none yet), in an upcaster registry.
-    pub fn register_current(upcasters: Upcasters) -> Upcasters {
-        Self::EVENT_TYPES
-            .iter()
-            .fold(upcasters, |u, t| u.current(t, Self::SCHEMA_VERSION))
-    }
+    crate::event::event_codec!("project", from_stored);
 }
 
 /// A pending invite.

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
-use crate::event::{EventCodecError, NewEvent, encode_tagged};
+use crate::event::{EventCodecError, NewEvent};
 use crate::ids::{StreamId, StreamIdError, is_entity_id};
 use crate::names::{
     Email, MAX_AVATAR_CHARS, MAX_BIO_CHARS, MAX_COMPANY_CHARS, UserName, check_len,
@@ -211,47 +211,7 @@ impl UserEvent {
         }
     }
 
-    /// The event as it is appended to the log.
-    pub fn to_new_event(&self) -> Result<NewEvent, EventCodecError> {
-        encode_tagged(self, Self::SCHEMA_VERSION)
-    }
-
-    /// The one way to read a stored user event, for every reader (command handling,
-    /// projections, the live publisher): brings the payload from its stored schema version to
-    /// the current shape through [`Self::register_current`]'s upcasters, then decodes it.
-    pub fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<Self, EventCodecError> {
-        static UPCASTERS: std::sync::OnceLock<Upcasters> = std::sync::OnceLock::new();
-        crate::event::upcast_and_decode(
-            &UPCASTERS,
-            Self::register_current,
-            &Self::EVENT_TYPES,
-            event_type,
-            schema_version,
-            payload,
-        )
-    }
-
-    /// Reads a payload already in the current shape (tests of the codec); every reader uses
-    /// [`Self::decode`], which upcasts first.
-    #[cfg(test)]
-    pub(crate) fn from_stored(
-        event_type: &str,
-        payload: serde_json::Value,
-    ) -> Result<Self, EventCodecError> {
-        crate::event::decode_tagged(&Self::EVENT_TYPES, event_type, payload)
-    }
-
-    /// Declares every user event type's current version, and the upcast steps from older ones
-    /// (none yet), in an upcaster registry.
-    pub fn register_current(upcasters: Upcasters) -> Upcasters {
-        Self::EVENT_TYPES
-            .iter()
-            .fold(upcasters, |u, t| u.current(t, Self::SCHEMA_VERSION))
-    }
+    crate::event::event_codec!("user", from_stored);
 }
 
 /// A live account.

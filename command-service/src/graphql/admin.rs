@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 
 use super::errors::{denied, internal};
 use super::project::{LimitedUser, Project, decode_cursor, load_user, next_cursor, page_limit};
-use crate::app::AppState;
+use super::services;
+use crate::error::{ApiResult, AppError};
 
 /// Counts over the whole server.
 #[derive(SimpleObject)]
@@ -105,7 +106,7 @@ impl From<query::AdminInviteRow> for ServerInvite {
 #[ComplexObject]
 impl ServerInvite {
     /// Who sent it.
-    async fn invited_by(&self, ctx: &Context<'_>) -> async_graphql::Result<LimitedUser> {
+    async fn invited_by(&self, ctx: &Context<'_>) -> ApiResult<LimitedUser> {
         load_user(ctx, &self.invited_by)
             .await?
             .ok_or_else(|| internal(anyhow::anyhow!("inviter {} not found", self.invited_by)))
@@ -124,7 +125,7 @@ pub struct AdminInviteList {
 /// The admin queries.
 pub struct AdminQueries;
 
-fn check(ctx: &Context<'_>, scope: &Scope) -> async_graphql::Result<()> {
+fn check(ctx: &Context<'_>, scope: &Scope) -> ApiResult<()> {
     policy::can_administer(ctx.data::<Principal>()?, scope).map_err(|d| denied(&d))
 }
 
@@ -132,7 +133,7 @@ fn check(ctx: &Context<'_>, scope: &Scope) -> async_graphql::Result<()> {
 fn page_bounds(
     limit: i32,
     cursor: Option<&str>,
-) -> async_graphql::Result<(i64, Option<(OffsetDateTime, String)>)> {
+) -> ApiResult<(i64, Option<(OffsetDateTime, String)>)> {
     Ok((
         page_limit(Some(limit))?,
         cursor.map(decode_cursor).transpose()?,
@@ -146,14 +147,9 @@ fn count(n: i64) -> i32 {
 #[Object]
 impl AdminQueries {
     /// Projects, users and pending invites on the server (`server:stats`).
-    async fn server_statistics(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<ServerStatistics> {
+    async fn server_statistics(&self, ctx: &Context<'_>) -> ApiResult<ServerStatistics> {
         check(ctx, &Scope::SERVER_STATS)?;
-        let counts = query::server_counts(ctx.data::<AppState>()?.pool())
-            .await
-            .map_err(internal)?;
+        let counts = query::server_counts(services::pool(ctx)?).await?;
         Ok(ServerStatistics {
             total_project_count: count(counts.projects),
             total_user_count: count(counts.users),
@@ -171,19 +167,18 @@ impl AdminQueries {
         visibility: Option<String>,
         #[graphql(default = 25)] limit: i32,
         cursor: Option<String>,
-    ) -> async_graphql::Result<ProjectCollection> {
+    ) -> ApiResult<ProjectCollection> {
         check(ctx, &Scope::USERS_READ)?;
         let (limit, after) = page_bounds(limit, cursor.as_deref())?;
         let visibility = visibility.map(|v| v.to_uppercase());
         let (total, rows) = query::admin_projects_page(
-            ctx.data::<AppState>()?.pool(),
+            services::pool(ctx)?,
             query.as_deref(),
             visibility.as_deref(),
             after,
             limit,
         )
-        .await
-        .map_err(internal)?;
+        .await?;
         let items: Vec<Project> = rows.into_iter().map(Project::from).collect();
         Ok(ProjectCollection {
             total_count: count(total),
@@ -200,17 +195,11 @@ impl AdminQueries {
         #[graphql(default = 25)] limit: i32,
         cursor: Option<String>,
         query: Option<String>,
-    ) -> async_graphql::Result<AdminInviteList> {
+    ) -> ApiResult<AdminInviteList> {
         check(ctx, &Scope::USERS_READ)?;
         let (limit, after) = page_bounds(limit, cursor.as_deref())?;
-        let (total, rows) = query::admin_invites_page(
-            ctx.data::<AppState>()?.pool(),
-            query.as_deref(),
-            after,
-            limit,
-        )
-        .await
-        .map_err(internal)?;
+        let (total, rows) =
+            query::admin_invites_page(services::pool(ctx)?, query.as_deref(), after, limit).await?;
         let items: Vec<ServerInvite> = rows.into_iter().map(ServerInvite::from).collect();
         Ok(AdminInviteList {
             total_count: count(total),
@@ -228,19 +217,18 @@ impl AdminQueries {
         cursor: Option<String>,
         query: Option<String>,
         role: Option<super::wire::ServerRoleWire>,
-    ) -> async_graphql::Result<AdminUserList> {
+    ) -> ApiResult<AdminUserList> {
         check(ctx, &Scope::USERS_READ)?;
         let role = role.map(|r| domain::policy::ServerRole::from(r).as_str().to_owned());
         let (limit, after) = page_bounds(limit, cursor.as_deref())?;
         let (total, rows) = query::admin_users_page(
-            ctx.data::<AppState>()?.pool(),
+            services::pool(ctx)?,
             query.as_deref(),
             role.as_deref(),
             after,
             limit,
         )
-        .await
-        .map_err(internal)?;
+        .await?;
         let items: Vec<AdminUserListItem> = rows.into_iter().map(AdminUserListItem::from).collect();
         let cursor = next_cursor(&items, limit, |u| {
             // Always set (the column is NOT NULL).
@@ -263,9 +251,9 @@ pub struct UserRoleInput {
 
 /// Changes a user's server role (server admins, as the original). Guest mode is off on this
 /// server, so the guest role is refused.
-pub async fn change_role(ctx: &Context<'_>, input: UserRoleInput) -> async_graphql::Result<bool> {
+pub async fn change_role(ctx: &Context<'_>, input: UserRoleInput) -> ApiResult<bool> {
     let principal = ctx.data::<Principal>()?;
-    policy::can_administer(principal, &Scope::USERS_READ).map_err(|d| denied(&d))?;
+    policy::can_administer(principal, &Scope::USERS_READ)?;
     let role: policy::ServerRole = input.role.parse().map_err(|_| {
         super::errors::gql_error(
             super::errors::ErrorCode::BadRequest,
@@ -273,8 +261,7 @@ pub async fn change_role(ctx: &Context<'_>, input: UserRoleInput) -> async_graph
         )
     })?;
     let actor = principal.user_id.clone().unwrap_or_default();
-    ctx.data::<AppState>()?
-        .accounts()
+    services::accounts(ctx)?
         .change_server_role(
             &input.id,
             role,
@@ -283,7 +270,7 @@ pub async fn change_role(ctx: &Context<'_>, input: UserRoleInput) -> async_graph
         )
         .await
         .map_err(|e| match e {
-            crate::accounts::AccountError::Command(c) => super::mutations::command_error(c),
+            crate::accounts::AccountError::Command(c) => AppError::from(c),
             other => internal(other),
         })?;
     Ok(true)

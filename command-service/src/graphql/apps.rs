@@ -7,9 +7,10 @@ use domain::policy::{self, Principal, Scope};
 use projections::speckle::query;
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, account_error, denied, gql_error, internal};
+use super::errors::{ErrorCode, gql_error};
+use super::services;
 use crate::accounts::{AppFields, AppInfo};
-use crate::app::AppState;
+use crate::error::{ApiResult, AppError};
 
 /// Who registered an app.
 #[derive(SimpleObject)]
@@ -52,16 +53,11 @@ pub struct ServerAppListItem {
     author_id: Option<String>,
 }
 
-async fn author(
-    ctx: &Context<'_>,
-    id: &Option<String>,
-) -> async_graphql::Result<Option<AppAuthor>> {
+async fn author(ctx: &Context<'_>, id: &Option<String>) -> ApiResult<Option<AppAuthor>> {
     let Some(id) = id else {
         return Ok(None);
     };
-    let row = query::limited_user(ctx.data::<AppState>()?.pool(), id)
-        .await
-        .map_err(internal)?;
+    let row = query::limited_user(services::pool(ctx)?, id).await?;
     Ok(row.map(|u| AppAuthor {
         id: Some(u.id),
         name: Some(u.name),
@@ -72,7 +68,7 @@ async fn author(
 #[ComplexObject]
 impl ServerApp {
     /// The secret the app exchanges codes with: its author's and admins' business only.
-    async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    async fn secret(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let p = ctx.data::<Principal>()?;
         Ok(
             policy::can_read_app_secret(p, self.info.author_id.as_deref())
@@ -82,7 +78,7 @@ impl ServerApp {
     }
 
     /// Who registered it.
-    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppAuthor>> {
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<AppAuthor>> {
         author(ctx, &self.info.author_id).await
     }
 }
@@ -90,7 +86,7 @@ impl ServerApp {
 #[ComplexObject]
 impl ServerAppListItem {
     /// Who registered it.
-    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppAuthor>> {
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<AppAuthor>> {
         author(ctx, &self.author_id).await
     }
 }
@@ -177,7 +173,7 @@ impl AppUpdateInput {
 }
 
 /// Checks the scopes an app asks for: known ones the author holds.
-fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFields> {
+fn fields(p: &Principal, input: AppCreateInput) -> ApiResult<AppFields> {
     let mut parsed = Vec::new();
     for raw in input.scopes.into_iter().flatten() {
         let scope =
@@ -188,7 +184,7 @@ fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFiel
                 format!("Unknown scope {raw}."),
             ));
         }
-        policy::can_grant_scope(p, &scope).map_err(|d| denied(&d))?;
+        policy::can_grant_scope(p, &scope)?;
         parsed.push(scope);
     }
     Ok(AppFields {
@@ -203,107 +199,79 @@ fn fields(p: &Principal, input: AppCreateInput) -> async_graphql::Result<AppFiel
 }
 
 /// `app(id)`.
-pub async fn app(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<ServerApp>> {
-    Ok(ctx
-        .data::<AppState>()?
-        .accounts()
-        .app_by_id(id)
-        .await
-        .map_err(account_error)?
-        .map(full))
+pub async fn app(ctx: &Context<'_>, id: &str) -> ApiResult<Option<ServerApp>> {
+    Ok(services::accounts(ctx)?.app_by_id(id).await?.map(full))
 }
 
 /// `apps`: the publicly listed ones.
-pub async fn apps(ctx: &Context<'_>) -> async_graphql::Result<Vec<ServerAppListItem>> {
-    Ok(ctx
-        .data::<AppState>()?
-        .accounts()
+pub async fn apps(ctx: &Context<'_>) -> ApiResult<Vec<ServerAppListItem>> {
+    Ok(services::accounts(ctx)?
         .public_apps()
-        .await
-        .map_err(account_error)?
+        .await?
         .into_iter()
         .map(listed)
         .collect())
 }
 
 /// `activeUser.createdApps`.
-pub async fn created(ctx: &Context<'_>, user_id: &str) -> async_graphql::Result<Vec<ServerApp>> {
+pub async fn created(ctx: &Context<'_>, user_id: &str) -> ApiResult<Vec<ServerApp>> {
     let p = ctx.data::<Principal>()?;
-    policy::can_read_own_apps(p).map_err(|d| denied(&d))?;
-    Ok(ctx
-        .data::<AppState>()?
-        .accounts()
+    policy::can_read_own_apps(p)?;
+    Ok(services::accounts(ctx)?
         .apps_created_by(user_id)
-        .await
-        .map_err(account_error)?
+        .await?
         .into_iter()
         .map(full)
         .collect())
 }
 
 /// `activeUser.authorizedApps`.
-pub async fn authorized(
-    ctx: &Context<'_>,
-    user_id: &str,
-) -> async_graphql::Result<Vec<ServerAppListItem>> {
+pub async fn authorized(ctx: &Context<'_>, user_id: &str) -> ApiResult<Vec<ServerAppListItem>> {
     let p = ctx.data::<Principal>()?;
-    policy::can_read_own_apps(p).map_err(|d| denied(&d))?;
-    Ok(ctx
-        .data::<AppState>()?
-        .accounts()
+    policy::can_read_own_apps(p)?;
+    Ok(services::accounts(ctx)?
         .apps_authorized_by(user_id)
-        .await
-        .map_err(account_error)?
+        .await?
         .into_iter()
         .map(listed)
         .collect())
 }
 
 /// `appCreate`: returns the new app's id.
-pub async fn create(ctx: &Context<'_>, input: AppCreateInput) -> async_graphql::Result<String> {
+pub async fn create(ctx: &Context<'_>, input: AppCreateInput) -> ApiResult<String> {
     let p = ctx.data::<Principal>()?;
-    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    policy::can_write_apps(p)?;
     let f = fields(p, input)?;
-    ctx.data::<AppState>()?
-        .accounts()
+    services::accounts(ctx)?
         .create_app(p.user_id.as_deref().unwrap_or_default(), &f)
         .await
-        .map_err(account_error)
+        .map_err(AppError::from)
 }
 
 /// `appUpdate`.
-pub async fn update(ctx: &Context<'_>, input: AppUpdateInput) -> async_graphql::Result<bool> {
+pub async fn update(ctx: &Context<'_>, input: AppUpdateInput) -> ApiResult<bool> {
     let p = ctx.data::<Principal>()?;
-    policy::can_write_apps(p).map_err(|d| denied(&d))?;
+    policy::can_write_apps(p)?;
     let (id, input) = input.split();
     let f = fields(p, input)?;
-    ctx.data::<AppState>()?
-        .accounts()
-        .update_app(p, &id, &f)
-        .await
-        .map_err(account_error)?;
+    services::accounts(ctx)?.update_app(p, &id, &f).await?;
     Ok(true)
 }
 
 /// `appDelete`.
-pub async fn delete(ctx: &Context<'_>, app_id: &str) -> async_graphql::Result<bool> {
+pub async fn delete(ctx: &Context<'_>, app_id: &str) -> ApiResult<bool> {
     let p = ctx.data::<Principal>()?;
-    policy::can_write_apps(p).map_err(|d| denied(&d))?;
-    ctx.data::<AppState>()?
-        .accounts()
-        .delete_app(p, app_id)
-        .await
-        .map_err(account_error)?;
+    policy::can_write_apps(p)?;
+    services::accounts(ctx)?.delete_app(p, app_id).await?;
     Ok(true)
 }
 
 /// `appRevokeAccess`: ends what the caller granted the app.
-pub async fn revoke_access(ctx: &Context<'_>, app_id: &str) -> async_graphql::Result<bool> {
+pub async fn revoke_access(ctx: &Context<'_>, app_id: &str) -> ApiResult<bool> {
     let p = ctx.data::<Principal>()?;
-    policy::can_write_apps(p).map_err(|d| denied(&d))?;
-    ctx.data::<AppState>()?
-        .accounts()
+    policy::can_write_apps(p)?;
+    services::accounts(ctx)?
         .revoke_app_access(p.user_id.as_deref().unwrap_or_default(), app_id)
         .await
-        .map_err(account_error)
+        .map_err(AppError::from)
 }

@@ -1,6 +1,6 @@
 //! GraphQL errors carry `extensions.code` as in the original, which clients match on.
 
-use async_graphql::ErrorExtensions;
+use axum::http::StatusCode;
 use domain::policy::Denied;
 
 use crate::error::AppError;
@@ -37,29 +37,30 @@ impl ErrorCode {
             Self::Internal => "INTERNAL_SERVER_ERROR",
         }
     }
+
+    /// The HTTP status the same failure has over REST.
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::StreamNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadRequest | Self::CommitCreate => StatusCode::BAD_REQUEST,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
 /// An error with `extensions.code`.
-pub fn gql_error(code: ErrorCode, message: impl Into<String>) -> async_graphql::Error {
-    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code.as_str()))
+pub fn gql_error(code: ErrorCode, message: impl Into<String>) -> AppError {
+    AppError::new(code.status(), code.as_str(), message)
 }
 
 /// A policy refusal, with its code.
-pub(crate) fn denied(d: &Denied) -> async_graphql::Error {
-    AppError::from(d.clone()).into()
+pub(crate) fn denied(d: &Denied) -> AppError {
+    AppError::from(d.clone())
 }
 
 /// Our failure: logged with its cause chain, reported without details.
-pub(crate) fn internal(e: impl Into<anyhow::Error>) -> async_graphql::Error {
-    AppError::internal(e).into()
-}
-
-/// An account service failure, with the code its kind maps to.
-pub(crate) fn account_error(e: crate::accounts::AccountError) -> async_graphql::Error {
-    AppError::from(e).into()
-}
-
-/// A command's failure, with the code its kind maps to.
-pub(crate) fn command_error(e: crate::commands::CommandError) -> async_graphql::Error {
-    AppError::from(e).into()
+pub(crate) fn internal(e: impl Into<anyhow::Error>) -> AppError {
+    AppError::internal(e)
 }

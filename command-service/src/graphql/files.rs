@@ -8,11 +8,12 @@ use domain::ingestion::{ImportFile, IngestionCommand, SourceData};
 use projections::speckle::query::{self, FileImportRow, FileImportsFilter};
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, gql_error, internal};
+use super::errors::{ErrorCode, gql_error};
 use super::ingestion::{ModelIngestion, by_id};
-use super::mutations::{command_error, metadata, signed_in};
-use crate::app::AppState;
+use super::mutations::{metadata, signed_in};
+use super::services;
 use crate::commands::new_id;
+use crate::error::{ApiResult, AppError};
 use crate::ingestion::{self as service, Caller, NewIngestion};
 
 /// `generateUploadUrl`'s input.
@@ -119,10 +120,7 @@ pub struct FileUpload {
 #[ComplexObject]
 impl FileUpload {
     /// The model, while it exists.
-    async fn model(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<super::project::Model>> {
+    async fn model(&self, ctx: &Context<'_>) -> ApiResult<Option<super::project::Model>> {
         match &self.model_id {
             Some(id) => super::project::model_in(ctx, &self.project_id, id).await,
             None => Ok(None),
@@ -196,14 +194,9 @@ pub struct GetModelUploadsInput {
 }
 
 /// The file upload `file_id` of a project the caller may read.
-async fn file_upload(
-    ctx: &Context<'_>,
-    project_id: &str,
-    file_id: &str,
-) -> async_graphql::Result<FileUpload> {
-    query::file_import_by_file(ctx.data::<AppState>()?.pool(), project_id, file_id)
-        .await
-        .map_err(internal)?
+async fn file_upload(ctx: &Context<'_>, project_id: &str, file_id: &str) -> ApiResult<FileUpload> {
+    query::file_import_by_file(services::pool(ctx)?, project_id, file_id)
+        .await?
         .map(FileUpload::from)
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "File upload not found"))
 }
@@ -214,7 +207,7 @@ pub(crate) async fn model_uploads(
     project_id: &str,
     model_id: &str,
     input: Option<GetModelUploadsInput>,
-) -> async_graphql::Result<FileUploadCollection> {
+) -> ApiResult<FileUploadCollection> {
     let (limit, cursor) = input.map_or((None, None), |i| (i.limit, i.cursor));
     // The original's default page size.
     let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
@@ -226,15 +219,8 @@ pub(crate) async fn model_uploads(
         model_id: Some(model_id),
         pending_only: false,
     };
-    let (total_count, rows) = query::file_imports(
-        ctx.data::<AppState>()?.pool(),
-        project_id,
-        filter,
-        after,
-        limit,
-    )
-    .await
-    .map_err(internal)?;
+    let (total_count, rows) =
+        query::file_imports(services::pool(ctx)?, project_id, filter, after, limit).await?;
     let cursor =
         super::project::next_cursor(&rows, limit, |r| (r.ingestion.created_at, &r.ingestion.id));
     Ok(FileUploadCollection {
@@ -251,22 +237,15 @@ pub(crate) async fn pending(
     project_id: &str,
     model_id: Option<&str>,
     limit: Option<i32>,
-) -> async_graphql::Result<Vec<FileUpload>> {
+) -> ApiResult<Vec<FileUpload>> {
     // The original's default page size.
     let limit = super::project::page_limit(Some(limit.unwrap_or(25)))?;
     let filter = FileImportsFilter {
         model_id,
         pending_only: true,
     };
-    let (_, rows) = query::file_imports(
-        ctx.data::<AppState>()?.pool(),
-        project_id,
-        filter,
-        None,
-        limit,
-    )
-    .await
-    .map_err(internal)?;
+    let (_, rows) =
+        query::file_imports(services::pool(ctx)?, project_id, filter, None, limit).await?;
     Ok(rows.into_iter().map(FileUpload::from).collect())
 }
 
@@ -344,21 +323,25 @@ pub struct ProjectFileImportUpdatedMessage {
 async fn import_changes(
     ctx: &Context<'_>,
     project_id: &str,
-) -> async_graphql::Result<futures::stream::BoxStream<'static, (bool, FileUpload)>> {
+) -> ApiResult<futures::stream::BoxStream<'static, (bool, FileUpload)>> {
     use futures::StreamExt;
     let (principal, _) = super::mutations::signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?.clone();
+    let (bus, pool) = (services::bus(ctx)?.clone(), services::pool(ctx)?.clone());
     let events = super::subscriptions::ingestion_events(ctx, project_id).await?;
     let project_id = project_id.to_owned();
     Ok(events
         .filter_map(move |event| {
-            let (state, principal, project_id) =
-                (state.clone(), principal.clone(), project_id.clone());
+            let (bus, pool, principal, project_id) = (
+                bus.clone(),
+                pool.clone(),
+                principal.clone(),
+                project_id.clone(),
+            );
             async move {
-                service::readable_project(&state, &principal, &project_id)
+                service::readable_project(&bus, &principal, &project_id)
                     .await
                     .ok()?;
-                let row = query::file_import_of(state.pool(), &project_id, event.ingestion_id())
+                let row = query::file_import_of(&pool, &project_id, event.ingestion_id())
                     .await
                     .ok()??;
                 let created = matches!(event, domain::IngestionEvent::IngestionCreated { .. });
@@ -372,8 +355,7 @@ async fn import_changes(
 pub(crate) async fn pending_versions_updates(
     ctx: &Context<'_>,
     project_id: &str,
-) -> async_graphql::Result<impl futures::Stream<Item = ProjectPendingVersionsUpdatedMessage> + use<>>
-{
+) -> ApiResult<impl futures::Stream<Item = ProjectPendingVersionsUpdatedMessage> + use<>> {
     use futures::StreamExt;
     Ok(import_changes(ctx, project_id)
         .await?
@@ -392,7 +374,7 @@ pub(crate) async fn pending_versions_updates(
 pub(crate) async fn file_import_updates(
     ctx: &Context<'_>,
     project_id: &str,
-) -> async_graphql::Result<impl futures::Stream<Item = ProjectFileImportUpdatedMessage> + use<>> {
+) -> ApiResult<impl futures::Stream<Item = ProjectFileImportUpdatedMessage> + use<>> {
     use futures::StreamExt;
     Ok(import_changes(ctx, project_id)
         .await?
@@ -417,7 +399,7 @@ fn extension(file_name: &str) -> Option<String> {
     ok.then(|| ext.to_ascii_lowercase())
 }
 
-fn caller(ctx: &Context<'_>) -> async_graphql::Result<Caller> {
+fn caller(ctx: &Context<'_>) -> ApiResult<Caller> {
     let (principal, user) = signed_in(ctx)?;
     Ok(Caller {
         metadata: metadata(ctx, &user),
@@ -425,7 +407,7 @@ fn caller(ctx: &Context<'_>) -> async_graphql::Result<Caller> {
     })
 }
 
-fn no_store() -> async_graphql::Error {
+fn no_store() -> AppError {
     gql_error(
         ErrorCode::BadRequest,
         "This server has no file store (STRATA_S3_ENDPOINT): file uploads are not available.",
@@ -442,12 +424,10 @@ impl FileUploadMutations {
         &self,
         ctx: &Context<'_>,
         input: GenerateFileUploadUrlInput,
-    ) -> async_graphql::Result<GenerateFileUploadUrlOutput> {
-        let state = ctx.data::<AppState>()?;
+    ) -> ApiResult<GenerateFileUploadUrlOutput> {
+        let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(state, &caller, &input.project_id)
-            .await
-            .map_err(command_error)?;
+        service::project_for_ingest(bus, &caller, &input.project_id).await?;
         let name = input.file_name.trim();
         if name.is_empty() || name.len() > 1024 || !domain::ingestion::is_bare_file_name(name) {
             return Err(gql_error(ErrorCode::BadRequest, "Invalid file name"));
@@ -458,23 +438,21 @@ impl FileUploadMutations {
                 "File name must have a valid extension",
             ));
         };
-        let store = state.blobs().ok_or_else(no_store)?;
+        let store = services::blobs(ctx)?.ok_or_else(no_store)?;
         let file_id = new_id();
         let user = caller.principal.user_id.clone().unwrap_or_default();
         schema::files::insert_pending(
-            state.pool(),
+            services::pool(ctx)?,
             &file_id,
             &input.project_id,
             &user,
             name,
             &file_type,
         )
-        .await
-        .map_err(internal)?;
+        .await?;
         let url = store
             .presign_put(&schema::files::key(&input.project_id, &file_id))
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(GenerateFileUploadUrlOutput { url, file_id })
     }
 
@@ -484,7 +462,7 @@ impl FileUploadMutations {
         &self,
         ctx: &Context<'_>,
         input: StartFileImportInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let project_id = input.project_id.clone();
         let id = start(ctx, input).await?;
         by_id(ctx, &project_id, &id).await
@@ -495,7 +473,7 @@ impl FileUploadMutations {
         &self,
         ctx: &Context<'_>,
         input: StartFileImportInput,
-    ) -> async_graphql::Result<FileUpload> {
+    ) -> ApiResult<FileUpload> {
         let (project_id, file_id) = (input.project_id.clone(), input.file_id.clone());
         start(ctx, input).await?;
         file_upload(ctx, &project_id, &file_id).await
@@ -508,16 +486,14 @@ impl FileUploadMutations {
         &self,
         ctx: &Context<'_>,
         input: FinishFileImportInput,
-    ) -> async_graphql::Result<bool> {
-        let state = ctx.data::<AppState>()?;
+    ) -> ApiResult<bool> {
+        let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(state, &caller, &input.project_id)
-            .await
-            .map_err(command_error)?;
-        let row = query::file_import_by_file(state.pool(), &input.project_id, &input.job_id)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| gql_error(ErrorCode::NotFound, "File import not found"))?;
+        service::project_for_ingest(bus, &caller, &input.project_id).await?;
+        let row =
+            query::file_import_by_file(services::pool(ctx)?, &input.project_id, &input.job_id)
+                .await?
+                .ok_or_else(|| gql_error(ErrorCode::NotFound, "File import not found"))?;
         let ingestion = row.ingestion;
         match input.status {
             JobResultStatus::Error => {
@@ -526,7 +502,7 @@ impl FileUploadMutations {
                     .filter(|r| !r.trim().is_empty())
                     .unwrap_or_else(|| "The importer reported an error.".to_owned());
                 service::act(
-                    state,
+                    bus,
                     &caller,
                     &input.project_id,
                     &ingestion.id,
@@ -535,8 +511,7 @@ impl FileUploadMutations {
                         error_stacktrace: None,
                     },
                 )
-                .await
-                .map_err(command_error)?;
+                .await?;
                 Ok(true)
             }
             JobResultStatus::Success if ingestion.status == "success" => Ok(true),
@@ -552,19 +527,16 @@ impl FileUploadMutations {
 }
 
 /// Checks the uploaded file and starts its import; returns the ingestion's id.
-async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql::Result<String> {
-    let state = ctx.data::<AppState>()?;
+async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> ApiResult<String> {
+    let bus = services::bus(ctx)?;
     let caller = caller(ctx)?;
-    let project = service::project_for_ingest(state, &caller, &input.project_id)
-        .await
-        .map_err(command_error)?;
+    let project = service::project_for_ingest(bus, &caller, &input.project_id).await?;
     if !project.models.contains_key(&input.model_id) {
         return Err(gql_error(ErrorCode::NotFound, "Model not found"));
     }
-    let pool = state.pool();
+    let pool = services::pool(ctx)?;
     let file = schema::files::get(pool, &input.project_id, &input.file_id)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "File not found"))?;
     if file.upload_status != "pending" {
         return Err(gql_error(
@@ -572,11 +544,10 @@ async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql:
             format!("This file upload is already {}.", file.upload_status),
         ));
     }
-    let store = state.blobs().ok_or_else(no_store)?;
+    let store = services::blobs(ctx)?.ok_or_else(no_store)?;
     let stored = store
         .stat(&schema::files::key(&input.project_id, &input.file_id))
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| gql_error(ErrorCode::BadRequest, "The file was not uploaded."))?;
     if stored.etag != input.etag {
         return Err(gql_error(
@@ -585,30 +556,26 @@ async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql:
         ));
     }
     // usize fits in u64 on our targets.
-    let limit = u64::try_from(state.settings().blob_size_limit_bytes).unwrap_or(u64::MAX);
+    let limit = u64::try_from(services::settings(ctx)?.blob_size_limit_bytes).unwrap_or(u64::MAX);
     if stored.size > limit {
         let reason = format!(
             "[FILE_SIZE_EXCEEDED] The file is {} bytes; the limit is {limit} bytes.",
             stored.size
         );
-        schema::files::fail(pool, &input.file_id, &reason)
-            .await
-            .map_err(internal)?;
+        schema::files::fail(pool, &input.file_id, &reason).await?;
         return Err(gql_error(ErrorCode::BadRequest, reason));
     }
     // At most the limit, checked above.
     let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
-    if !schema::files::complete(pool, &input.file_id, size, &stored.etag)
-        .await
-        .map_err(internal)?
-    {
+    if !schema::files::complete(pool, &input.file_id, size, &stored.etag).await? {
         return Err(gql_error(
             ErrorCode::BadRequest,
             "This file upload was already started.",
         ));
     }
     let id = service::create(
-        state,
+        bus,
+        services::settings(ctx)?.ingestion_default_idle_timeout_seconds,
         &caller,
         NewIngestion {
             project_id: input.project_id.clone(),
@@ -629,8 +596,7 @@ async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> async_graphql:
             }),
         },
     )
-    .await
-    .map_err(command_error)?;
+    .await?;
     Ok(id)
 }
 

@@ -8,8 +8,9 @@ use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, denied, gql_error};
 use super::project::Project;
-use crate::app::AppState;
+use super::services;
 use crate::audit::{AsOf, HistoryEntry, HistoryFilter};
+use crate::error::ApiResult;
 
 /// Most history entries one page returns.
 const MAX_LIMIT: i32 = 500;
@@ -212,12 +213,12 @@ impl ProjectAsOf {
     }
 }
 
-fn allowed(ctx: &Context<'_>, project: &Project) -> async_graphql::Result<()> {
+fn allowed(ctx: &Context<'_>, project: &Project) -> ApiResult<()> {
     let principal = ctx.data::<domain::Principal>()?;
     domain::policy::can_audit_project(principal, &project.access()).map_err(|d| denied(&d))
 }
 
-fn parse_position(s: &str, what: &str) -> async_graphql::Result<i64> {
+fn parse_position(s: &str, what: &str) -> ApiResult<i64> {
     s.parse().map_err(|_| {
         gql_error(
             ErrorCode::BadRequest,
@@ -237,7 +238,7 @@ pub(crate) async fn history(
     types: Option<Vec<String>>,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
-) -> async_graphql::Result<ProjectHistoryCollection> {
+) -> ApiResult<ProjectHistoryCollection> {
     allowed(ctx, project)?;
     let limit = limit.unwrap_or(25); // the original's default page size
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -250,14 +251,13 @@ pub(crate) async fn history(
         .as_deref()
         .map(|c| parse_position(c, "cursor"))
         .transpose()?;
-    let state = ctx.data::<AppState>()?;
     let filter = HistoryFilter {
         since,
         until,
         actor,
         types: types.unwrap_or_default(),
     };
-    let all = crate::audit::history(state.event_log(), project.project_id(), &filter)
+    let all = crate::audit::history(services::event_log(ctx)?, project.project_id(), &filter)
         .await
         .map_err(|e| gql_error(ErrorCode::Internal, e.to_string()))?;
     let total_count = i64::try_from(all.len()).unwrap_or(i64::MAX); // a length fits i64
@@ -288,7 +288,7 @@ pub(crate) async fn as_of(
     project: &Project,
     time: Option<OffsetDateTime>,
     position: Option<String>,
-) -> async_graphql::Result<Option<ProjectAsOf>> {
+) -> ApiResult<Option<ProjectAsOf>> {
     allowed(ctx, project)?;
     let at = match (time, position) {
         (Some(t), None) => AsOf::Time(t),
@@ -300,8 +300,7 @@ pub(crate) async fn as_of(
             ));
         }
     };
-    let state = ctx.data::<AppState>()?;
-    let replayed = crate::audit::replay(state.event_log(), project.project_id(), at)
+    let replayed = crate::audit::replay(services::event_log(ctx)?, project.project_id(), at)
         .await
         .map_err(|e| gql_error(ErrorCode::Internal, e.to_string()))?;
     Ok(replayed.map(|(view, position)| ProjectAsOf::from_view(view, position)))

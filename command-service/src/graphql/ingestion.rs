@@ -10,10 +10,11 @@ use domain::policy::Principal;
 use projections::speckle::query::{self, IngestionRow};
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, gql_error, internal};
-use super::mutations::{command_error, metadata, signed_in};
+use super::errors::{ErrorCode, gql_error};
+use super::mutations::{metadata, signed_in};
+use super::services;
 use super::wire::BigInt;
-use crate::app::AppState;
+use crate::error::{ApiResult, AppError};
 use crate::ingestion::{self as service, Caller, Completion, NewIngestion};
 
 /// An ingestion's status, in the wire's lower case.
@@ -181,7 +182,7 @@ impl From<IngestionRow> for ModelIngestion {
     }
 }
 
-fn not_found() -> async_graphql::Error {
+fn not_found() -> AppError {
     gql_error(ErrorCode::NotFound, "Model ingestion not found")
 }
 
@@ -190,10 +191,9 @@ pub(crate) async fn by_id(
     ctx: &Context<'_>,
     project_id: &str,
     id: &str,
-) -> async_graphql::Result<ModelIngestion> {
-    query::ingestion(ctx.data::<AppState>()?.pool(), project_id, id)
-        .await
-        .map_err(internal)?
+) -> ApiResult<ModelIngestion> {
+    query::ingestion(services::pool(ctx)?, project_id, id)
+        .await?
         .map(ModelIngestion::from)
         .ok_or_else(not_found)
 }
@@ -299,7 +299,7 @@ pub struct ModelIngestionRequestCancellationInput {
     cancellation_message: Option<String>,
 }
 
-fn caller(ctx: &Context<'_>) -> async_graphql::Result<Caller> {
+fn caller(ctx: &Context<'_>) -> ApiResult<Caller> {
     let (principal, user) = signed_in(ctx)?;
     Ok(Caller {
         metadata: metadata(ctx, &user),
@@ -313,11 +313,9 @@ async fn act(
     project_id: &str,
     ingestion_id: &ID,
     command: IngestionCommand,
-) -> async_graphql::Result<ModelIngestion> {
-    let state = ctx.data::<AppState>()?;
-    service::act(state, &caller(ctx)?, project_id, ingestion_id, command)
-        .await
-        .map_err(command_error)?;
+) -> ApiResult<ModelIngestion> {
+    let bus = services::bus(ctx)?;
+    service::act(bus, &caller(ctx)?, project_id, ingestion_id, command).await?;
     by_id(ctx, project_id, ingestion_id).await
 }
 
@@ -331,11 +329,12 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionCreateInput,
-    ) -> async_graphql::Result<ModelIngestion> {
-        let state = ctx.data::<AppState>()?;
+    ) -> ApiResult<ModelIngestion> {
+        let bus = services::bus(ctx)?;
         let project_id = input.project_id.clone();
         let id = service::create(
-            state,
+            bus,
+            services::settings(ctx)?.ingestion_default_idle_timeout_seconds,
             &caller(ctx)?,
             NewIngestion {
                 project_id: input.project_id,
@@ -346,8 +345,7 @@ impl ModelIngestionMutations {
                 file: None,
             },
         )
-        .await
-        .map_err(command_error)?;
+        .await?;
         by_id(ctx, &project_id, &id).await
     }
 
@@ -356,7 +354,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionStartProcessingInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::StartProcessing {
             progress_message: input.progress_message,
             source: input.source_data.into(),
@@ -369,7 +367,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionRequeueInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::Requeue {
             progress_message: input.progress_message,
         };
@@ -381,7 +379,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionUpdateInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::UpdateProgress {
             progress_message: input.progress_message,
             progress: input.progress,
@@ -396,24 +394,21 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionSuccessInput,
-    ) -> async_graphql::Result<ModelIngestion> {
-        let state = ctx.data::<AppState>()?;
+    ) -> ApiResult<ModelIngestion> {
+        let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(state, &caller, &input.project_id)
-            .await
-            .map_err(command_error)?;
+        service::project_for_ingest(bus, &caller, &input.project_id).await?;
         let root =
             super::mutations::root_object(ctx, &input.project_id, &input.root_object_id).await?;
         if !root.stored {
-            return Err(command_error(
+            return Err(AppError::from(crate::commands::CommandError::from(
                 domain::DomainError::RootObjectMissing {
                     object_id: input.root_object_id,
-                }
-                .into(),
-            ));
+                },
+            )));
         }
         service::complete(
-            state,
+            bus,
             &caller,
             &input.project_id,
             &input.ingestion_id,
@@ -424,8 +419,7 @@ impl ModelIngestionMutations {
                 files: Vec::new(),
             },
         )
-        .await
-        .map_err(command_error)?;
+        .await?;
         by_id(ctx, &input.project_id, &input.ingestion_id).await
     }
 
@@ -434,7 +428,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionFailedInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::FailWithError {
             error_reason: input.error_reason,
             error_stacktrace: input.error_stacktrace,
@@ -447,7 +441,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionCancelledInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::FailWithCancel {
             message: input.cancellation_message,
         };
@@ -459,7 +453,7 @@ impl ModelIngestionMutations {
         &self,
         ctx: &Context<'_>,
         input: ModelIngestionRequestCancellationInput,
-    ) -> async_graphql::Result<ModelIngestion> {
+    ) -> ApiResult<ModelIngestion> {
         let command = IngestionCommand::RequestCancellation {
             message: input.cancellation_message,
         };
@@ -526,15 +520,15 @@ fn message_type(event: &domain::IngestionEvent) -> ProjectModelIngestionUpdatedM
 pub(crate) async fn updates(
     ctx: &Context<'_>,
     input: ProjectModelIngestionSubscriptionInput,
-) -> async_graphql::Result<impl Stream<Item = ProjectModelIngestionUpdatedMessage> + use<>> {
+) -> ApiResult<impl Stream<Item = ProjectModelIngestionUpdatedMessage> + use<>> {
     let (principal, _) = signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?.clone();
+    let (bus, pool) = (services::bus(ctx)?.clone(), services::pool(ctx)?.clone());
     let events = super::subscriptions::ingestion_events(ctx, &input.project_id).await?;
     let project_id = input.project_id;
     let reference = input.ingestion_reference;
     let only = input.message_type;
     Ok(events.filter_map(move |event| {
-        let state = state.clone();
+        let (bus, pool) = (bus.clone(), pool.clone());
         let principal = principal.clone();
         let project_id = project_id.clone();
         let wanted = match &reference {
@@ -554,7 +548,8 @@ pub(crate) async fn updates(
                 return None;
             }
             message(
-                &state,
+                &bus,
+                &pool,
                 &principal,
                 &project_id,
                 event.ingestion_id(),
@@ -567,7 +562,8 @@ pub(crate) async fn updates(
 }
 
 async fn message(
-    state: &AppState,
+    bus: &crate::commands::CommandBus,
+    pool: &sqlx::PgPool,
     principal: &Principal,
     project_id: &str,
     ingestion_id: &str,
@@ -575,10 +571,10 @@ async fn message(
     model_id: Option<String>,
 ) -> Option<ProjectModelIngestionUpdatedMessage> {
     // Access may have changed since the subscription began.
-    service::readable_project(state, principal, project_id)
+    service::readable_project(bus, principal, project_id)
         .await
         .ok()?;
-    let row = query::ingestion(state.pool(), project_id, ingestion_id)
+    let row = query::ingestion(pool, project_id, ingestion_id)
         .await
         .ok()??;
     if model_id.is_some_and(|m| m != row.model_id) {

@@ -7,19 +7,15 @@ use async_graphql::{ComplexObject, Context, InputObject, Object, SimpleObject};
 use domain::ProjectCommand;
 use domain::policy::{self, Visibility};
 use projections::speckle::query::{self, ActivityOf, VersionsOf};
-use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
-use super::mutations::{self as ops, command_error, metadata, rate_limited, run, signed_in};
+use super::errors::{ErrorCode, denied, gql_error};
+use super::mutations::{self as ops, metadata, rate_limited, run, signed_in};
 use super::object::JsonObject;
 use super::project::{self as read, decode_cursor, encode_cursor, page_limit};
-use crate::app::AppState;
+use super::services::{self, pool};
 use crate::commands::{ProjectAggregate, new_id};
-
-fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
-    Ok(ctx.data::<AppState>()?.pool())
-}
+use crate::error::{ApiResult, AppError};
 
 /// A stream (project).
 #[derive(SimpleObject)]
@@ -238,7 +234,7 @@ async fn activity(
     before: Option<OffsetDateTime>,
     cursor: Option<OffsetDateTime>,
     limit: Option<i32>,
-) -> async_graphql::Result<ActivityCollection> {
+) -> ApiResult<ActivityCollection> {
     let limit = page_limit(limit)?;
     let principal = ctx.data::<domain::Principal>()?;
     let filter = query::ActivityFilter {
@@ -249,9 +245,7 @@ async fn activity(
         viewer: principal.user_id.as_deref().unwrap_or_default(),
         viewer_is_admin: principal.server_role == Some(domain::ServerRole::Admin),
     };
-    let (total_count, rows) = query::activity_page(pool(ctx)?, filter, cursor, limit)
-        .await
-        .map_err(internal)?;
+    let (total_count, rows) = query::activity_page(pool(ctx)?, filter, cursor, limit).await?;
     let items: Vec<Activity> = rows.into_iter().map(Activity::from).collect();
     let cursor = (items.len() as i64 == limit)
         .then(|| items.last().map(|a| a.time))
@@ -264,11 +258,10 @@ async fn activity(
 }
 
 /// Loads a stream the caller may read (errors as `project(id)`).
-pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Stream> {
+pub async fn load(ctx: &Context<'_>, id: &str) -> ApiResult<Stream> {
     let project = read::load(ctx, id).await?;
     let mut stream: Stream = query::stream_by_id(pool(ctx)?, id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(Stream::from)
         .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
     stream.role = project
@@ -286,13 +279,8 @@ impl Stream {
     }
 
     /// Members with their roles.
-    async fn collaborators(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<StreamCollaborator>> {
-        let rows = query::stream_collaborators(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
+    async fn collaborators(&self, ctx: &Context<'_>) -> ApiResult<Vec<StreamCollaborator>> {
+        let rows = query::stream_collaborators(pool(ctx)?, &self.id).await?;
         Ok(rows.into_iter().map(StreamCollaborator::from).collect())
     }
 
@@ -301,22 +289,19 @@ impl Stream {
         &self,
         ctx: &Context<'_>,
         id: Option<String>,
-    ) -> async_graphql::Result<super::webhooks::WebhookCollection> {
+    ) -> ApiResult<super::webhooks::WebhookCollection> {
         let project = read::load(ctx, &self.id).await?;
         super::webhooks::list(ctx, &project, id.as_deref()).await
     }
 
     /// When the signed-in user marked it as a favourite; null when it is not one of theirs.
-    async fn favorited_date(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<OffsetDateTime>> {
+    async fn favorited_date(&self, ctx: &Context<'_>) -> ApiResult<Option<OffsetDateTime>> {
         let Some(user) = ctx.data::<domain::Principal>()?.user_id.as_deref() else {
             return Ok(None);
         };
         query::favorited_at(pool(ctx)?, &self.id, user)
             .await
-            .map_err(internal)
+            .map_err(AppError::internal)
     }
 
     /// Branches, newest first.
@@ -325,15 +310,12 @@ impl Stream {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<BranchCollection> {
+    ) -> ApiResult<BranchCollection> {
         let limit = page_limit(limit)?;
         let after = cursor.as_deref().map(decode_cursor).transpose()?;
-        let total_count = query::models_count(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
+        let total_count = query::models_count(pool(ctx)?, &self.id).await?;
         let items: Vec<Branch> = query::branches_page(pool(ctx)?, &self.id, after, limit)
-            .await
-            .map_err(internal)?
+            .await?
             .into_iter()
             .map(Branch::from)
             .collect();
@@ -350,12 +332,11 @@ impl Stream {
         &self,
         ctx: &Context<'_>,
         #[graphql(default_with = "Some(String::from(\"main\"))")] name: Option<String>,
-    ) -> async_graphql::Result<Option<Branch>> {
+    ) -> ApiResult<Option<Branch>> {
         let name = name.as_deref().unwrap_or("main"); // explicit null: the schema default
         Ok(
             query::branch_by_name(pool(ctx)?, &self.id, &domain::ModelName::tidy(name))
-                .await
-                .map_err(internal)?
+                .await?
                 .map(Branch::from),
         )
     }
@@ -366,20 +347,15 @@ impl Stream {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<CommitCollection> {
+    ) -> ApiResult<CommitCollection> {
         commits(ctx, VersionsOf::Project, &self.id, limit, cursor).await
     }
 
     /// One commit.
-    async fn commit(
-        &self,
-        ctx: &Context<'_>,
-        id: Option<String>,
-    ) -> async_graphql::Result<Option<Commit>> {
+    async fn commit(&self, ctx: &Context<'_>, id: Option<String>) -> ApiResult<Option<Commit>> {
         // Without an id, the latest commit (as the original).
         Ok(query::commit_in_stream(pool(ctx)?, &self.id, id.as_deref())
-            .await
-            .map_err(internal)?
+            .await?
             .map(Commit::from))
     }
 
@@ -388,7 +364,7 @@ impl Stream {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<Option<super::object::SpeckleObject>> {
+    ) -> ApiResult<Option<super::object::SpeckleObject>> {
         super::object::load(ctx, &self.id, &id).await
     }
 
@@ -401,7 +377,7 @@ impl Stream {
         before: Option<OffsetDateTime>,
         cursor: Option<OffsetDateTime>,
         limit: Option<i32>,
-    ) -> async_graphql::Result<ActivityCollection> {
+    ) -> ApiResult<ActivityCollection> {
         activity(
             ctx,
             ActivityOf::Stream(&self.id),
@@ -421,12 +397,10 @@ async fn commits(
     id: &str,
     limit: Option<i32>,
     cursor: Option<String>,
-) -> async_graphql::Result<CommitCollection> {
+) -> ApiResult<CommitCollection> {
     let limit = page_limit(limit)?;
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
-    let (total_count, rows) = query::commits_page(pool(ctx)?, of, id, after, limit)
-        .await
-        .map_err(internal)?;
+    let (total_count, rows) = query::commits_page(pool(ctx)?, of, id, after, limit).await?;
     let items: Vec<Commit> = rows.into_iter().map(Commit::from).collect();
     let cursor = super::project::next_cursor(&items, limit, |c| (c.created_at, &c.id));
     Ok(CommitCollection {
@@ -439,7 +413,7 @@ async fn commits(
 #[ComplexObject]
 impl Branch {
     /// Its author.
-    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<read::LimitedUser>> {
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<read::LimitedUser>> {
         super::user::other_user(ctx, &self.author_id).await
     }
 
@@ -449,7 +423,7 @@ impl Branch {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<CommitCollection> {
+    ) -> ApiResult<CommitCollection> {
         commits(ctx, VersionsOf::Model, &self.id, limit, cursor).await
     }
 
@@ -462,7 +436,7 @@ impl Branch {
         before: Option<OffsetDateTime>,
         cursor: Option<OffsetDateTime>,
         limit: Option<i32>,
-    ) -> async_graphql::Result<ActivityCollection> {
+    ) -> ApiResult<ActivityCollection> {
         activity(
             ctx,
             ActivityOf::Resource(&self.id),
@@ -479,15 +453,14 @@ impl Branch {
 #[ComplexObject]
 impl Commit {
     /// Its branch.
-    async fn branch(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Branch>> {
+    async fn branch(&self, ctx: &Context<'_>) -> ApiResult<Option<Branch>> {
         Ok(query::branch_by_id(pool(ctx)?, &self.model_id)
-            .await
-            .map_err(internal)?
+            .await?
             .map(Branch::from))
     }
 
     /// Its stream.
-    async fn stream(&self, ctx: &Context<'_>) -> async_graphql::Result<Stream> {
+    async fn stream(&self, ctx: &Context<'_>) -> ApiResult<Stream> {
         load(ctx, &self.stream_id).await
     }
 
@@ -500,7 +473,7 @@ impl Commit {
         before: Option<OffsetDateTime>,
         cursor: Option<OffsetDateTime>,
         limit: Option<i32>,
-    ) -> async_graphql::Result<ActivityCollection> {
+    ) -> ApiResult<ActivityCollection> {
         activity(
             ctx,
             ActivityOf::Resource(&self.id),
@@ -521,7 +494,7 @@ pub async fn user_streams(
     query: Option<String>,
     limit: Option<i32>,
     cursor: Option<String>,
-) -> async_graphql::Result<UserStreamCollection> {
+) -> ApiResult<UserStreamCollection> {
     let limit = page_limit(limit)?;
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
     let principal = ctx.data::<domain::Principal>()?;
@@ -537,8 +510,7 @@ pub async fn user_streams(
         after,
         limit,
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     let cursor = rows
         .last()
         .filter(|_| rows.len() as i64 == limit)
@@ -563,7 +535,7 @@ pub async fn user_activity(
     before: Option<OffsetDateTime>,
     cursor: Option<OffsetDateTime>,
     limit: Option<i32>,
-) -> async_graphql::Result<ActivityCollection> {
+) -> ApiResult<ActivityCollection> {
     activity(
         ctx,
         ActivityOf::User(user_id),
@@ -705,13 +677,10 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         stream: StreamCreateInput,
-    ) -> async_graphql::Result<Option<String>> {
+    ) -> ApiResult<Option<String>> {
         let (principal, user) = signed_in(ctx)?;
-        let guests_may = ctx
-            .data::<AppState>()?
-            .settings()
-            .guests_may_create_projects;
-        policy::can_create_project(&principal, guests_may).map_err(|d| denied(&d))?;
+        let guests_may = services::settings(ctx)?.guests_may_create_projects;
+        policy::can_create_project(&principal, guests_may)?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
         let through = domain::project::CreatedThrough::Legacy;
@@ -725,20 +694,14 @@ impl LegacyMutation {
             owner_user_id: user.clone(),
             default_model_id: Some(new_id()),
         };
-        ctx.data::<AppState>()?
-            .bus()
+        services::bus(ctx)?
             .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
-            .await
-            .map_err(command_error)?;
+            .await?;
         Ok(Some(id))
     }
 
     /// Changes a stream's settings (owners).
-    async fn stream_update(
-        &self,
-        ctx: &Context<'_>,
-        stream: StreamUpdateInput,
-    ) -> async_graphql::Result<bool> {
+    async fn stream_update(&self, ctx: &Context<'_>, stream: StreamUpdateInput) -> ApiResult<bool> {
         let _ = stream.is_discoverable;
         ops::update_project(
             ctx,
@@ -759,7 +722,7 @@ impl LegacyMutation {
         ctx: &Context<'_>,
         stream_id: String,
         favorited: bool,
-    ) -> async_graphql::Result<Option<Stream>> {
+    ) -> ApiResult<Option<Stream>> {
         let (_, user) = signed_in(ctx)?;
         run(
             ctx,
@@ -777,7 +740,7 @@ impl LegacyMutation {
     }
 
     /// Deletes a stream (owners; admins).
-    async fn stream_delete(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+    async fn stream_delete(&self, ctx: &Context<'_>, id: String) -> ApiResult<bool> {
         run(
             ctx,
             &id,
@@ -793,7 +756,7 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         permission_params: StreamUpdatePermissionInput,
-    ) -> async_graphql::Result<Option<bool>> {
+    ) -> ApiResult<Option<bool>> {
         let role = ops::project_role(&permission_params.role)?;
         ops::set_member_role(
             ctx,
@@ -810,7 +773,7 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         permission_params: StreamRevokePermissionInput,
-    ) -> async_graphql::Result<Option<bool>> {
+    ) -> ApiResult<Option<bool>> {
         ops::set_member_role(
             ctx,
             &permission_params.stream_id,
@@ -826,18 +789,14 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         branch: BranchCreateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         let name = domain::ModelName::tidy(&branch.name).to_lowercase();
         let model_id = ops::create_model(ctx, &branch.stream_id, name, branch.description).await?;
         Ok(model_id)
     }
 
     /// Renames or re-describes a branch.
-    async fn branch_update(
-        &self,
-        ctx: &Context<'_>,
-        branch: BranchUpdateInput,
-    ) -> async_graphql::Result<bool> {
+    async fn branch_update(&self, ctx: &Context<'_>, branch: BranchUpdateInput) -> ApiResult<bool> {
         ops::update_model(
             ctx,
             &branch.stream_id,
@@ -853,11 +812,7 @@ impl LegacyMutation {
     }
 
     /// Deletes a branch and its commits (its author, or an owner).
-    async fn branch_delete(
-        &self,
-        ctx: &Context<'_>,
-        branch: BranchDeleteInput,
-    ) -> async_graphql::Result<bool> {
+    async fn branch_delete(&self, ctx: &Context<'_>, branch: BranchDeleteInput) -> ApiResult<bool> {
         ops::delete_model(ctx, &branch.stream_id, &branch.id).await?;
         Ok(true)
     }
@@ -868,7 +823,7 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         commit: CommitCreateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         let (_, user) = signed_in(ctx)?;
         rate_limited(ctx, "COMMIT_CREATE", &user).await?;
         let _ = &commit.previous_commit_ids;
@@ -922,11 +877,7 @@ impl LegacyMutation {
 
     /// Changes a commit's message and/or moves it to the branch `newBranchName` (its author,
     /// or an owner).
-    async fn commit_update(
-        &self,
-        ctx: &Context<'_>,
-        commit: CommitUpdateInput,
-    ) -> async_graphql::Result<bool> {
+    async fn commit_update(&self, ctx: &Context<'_>, commit: CommitUpdateInput) -> ApiResult<bool> {
         if commit.message.is_none() && commit.new_branch_name.is_none() {
             // Never a success without the access check the changes below make.
             return Err(gql_error(ErrorCode::BadRequest, "Nothing to update"));
@@ -951,7 +902,7 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         input: CommitReceivedInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         ops::mark_received(
             ctx,
             &input.stream_id,
@@ -964,11 +915,7 @@ impl LegacyMutation {
     }
 
     /// Deletes a commit (its author, or an owner).
-    async fn commit_delete(
-        &self,
-        ctx: &Context<'_>,
-        commit: CommitDeleteInput,
-    ) -> async_graphql::Result<bool> {
+    async fn commit_delete(&self, ctx: &Context<'_>, commit: CommitDeleteInput) -> ApiResult<bool> {
         ops::delete_versions(ctx, &commit.stream_id, vec![commit.id]).await?;
         Ok(true)
     }
@@ -980,20 +927,17 @@ impl LegacyMutation {
         &self,
         ctx: &Context<'_>,
         object_input: ObjectCreateInput,
-    ) -> async_graphql::Result<Vec<Option<String>>> {
+    ) -> ApiResult<Vec<Option<String>>> {
         let (principal, user) = signed_in(ctx)?;
-        let state = ctx.data::<AppState>()?;
-        let (project_state, _) = state
-            .bus()
+        let (project_state, _) = services::bus(ctx)?
             .load::<ProjectAggregate>(&object_input.stream_id)
-            .await
-            .map_err(command_error)?;
+            .await?;
         let project = project_state
             .project()
             .ok_or_else(|| denied(&policy::Denied::project_not_found()))?;
         let access = project.access_for(Some(&user));
-        policy::can_read_project(&principal, &access).map_err(|d| denied(&d))?;
-        policy::can_create_version(&principal, &access).map_err(|d| denied(&d))?;
+        policy::can_read_project(&principal, &access)?;
+        policy::can_create_version(&principal, &access)?;
         let mut texts = Vec::with_capacity(object_input.objects.len());
         for object in object_input.objects.into_iter().flatten() {
             let mut value = object.0;
@@ -1009,11 +953,11 @@ impl LegacyMutation {
             texts.push(serde_json::Value::Object(map.clone()).to_string());
         }
         let batch = format!("[{}]", texts.join(","));
-        let objects = crate::objects::parse_batch(&batch, state.settings().object_size_limit_bytes)
-            .map_err(|m| gql_error(ErrorCode::BadRequest, m))?;
-        schema::objects::insert_batch(state.pool(), &object_input.stream_id, &objects)
-            .await
-            .map_err(internal)?;
+        let objects =
+            crate::objects::parse_batch(&batch, services::settings(ctx)?.object_size_limit_bytes)
+                .map_err(|m| gql_error(ErrorCode::BadRequest, m))?;
+        schema::objects::insert_batch(services::pool(ctx)?, &object_input.stream_id, &objects)
+            .await?;
         Ok(objects.into_iter().map(|o| Some(o.id)).collect())
     }
 }
@@ -1025,7 +969,7 @@ pub struct LegacyQuery;
 #[Object]
 impl LegacyQuery {
     /// A stream, if the caller may read it.
-    async fn stream(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Stream> {
+    async fn stream(&self, ctx: &Context<'_>, id: String) -> ApiResult<Stream> {
         load(ctx, &id).await
     }
 
@@ -1036,7 +980,7 @@ impl LegacyQuery {
         query: Option<String>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<Option<UserStreamCollection>> {
+    ) -> ApiResult<Option<UserStreamCollection>> {
         let (_, user) = signed_in(ctx)?;
         user_streams(ctx, &user, query, limit, cursor)
             .await
@@ -1048,7 +992,7 @@ impl LegacyQuery {
         &self,
         ctx: &Context<'_>,
         id: Option<String>,
-    ) -> async_graphql::Result<Option<super::user::User>> {
+    ) -> ApiResult<Option<super::user::User>> {
         match id {
             None => super::user::active_user(ctx).await,
             Some(id) => super::user::user_by_id(ctx, &id).await,

@@ -15,6 +15,7 @@ mod mutations;
 mod object;
 pub(crate) mod project;
 mod server;
+mod services;
 mod subscriptions;
 mod team;
 mod user;
@@ -33,6 +34,7 @@ use domain::policy::Principal;
 use crate::app::AppState;
 use crate::auth;
 use crate::context::RequestContext;
+use crate::error::ApiResult;
 
 pub use errors::{ErrorCode, gql_error};
 
@@ -56,20 +58,12 @@ pub struct Query;
 #[Object(name = "CurrentQuery")]
 impl Query {
     /// This server's identity, capabilities and limits.
-    async fn server_info(
-        &self,
-        ctx: &async_graphql::Context<'_>,
-    ) -> async_graphql::Result<server::ServerInfo> {
-        Ok(server::ServerInfo::from_settings(
-            ctx.data::<AppState>()?.settings(),
-        ))
+    async fn server_info(&self, ctx: &async_graphql::Context<'_>) -> ApiResult<server::ServerInfo> {
+        Ok(server::ServerInfo::from_settings(services::settings(ctx)?))
     }
 
     /// The signed-in user; null when anonymous.
-    async fn active_user(
-        &self,
-        ctx: &async_graphql::Context<'_>,
-    ) -> async_graphql::Result<Option<user::User>> {
+    async fn active_user(&self, ctx: &async_graphql::Context<'_>) -> ApiResult<Option<user::User>> {
         user::active_user(ctx).await
     }
 
@@ -78,7 +72,7 @@ impl Query {
         &self,
         ctx: &async_graphql::Context<'_>,
         id: String,
-    ) -> async_graphql::Result<Option<project::LimitedUser>> {
+    ) -> ApiResult<Option<project::LimitedUser>> {
         user::other_user(ctx, &id).await
     }
 
@@ -87,7 +81,7 @@ impl Query {
         &self,
         ctx: &async_graphql::Context<'_>,
         input: user::UsersRetrievalInput,
-    ) -> async_graphql::Result<user::UserSearchResultCollection> {
+    ) -> ApiResult<user::UserSearchResultCollection> {
         user::search(ctx, input.into()).await
     }
 
@@ -100,7 +94,7 @@ impl Query {
         cursor: Option<String>,
         #[graphql(default_with = "Some(false)")] archived: Option<bool>,
         #[graphql(default_with = "Some(false)")] email_only: Option<bool>,
-    ) -> async_graphql::Result<user::UserSearchResultCollection> {
+    ) -> ApiResult<user::UserSearchResultCollection> {
         user::search(
             ctx,
             user::UserSearch {
@@ -120,7 +114,7 @@ impl Query {
         &self,
         ctx: &async_graphql::Context<'_>,
         id: String,
-    ) -> async_graphql::Result<Option<apps::ServerApp>> {
+    ) -> ApiResult<Option<apps::ServerApp>> {
         apps::app(ctx, &id).await
     }
 
@@ -128,7 +122,7 @@ impl Query {
     async fn apps(
         &self,
         ctx: &async_graphql::Context<'_>,
-    ) -> async_graphql::Result<Vec<apps::ServerAppListItem>> {
+    ) -> ApiResult<Vec<apps::ServerAppListItem>> {
         apps::apps(ctx).await
     }
 
@@ -139,7 +133,7 @@ impl Query {
 
     /// A workspace: always `WORKSPACES_MODULE_DISABLED_ERROR`, as the original without its
     /// workspaces module.
-    async fn workspace(&self, id: String) -> async_graphql::Result<workspaces::Workspace> {
+    async fn workspace(&self, id: String) -> ApiResult<workspaces::Workspace> {
         workspaces::workspace(&id)
     }
 
@@ -150,7 +144,7 @@ impl Query {
         ctx: &async_graphql::Context<'_>,
         project_id: String,
         token: Option<String>,
-    ) -> async_graphql::Result<Option<project::PendingStreamCollaborator>> {
+    ) -> ApiResult<Option<project::PendingStreamCollaborator>> {
         team::project_invite(ctx, &project_id, token.as_deref()).await
     }
 
@@ -160,7 +154,7 @@ impl Query {
         &self,
         ctx: &async_graphql::Context<'_>,
         id: String,
-    ) -> async_graphql::Result<project::Project> {
+    ) -> ApiResult<project::Project> {
         project::load(ctx, &id).await
     }
 }
@@ -206,7 +200,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         token: user::ApiTokenCreateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         user::create_token(ctx, token).await
     }
 
@@ -215,7 +209,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         token: String,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         user::revoke_token(ctx, &token).await
     }
 
@@ -224,7 +218,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         app: apps::AppCreateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         apps::create(ctx, app).await
     }
 
@@ -233,7 +227,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         app: apps::AppUpdateInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         apps::update(ctx, app).await
     }
 
@@ -242,7 +236,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         app_id: String,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         apps::delete(ctx, &app_id).await
     }
 
@@ -251,7 +245,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         app_id: String,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         apps::revoke_access(ctx, &app_id).await
     }
 
@@ -261,7 +255,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         user_confirmation: user::UserDeleteInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         user::delete_self(ctx, user_confirmation).await
     }
 
@@ -271,7 +265,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         user_confirmation: user::UserDeleteInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         user::delete_other(ctx, user_confirmation).await
     }
 
@@ -280,15 +274,12 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         user_role_input: admin::UserRoleInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         admin::change_role(ctx, user_role_input).await
     }
 
     /// (Re-)sends the signed-in user's account verification email.
-    async fn request_verification(
-        &self,
-        ctx: &async_graphql::Context<'_>,
-    ) -> async_graphql::Result<bool> {
+    async fn request_verification(&self, ctx: &async_graphql::Context<'_>) -> ApiResult<bool> {
         email::request_verification(ctx).await
     }
 
@@ -298,7 +289,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         email: String,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         email::request_verification_by_email(ctx, &email).await
     }
 
@@ -307,7 +298,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         webhook: webhooks::WebhookCreateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         webhooks::create(ctx, webhook).await
     }
 
@@ -316,7 +307,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         webhook: webhooks::WebhookUpdateInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         webhooks::update(ctx, webhook).await
     }
 
@@ -325,7 +316,7 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         webhook: webhooks::WebhookDeleteInput,
-    ) -> async_graphql::Result<String> {
+    ) -> ApiResult<String> {
         webhooks::delete(ctx, webhook).await
     }
 
@@ -334,13 +325,13 @@ impl Mutation {
         &self,
         ctx: &async_graphql::Context<'_>,
         input: webhooks::WebhookRedeliverInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         webhooks::redeliver(ctx, input).await
     }
 }
 
 /// Builds the schema with the configured depth and complexity limits. It holds no state:
-/// each request and each subscription connection gets the process's [`AppState`] through
+/// each request and each subscription connection gets the services it may use through
 /// [`request_data`], so the state (which caches the schema) is not owned by it in turn.
 pub fn build(settings: &crate::config::Settings, response_cache: bool) -> StrataSchema {
     let schema = Schema::build(
@@ -360,9 +351,10 @@ pub fn build(settings: &crate::config::Settings, response_cache: bool) -> Strata
 }
 
 /// What every operation runs with, whichever way it arrives (HTTP, a page, a subscription
-/// connection): the process's state and this operation's batch loaders.
+/// connection): the services a resolver may use (`services`) and this operation's batch
+/// loaders.
 pub(crate) fn request_data(state: &AppState, data: &mut async_graphql::Data) {
-    data.insert(state.clone());
+    services::insert_into(state, data);
     loaders::Loaders::new(state.pool()).insert_into(data);
 }
 

@@ -7,36 +7,32 @@ use domain::policy::{self, Principal, ProjectRole, Visibility};
 use domain::project::ProjectState;
 use domain::{EventMetadata, ProjectCommand};
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::errors::{ErrorCode, gql_error};
 use super::project::{self as read, Model, Project, ProjectVisibility, Version};
-use crate::app::AppState;
+use super::services;
 use crate::commands::{CommandError, ProjectAggregate, new_id};
 use crate::context::RequestContext;
-
-pub(crate) use super::errors::command_error;
+use crate::error::{ApiResult, AppError};
 
 /// Refuses with `RATE_LIMIT_ERROR` when `user` is over `action`'s limit.
-pub(crate) async fn rate_limited(
-    ctx: &Context<'_>,
-    action: &str,
-    user: &str,
-) -> async_graphql::Result<()> {
-    let state = ctx.data::<AppState>()?;
-    match crate::ratelimit::check(state, action, &format!("u:{user}")).await {
-        crate::ratelimit::Verdict::Limited { reset_in } => {
-            Err(async_graphql::ErrorExtensions::extend_with(
-                async_graphql::Error::new(format!(
-                    "You are doing this too often. Try again in {} s.",
-                    reset_in.as_secs().max(1)
-                )),
-                |_, e| e.set("code", "RATE_LIMIT_ERROR"),
-            ))
-        }
+pub(crate) async fn rate_limited(ctx: &Context<'_>, action: &str, user: &str) -> ApiResult<()> {
+    match services::limiter(ctx)?
+        .check(action, &format!("u:{user}"))
+        .await
+    {
+        crate::ratelimit::Verdict::Limited { reset_in } => Err(AppError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMIT_ERROR",
+            format!(
+                "You are doing this too often. Try again in {} s.",
+                reset_in.as_secs().max(1)
+            ),
+        )),
         _ => Ok(()),
     }
 }
 
-pub(crate) fn signed_in(ctx: &Context<'_>) -> async_graphql::Result<(Principal, String)> {
+pub(crate) fn signed_in(ctx: &Context<'_>) -> ApiResult<(Principal, String)> {
     let principal = ctx.data::<Principal>()?.clone();
     let user = principal
         .user_id
@@ -57,11 +53,9 @@ pub(crate) async fn run(
     project_id: &str,
     check: impl Fn(&Principal, &policy::ProjectAccess, &domain::project::Project) -> policy::Decision,
     command: impl Fn(&domain::project::Project) -> Result<ProjectCommand, CommandError>,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     let (principal, user) = signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?;
-    state
-        .bus()
+    services::bus(ctx)?
         .execute::<ProjectAggregate, _>(project_id, &metadata(ctx, &user), |s: &ProjectState| {
             let project = s
                 .project()
@@ -74,8 +68,7 @@ pub(crate) async fn run(
             check(&principal, &access, project).map_err(CommandError::Denied)?;
             command(project)
         })
-        .await
-        .map_err(command_error)?;
+        .await?;
     Ok(())
 }
 
@@ -83,7 +76,7 @@ fn ids(ids: &[ID]) -> Vec<String> {
     ids.iter().map(|id| id.0.clone()).collect()
 }
 
-fn visibility_in(v: Option<ProjectVisibility>) -> async_graphql::Result<Option<Visibility>> {
+fn visibility_in(v: Option<ProjectVisibility>) -> ApiResult<Option<Visibility>> {
     v.map(|v| match v {
         ProjectVisibility::Private => Ok(Visibility::Private),
         ProjectVisibility::Unlisted => Ok(Visibility::Unlisted),
@@ -148,11 +141,12 @@ impl ProjectMutations {
         &self,
         ctx: &Context<'_>,
         input: Option<ProjectCreateInput>,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         let (principal, user) = signed_in(ctx)?;
-        let state = ctx.data::<AppState>()?;
-        policy::can_create_project(&principal, state.settings().guests_may_create_projects)
-            .map_err(|d| denied(&d))?;
+        policy::can_create_project(
+            &principal,
+            services::settings(ctx)?.guests_may_create_projects,
+        )?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
         let id = new_id();
         // No input: every field takes its default.
@@ -171,20 +165,14 @@ impl ProjectMutations {
             owner_user_id: user.clone(),
             default_model_id: None,
         };
-        state
-            .bus()
+        services::bus(ctx)?
             .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
-            .await
-            .map_err(command_error)?;
+            .await?;
         read::load(ctx, &id).await
     }
 
     /// Changes name, description, visibility or comment settings (owners).
-    async fn update(
-        &self,
-        ctx: &Context<'_>,
-        update: ProjectUpdateInput,
-    ) -> async_graphql::Result<Project> {
+    async fn update(&self, ctx: &Context<'_>, update: ProjectUpdateInput) -> ApiResult<Project> {
         update_project(
             ctx,
             &update.id,
@@ -198,7 +186,7 @@ impl ProjectMutations {
     }
 
     /// Deletes the project and everything in it (owners; admins).
-    async fn delete(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+    async fn delete(&self, ctx: &Context<'_>, id: String) -> ApiResult<bool> {
         delete_project(ctx, &id).await?;
         Ok(true)
     }
@@ -214,7 +202,7 @@ impl ProjectMutations {
     }
 
     /// Leaves the project (the last owner cannot).
-    async fn leave(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<bool> {
+    async fn leave(&self, ctx: &Context<'_>, id: String) -> ApiResult<bool> {
         super::team::leave(ctx, &id).await
     }
 
@@ -223,7 +211,7 @@ impl ProjectMutations {
         &self,
         ctx: &Context<'_>,
         input: ProjectUpdateRoleInput,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         let role = input.role.as_deref().map(project_role).transpose()?;
         set_member_role(ctx, &input.project_id, &input.user_id, role).await?;
         read::load(ctx, &input.project_id).await
@@ -263,11 +251,7 @@ pub struct ModelMutations;
 #[Object]
 impl ModelMutations {
     /// Creates a model; names are tidied (`a / b` → `a/b`) and unique per project, whatever the case.
-    async fn create(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateModelInput,
-    ) -> async_graphql::Result<Model> {
+    async fn create(&self, ctx: &Context<'_>, input: CreateModelInput) -> ApiResult<Model> {
         let name = domain::ModelName::tidy(&input.name);
         let model_id =
             create_model(ctx, &input.project_id, name, input.description.clone()).await?;
@@ -275,11 +259,7 @@ impl ModelMutations {
     }
 
     /// Renames or re-describes a model.
-    async fn update(
-        &self,
-        ctx: &Context<'_>,
-        input: UpdateModelInput,
-    ) -> async_graphql::Result<Model> {
+    async fn update(&self, ctx: &Context<'_>, input: UpdateModelInput) -> ApiResult<Model> {
         update_model(
             ctx,
             &input.project_id,
@@ -292,11 +272,7 @@ impl ModelMutations {
     }
 
     /// Deletes a model with its versions (its author, or an owner).
-    async fn delete(
-        &self,
-        ctx: &Context<'_>,
-        input: DeleteModelInput,
-    ) -> async_graphql::Result<bool> {
+    async fn delete(&self, ctx: &Context<'_>, input: DeleteModelInput) -> ApiResult<bool> {
         delete_model(ctx, &input.project_id, &input.id).await?;
         Ok(true)
     }
@@ -357,11 +333,7 @@ pub struct VersionMutations;
 #[Object]
 impl VersionMutations {
     /// Records a version of a model pointing at a root object.
-    async fn create(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateVersionInput,
-    ) -> async_graphql::Result<Version> {
+    async fn create(&self, ctx: &Context<'_>, input: CreateVersionInput) -> ApiResult<Version> {
         let (_, user) = signed_in(ctx)?;
         rate_limited(ctx, "COMMIT_CREATE", &user).await?;
         let version_id = new_id();
@@ -390,11 +362,7 @@ impl VersionMutations {
     }
 
     /// Changes a version's message (its author, or an owner).
-    async fn update(
-        &self,
-        ctx: &Context<'_>,
-        input: UpdateVersionInput,
-    ) -> async_graphql::Result<Version> {
+    async fn update(&self, ctx: &Context<'_>, input: UpdateVersionInput) -> ApiResult<Version> {
         let version_id = input.version_id.0.clone();
         let Some(message) = input.message.clone().filter(|m| !m.is_empty()) else {
             return Err(gql_error(ErrorCode::BadRequest, "Nothing to update"));
@@ -404,22 +372,14 @@ impl VersionMutations {
     }
 
     /// Deletes versions (each by its author, or an owner).
-    async fn delete(
-        &self,
-        ctx: &Context<'_>,
-        input: DeleteVersionsInput,
-    ) -> async_graphql::Result<bool> {
+    async fn delete(&self, ctx: &Context<'_>, input: DeleteVersionsInput) -> ApiResult<bool> {
         delete_versions(ctx, &input.project_id, ids(&input.version_ids)).await?;
         Ok(true)
     }
 
     /// Moves versions to the model of that name (tidied as in `modelMutations.create`),
     /// creating it when absent.
-    async fn move_to_model(
-        &self,
-        ctx: &Context<'_>,
-        input: MoveVersionsInput,
-    ) -> async_graphql::Result<Model> {
+    async fn move_to_model(&self, ctx: &Context<'_>, input: MoveVersionsInput) -> ApiResult<Model> {
         // Tidied as `modelMutations.create` tidies, so the model it may create is the one
         // read back (and the one a later create of the same name would find).
         let name = domain::ModelName::tidy(&input.target_model_name);
@@ -432,7 +392,7 @@ impl VersionMutations {
         &self,
         ctx: &Context<'_>,
         input: MarkReceivedVersionInput,
-    ) -> async_graphql::Result<bool> {
+    ) -> ApiResult<bool> {
         mark_received(
             ctx,
             &input.project_id,
@@ -470,11 +430,9 @@ pub(crate) async fn root_object(
     ctx: &Context<'_>,
     project_id: &str,
     object_id: &str,
-) -> async_graphql::Result<RootObject> {
+) -> ApiResult<RootObject> {
     let closure_size =
-        schema::objects::children_count(ctx.data::<AppState>()?.pool(), project_id, object_id)
-            .await
-            .map_err(internal)?;
+        schema::objects::children_count(services::pool(ctx)?, project_id, object_id).await?;
     Ok(RootObject {
         stored: closure_size.is_some(),
         closure_size,
@@ -489,7 +447,7 @@ pub(crate) async fn update_project(
     description: Option<String>,
     visibility: Option<Visibility>,
     allow_public_comments: Option<bool>,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     run(
         ctx,
         id,
@@ -507,7 +465,7 @@ pub(crate) async fn update_project(
 }
 
 /// Deletes a project (owners; admins).
-pub(crate) async fn delete_project(ctx: &Context<'_>, id: &str) -> async_graphql::Result<()> {
+pub(crate) async fn delete_project(ctx: &Context<'_>, id: &str) -> ApiResult<()> {
     run(
         ctx,
         id,
@@ -523,11 +481,8 @@ pub(crate) async fn set_member_role(
     project_id: &str,
     user_id: &str,
     role: Option<ProjectRole>,
-) -> async_graphql::Result<()> {
-    let target_role =
-        projections::speckle::query::user_role(ctx.data::<AppState>()?.pool(), user_id)
-            .await
-            .map_err(internal)?;
+) -> ApiResult<()> {
+    let target_role = projections::speckle::query::user_role(services::pool(ctx)?, user_id).await?;
     let target_role: domain::policy::ServerRole = target_role
         .and_then(|r| r.parse().ok())
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
@@ -552,7 +507,7 @@ pub(crate) async fn set_member_role(
 }
 
 /// A project role from its wire name (`stream:owner`, …).
-pub(crate) fn project_role(role: &str) -> async_graphql::Result<ProjectRole> {
+pub(crate) fn project_role(role: &str) -> ApiResult<ProjectRole> {
     role.parse()
         .map_err(|e: domain::policy::UnknownRole| gql_error(ErrorCode::BadRequest, e.to_string()))
 }
@@ -563,7 +518,7 @@ pub(crate) async fn create_model(
     project_id: &str,
     name: String,
     description: Option<String>,
-) -> async_graphql::Result<String> {
+) -> ApiResult<String> {
     let (_, user) = signed_in(ctx)?;
     let model_id = new_id();
     run(
@@ -590,7 +545,7 @@ pub(crate) async fn update_model(
     model_id: &str,
     name: Option<String>,
     description: Option<String>,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     run(
         ctx,
         project_id,
@@ -611,7 +566,7 @@ pub(crate) async fn delete_model(
     ctx: &Context<'_>,
     project_id: &str,
     model_id: &str,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     run(
         ctx,
         project_id,
@@ -637,7 +592,7 @@ pub(crate) async fn update_version_message(
     project_id: &str,
     version_id: &str,
     message: String,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     let ids = [version_id.to_owned()];
     run(
         ctx,
@@ -658,7 +613,7 @@ pub(crate) async fn delete_versions(
     ctx: &Context<'_>,
     project_id: &str,
     ids: Vec<String>,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     run(
         ctx,
         project_id,
@@ -678,7 +633,7 @@ pub(crate) async fn move_versions(
     project_id: &str,
     ids: Vec<String>,
     target: &str,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     let (_, user) = signed_in(ctx)?;
     let new_model_id = new_id();
     run(
@@ -704,7 +659,7 @@ pub(crate) async fn mark_received(
     version_id: &str,
     source_application: &str,
     message: Option<String>,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     let (_, user) = signed_in(ctx)?;
     run(
         ctx,

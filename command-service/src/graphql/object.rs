@@ -5,7 +5,8 @@ use schema::objects::ObjectRow;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, gql_error, internal};
-use crate::app::AppState;
+use super::services;
+use crate::error::{ApiResult, AppError};
 
 /// Speckle's `JSONObject` scalar: any JSON object.
 pub struct JsonObject(pub serde_json::Value);
@@ -81,20 +82,18 @@ pub async fn load(
     ctx: &Context<'_>,
     project_id: &str,
     id: &str,
-) -> async_graphql::Result<Option<SpeckleObject>> {
-    let row = schema::objects::row(ctx.data::<AppState>()?.pool(), project_id, id)
-        .await
-        .map_err(internal)?;
+) -> ApiResult<Option<SpeckleObject>> {
+    let row = schema::objects::row(services::pool(ctx)?, project_id, id).await?;
     Ok(row.map(SpeckleObject::from))
 }
 
 #[ComplexObject]
 impl SpeckleObject {
     /// The object's JSON as sent.
-    async fn data(&self) -> async_graphql::Result<JsonObject> {
+    async fn data(&self) -> ApiResult<JsonObject> {
         serde_json::from_str(&self.raw)
             .map(JsonObject)
-            .map_err(internal)
+            .map_err(AppError::internal)
     }
 
     /// Descendants from `__closure` closer than `depth`, by id; `select` keeps only those JSON
@@ -106,7 +105,7 @@ impl SpeckleObject {
         #[graphql(default = 50)] depth: i32,
         select: Option<Vec<Option<String>>>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<ObjectCollection> {
+    ) -> ApiResult<ObjectCollection> {
         if !(0..=1000).contains(&limit) {
             return Err(gql_error(
                 ErrorCode::BadRequest,
@@ -114,15 +113,14 @@ impl SpeckleObject {
             ));
         }
         let mut objects: Vec<SpeckleObject> = schema::objects::descendants_page(
-            ctx.data::<AppState>()?.pool(),
+            services::pool(ctx)?,
             &self.project_id,
             &self.id,
             depth,
             cursor.as_deref(),
             i64::from(limit),
         )
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(SpeckleObject::from)
         .collect();

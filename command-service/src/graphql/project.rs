@@ -9,9 +9,10 @@ use async_graphql::dataloader::DataLoader;
 
 use projections::speckle::query::{self, VersionsOf};
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::errors::{ErrorCode, denied, gql_error};
 use super::loaders::{FirstPage, ModelVersionsLoader, Prefetched, UserLoader, first_page_limits};
-use crate::app::AppState;
+use super::services::{self, pool};
+use crate::error::{ApiResult, AppError};
 
 /// Project visibility on the wire.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -269,7 +270,7 @@ impl From<query::VersionRow> for Version {
 /// Most models one page of `Project.models` may hold (the original's default maximum).
 const MAX_MODELS_PAGE: i64 = 500;
 
-fn models_page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
+fn models_page_limit(limit: Option<i32>) -> ApiResult<i64> {
     let limit = i64::from(limit.unwrap_or(25)); // the original's default page size
     if !(0..=MAX_MODELS_PAGE).contains(&limit) {
         return Err(gql_error(
@@ -381,7 +382,7 @@ impl PendingStreamCollaborator {
         row: query::InviteRow,
         token: Option<String>,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Self> {
+    ) -> ApiResult<Self> {
         let user = match &row.target_user_id {
             Some(id) => load_user(ctx, id).await?,
             None => None,
@@ -415,7 +416,7 @@ impl PendingStreamCollaborator {
         token: String,
         invited_by: String,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Self> {
+    ) -> ApiResult<Self> {
         Ok(Self {
             invite_id: id.clone(),
             id,
@@ -448,14 +449,10 @@ pub struct VersionCollection {
     items: Vec<Version>,
 }
 
-fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
-    Ok(ctx.data::<AppState>()?.pool())
-}
-
 /// Most items one page may hold.
 const MAX_PAGE: i64 = 100;
 
-pub(crate) fn page_limit(limit: Option<i32>) -> async_graphql::Result<i64> {
+pub(crate) fn page_limit(limit: Option<i32>) -> ApiResult<i64> {
     let limit = i64::from(limit.unwrap_or(25)); // the original's default page size
     if !(0..=MAX_PAGE).contains(&limit) {
         return Err(gql_error(
@@ -491,7 +488,7 @@ pub(crate) fn next_cursor<T>(
     })
 }
 
-pub(crate) fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTime, String)> {
+pub(crate) fn decode_cursor(cursor: &str) -> ApiResult<(OffsetDateTime, String)> {
     let bad = || gql_error(ErrorCode::BadRequest, "invalid cursor");
     let bytes = (0..cursor.len())
         .step_by(2)
@@ -510,13 +507,11 @@ pub(crate) fn decode_cursor(cursor: &str) -> async_graphql::Result<(OffsetDateTi
 }
 
 /// Loads a project the caller may read.
-pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project> {
+pub async fn load(ctx: &Context<'_>, id: &str) -> ApiResult<Project> {
     let principal = ctx.data::<Principal>()?;
     let pool = pool(ctx)?;
     // One round trip: the project and the caller's membership together.
-    let project = query::project_with_role(pool, id, principal.user_id.as_deref())
-        .await
-        .map_err(internal)?;
+    let project = query::project_with_role(pool, id, principal.user_id.as_deref()).await?;
     let Some(project) = project else {
         return Err(denied(&domain::policy::Denied::project_not_found()));
     };
@@ -525,9 +520,9 @@ pub async fn load(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Project>
 
 /// A project read with the caller's role on it ([`query::project_with_role`]), when the caller
 /// may read it.
-pub fn readable(principal: &Principal, row: query::ProjectRow) -> async_graphql::Result<Project> {
+pub fn readable(principal: &Principal, row: query::ProjectRow) -> ApiResult<Project> {
     let project = Project::from(row);
-    can_read_project(principal, &project.access()).map_err(|d| denied(&d))?;
+    can_read_project(principal, &project.access())?;
     Ok(project)
 }
 
@@ -587,7 +582,7 @@ impl Project {
         types: Option<Vec<String>>,
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
-    ) -> async_graphql::Result<super::history::ProjectHistoryCollection> {
+    ) -> ApiResult<super::history::ProjectHistoryCollection> {
         super::history::history(ctx, self, cursor, limit, actor, types, since, until).await
     }
 
@@ -598,7 +593,7 @@ impl Project {
         ctx: &Context<'_>,
         time: Option<OffsetDateTime>,
         position: Option<String>,
-    ) -> async_graphql::Result<Option<super::history::ProjectAsOf>> {
+    ) -> ApiResult<Option<super::history::ProjectAsOf>> {
         super::history::as_of(ctx, self, time, position).await
     }
 
@@ -607,7 +602,7 @@ impl Project {
         &self,
         ctx: &Context<'_>,
         id: Option<String>,
-    ) -> async_graphql::Result<super::webhooks::WebhookCollection> {
+    ) -> ApiResult<super::webhooks::WebhookCollection> {
         super::webhooks::list(ctx, self, id.as_deref()).await
     }
 
@@ -621,17 +616,14 @@ impl Project {
     }
 
     /// The applications its versions were sent from.
-    async fn source_apps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+    async fn source_apps(&self, ctx: &Context<'_>) -> ApiResult<Vec<String>> {
         query::project_source_apps(pool(ctx)?, &self.id)
             .await
-            .map_err(internal)
+            .map_err(AppError::internal)
     }
 
     /// What the caller may do here, decided by the same policy the mutations use.
-    async fn permissions(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<ProjectPermissionChecks> {
+    async fn permissions(&self, ctx: &Context<'_>) -> ApiResult<ProjectPermissionChecks> {
         let p = ctx.data::<Principal>()?;
         let a = self.access();
         Ok(ProjectPermissionChecks {
@@ -652,7 +644,7 @@ impl Project {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<Option<super::object::SpeckleObject>> {
+    ) -> ApiResult<Option<super::object::SpeckleObject>> {
         super::object::load(ctx, &self.id, &id).await
     }
 
@@ -662,13 +654,8 @@ impl Project {
     }
 
     /// Pending invites.
-    async fn invited_team(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<PendingStreamCollaborator>> {
-        let rows = query::project_pending_invites(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
+    async fn invited_team(&self, ctx: &Context<'_>) -> ApiResult<Vec<PendingStreamCollaborator>> {
+        let rows = query::project_pending_invites(pool(ctx)?, &self.id).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let user = match row.target_user_id {
@@ -691,10 +678,8 @@ impl Project {
     }
 
     /// Members, owners first.
-    async fn team(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ProjectCollaborator>> {
-        let rows = query::project_team(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
+    async fn team(&self, ctx: &Context<'_>) -> ApiResult<Vec<ProjectCollaborator>> {
+        let rows = query::project_team(pool(ctx)?, &self.id).await?;
         Ok(rows
             .into_iter()
             .map(|r| ProjectCollaborator {
@@ -713,7 +698,7 @@ impl Project {
         #[graphql(default = 25)] limit: Option<i32>,
         cursor: Option<String>,
         filter: Option<ProjectModelsFilter>,
-    ) -> async_graphql::Result<ModelCollection> {
+    ) -> ApiResult<ModelCollection> {
         let limit = models_page_limit(limit)?;
         // The unfiltered first page is what a list of projects asks of each: the list
         // fetched it for all its projects at once.
@@ -730,9 +715,7 @@ impl Project {
             None => {
                 let after = cursor.as_deref().map(decode_cursor).transpose()?;
                 let filter = filter.map(Into::into).unwrap_or_default();
-                let page = query::models_page(pool(ctx)?, &self.id, &filter, after, limit)
-                    .await
-                    .map_err(internal)?;
+                let page = query::models_page(pool(ctx)?, &self.id, &filter, after, limit).await?;
                 let items: Vec<Model> = page.items.into_iter().map(Model::from).collect();
                 (page.total_count, items)
             }
@@ -747,19 +730,17 @@ impl Project {
     }
 
     /// One model: `NOT_FOUND_ERROR` when it is not in this project.
-    async fn model(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Model> {
+    async fn model(&self, ctx: &Context<'_>, id: String) -> ApiResult<Model> {
         query::model_in_project(pool(ctx)?, &self.id, &id)
-            .await
-            .map_err(internal)?
+            .await?
             .map(Model::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 
     /// One model by its full name, case-insensitively.
-    async fn model_by_name(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Model> {
+    async fn model_by_name(&self, ctx: &Context<'_>, name: String) -> ApiResult<Model> {
         query::model_by_name(pool(ctx)?, &self.id, &name)
-            .await
-            .map_err(internal)?
+            .await?
             .map(Model::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
@@ -770,7 +751,7 @@ impl Project {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<VersionCollection> {
+    ) -> ApiResult<VersionCollection> {
         versions_page(pool(ctx)?, VersionsOf::Project, &self.id, limit, cursor).await
     }
 
@@ -779,7 +760,7 @@ impl Project {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 25)] limit: Option<i32>,
-    ) -> async_graphql::Result<Vec<super::files::FileUpload>> {
+    ) -> ApiResult<Vec<super::files::FileUpload>> {
         super::files::pending(ctx, &self.id, None, limit).await
     }
 
@@ -788,15 +769,14 @@ impl Project {
         &self,
         ctx: &Context<'_>,
         id: async_graphql::ID,
-    ) -> async_graphql::Result<super::ingestion::ModelIngestion> {
+    ) -> ApiResult<super::ingestion::ModelIngestion> {
         super::ingestion::by_id(ctx, &self.id, &id).await
     }
 
     /// One version.
-    async fn version(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Version> {
+    async fn version(&self, ctx: &Context<'_>, id: String) -> ApiResult<Version> {
         query::version_in_project(pool(ctx)?, &self.id, &id)
-            .await
-            .map_err(internal)?
+            .await?
             .map(Version::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
     }
@@ -811,7 +791,7 @@ fn prefetched<'c>(ctx: &'c Context<'_>) -> Option<&'c Prefetched> {
 
 /// Fetches, in one query, the first versions every model of a list will be asked for, when
 /// the document asks each for a plain first page of its versions.
-async fn prefetch_versions(ctx: &Context<'_>, models: &[Model]) -> async_graphql::Result<()> {
+async fn prefetch_versions(ctx: &Context<'_>, models: &[Model]) -> ApiResult<()> {
     let Some(prefetched) = prefetched(ctx).filter(|_| models.len() > 1) else {
         return Ok(());
     };
@@ -822,14 +802,11 @@ async fn prefetch_versions(ctx: &Context<'_>, models: &[Model]) -> async_graphql
     prefetched
         .versions_of(pool(ctx)?, &ids, &limits)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
 /// The same for the first models of a list of projects.
-pub(crate) async fn prefetch_models(
-    ctx: &Context<'_>,
-    projects: &[Project],
-) -> async_graphql::Result<()> {
+pub(crate) async fn prefetch_models(ctx: &Context<'_>, projects: &[Project]) -> ApiResult<()> {
     let Some(prefetched) = prefetched(ctx).filter(|_| projects.len() > 1) else {
         return Ok(());
     };
@@ -840,7 +817,7 @@ pub(crate) async fn prefetch_models(
     prefetched
         .models_of(pool(ctx)?, &ids, &limits)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
 /// A model's versions with `priority` first (on the first page), then the rest newest first;
@@ -851,16 +828,13 @@ async fn prioritised_versions(
     priority: &[String],
     limit: Option<i32>,
     cursor: Option<String>,
-) -> async_graphql::Result<VersionCollection> {
+) -> ApiResult<VersionCollection> {
     let limit = page_limit(limit)?;
-    let total_count = query::versions_count(pool, VersionsOf::Model, model_id)
-        .await
-        .map_err(internal)?;
+    let total_count = query::versions_count(pool, VersionsOf::Model, model_id).await?;
     let mut items: Vec<Version> = Vec::new();
     if cursor.is_none() {
         items = query::versions_by_ids(pool, model_id, priority, limit)
-            .await
-            .map_err(internal)?
+            .await?
             .into_iter()
             .map(Version::from)
             .collect();
@@ -868,8 +842,7 @@ async fn prioritised_versions(
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
     let room = limit - items.len() as i64;
     let rest: Vec<Version> = query::versions_excluding(pool, model_id, priority, after, room)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(Version::from)
         .collect();
@@ -894,15 +867,12 @@ async fn versions_page(
     owner_id: &str,
     limit: Option<i32>,
     cursor: Option<String>,
-) -> async_graphql::Result<VersionCollection> {
+) -> ApiResult<VersionCollection> {
     let limit = page_limit(limit)?;
-    let total_count = query::versions_count(pool, of, owner_id)
-        .await
-        .map_err(internal)?;
+    let total_count = query::versions_count(pool, of, owner_id).await?;
     let after = cursor.as_deref().map(decode_cursor).transpose()?;
     let items: Vec<Version> = query::versions_page(pool, of, owner_id, after, limit)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(Version::from)
         .collect();
@@ -914,21 +884,18 @@ async fn versions_page(
     })
 }
 
-pub(crate) async fn load_user(
-    ctx: &Context<'_>,
-    id: &str,
-) -> async_graphql::Result<Option<LimitedUser>> {
+pub(crate) async fn load_user(ctx: &Context<'_>, id: &str) -> ApiResult<Option<LimitedUser>> {
     match ctx.data::<std::sync::Arc<DataLoader<UserLoader>>>() {
-        Ok(loader) => loader.load_one(id.to_owned()).await.map_err(internal),
+        Ok(loader) => loader
+            .load_one(id.to_owned())
+            .await
+            .map_err(AppError::internal),
         Err(_) => limited_user(pool(ctx)?, id).await,
     }
 }
 
-async fn limited_user(pool: &PgPool, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
-    Ok(query::limited_user(pool, id)
-        .await
-        .map_err(internal)?
-        .map(LimitedUser::from))
+async fn limited_user(pool: &PgPool, id: &str) -> ApiResult<Option<LimitedUser>> {
+    Ok(query::limited_user(pool, id).await?.map(LimitedUser::from))
 }
 
 #[ComplexObject]
@@ -945,16 +912,14 @@ impl Model {
     }
 
     /// Who created it.
-    async fn author(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
+    async fn author(&self, ctx: &Context<'_>) -> ApiResult<Option<LimitedUser>> {
         load_user(ctx, &self.author_id).await
     }
 
     /// The preview of its latest version; null before any version.
-    async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
-        let latest = query::latest_version_id(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
-        let origin = ctx.data::<AppState>()?.public_url();
+    async fn preview_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let latest = query::latest_version_id(pool(ctx)?, &self.id).await?;
+        let origin = services::settings(ctx)?.origin();
         Ok(latest.map(|v| format!("{origin}/preview/{}/commits/{v}", self.project_id)))
     }
 
@@ -965,7 +930,7 @@ impl Model {
         limit: Option<i32>,
         cursor: Option<String>,
         filter: Option<ModelVersionsFilter>,
-    ) -> async_graphql::Result<VersionCollection> {
+    ) -> ApiResult<VersionCollection> {
         if let Some(ModelVersionsFilter {
             priority_ids,
             priority_ids_only: Some(true),
@@ -974,8 +939,7 @@ impl Model {
             let ids = priority_ids.unwrap_or_default();
             let limit = page_limit(limit)?;
             let items: Vec<Version> = query::versions_by_ids(pool(ctx)?, &self.id, &ids, limit)
-                .await
-                .map_err(internal)?
+                .await?
                 .into_iter()
                 .map(Version::from)
                 .collect();
@@ -997,10 +961,7 @@ impl Model {
             let limit = page_limit(limit)?;
             let page = match prefetched(ctx).and_then(|p| p.take_versions(&self.id, limit)) {
                 Some(page) => Some(page),
-                None => loader
-                    .load_one((self.id.clone(), limit))
-                    .await
-                    .map_err(internal)?,
+                None => loader.load_one((self.id.clone(), limit)).await?,
             };
             // The loader answers every key; none reads as an empty page.
             let page = page.unwrap_or(FirstPage {
@@ -1025,7 +986,7 @@ impl Model {
     }
 
     /// What the caller may do with this model, decided by the policy the mutations use.
-    async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<ModelPermissionChecks> {
+    async fn permissions(&self, ctx: &Context<'_>) -> ApiResult<ModelPermissionChecks> {
         let p = ctx.data::<Principal>()?;
         let a = load(ctx, &self.project_id).await?.access();
         let can_delete = match policy::can_delete_model(p, &a, Some(&self.author_id)) {
@@ -1053,7 +1014,7 @@ impl Model {
         &self,
         ctx: &Context<'_>,
         input: Option<super::files::GetModelUploadsInput>,
-    ) -> async_graphql::Result<super::files::FileUploadCollection> {
+    ) -> ApiResult<super::files::FileUploadCollection> {
         super::files::model_uploads(ctx, &self.project_id, &self.id, input).await
     }
 
@@ -1062,7 +1023,7 @@ impl Model {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 25)] limit: Option<i32>,
-    ) -> async_graphql::Result<Vec<super::files::FileUpload>> {
+    ) -> ApiResult<Vec<super::files::FileUpload>> {
         super::files::pending(ctx, &self.project_id, Some(&self.id), limit).await
     }
 }
@@ -1083,10 +1044,10 @@ impl Version {
     }
 
     /// Where its preview image is served.
-    async fn preview_url(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+    async fn preview_url(&self, ctx: &Context<'_>) -> ApiResult<String> {
         Ok(format!(
             "{}/preview/{}/commits/{}",
-            ctx.data::<AppState>()?.public_url(),
+            services::settings(ctx)?.origin(),
             self.project_id,
             self.id
         ))
@@ -1094,10 +1055,9 @@ impl Version {
 
     /// Where rendering its preview stands (strata's addition: the original shows only the
     /// image). `QUEUED` until a worker takes it up.
-    async fn preview(&self, ctx: &Context<'_>) -> async_graphql::Result<VersionPreview> {
-        let record = schema::previews::get(pool(ctx)?, &self.project_id, &self.referenced_object)
-            .await
-            .map_err(internal)?;
+    async fn preview(&self, ctx: &Context<'_>) -> ApiResult<VersionPreview> {
+        let record =
+            schema::previews::get(pool(ctx)?, &self.project_id, &self.referenced_object).await?;
         Ok(match record {
             None => VersionPreview {
                 status: PreviewState::Queued,
@@ -1122,25 +1082,21 @@ impl Version {
     }
 
     /// Who sent it.
-    async fn author_user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<LimitedUser>> {
+    async fn author_user(&self, ctx: &Context<'_>) -> ApiResult<Option<LimitedUser>> {
         load_user(ctx, &self.author_id).await
     }
 
     /// The model it is in.
-    async fn model(&self, ctx: &Context<'_>) -> async_graphql::Result<Model> {
+    async fn model(&self, ctx: &Context<'_>) -> ApiResult<Model> {
         query::model_by_id(pool(ctx)?, &self.model_id)
-            .await
-            .map_err(internal)?
+            .await?
             .map(Model::from)
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
     }
 
     /// What the caller may do with this version, decided by the policy the mutations use
     /// (`canReceive` is `versionMutations.markReceived`).
-    async fn permissions(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<VersionPermissionChecks> {
+    async fn permissions(&self, ctx: &Context<'_>) -> ApiResult<VersionPermissionChecks> {
         let p = ctx.data::<Principal>()?;
         let a = load(ctx, &self.project_id).await?.access();
         Ok(VersionPermissionChecks {
@@ -1151,10 +1107,9 @@ impl Version {
 }
 
 /// A model by id (the caller's right to read its project was checked by the mutation).
-pub async fn model_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Model> {
+pub async fn model_by_id(ctx: &Context<'_>, id: &str) -> ApiResult<Model> {
     query::model_by_id(pool(ctx)?, id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(Model::from)
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
 }
@@ -1165,30 +1120,23 @@ pub(crate) async fn model_in(
     ctx: &Context<'_>,
     project_id: &str,
     id: &str,
-) -> async_graphql::Result<Option<Model>> {
+) -> ApiResult<Option<Model>> {
     Ok(query::model_in_project(pool(ctx)?, project_id, id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(Model::from))
 }
 
-pub async fn model_by_name_in(
-    ctx: &Context<'_>,
-    project_id: &str,
-    name: &str,
-) -> async_graphql::Result<Model> {
+pub async fn model_by_name_in(ctx: &Context<'_>, project_id: &str, name: &str) -> ApiResult<Model> {
     query::model_by_name(pool(ctx)?, project_id, &domain::ModelName::tidy(name))
-        .await
-        .map_err(internal)?
+        .await?
         .map(Model::from)
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "Model not found"))
 }
 
 /// A version by id.
-pub async fn version_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Version> {
+pub async fn version_by_id(ctx: &Context<'_>, id: &str) -> ApiResult<Version> {
     query::version_by_id(pool(ctx)?, id)
-        .await
-        .map_err(internal)?
+        .await?
         .map(Version::from)
         .ok_or_else(|| gql_error(ErrorCode::NotFound, "Version not found"))
 }

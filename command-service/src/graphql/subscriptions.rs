@@ -15,11 +15,11 @@ use projections::speckle::query;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::errors::internal;
 use super::mutations::signed_in;
 use super::object::JsonObject;
 use super::project::{self, Model, Project, Version};
-use crate::app::AppState;
+use super::services;
+use crate::error::{ApiResult, AppError};
 
 /// Set on a connection whose subscriber fell too far behind; the socket loop closes it.
 #[derive(Clone, Default)]
@@ -341,7 +341,7 @@ async fn watch(
     ctx: &Context<'_>,
     project_id: &str,
     feed: Feed,
-) -> async_graphql::Result<BoxStream<'static, ProjectEvent>> {
+) -> ApiResult<BoxStream<'static, ProjectEvent>> {
     Ok(watch_live(ctx, project_id, feed)
         .await?
         .map(|(event, _, _)| event)
@@ -353,7 +353,7 @@ async fn watch_live(
     ctx: &Context<'_>,
     project_id: &str,
     feed: Feed,
-) -> async_graphql::Result<
+) -> ApiResult<
     BoxStream<
         'static,
         (
@@ -365,10 +365,9 @@ async fn watch_live(
 > {
     let (principal, user) = signed_in(ctx)?;
     let project = project::load(ctx, project_id).await?;
-    let state = ctx.data::<AppState>()?;
     let slow = ctx.data_opt::<SlowSubscriber>().cloned();
     let mut access = project.access();
-    let receiver = state.hub().subscribe();
+    let receiver = services::hub(ctx)?.subscribe();
     let wanted = project_id.to_owned();
     let stream = futures::stream::unfold((receiver, false), move |(mut receiver, done)| {
         let wanted = wanted.clone();
@@ -406,12 +405,11 @@ async fn watch_live(
 pub(crate) async fn ingestion_events(
     ctx: &Context<'_>,
     project_id: &str,
-) -> async_graphql::Result<BoxStream<'static, domain::IngestionEvent>> {
+) -> ApiResult<BoxStream<'static, domain::IngestionEvent>> {
     // Refused now (not found, or private to others) rather than silent forever.
     project::load(ctx, project_id).await?;
-    let state = ctx.data::<AppState>()?;
     let slow = ctx.data_opt::<SlowSubscriber>().cloned();
-    let receiver = state.hub().subscribe();
+    let receiver = services::hub(ctx)?.subscribe();
     let wanted = project_id.to_owned();
     Ok(futures::stream::unfold(receiver, move |mut receiver| {
         let wanted = wanted.clone();
@@ -441,7 +439,7 @@ async fn messages(
     stream_id: &str,
     feed: Feed,
     message: impl Fn(ProjectEvent) -> Option<serde_json::Value> + Send + 'static,
-) -> async_graphql::Result<BoxStream<'static, JsonObject>> {
+) -> ApiResult<BoxStream<'static, JsonObject>> {
     Ok(watch(ctx, stream_id, feed)
         .await?
         .filter_map(move |e| futures::future::ready(message(e).map(json_object)))
@@ -459,7 +457,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<impl Stream<Item = ProjectUpdatedMessage> + use<>> {
+    ) -> Result<impl Stream<Item = ProjectUpdatedMessage> + use<>, AppError> {
         Ok(watch_live(ctx, &id, Feed::Project)
             .await?
             .filter_map(move |(e, live, access)| {
@@ -483,7 +481,7 @@ impl Subscription {
         ctx: &Context<'_>,
         id: String,
         model_ids: Option<Vec<String>>,
-    ) -> async_graphql::Result<impl Stream<Item = ProjectModelsUpdatedMessage> + use<>> {
+    ) -> Result<impl Stream<Item = ProjectModelsUpdatedMessage> + use<>, AppError> {
         let only: Option<HashSet<String>> = model_ids.map(|ids| ids.into_iter().collect());
         Ok(watch(ctx, &id, Feed::Models).await?.filter_map(move |e| {
             let message = model_change(e)
@@ -499,8 +497,9 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         input: super::ingestion::ProjectModelIngestionSubscriptionInput,
-    ) -> async_graphql::Result<
+    ) -> Result<
         impl Stream<Item = super::ingestion::ProjectModelIngestionUpdatedMessage> + use<>,
+        AppError,
     > {
         super::ingestion::updates(ctx, input).await
     }
@@ -511,8 +510,9 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<
+    ) -> Result<
         impl Stream<Item = super::files::ProjectPendingVersionsUpdatedMessage> + use<>,
+        AppError,
     > {
         super::files::pending_versions_updates(ctx, &id).await
     }
@@ -523,8 +523,9 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<
+    ) -> Result<
         impl Stream<Item = super::files::ProjectPendingModelsUpdatedMessage> + use<>,
+        AppError,
     > {
         project::load(ctx, &id).await?;
         Ok(futures::stream::pending())
@@ -535,9 +536,8 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<
-        impl Stream<Item = super::files::ProjectFileImportUpdatedMessage> + use<>,
-    > {
+    ) -> Result<impl Stream<Item = super::files::ProjectFileImportUpdatedMessage> + use<>, AppError>
+    {
         super::files::file_import_updates(ctx, &id).await
     }
 
@@ -546,7 +546,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsUpdatedMessage> + use<>> {
+    ) -> Result<impl Stream<Item = ProjectVersionsUpdatedMessage> + use<>, AppError> {
         Ok(watch(ctx, &id, Feed::Versions).await?.filter_map(|e| {
             let message = version_change(e)
                 .map(|(id, model_id, kind)| ProjectVersionsUpdatedMessage { id, kind, model_id });
@@ -560,14 +560,12 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         id: String,
-    ) -> async_graphql::Result<impl Stream<Item = ProjectVersionsPreviewGeneratedMessage> + use<>>
-    {
+    ) -> Result<impl Stream<Item = ProjectVersionsPreviewGeneratedMessage> + use<>, AppError> {
         // Refused now (not found, or private to others) rather than silent forever.
         project::load(ctx, &id).await?;
-        let state = ctx.data::<AppState>()?;
-        let pool = state.pool().clone();
+        let pool = services::pool(ctx)?.clone();
         let slow = ctx.data_opt::<SlowSubscriber>().cloned();
-        let receiver = state.hub().subscribe();
+        let receiver = services::hub(ctx)?.subscribe();
         let objects = futures::stream::unfold(receiver, move |mut receiver| {
             let wanted = id.clone();
             let slow = slow.clone();
@@ -606,7 +604,7 @@ impl Subscription {
     async fn user_projects_updated(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl Stream<Item = UserProjectsUpdatedMessage> + use<>> {
+    ) -> Result<impl Stream<Item = UserProjectsUpdatedMessage> + use<>, AppError> {
         Ok(user_projects(ctx)
             .await?
             .map(|(id, added)| UserProjectsUpdatedMessage {
@@ -624,7 +622,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         let stream_id = required_stream_id(stream_id)?;
         messages(ctx, &stream_id, Feed::Project, move |e| match e {
             ProjectEvent::ProjectUpdated {
@@ -650,7 +648,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         let stream_id = required_stream_id(stream_id)?;
         messages(ctx, &stream_id, Feed::Project, move |e| match e {
             ProjectEvent::ProjectDeleted { project_id } => Some(json!({ "streamId": project_id })),
@@ -663,7 +661,7 @@ impl Subscription {
     async fn user_stream_added(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         Ok(user_projects(ctx).await?.filter_map(|(id, added)| {
             futures::future::ready(added.then(|| json_object(json!({ "id": id }))))
         }))
@@ -673,7 +671,7 @@ impl Subscription {
     async fn user_stream_removed(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         Ok(user_projects(ctx).await?.filter_map(|(id, added)| {
             futures::future::ready((!added).then(|| json_object(json!({ "id": id }))))
         }))
@@ -684,7 +682,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: String,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelCreated {
                 project_id,
@@ -707,7 +705,7 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
         branch_id: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelUpdated {
                 project_id,
@@ -728,7 +726,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: String,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         messages(ctx, &stream_id, Feed::Models, move |e| match e {
             ProjectEvent::ModelDeleted {
                 project_id,
@@ -745,8 +743,8 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: String,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        let pool = ctx.data::<AppState>()?.pool().clone();
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
+        let pool = services::pool(ctx)?.clone();
         Ok(watch(ctx, &stream_id, Feed::Versions)
             .await?
             .filter_map(move |e| {
@@ -783,8 +781,8 @@ impl Subscription {
         ctx: &Context<'_>,
         stream_id: String,
         commit_id: Option<String>,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
-        let pool = ctx.data::<AppState>()?.pool().clone();
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
+        let pool = services::pool(ctx)?.clone();
         Ok(watch(ctx, &stream_id, Feed::Versions)
             .await?
             .filter_map(move |e| {
@@ -820,7 +818,7 @@ impl Subscription {
         &self,
         ctx: &Context<'_>,
         stream_id: String,
-    ) -> async_graphql::Result<impl Stream<Item = JsonObject> + use<>> {
+    ) -> Result<impl Stream<Item = JsonObject> + use<>, AppError> {
         messages(ctx, &stream_id, Feed::Versions, move |e| match e {
             ProjectEvent::VersionDeleted {
                 project_id,
@@ -834,16 +832,12 @@ impl Subscription {
 }
 
 /// The signed-in user's project memberships as they change: `(project id, added)`.
-async fn user_projects(
-    ctx: &Context<'_>,
-) -> async_graphql::Result<BoxStream<'static, (String, bool)>> {
+async fn user_projects(ctx: &Context<'_>) -> ApiResult<BoxStream<'static, (String, bool)>> {
     let (_, user) = signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?;
     let slow = ctx.data_opt::<SlowSubscriber>().cloned();
-    let receiver = state.hub().subscribe();
-    let mine: HashSet<String> = query::member_project_ids(state.pool(), &user)
-        .await
-        .map_err(internal)?
+    let receiver = services::hub(ctx)?.subscribe();
+    let mine: HashSet<String> = query::member_project_ids(services::pool(ctx)?, &user)
+        .await?
         .into_iter()
         .collect();
     let stream = futures::stream::unfold((receiver, mine), move |(mut receiver, mut mine)| {
@@ -875,7 +869,7 @@ async fn user_projects(
 
 /// The legacy stream subscriptions declare `streamId` nullable (as the original); a stream is
 /// still needed to know what to watch.
-fn required_stream_id(stream_id: Option<String>) -> async_graphql::Result<String> {
+fn required_stream_id(stream_id: Option<String>) -> ApiResult<String> {
     stream_id.ok_or_else(|| {
         super::errors::gql_error(super::errors::ErrorCode::BadRequest, "streamId is required")
     })

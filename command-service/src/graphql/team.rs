@@ -6,18 +6,21 @@ use domain::policy::{self, ProjectRole, ServerRole};
 use domain::project::{InviteTarget, Invitee, ProjectCommand};
 use domain::user::UserCommand;
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
-use super::mutations::{command_error, run, signed_in};
+use super::errors::{ErrorCode, gql_error, internal};
+use super::mutations::{run, signed_in};
 use projections::speckle::query;
 
 use super::project::{self as read, PendingStreamCollaborator, Project};
+use super::services;
 use super::user::User;
-use crate::app::AppState;
 use crate::commands::{CommandError, UserAggregate, new_id};
+use crate::error::{ApiResult, AppError};
 
 /// The invite token (see `Accounts::invite_token`).
-pub(crate) fn invite_token(state: &AppState, invite_id: &str) -> async_graphql::Result<String> {
-    state.accounts().invite_token(invite_id).map_err(internal)
+pub(crate) fn invite_token(ctx: &Context<'_>, invite_id: &str) -> ApiResult<String> {
+    services::accounts(ctx)?
+        .invite_token(invite_id)
+        .map_err(AppError::internal)
 }
 
 /// `projectInvite(projectId, token)`: the caller's own pending invite to the project, or the one
@@ -27,34 +30,30 @@ pub(crate) async fn project_invite(
     ctx: &Context<'_>,
     project_id: &str,
     token: Option<&str>,
-) -> async_graphql::Result<Option<PendingStreamCollaborator>> {
+) -> ApiResult<Option<PendingStreamCollaborator>> {
     let principal = ctx.data::<policy::Principal>()?;
-    let state = ctx.data::<AppState>()?;
-    let pool = state.pool();
+    let pool = services::pool(ctx)?;
     let invite_id = match token {
         None if principal.user_id.is_none() => return Ok(None),
         None => None,
         Some(token) => {
             let id = token.get(..10).unwrap_or_default();
-            if token.len() != 32 || invite_token(state, id)? != token {
+            if token.len() != 32 || invite_token(ctx, id)? != token {
                 return Ok(None);
             }
             Some(id)
         }
     };
     let email = match principal.user_id.as_deref() {
-        Some(user) => query::user_email(pool, user).await.map_err(internal)?,
+        Some(user) => query::user_email(pool, user).await?,
         None => None,
     };
     let addressee = principal.user_id.as_deref().zip(email.as_deref());
-    let Some(row) = query::pending_invite(pool, project_id, invite_id, addressee)
-        .await
-        .map_err(internal)?
-    else {
+    let Some(row) = query::pending_invite(pool, project_id, invite_id, addressee).await? else {
         return Ok(None);
     };
     let token = match addressee {
-        Some(_) => Some(invite_token(state, &row.id)?),
+        Some(_) => Some(invite_token(ctx, &row.id)?),
         None => None,
     };
     PendingStreamCollaborator::from_invite(row, token, ctx)
@@ -63,7 +62,7 @@ pub(crate) async fn project_invite(
 }
 
 /// An invite's role: as asked, else the domain's default.
-fn parse_role(raw: Option<&str>) -> async_graphql::Result<ProjectRole> {
+fn parse_role(raw: Option<&str>) -> ApiResult<ProjectRole> {
     raw.map_or(
         Ok(domain::project::DEFAULT_INVITE_ROLE),
         super::mutations::project_role,
@@ -96,15 +95,13 @@ async fn invite(
     ctx: &Context<'_>,
     project_id: &str,
     input: ProjectInviteCreateInput,
-) -> async_graphql::Result<()> {
+) -> ApiResult<()> {
     let (_, user) = signed_in(ctx)?;
     let role = parse_role(input.role.as_deref())?;
-    let state = ctx.data::<AppState>()?;
     let (target, target_role) = match (input.user_id, input.email) {
         (Some(id), _) => {
-            let role = query::user_role(state.pool(), &id)
-                .await
-                .map_err(internal)?
+            let role = query::user_role(services::pool(ctx)?, &id)
+                .await?
                 .and_then(|r| r.parse::<ServerRole>().ok())
                 .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
             (InviteTarget::UserId(id), Some(role))
@@ -143,7 +140,7 @@ impl InviteMutations {
         ctx: &Context<'_>,
         project_id: ID,
         input: ProjectInviteCreateInput,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         invite(ctx, &project_id, input).await?;
         read::load(ctx, &project_id).await
     }
@@ -154,7 +151,7 @@ impl InviteMutations {
         ctx: &Context<'_>,
         project_id: ID,
         input: Vec<ProjectInviteCreateInput>,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         for one in input {
             invite(ctx, &project_id, one).await?;
         }
@@ -163,21 +160,15 @@ impl InviteMutations {
 
     /// Accepts or declines an invite addressed to the caller.
     #[graphql(name = "use")]
-    async fn use_invite(
-        &self,
-        ctx: &Context<'_>,
-        input: ProjectInviteUseInput,
-    ) -> async_graphql::Result<bool> {
+    async fn use_invite(&self, ctx: &Context<'_>, input: ProjectInviteUseInput) -> ApiResult<bool> {
         let (principal, user) = signed_in(ctx)?;
         policy::can_use_invite(&principal).map_err(|d| super::errors::denied(&d))?;
-        let state = ctx.data::<AppState>()?;
         let invite_id = input.token.get(..10).unwrap_or_default().to_owned();
-        if input.token.len() != 32 || invite_token(state, &invite_id)? != input.token {
+        if input.token.len() != 32 || invite_token(ctx, &invite_id)? != input.token {
             return Err(gql_error(ErrorCode::NotFound, "Invite not found"));
         }
-        let (email, role) = query::user_email_and_role(state.pool(), &user)
-            .await
-            .map_err(internal)?
+        let (email, role) = query::user_email_and_role(services::pool(ctx)?, &user)
+            .await?
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))?;
         let invitee = Invitee {
             user_id: user.clone(),
@@ -185,8 +176,7 @@ impl InviteMutations {
             server_role: role.parse().map_err(internal)?,
         };
         let accept = input.accept;
-        state
-            .bus()
+        services::bus(ctx)?
             .execute::<crate::commands::ProjectAggregate, _>(
                 &input.project_id,
                 &super::mutations::metadata(ctx, &user),
@@ -206,8 +196,7 @@ impl InviteMutations {
                     })
                 },
             )
-            .await
-            .map_err(command_error)?;
+            .await?;
         Ok(true)
     }
 
@@ -217,7 +206,7 @@ impl InviteMutations {
         ctx: &Context<'_>,
         project_id: ID,
         invite_id: String,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         run(
             ctx,
             &project_id,
@@ -234,7 +223,7 @@ impl InviteMutations {
 }
 
 /// Leaves a project (the last owner cannot).
-pub async fn leave(ctx: &Context<'_>, id: &str) -> async_graphql::Result<bool> {
+pub async fn leave(ctx: &Context<'_>, id: &str) -> ApiResult<bool> {
     let (_, user) = signed_in(ctx)?;
     run(
         ctx,
@@ -270,26 +259,20 @@ impl ActiveUserMutations {
     }
 
     /// Changes the caller's profile (`profile:write`).
-    async fn update(
-        &self,
-        ctx: &Context<'_>,
-        user: UserUpdateInput,
-    ) -> async_graphql::Result<User> {
+    async fn update(&self, ctx: &Context<'_>, user: UserUpdateInput) -> ApiResult<User> {
         let (principal, id) = signed_in(ctx)?;
-        policy::can_update_own_profile(&principal).map_err(|d| denied(&d))?;
+        policy::can_update_own_profile(&principal)?;
         let command = UserCommand::UpdateProfile {
             name: user.name,
             company: user.company,
             bio: user.bio,
             avatar: user.avatar,
         };
-        ctx.data::<AppState>()?
-            .bus()
+        services::bus(ctx)?
             .execute::<UserAggregate, _>(&id, &super::mutations::metadata(ctx, &id), |_| {
                 Ok(command.clone())
             })
-            .await
-            .map_err(command_error)?;
+            .await?;
         super::user::active_user(ctx)
             .await?
             .ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found"))

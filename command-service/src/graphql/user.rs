@@ -6,9 +6,10 @@ use domain::policy::{self, Principal, Scope};
 use projections::speckle::query;
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, account_error, denied, gql_error, internal};
+use super::errors::{ErrorCode, denied, gql_error};
 use super::project::{LimitedUser, Project};
-use crate::app::AppState;
+use super::services;
+use crate::error::{ApiResult, AppError};
 
 /// The signed-in user.
 #[derive(SimpleObject)]
@@ -110,25 +111,24 @@ pub enum TokenResourceIdentifierType {
     Workspace,
 }
 
-async fn user_row(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
-    Ok(query::user_by_id(ctx.data::<AppState>()?.pool(), id)
-        .await
-        .map_err(internal)?
+async fn user_row(ctx: &Context<'_>, id: &str) -> ApiResult<Option<User>> {
+    Ok(query::user_by_id(services::pool(ctx)?, id)
+        .await?
         .map(User::from))
 }
 
 /// The signed-in user's record, if any.
-pub async fn active_user(ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+pub async fn active_user(ctx: &Context<'_>) -> ApiResult<Option<User>> {
     let principal = ctx.data::<Principal>()?;
     let Some(id) = &principal.user_id else {
         return Ok(None);
     };
-    policy::can_read_own_profile(principal).map_err(|d| denied(&d))?;
+    policy::can_read_own_profile(principal)?;
     user_row(ctx, id).await
 }
 
 /// A user's record by id (the legacy `user(id)`); the email stays guarded by its resolver.
-pub async fn user_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<User>> {
+pub async fn user_by_id(ctx: &Context<'_>, id: &str) -> ApiResult<Option<User>> {
     let principal = ctx.data::<Principal>()?;
     if principal.user_id.is_none() {
         return Err(gql_error(
@@ -140,7 +140,7 @@ pub async fn user_by_id(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
 }
 
 /// Another user's public profile.
-pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Option<LimitedUser>> {
+pub async fn other_user(ctx: &Context<'_>, id: &str) -> ApiResult<Option<LimitedUser>> {
     let principal = ctx.data::<Principal>()?;
     if principal.user_id.is_none() {
         return Err(gql_error(
@@ -148,9 +148,8 @@ pub async fn other_user(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Op
             "You must be signed in to do this.",
         ));
     }
-    Ok(query::limited_user(ctx.data::<AppState>()?.pool(), id)
-        .await
-        .map_err(internal)?
+    Ok(query::limited_user(services::pool(ctx)?, id)
+        .await?
         .map(LimitedUser::from))
 }
 
@@ -164,7 +163,7 @@ pub struct RootPermissionChecks {
 
 impl User {
     /// The original's `@isOwner`: fields only the user themself (or an admin) may read.
-    fn only_owner(&self, ctx: &Context<'_>, field: &str) -> async_graphql::Result<()> {
+    fn only_owner(&self, ctx: &Context<'_>, field: &str) -> ApiResult<()> {
         let principal = ctx.data::<Principal>()?;
         policy::can_read_user_private(principal, &self.id, field).map_err(|d| denied(&d))
     }
@@ -179,13 +178,10 @@ impl User {
     }
 
     /// What the caller may do outside any project, decided by the policy the mutations use.
-    async fn permissions(&self, ctx: &Context<'_>) -> async_graphql::Result<RootPermissionChecks> {
+    async fn permissions(&self, ctx: &Context<'_>) -> ApiResult<RootPermissionChecks> {
         self.only_owner(ctx, "permissions")?;
         let principal = ctx.data::<Principal>()?;
-        let guests_may = ctx
-            .data::<AppState>()?
-            .settings()
-            .guests_may_create_projects;
+        let guests_may = services::settings(ctx)?.guests_may_create_projects;
         Ok(RootPermissionChecks {
             can_create_personal_project: domain::policy::can_create_project(principal, guests_may)
                 .into(),
@@ -203,7 +199,7 @@ impl User {
         #[graphql(name = "limit", default = 25)] _limit: i32,
         #[graphql(name = "cursor")] _cursor: Option<String>,
         #[graphql(name = "filter")] _filter: Option<super::workspaces::UserWorkspacesFilter>,
-    ) -> async_graphql::Result<super::workspaces::WorkspaceCollection> {
+    ) -> ApiResult<super::workspaces::WorkspaceCollection> {
         self.only_owner(ctx, "workspaces")?;
         Err(super::workspaces::disabled())
     }
@@ -212,7 +208,7 @@ impl User {
     async fn active_workspace(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<super::workspaces::LimitedWorkspace>> {
+    ) -> ApiResult<Option<super::workspaces::LimitedWorkspace>> {
         self.only_owner(ctx, "activeWorkspace")?;
         Ok(None)
     }
@@ -223,7 +219,7 @@ impl User {
         ctx: &Context<'_>,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> async_graphql::Result<super::legacy::UserStreamCollection> {
+    ) -> ApiResult<super::legacy::UserStreamCollection> {
         super::legacy::user_streams(ctx, &self.id, None, limit, cursor).await
     }
 
@@ -236,7 +232,7 @@ impl User {
         before: Option<OffsetDateTime>,
         cursor: Option<OffsetDateTime>,
         limit: Option<i32>,
-    ) -> async_graphql::Result<super::legacy::ActivityCollection> {
+    ) -> ApiResult<super::legacy::ActivityCollection> {
         super::legacy::user_activity(ctx, &self.id, action_type, after, before, cursor, limit).await
     }
 
@@ -244,7 +240,7 @@ impl User {
     async fn created_apps(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<Vec<super::apps::ServerApp>>> {
+    ) -> ApiResult<Option<Vec<super::apps::ServerApp>>> {
         if policy::can_read_own_account(ctx.data::<Principal>()?, &self.id, "apps").is_err() {
             return Ok(None);
         }
@@ -255,7 +251,7 @@ impl User {
     async fn authorized_apps(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<Vec<super::apps::ServerAppListItem>>> {
+    ) -> ApiResult<Option<Vec<super::apps::ServerAppListItem>>> {
         if policy::can_read_own_account(ctx.data::<Principal>()?, &self.id, "apps").is_err() {
             return Ok(None);
         }
@@ -263,24 +259,20 @@ impl User {
     }
 
     /// Whether a verification code is waiting to be entered; only to the user themself.
-    async fn has_pending_verification(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Option<bool>> {
+    async fn has_pending_verification(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
         let principal = ctx.data::<Principal>()?;
         if policy::can_read_own_account(principal, &self.id, "verification").is_err() {
             return Ok(None);
         }
-        ctx.data::<AppState>()?
-            .accounts()
+        services::accounts(ctx)?
             .has_pending_verification(&self.id)
             .await
             .map(Some)
-            .map_err(internal)
+            .map_err(AppError::internal)
     }
 
     /// The email: only to the user themself (with `profile:email`) or an admin.
-    async fn email(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    async fn email(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
         let principal = ctx.data::<Principal>()?;
         Ok(policy::can_read_user_email(principal, &self.id)
             .is_ok()
@@ -294,7 +286,7 @@ impl User {
         limit: Option<i32>,
         cursor: Option<String>,
         filter: Option<UserProjectsFilter>,
-    ) -> async_graphql::Result<UserProjectCollection> {
+    ) -> ApiResult<UserProjectCollection> {
         self.only_owner(ctx, "projects")?;
         let search = filter
             .as_ref()
@@ -308,11 +300,9 @@ impl User {
                 "limit must be between 0 and 100",
             ));
         }
-        let pool = ctx.data::<AppState>()?.pool();
+        let pool = services::pool(ctx)?;
         let total_count =
-            query::user_projects_count(pool, &self.id, search.as_deref(), roles.as_deref())
-                .await
-                .map_err(internal)?;
+            query::user_projects_count(pool, &self.id, search.as_deref(), roles.as_deref()).await?;
         let after = cursor
             .as_deref()
             .map(super::project::decode_cursor)
@@ -327,12 +317,11 @@ impl User {
             after,
             limit,
         )
-        .await
-        .map_err(internal)?;
+        .await?;
         let items = rows
             .into_iter()
             .map(|row| super::project::readable(principal, row))
-            .collect::<async_graphql::Result<Vec<_>>>()?;
+            .collect::<ApiResult<Vec<_>>>()?;
         super::project::prefetch_models(ctx, &items).await?;
         let cursor = super::project::next_cursor(&items, limit, |p| (p.updated_at, &p.id));
         Ok(UserProjectCollection {
@@ -346,16 +335,14 @@ impl User {
     async fn project_invites(
         &self,
         ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<super::project::PendingStreamCollaborator>> {
+    ) -> ApiResult<Vec<super::project::PendingStreamCollaborator>> {
         let principal = ctx.data::<Principal>()?;
-        policy::can_read_own_account(principal, &self.id, "invites").map_err(|d| denied(&d))?;
-        let state = ctx.data::<AppState>()?;
-        let rows = query::invites_addressed_to(state.pool(), &self.id, &self.email_address)
-            .await
-            .map_err(internal)?;
+        policy::can_read_own_account(principal, &self.id, "invites")?;
+        let rows = query::invites_addressed_to(services::pool(ctx)?, &self.id, &self.email_address)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let token = super::team::invite_token(state, &row.id)?;
+            let token = super::team::invite_token(ctx, &row.id)?;
             out.push(
                 super::project::PendingStreamCollaborator::for_invitee(
                     row.id,
@@ -373,15 +360,10 @@ impl User {
     }
 
     /// The user's personal access tokens (`tokens:read`).
-    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+    async fn api_tokens(&self, ctx: &Context<'_>) -> ApiResult<Vec<ApiToken>> {
         let principal = ctx.data::<Principal>()?;
-        policy::can_read_own_tokens(principal, &self.id).map_err(|d| denied(&d))?;
-        let tokens = ctx
-            .data::<AppState>()?
-            .accounts()
-            .tokens_of(&self.id)
-            .await
-            .map_err(internal)?;
+        policy::can_read_own_tokens(principal, &self.id)?;
+        let tokens = services::accounts(ctx)?.tokens_of(&self.id).await?;
         Ok(tokens
             .into_iter()
             .map(|t| ApiToken {
@@ -401,16 +383,13 @@ impl User {
 }
 
 /// Creates a personal token carrying at most the caller's own scopes.
-pub async fn create_token(
-    ctx: &Context<'_>,
-    input: ApiTokenCreateInput,
-) -> async_graphql::Result<String> {
+pub async fn create_token(ctx: &Context<'_>, input: ApiTokenCreateInput) -> ApiResult<String> {
     let principal = ctx.data::<Principal>()?;
     let user = principal
         .user_id
         .clone()
         .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    policy::can_manage_own_tokens(principal).map_err(|d| denied(&d))?;
+    policy::can_manage_own_tokens(principal)?;
     if input.name.trim().is_empty() || input.name.len() > 512 {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -421,7 +400,7 @@ pub async fn create_token(
     for raw in &input.scopes {
         let scope =
             Scope::parse(raw).map_err(|e| gql_error(ErrorCode::BadRequest, e.to_string()))?;
-        policy::can_grant_scope(principal, &scope).map_err(|d| denied(&d))?;
+        policy::can_grant_scope(principal, &scope)?;
         scopes.push(scope);
     }
     if scopes.is_empty() {
@@ -443,26 +422,24 @@ pub async fn create_token(
         .filter(|ms| *ms > 0)
         // ms > 0 here, so it converts.
         .map(|ms| std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)));
-    ctx.data::<AppState>()?
-        .accounts()
+    services::accounts(ctx)?
         .create_token(&user, input.name.trim(), &scopes, lifespan, None)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
 /// Revokes one of the caller's tokens, given the token or its id.
-pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> async_graphql::Result<bool> {
+pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> ApiResult<bool> {
     let principal = ctx.data::<Principal>()?;
     let user = principal
         .user_id
         .clone()
         .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    policy::can_manage_own_tokens(principal).map_err(|d| denied(&d))?;
-    ctx.data::<AppState>()?
-        .accounts()
+    policy::can_manage_own_tokens(principal)?;
+    services::accounts(ctx)?
         .revoke_token(&user, token)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
 /// A page of users found by a search.
@@ -515,7 +492,7 @@ const MIN_SEARCH_CHARS: usize = 3;
 pub async fn search(
     ctx: &Context<'_>,
     search: UserSearch,
-) -> async_graphql::Result<UserSearchResultCollection> {
+) -> ApiResult<UserSearchResultCollection> {
     let principal = ctx.data::<Principal>()?;
     domain::policy::can_search_users(principal).map_err(|d| super::errors::denied(&d))?;
     let query = search.query.trim().to_lowercase();
@@ -532,15 +509,14 @@ pub async fn search(
         .map(super::project::decode_cursor)
         .transpose()?;
     let rows = query::users_search_page(
-        ctx.data::<AppState>()?.pool(),
+        services::pool(ctx)?,
         &query,
         search.email_only,
         search.archived,
         after,
         limit,
     )
-    .await
-    .map_err(internal)?;
+    .await?;
     let cursor = rows
         .last()
         .filter(|_| rows.len() as i64 == limit)
@@ -564,15 +540,12 @@ pub struct UserDeleteInput {
 
 /// `userDelete`: the signed-in person deletes their own account, confirming with its email and
 /// password, and is erased (see `accounts::erasure`).
-pub async fn delete_self(ctx: &Context<'_>, input: UserDeleteInput) -> async_graphql::Result<bool> {
+pub async fn delete_self(ctx: &Context<'_>, input: UserDeleteInput) -> ApiResult<bool> {
     let (principal, user) = super::mutations::signed_in(ctx)?;
-    policy::can_delete_account(&principal, &user).map_err(|d| denied(&d))?;
-    let accounts = ctx.data::<AppState>()?.accounts();
+    policy::can_delete_account(&principal, &user)?;
+    let accounts = services::accounts(ctx)?;
     let confirmed = match input.email.as_deref() {
-        Some(email) => accounts
-            .user_id_by_email(email)
-            .await
-            .map_err(account_error)?,
+        Some(email) => accounts.user_id_by_email(email).await?,
         None => None,
     };
     if confirmed.as_deref() != Some(user.as_str()) {
@@ -582,11 +555,7 @@ pub async fn delete_self(ctx: &Context<'_>, input: UserDeleteInput) -> async_gra
         ));
     }
     let password = input.password.unwrap_or_default();
-    if !accounts
-        .check_user_password(&user, &password)
-        .await
-        .map_err(account_error)?
-    {
+    if !accounts.check_user_password(&user, &password).await? {
         return Err(gql_error(
             ErrorCode::BadRequest,
             "The password does not match your account.",
@@ -594,33 +563,24 @@ pub async fn delete_self(ctx: &Context<'_>, input: UserDeleteInput) -> async_gra
     }
     accounts
         .delete_user(&user, &super::mutations::metadata(ctx, &user))
-        .await
-        .map_err(account_error)?;
+        .await?;
     Ok(true)
 }
 
 /// `adminDeleteUser`: a server admin deletes the account with `email`, and it is erased.
-pub async fn delete_other(
-    ctx: &Context<'_>,
-    input: UserDeleteInput,
-) -> async_graphql::Result<bool> {
+pub async fn delete_other(ctx: &Context<'_>, input: UserDeleteInput) -> ApiResult<bool> {
     let (principal, actor) = super::mutations::signed_in(ctx)?;
-    let accounts = ctx.data::<AppState>()?.accounts();
+    let accounts = services::accounts(ctx)?;
     let target = match input.email.as_deref() {
-        Some(email) => accounts
-            .user_id_by_email(email)
-            .await
-            .map_err(account_error)?,
+        Some(email) => accounts.user_id_by_email(email).await?,
         None => None,
     };
     // The policy first, so a non-admin cannot learn which addresses have accounts.
     // An unknown address is checked as id "", which no one has.
-    policy::can_delete_account(&principal, target.as_deref().unwrap_or(""))
-        .map_err(|d| denied(&d))?;
+    policy::can_delete_account(&principal, target.as_deref().unwrap_or(""))?;
     let target = target.ok_or_else(|| gql_error(ErrorCode::NotFound, "User not found."))?;
     accounts
         .delete_user(&target, &super::mutations::metadata(ctx, &actor))
-        .await
-        .map_err(account_error)?;
+        .await?;
     Ok(true)
 }

@@ -11,11 +11,12 @@ use schema::webhooks::{self as deliveries, AttemptRow, DeliveryRow};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 
-use super::errors::{ErrorCode, denied, gql_error, internal};
+use super::errors::{ErrorCode, denied, gql_error};
 use super::mutations::{run, signed_in};
 use super::project::Project;
-use crate::app::AppState;
+use super::services::{self, pool};
 use crate::commands::new_id;
+use crate::error::{ApiResult, AppError};
 
 /// A page of webhooks.
 #[derive(SimpleObject)]
@@ -124,10 +125,6 @@ impl From<AttemptRow> for WebhookDeliveryAttempt {
     }
 }
 
-fn pool<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a PgPool> {
-    Ok(ctx.data::<AppState>()?.pool())
-}
-
 #[ComplexObject]
 impl Webhook {
     /// Its deliveries, newest first.
@@ -135,15 +132,12 @@ impl Webhook {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 25)] limit: i32,
-    ) -> async_graphql::Result<WebhookEventCollection> {
+    ) -> ApiResult<WebhookEventCollection> {
         let pool = pool(ctx)?;
         let limit = i64::from(limit.clamp(0, 1000));
-        let total_count = deliveries::deliveries_count(pool, &self.id)
-            .await
-            .map_err(internal)?;
+        let total_count = deliveries::deliveries_count(pool, &self.id).await?;
         let items = deliveries::deliveries_page(pool, &self.id, limit)
-            .await
-            .map_err(internal)?
+            .await?
             .into_iter()
             .map(WebhookEvent::from)
             .collect();
@@ -159,13 +153,8 @@ impl WebhookEvent {
     }
 
     /// Every HTTP attempt, oldest first.
-    async fn attempts(
-        &self,
-        ctx: &Context<'_>,
-    ) -> async_graphql::Result<Vec<WebhookDeliveryAttempt>> {
-        let rows = deliveries::delivery_attempts(pool(ctx)?, &self.id)
-            .await
-            .map_err(internal)?;
+    async fn attempts(&self, ctx: &Context<'_>) -> ApiResult<Vec<WebhookDeliveryAttempt>> {
+        let rows = deliveries::delivery_attempts(pool(ctx)?, &self.id).await?;
         Ok(rows.into_iter().map(WebhookDeliveryAttempt::from).collect())
     }
 }
@@ -175,12 +164,11 @@ pub(crate) async fn list(
     ctx: &Context<'_>,
     project: &Project,
     id: Option<&str>,
-) -> async_graphql::Result<WebhookCollection> {
+) -> ApiResult<WebhookCollection> {
     let principal = ctx.data::<domain::Principal>()?;
-    policy::can_manage_webhooks(principal, &project.access()).map_err(|d| denied(&d))?;
+    policy::can_manage_webhooks(principal, &project.access())?;
     let items: Vec<Webhook> = webhooks_of(pool(ctx)?, project.project_id(), id)
-        .await
-        .map_err(internal)?
+        .await?
         .into_iter()
         .map(Webhook::from)
         .collect();
@@ -238,7 +226,7 @@ pub struct WebhookRedeliverInput {
 /// Longest accepted secret.
 const MAX_SECRET_CHARS: usize = 1024;
 
-fn checked_secret(secret: Option<String>) -> async_graphql::Result<Option<String>> {
+fn checked_secret(secret: Option<String>) -> ApiResult<Option<String>> {
     match secret {
         Some(s) if s.chars().count() > MAX_SECRET_CHARS => Err(gql_error(
             ErrorCode::BadRequest,
@@ -248,32 +236,28 @@ fn checked_secret(secret: Option<String>) -> async_graphql::Result<Option<String
     }
 }
 
-fn check_target(state: &AppState, url: &str) -> async_graphql::Result<()> {
+fn check_target(ctx: &Context<'_>, url: &str) -> ApiResult<()> {
     domain::project::webhook::check_literal_target(
         url.trim(),
-        state.settings().webhook_allow_private_targets,
+        services::settings(ctx)?.webhook_allow_private_targets,
     )
     .map_err(|e| gql_error(ErrorCode::BadRequest, format!("invalid url: {e}")))
 }
 
-async fn store_secret(pool: &PgPool, webhook_id: &str, secret: &str) -> async_graphql::Result<()> {
+async fn store_secret(pool: &PgPool, webhook_id: &str, secret: &str) -> ApiResult<()> {
     deliveries::store_secret(pool, webhook_id, secret)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
-async fn forget_secret(pool: &PgPool, webhook_id: &str) -> async_graphql::Result<()> {
+async fn forget_secret(pool: &PgPool, webhook_id: &str) -> ApiResult<()> {
     deliveries::forget_secret(pool, webhook_id)
         .await
-        .map_err(internal)
+        .map_err(AppError::internal)
 }
 
 /// Runs a webhook command as the project's owner.
-async fn as_owner(
-    ctx: &Context<'_>,
-    project_id: &str,
-    command: ProjectCommand,
-) -> async_graphql::Result<()> {
+async fn as_owner(ctx: &Context<'_>, project_id: &str, command: ProjectCommand) -> ApiResult<()> {
     run(
         ctx,
         project_id,
@@ -286,13 +270,9 @@ async fn as_owner(
 /// `webhookCreate`: returns the new id. The secret is stored before the event is appended, so
 /// no delivery is ever sent unsigned by a race; a failed command leaves an unused secret row
 /// under an id nothing refers to.
-pub(crate) async fn create(
-    ctx: &Context<'_>,
-    input: WebhookCreateInput,
-) -> async_graphql::Result<String> {
+pub(crate) async fn create(ctx: &Context<'_>, input: WebhookCreateInput) -> ApiResult<String> {
     signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?;
-    check_target(state, &input.url)?;
+    check_target(ctx, &input.url)?;
     let secret = checked_secret(input.secret)?.filter(|s| !s.is_empty());
     let webhook_id = new_id();
     let config = WebhookConfig {
@@ -303,12 +283,12 @@ pub(crate) async fn create(
         has_secret: secret.is_some(),
     };
     if let Some(secret) = &secret {
-        store_secret(state.pool(), &webhook_id, secret).await?;
+        store_secret(services::pool(ctx)?, &webhook_id, secret).await?;
     }
     let command = ProjectCommand::CreateWebhook {
         webhook_id: webhook_id.clone(),
         config,
-        max_per_project: state.settings().webhooks_max_per_project,
+        max_per_project: services::settings(ctx)?.webhooks_max_per_project,
     };
     as_owner(ctx, &input.stream_id, command).await?;
     Ok(webhook_id)
@@ -316,14 +296,10 @@ pub(crate) async fn create(
 
 /// `webhookUpdate`: an empty secret removes it; switching `enabled` on re-enables a webhook
 /// that was disabled for failing.
-pub(crate) async fn update(
-    ctx: &Context<'_>,
-    input: WebhookUpdateInput,
-) -> async_graphql::Result<String> {
+pub(crate) async fn update(ctx: &Context<'_>, input: WebhookUpdateInput) -> ApiResult<String> {
     signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?;
     if let Some(url) = &input.url {
-        check_target(state, url)?;
+        check_target(ctx, url)?;
     }
     let secret = checked_secret(input.secret)?;
     let webhook_id = input.id.clone();
@@ -338,8 +314,8 @@ pub(crate) async fn update(
     // secret: nobody may plant a secret on someone else's webhook.
     ensure_owned(ctx, &input.stream_id, &webhook_id).await?;
     match secret.as_deref() {
-        Some("") => forget_secret(state.pool(), &webhook_id).await?,
-        Some(s) => store_secret(state.pool(), &webhook_id, s).await?,
+        Some("") => forget_secret(services::pool(ctx)?, &webhook_id).await?,
+        Some(s) => store_secret(services::pool(ctx)?, &webhook_id, s).await?,
         None => {}
     }
     let command = ProjectCommand::UpdateWebhook {
@@ -351,24 +327,17 @@ pub(crate) async fn update(
 }
 
 /// Checks the caller owns the project and the webhook is in it; errors as the command would.
-async fn ensure_owned(
-    ctx: &Context<'_>,
-    project_id: &str,
-    webhook_id: &str,
-) -> async_graphql::Result<()> {
+async fn ensure_owned(ctx: &Context<'_>, project_id: &str, webhook_id: &str) -> ApiResult<()> {
     let (principal, user) = signed_in(ctx)?;
-    let state = ctx.data::<AppState>()?;
-    let (project_state, _) = state
-        .bus()
+    let (project_state, _) = services::bus(ctx)?
         .load::<crate::commands::ProjectAggregate>(project_id)
-        .await
-        .map_err(super::mutations::command_error)?;
+        .await?;
     let Some(project) = project_state.project() else {
         return Err(denied(&policy::Denied::project_not_found()));
     };
     let access = project.access_for(Some(&user));
-    policy::can_read_project(&principal, &access).map_err(|d| denied(&d))?;
-    policy::can_manage_webhooks(&principal, &access).map_err(|d| denied(&d))?;
+    policy::can_read_project(&principal, &access)?;
+    policy::can_manage_webhooks(&principal, &access)?;
     if !project.webhooks.contains_key(webhook_id) {
         return Err(gql_error(
             ErrorCode::NotFound,
@@ -379,30 +348,22 @@ async fn ensure_owned(
 }
 
 /// `webhookDelete`: returns the id.
-pub(crate) async fn delete(
-    ctx: &Context<'_>,
-    input: WebhookDeleteInput,
-) -> async_graphql::Result<String> {
-    let state = ctx.data::<AppState>()?;
+pub(crate) async fn delete(ctx: &Context<'_>, input: WebhookDeleteInput) -> ApiResult<String> {
     let command = ProjectCommand::DeleteWebhook {
         webhook_id: input.id.clone(),
     };
     as_owner(ctx, &input.stream_id, command).await?;
-    forget_secret(state.pool(), &input.id).await?;
+    forget_secret(services::pool(ctx)?, &input.id).await?;
     Ok(input.id)
 }
 
 /// `webhookRedeliver`: sends a recorded delivery again, with the same id and body.
-pub(crate) async fn redeliver(
-    ctx: &Context<'_>,
-    input: WebhookRedeliverInput,
-) -> async_graphql::Result<bool> {
-    let state = ctx.data::<AppState>()?;
+pub(crate) async fn redeliver(ctx: &Context<'_>, input: WebhookRedeliverInput) -> ApiResult<bool> {
     // Owners only, before anything about deliveries is revealed.
     ensure_owned(ctx, &input.stream_id, &input.webhook_id).await?;
-    let known = deliveries::delivery_webhook(state.pool(), &input.stream_id, &input.delivery_id)
-        .await
-        .map_err(internal)?;
+    let known =
+        deliveries::delivery_webhook(services::pool(ctx)?, &input.stream_id, &input.delivery_id)
+            .await?;
     if known.as_deref() != Some(input.webhook_id.as_str()) {
         return Err(gql_error(
             ErrorCode::NotFound,

@@ -17,17 +17,22 @@ use time::OffsetDateTime;
 
 use super::admin::ProjectCollection;
 use super::project::{PermissionCheckResult, Project, ProjectVisibility};
+use crate::error::{ApiResult, AppError};
 
 /// The original's code and message for any use of workspaces on a server without them.
-pub(crate) fn disabled() -> async_graphql::Error {
-    async_graphql::Error::new("Workspaces are not enabled on this server").extend_with(|_, e| {
-        e.set("code", "WORKSPACES_MODULE_DISABLED_ERROR");
-        e.set("statusCode", 403);
-    })
+pub(crate) fn disabled() -> AppError {
+    AppError::from(
+        async_graphql::Error::new("Workspaces are not enabled on this server").extend_with(
+            |_, e| {
+                e.set("code", "WORKSPACES_MODULE_DISABLED_ERROR");
+                e.set("statusCode", 403);
+            },
+        ),
+    )
 }
 
 /// `workspace(id)`: always refused here.
-pub(crate) fn workspace(_id: &str) -> async_graphql::Result<Workspace> {
+pub(crate) fn workspace(_id: &str) -> ApiResult<Workspace> {
     Err(disabled())
 }
 
@@ -195,7 +200,7 @@ impl WorkspaceProjectMutations {
         &self,
         _ctx: &Context<'_>,
         input: WorkspaceProjectCreateInput,
-    ) -> async_graphql::Result<Project> {
+    ) -> ApiResult<Project> {
         tracing::debug!(workspace = %input.workspace_id, "workspace project create refused");
         Err(disabled())
     }

@@ -96,10 +96,10 @@ async fn sign_files(
     ingestion_id: &str,
     files: Vec<String>,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state, caller, project_id)
+    super::project_for_ingest(state.bus(), caller, project_id)
         .await
         .map_err(AppError::from)?;
-    let ingestion = super::load(state, project_id, ingestion_id)
+    let ingestion = super::load(state.bus(), project_id, ingestion_id)
         .await
         .map_err(AppError::from)?;
     if !ingestion.idle_clock_running() {
@@ -176,10 +176,10 @@ async fn complete_upload(
     ingestion_id: &str,
     body: CompleteRequest,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state, caller, project_id)
+    super::project_for_ingest(state.bus(), caller, project_id)
         .await
         .map_err(AppError::from)?;
-    let ingestion = super::load(state, project_id, ingestion_id)
+    let ingestion = super::load(state.bus(), project_id, ingestion_id)
         .await
         .map_err(AppError::from)?;
     let answer = |version_id: &str| Json(json!({ "versionId": version_id })).into_response();
@@ -216,7 +216,7 @@ async fn complete_upload(
         .map(|(name, etag)| UploadedFile { name, etag })
         .collect();
     let version_id = super::complete(
-        state,
+        state.bus(),
         caller,
         project_id,
         ingestion_id,
@@ -255,7 +255,7 @@ async fn list_artifacts(
 ) -> Result<Response, AppError> {
     let no_bundle = || AppError::not_found("This version has no bundle.");
     // Whoever may not read the project hears the same as for a version without a bundle.
-    super::readable_project(state, &caller.principal, project_id)
+    super::readable_project(state.bus(), &caller.principal, project_id)
         .await
         .map_err(|e| match e {
             CommandError::Denied(_) => no_bundle(),
