@@ -275,3 +275,58 @@ impl IntoResponse for AppError {
         (self.status, Json(body)).into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::ErrorExtensions;
+
+    use super::*;
+
+    fn code_of(e: &async_graphql::Error) -> Option<String> {
+        match e.extensions.as_ref()?.get("code")? {
+            async_graphql::Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn every_graphql_error_leaves_with_a_code() {
+        // Ours: the GraphQL code, which may differ from REST's.
+        let taken = AppError::from(crate::accounts::AccountError::EmailTaken);
+        assert_eq!(taken.status(), StatusCode::BAD_REQUEST);
+        let over_graphql = async_graphql::Error::from(taken);
+        assert_eq!(code_of(&over_graphql).as_deref(), Some("BAD_REQUEST_ERROR"));
+
+        // async-graphql's own, with a code: passed through with every extension.
+        let coded = async_graphql::Error::new("slow down").extend_with(|_, x| {
+            x.set("code", "RATE_LIMIT_ERROR");
+            x.set("statusCode", 429);
+        });
+        let through = async_graphql::Error::from(AppError::from(coded));
+        assert_eq!(code_of(&through).as_deref(), Some("RATE_LIMIT_ERROR"));
+        assert!(
+            through
+                .extensions
+                .as_ref()
+                .and_then(|x| x.get("statusCode"))
+                .is_some()
+        );
+        assert_eq!(through.message, "slow down");
+
+        // async-graphql's own without one (a missing context entry): ours, so internal.
+        let bare = async_graphql::Error::new("Data `X` does not exist.");
+        let through = async_graphql::Error::from(AppError::from(bare));
+        assert_eq!(code_of(&through).as_deref(), Some("INTERNAL_SERVER_ERROR"));
+    }
+
+    #[test]
+    fn a_lost_database_answers_503_even_through_a_shared_loader_error() {
+        let shared = std::sync::Arc::new(sqlx::Error::PoolTimedOut);
+        let _other_key = shared.clone();
+        let e = AppError::from(shared);
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let e = AppError::from(std::sync::Arc::new(sqlx::Error::RowNotFound));
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.graphql_code(), "INTERNAL_SERVER_ERROR");
+    }
+}

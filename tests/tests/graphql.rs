@@ -436,3 +436,138 @@ async fn a_graphql_body_trickling_past_its_timeout_is_answered_408() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+/// Every error of a request that never ran carries the original's code, whatever the document:
+/// the listed cases name theirs, and documents made of random GraphQL tokens (a seeded stand-in
+/// for a fuzz target) are answered with JSON in which every error has a code, none of them
+/// ours (`INTERNAL_SERVER_ERROR`), and the server keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_document_is_answered_with_a_code() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let (w, _db) = world().await;
+    // Deeper than the default depth limit (24), shallower than the parser's recursion limit.
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {}name{} }} }} }} }} }}",
+        "ofType { ".repeat(22),
+        " }".repeat(22)
+    );
+    let cases = [
+        (
+            json!({"query": "{ serverInfo { name "}),
+            "GRAPHQL_PARSE_FAILED",
+        ),
+        (json!({"query": "query { ... }"}), "GRAPHQL_PARSE_FAILED"),
+        (
+            json!({"query": "{ serverInfo { nope } }"}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({"query": "query($a: Int!) { serverInfo { name } }", "variables": {"a": 1}}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({"query": "query($id: String!) { stream(id: $id) { name } }"}),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({"query": "query($id: String!) { stream(id: $id) { name } }", "variables": {"id": [1]}}),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (json!({"query": deep}), "GRAPHQL_VALIDATION_FAILED"),
+    ];
+    for (body, expected) in cases {
+        let answer = w.gql(body.clone()).await;
+        assert_eq!(code(&answer), expected, "{body} answered {answer}");
+        assert!(answer["data"].is_null(), "{body} ran: {answer}");
+    }
+
+    const TOKENS: &[&str] = &[
+        "{",
+        "}",
+        "(",
+        ")",
+        "[",
+        "]",
+        ":",
+        "$",
+        "!",
+        "...",
+        "@include",
+        "@skip",
+        "query",
+        "mutation",
+        "subscription",
+        "fragment",
+        "on",
+        "serverInfo",
+        "name",
+        "stream",
+        "streams",
+        "project",
+        "activeUser",
+        "id",
+        "items",
+        "models",
+        "versions",
+        "user",
+        "__typename",
+        "__schema",
+        "\"x\"",
+        "\"\\u0000\"",
+        "\"é\"",
+        "1",
+        "-1",
+        "1e999",
+        "true",
+        "null",
+        "Int",
+        "String",
+        "ID",
+        "=",
+        ",",
+        "#",
+        "\n",
+        "limit",
+        "cursor",
+        "if:",
+        "$v",
+        "streamCreate",
+        "projectMutations",
+        "create",
+        "input",
+        "💥",
+    ];
+    let seed = 0x5eed_0020_u64;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut refused = 0;
+    for n in 0..300 {
+        let len = rng.random_range(1..40);
+        let document: Vec<&str> = (0..len)
+            .map(|_| TOKENS[rng.random_range(0..TOKENS.len())])
+            .collect();
+        let document = document.join(" ");
+        let variables = match rng.random_range(0..3) {
+            0 => json!(null),
+            1 => json!({"v": true, "id": 5}),
+            _ => json!({"v": {"deep": [1, "two", null]}}),
+        };
+        let answer = w
+            .gql(json!({"query": document, "variables": variables}))
+            .await;
+        let errors = answer["errors"].as_array().cloned().unwrap_or_default();
+        for e in &errors {
+            let code = e["extensions"]["code"].as_str();
+            assert!(
+                code.is_some_and(|c| c != "INTERNAL_SERVER_ERROR"),
+                "seed {seed:#x}, document {n}: {document:?} answered {answer}"
+            );
+        }
+        refused += usize::from(!errors.is_empty());
+    }
+    // Random tokens rarely make a valid document: the check above ran on real refusals.
+    assert!(refused > 250, "only {refused} of 300 refused");
+    let answer = w.gql(json!({"query": "{ serverInfo { name } }"})).await;
+    assert!(answer["data"]["serverInfo"]["name"].is_string(), "{answer}");
+}

@@ -341,7 +341,8 @@ pub fn build(settings: &crate::config::Settings, response_cache: bool) -> Strata
     )
     .register_output_type::<ingestion::HasProgressMessage>()
     .limit_depth(settings.graphql_max_depth)
-    .limit_complexity(settings.graphql_max_complexity);
+    .limit_complexity(settings.graphql_max_complexity)
+    .extension(errors::RequestErrorCodes);
     // The probe runs on every resolved field; only worth it when there is a cache to feed.
     if response_cache {
         schema.extension(cache::CacheProbeExtension).finish()
