@@ -195,11 +195,32 @@ impl Publisher {
         ));
         let _stop_listening = AbortOnDrop(listening);
         let mut hot_until = std::time::Instant::now() + HOT_WINDOW;
+        // When the read model's runner is in this process, its commits wake this loop and the
+        // database is asked only after a quiet while (the runner may have gone to another
+        // process); otherwise the read model is polled as below.
+        let local = projections::local::of(&self.pool).await.ok();
+        let mut here = local.as_ref().map(|l| l.subscribe());
+        let mut ask_database = true;
         while !cancel.is_cancelled() {
-            let applied =
-                projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?;
+            if let Some(here) = here.as_mut() {
+                here.borrow_and_update();
+            }
+            let here_at = local
+                .as_ref()
+                .and_then(|l| l.get(projections::speckle::NAME));
+            let applied = match here_at {
+                Some(at) if at > cursor || !ask_database => at,
+                _ => projections::checkpoint_of(&self.pool, projections::speckle::NAME).await?,
+            };
             if applied <= cursor {
-                if std::time::Instant::now() < hot_until {
+                if let (Some(_), Some(rx)) = (here_at, here.as_mut()) {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        // The sender lives as long as the process: never an error.
+                        changed = rx.changed() => ask_database = changed.is_err(),
+                        () = tokio::time::sleep(IDLE_POLL) => ask_database = true,
+                    }
+                } else if std::time::Instant::now() < hot_until {
                     tokio::select! {
                         () = cancel.cancelled() => {}
                         () = tokio::time::sleep(self.poll) => {}

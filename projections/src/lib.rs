@@ -9,6 +9,7 @@
 //! and reaction-job rows; they never call external systems. Handlers derive every value from
 //! the events (never from the clock), so a rebuild produces the same tables as the live fold.
 
+pub mod local;
 pub mod mail;
 pub mod projection;
 pub mod rebuild;

@@ -101,6 +101,14 @@ impl ProjectorRuntime {
     /// Dropping the returned future (aborting its task) stops every runner at once, as a
     /// crash would: open batches roll back.
     pub async fn run(self, cancel: CancellationToken) {
+        // Without it (the database is down at start), waits in this process ask the database.
+        let local = match crate::local::of(&self.pool).await {
+            Ok(local) => Some(local),
+            Err(e) => {
+                tracing::warn!(error = %e, "projectors cannot name their log; local waits will ask the database");
+                None
+            }
+        };
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(schema::wakeups::listen(
@@ -114,7 +122,7 @@ impl ProjectorRuntime {
                 self.pool.clone(),
                 projection,
                 self.options.clone(),
-                wake_rx.clone(),
+                (wake_rx.clone(), local.clone()),
                 cancel.clone(),
             ));
         }
@@ -169,7 +177,10 @@ async fn run_projection(
     pool: PgPool,
     projection: Arc<dyn Projection>,
     options: RuntimeOptions,
-    mut wake: watch::Receiver<u64>,
+    (mut wake, local): (
+        watch::Receiver<u64>,
+        Option<Arc<crate::local::LocalCheckpoints>>,
+    ),
     cancel: CancellationToken,
 ) {
     let name = projection.name();
@@ -194,6 +205,13 @@ async fn run_projection(
             };
             match step(&pool, projection.as_ref(), size).await {
                 Ok(outcome) => {
+                    if let Some(last) = outcome.last {
+                        // Committed: tell this process's waiters, the local record first.
+                        if let Some(local) = &local {
+                            local.advanced(name, last);
+                        }
+                        schema::wakeups::wake_local(schema::wakeups::CHECKPOINTS_CHANNEL);
+                    }
                     if let (Some(until), Some(last)) = (probe_until, outcome.last)
                         && last >= until
                     {
@@ -208,9 +226,29 @@ async fn run_projection(
                     // Look for work without a transaction: a step takes a transaction id,
                     // and an open one holds every reader's horizon back, so spurious wake-ups
                     // (several per append) must not each cost one.
+                    let mut at = outcome.at;
                     let lost_owner = loop {
-                        match next_after(&pool, outcome.at).await {
-                            Ok(Next::Readable) | Err(_) => break false,
+                        match next_after(&pool, at).await {
+                            Ok(Next::Readable) => {
+                                // Only other streams' events to read: move past them in one
+                                // statement instead of a batch transaction that folds nothing.
+                                let Some(categories) = projection.categories() else {
+                                    break false;
+                                };
+                                match skip_ahead(&pool, name, at, categories, size).await {
+                                    Ok(Some(past)) => {
+                                        at = past;
+                                        if let Some(local) = &local {
+                                            local.advanced(name, past);
+                                        }
+                                        schema::wakeups::wake_local(
+                                            schema::wakeups::CHECKPOINTS_CHANNEL,
+                                        );
+                                    }
+                                    Ok(None) | Err(_) => break false,
+                                }
+                            }
+                            Err(_) => break false,
                             Ok(Next::HeldBack) => {
                                 tokio::select! {
                                     () = tokio::time::sleep(held_pause) => {}
@@ -362,7 +400,6 @@ pub(crate) async fn step(
     }
     advance(&mut tx, projection.name(), last, events.len()).await?;
     tx.commit().await?;
-    schema::wakeups::wake_local(schema::wakeups::CHECKPOINTS_CHANNEL);
     Ok(StepOutcome {
         applied: events.len(),
         last: Some(last),
@@ -386,6 +423,51 @@ async fn next_after(pool: &PgPool, cursor: LogCursor) -> Result<Next, sqlx::Erro
         Some(true) => Next::Readable,
         Some(false) => Next::HeldBack,
     })
+}
+
+/// Moves the checkpoint of `name` from `at` past the readable events that follow it (up to
+/// `limit`) when none of them is in `categories`, in one statement: compared and set, so a
+/// rebuild's swap or another owner in between makes it do nothing. Returns the new position,
+/// or `None` when there is something to fold (or the checkpoint is no longer at `at`). The
+/// events are not counted as applied. Like a batch, it announces the move and does not wait
+/// for the disk (the log it skips is durable).
+async fn skip_ahead(
+    pool: &PgPool,
+    name: &str,
+    at: LogCursor,
+    categories: &[&str],
+    limit: i64,
+) -> Result<Option<LogCursor>, sqlx::Error> {
+    let row = sqlx::query(
+        "WITH readable AS ( \
+           SELECT transaction_id, position, split_part(stream_id, ':', 1) = ANY($4) AS folded \
+           FROM events \
+           WHERE (transaction_id, position) > ($2::text::xid8, $3) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           ORDER BY transaction_id, position LIMIT $5), \
+         last AS ( \
+           SELECT transaction_id, position FROM readable \
+           ORDER BY transaction_id DESC, position DESC LIMIT 1), \
+         moved AS ( \
+           UPDATE projection_checkpoints c \
+           SET transaction_id = last.transaction_id, position = last.position, updated_at = now() \
+           FROM last \
+           WHERE c.projection = $1 AND c.transaction_id = $2::text::xid8 AND c.position = $3 \
+             AND NOT EXISTS (SELECT 1 FROM readable WHERE folded) \
+           RETURNING c.transaction_id::text AS xid, c.position) \
+         SELECT set_config('synchronous_commit', 'off', true), xid, position, \
+                pg_notify($6, current_schema()) \
+         FROM moved",
+    )
+    .bind(name)
+    .bind(at.transaction_id.to_string())
+    .bind(at.position)
+    .bind(categories)
+    .bind(limit)
+    .bind(schema::wakeups::CHECKPOINTS_CHANNEL)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|row| cursor_of(&row)).transpose()
 }
 
 pub(crate) async fn advance(

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::local::LocalCheckpoints;
 use crate::runtime::cursor_of;
 
 /// The projections did not catch up in time. The write itself is committed: a client can
@@ -60,17 +61,21 @@ pub async fn wait_for(
     target: LogCursor,
     timeout: Duration,
 ) -> Result<(), ProjectionLag> {
-    wait_until(pool, names, target, timeout, None).await
+    wait_until(pool, names, target, timeout, None, None).await
 }
 
 /// Read-your-writes for a long-lived caller (the command bus): each projector announces every
 /// checkpoint it moves on `strata_checkpoints`, and a waiter looks again at once instead of at
 /// its next poll. Polling stays as the fallback, so a lost notification costs latency only.
 ///
+/// When the projections run in this process, their commits are known here at once
+/// ([`crate::local`]) and the wait asks the database only as a fallback.
+///
 /// Clones share one listener, started by the first wait and stopped with the last clone.
 #[derive(Clone, Debug, Default)]
 pub struct Waiter {
     wakeups: Arc<OnceLock<Wakeups>>,
+    local: Arc<tokio::sync::OnceCell<Arc<LocalCheckpoints>>>,
 }
 
 #[derive(Debug)]
@@ -106,7 +111,21 @@ impl Waiter {
             })
             .moved
             .clone();
-        wait_until(pool, names, target, timeout, Some(moved)).await
+        // Unnamed while the database cannot be asked: the wait then asks it, as it would.
+        let local = self
+            .local
+            .get_or_try_init(|| crate::local::of(pool))
+            .await
+            .ok();
+        wait_until(
+            pool,
+            names,
+            target,
+            timeout,
+            Some(moved),
+            local.map(Arc::as_ref),
+        )
+        .await
     }
 }
 
@@ -116,63 +135,104 @@ async fn wait_until(
     target: LogCursor,
     timeout: Duration,
     mut moved: Option<watch::Receiver<u64>>,
+    local: Option<&LocalCheckpoints>,
 ) -> Result<(), ProjectionLag> {
     let start = Instant::now();
-    let mut pause = Duration::from_millis(1);
+    let mut here = local.map(LocalCheckpoints::subscribe);
+    // When every one of these projections has moved in this process, its runner is here and
+    // wakes this wait through `here` when it commits: the database is asked only after another
+    // process's notification or at the fallback poll. Otherwise it is asked at once, as the
+    // runner may be elsewhere and past the target already.
+    let all_here = local.is_some_and(|l| names.iter().all(|n| l.get(n).is_some()));
+    let mut ask_database = !all_here;
+    let mut pause = Duration::from_millis(if all_here { 20 } else { 1 });
     loop {
         // Whatever moves after this point wakes the wait below.
         if let Some(moved) = moved.as_mut() {
             moved.borrow_and_update();
         }
-        let rows = sqlx::query(
-            "SELECT projection, transaction_id::text AS xid, position FROM projection_checkpoints \
-             WHERE projection = ANY($1)",
-        )
-        .bind(names)
-        .fetch_all(pool)
-        .await?;
-        if rows.len() < names.len() {
-            let found: Vec<String> = rows
-                .iter()
-                .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "projection").ok())
-                .collect();
-            let missing = names
-                .iter()
-                .find(|n| !found.iter().any(|f| f == *n))
-                .copied()
-                .unwrap_or_default();
-            return Err(ProjectionLag::Unknown(missing.to_owned()));
+        if let Some(here) = here.as_mut() {
+            here.borrow_and_update();
         }
-        let mut behind = Vec::new();
-        for row in &rows {
-            if cursor_of(row)? < target {
-                behind.push(sqlx::Row::try_get::<String, _>(row, "projection")?);
-            }
-        }
-        if behind.is_empty() {
+        if local.is_some_and(|l| l.all_at(names, target)) {
             return Ok(());
         }
-        if start.elapsed() >= timeout {
-            return Err(ProjectionLag::Timeout {
-                behind,
-                waited_ms: start.elapsed().as_millis(),
-            });
+        let timed_out = start.elapsed() >= timeout;
+        if ask_database || timed_out {
+            let behind = behind_in_database(pool, names, target).await?;
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if timed_out {
+                return Err(ProjectionLag::Timeout {
+                    behind,
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
         }
         let sleep = tokio::time::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
-        match moved.as_mut() {
-            Some(rx) => {
-                tokio::select! {
-                    changed = rx.changed() => {
-                        // The listener is gone: poll from now on.
-                        if changed.is_err() {
-                            moved = None;
-                        }
-                    }
-                    () = sleep => {}
+        tokio::select! {
+            // A local commit also arrives as a notification: take it as the local one.
+            biased;
+            changed = changed(&mut here) => {
+                if changed.is_err() {
+                    here = None;
                 }
+                ask_database = false;
             }
-            None => sleep.await,
+            changed = changed(&mut moved) => {
+                // The listener is gone: poll from now on.
+                if changed.is_err() {
+                    moved = None;
+                }
+                ask_database = true;
+            }
+            () = sleep => {
+                ask_database = true;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
         }
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
+}
+
+/// Waits for `rx` to change; never returns when there is none.
+async fn changed(rx: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The projections among `names` whose stored checkpoint is before `target`.
+async fn behind_in_database(
+    pool: &PgPool,
+    names: &[&str],
+    target: LogCursor,
+) -> Result<Vec<String>, ProjectionLag> {
+    let rows = sqlx::query(
+        "SELECT projection, transaction_id::text AS xid, position FROM projection_checkpoints \
+         WHERE projection = ANY($1)",
+    )
+    .bind(names)
+    .fetch_all(pool)
+    .await?;
+    if rows.len() < names.len() {
+        let found: Vec<String> = rows
+            .iter()
+            .filter_map(|r| sqlx::Row::try_get::<String, _>(r, "projection").ok())
+            .collect();
+        let missing = names
+            .iter()
+            .find(|n| !found.iter().any(|f| f == *n))
+            .copied()
+            .unwrap_or_default();
+        return Err(ProjectionLag::Unknown(missing.to_owned()));
+    }
+    let mut behind = Vec::new();
+    for row in &rows {
+        if cursor_of(row)? < target {
+            behind.push(sqlx::Row::try_get::<String, _>(row, "projection")?);
+        }
+    }
+    Ok(behind)
 }

@@ -176,6 +176,14 @@ async fn install(db: &TestDb, p: &Arc<Totals>) {
 /// The newest event this test wrote, whether or not the visibility horizon has passed it
 /// yet: other tests' open transactions hold the horizon back, and waiting for the true last
 /// write is what read-your-writes means.
+async fn events_applied(pool: &PgPool, projection: &str) -> i64 {
+    sqlx::query_scalar("SELECT events_applied FROM projection_checkpoints WHERE projection = $1")
+        .bind(projection)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 async fn head(log: &EventLog) -> schema::LogCursor {
     // The alias matters: `ORDER BY transaction_id` would otherwise name the text output column
     // and sort "999" after "1000" (seen once a fresh cluster's transaction ids reached 1000).
@@ -690,6 +698,30 @@ async fn a_projection_folds_only_the_streams_it_follows_and_waits_skip_it_for_th
         read_totals(&db.pool).await,
         vec![("user:b".to_owned(), 2, 1)]
     );
+    // Caught up, a runner moves past events it does not follow without a batch: the
+    // checkpoint reaches them, and they are not counted as applied.
+    let applied_before = events_applied(&db.pool, "totals").await;
+    for n in 3..6 {
+        append(&log, "c", json!({"n": n})).await;
+    }
+    projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(events_applied(&db.pool, "totals").await, applied_before);
+    assert_eq!(
+        read_totals(&db.pool).await,
+        vec![("user:b".to_owned(), 2, 1)]
+    );
+    // A followed event after them is folded as before.
+    append_to(&log, "user", "b", json!({"n": 4})).await;
+    projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        read_totals(&db.pool).await,
+        vec![("user:b".to_owned(), 6, 2)]
+    );
+    assert!(events_applied(&db.pool, "totals").await > applied_before);
     cancel.cancel();
     task.await.unwrap();
 
