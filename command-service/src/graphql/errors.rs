@@ -1,12 +1,5 @@
 //! GraphQL errors carry `extensions.code` as in the original, which clients match on.
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
-};
-use async_graphql::parser::types::ExecutableDocument;
-use async_graphql::{Response, ServerError, ServerResult, ValidationResult, Variables};
 use axum::http::StatusCode;
 use domain::policy::Denied;
 
@@ -73,67 +66,26 @@ pub(crate) fn internal(e: impl Into<anyhow::Error>) -> AppError {
 }
 
 /// Gives the errors async-graphql makes itself the codes the original's clients see:
-/// `GRAPHQL_PARSE_FAILED` for a document that does not parse, `GRAPHQL_VALIDATION_FAILED` for
-/// one the schema refuses (unknown fields, unused or mistyped variables, the depth and
-/// complexity limits), `BAD_USER_INPUT` for an argument or variable refused while executing
-/// (a required variable not sent, a value of the wrong type). Resolvers' own errors all have a
-/// code already (`ApiResult`), so an uncoded error at execution is one of those. Without this
-/// they were the only GraphQL errors without `extensions.code`.
-pub(crate) struct RequestErrorCodes;
-
-impl ExtensionFactory for RequestErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestErrorCodes)
-    }
-}
-
-/// Sets `code` on `e` unless it has one.
-fn with_code(mut e: ServerError, code: &'static str) -> ServerError {
-    let extensions = e.extensions.get_or_insert_with(Default::default);
-    if extensions.get("code").is_none() {
-        extensions.set("code", code);
-    }
-    e
-}
-
-#[async_trait::async_trait]
-impl Extension for RequestErrorCodes {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables)
-            .await
-            .map_err(|e| with_code(e, "GRAPHQL_PARSE_FAILED"))
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| with_code(e, "GRAPHQL_VALIDATION_FAILED"))
-                .collect()
-        })
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        response.errors = std::mem::take(&mut response.errors)
-            .into_iter()
-            .map(|e| with_code(e, "BAD_USER_INPUT"))
-            .collect();
-        response
+/// `GRAPHQL_PARSE_FAILED` for a document that does not parse (`parse_failed`, known before it
+/// ran: the handler parses first, and execution reuses that parse), `GRAPHQL_VALIDATION_FAILED`
+/// for one the schema refuses (an error with no path: unknown fields, unused or mistyped
+/// variables, the depth and complexity limits), `BAD_USER_INPUT` for an argument or variable
+/// refused while executing (an error with a path: a required variable not sent). Resolvers'
+/// own errors all have a code already (`ApiResult`), so an uncoded one is async-graphql's.
+/// (An extension could do this too, but any extension makes async-graphql box a future and
+/// name the type of every field it resolves: measured slower on uncached reads.)
+pub(crate) fn with_codes(response: &mut async_graphql::Response, parse_failed: bool) {
+    for e in &mut response.errors {
+        let code = if parse_failed {
+            "GRAPHQL_PARSE_FAILED"
+        } else if e.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            "BAD_USER_INPUT"
+        };
+        let extensions = e.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", code);
+        }
     }
 }

@@ -341,8 +341,7 @@ pub fn build(settings: &crate::config::Settings, response_cache: bool) -> Strata
     )
     .register_output_type::<ingestion::HasProgressMessage>()
     .limit_depth(settings.graphql_max_depth)
-    .limit_complexity(settings.graphql_max_complexity)
-    .extension(errors::RequestErrorCodes);
+    .limit_complexity(settings.graphql_max_complexity);
     // The probe runs on every resolved field; only worth it when there is a cache to feed.
     if response_cache {
         schema.extension(cache::CacheProbeExtension).finish()
@@ -544,8 +543,34 @@ pub async fn handler(
         async_graphql::BatchRequest::Single(single) => {
             execute_single(&state, &principal, single).await
         }
-        batch => GraphQLResponse::from(state.schema().execute_batch(batch).await).into_response(),
+        mut batch => {
+            // Parsed here (execution reuses the parse), so each failure gets its code.
+            let parse_failed: Vec<bool> = batch
+                .iter_mut()
+                .map(|op| op.parsed_query().is_err())
+                .collect();
+            let mut answers = state.schema().execute_batch(batch).await;
+            match &mut answers {
+                async_graphql::BatchResponse::Single(answer) => {
+                    errors::with_codes(answer, parse_failed.first().copied().unwrap_or(false));
+                }
+                async_graphql::BatchResponse::Batch(answers) => {
+                    for (answer, failed) in answers.iter_mut().zip(parse_failed) {
+                        errors::with_codes(answer, failed);
+                    }
+                }
+            }
+            GraphQLResponse::from(answers).into_response()
+        }
     }
+}
+
+/// Runs one operation and gives async-graphql's own errors their codes (`errors::with_codes`).
+async fn execute(state: &AppState, mut request: async_graphql::Request) -> async_graphql::Response {
+    let parse_failed = request.parsed_query().is_err();
+    let mut response = state.schema().execute(request).await;
+    errors::with_codes(&mut response, parse_failed);
+    response
 }
 
 /// One operation, answered from the response cache when it holds the answer at the current
@@ -558,7 +583,7 @@ async fn execute_single(
     let cache = state.response_cache().filter(|_| is_query(&mut request));
     let key = cache.and_then(|_| cache::CacheKey::new(principal, &request));
     let (Some(cache), Some(key)) = (cache, key) else {
-        return GraphQLResponse::from(state.schema().execute(request).await).into_response();
+        return GraphQLResponse::from(execute(state, request).await).into_response();
     };
     // Read before executing: an answer stored under this version was computed from a read
     // model at least this new.
@@ -566,7 +591,7 @@ async fn execute_single(
         Ok(version) => version,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the checkpoint; answering uncached");
-            return GraphQLResponse::from(state.schema().execute(request).await).into_response();
+            return GraphQLResponse::from(execute(state, request).await).into_response();
         }
     };
     if let Some(body) = cache.get(&key, &version) {
@@ -575,7 +600,7 @@ async fn execute_single(
     }
     state.metrics().graphql_cache(false);
     let probe = std::sync::Arc::new(cache::CacheProbe::default());
-    let response = state.schema().execute(request.data(probe.clone())).await;
+    let response = execute(state, request.data(probe.clone())).await;
     if !(response.is_ok() && response.http_headers.is_empty() && probe.cacheable()) {
         return GraphQLResponse::from(response).into_response();
     }
