@@ -58,8 +58,8 @@ pub(crate) struct StepOutcome {
 enum Next {
     /// Nothing: wait for a wake-up.
     Nothing,
-    /// Events a step can read.
-    Readable,
+    /// Events a step can read, the first of them in this stream.
+    Readable(String),
     /// Committed events that are not readable yet: a transaction that began before they
     /// committed (any writer in the cluster) still holds the horizon back. Nothing will
     /// announce its end, so look again soon.
@@ -229,12 +229,16 @@ async fn run_projection(
                     let mut at = outcome.at;
                     let lost_owner = loop {
                         match next_after(&pool, at).await {
-                            Ok(Next::Readable) => {
-                                // Only other streams' events to read: move past them in one
-                                // statement instead of a batch transaction that folds nothing.
+                            Ok(Next::Readable(stream)) => {
+                                // The next event is another stream's: move past the run of
+                                // such events in one statement instead of a batch transaction
+                                // that folds nothing (a followed one goes straight to a step).
                                 let Some(categories) = projection.categories() else {
                                     break false;
                                 };
+                                if crate::projection::follows(projection.as_ref(), &stream) {
+                                    break false;
+                                }
                                 match skip_ahead(&pool, name, at, categories, size).await {
                                     Ok(Some(past)) => {
                                         at = past;
@@ -409,8 +413,8 @@ pub(crate) async fn step(
 
 /// Whether anything follows `cursor` in the log, and whether it is readable yet.
 async fn next_after(pool: &PgPool, cursor: LogCursor) -> Result<Next, sqlx::Error> {
-    let readable: Option<bool> = sqlx::query_scalar(
-        "SELECT transaction_id < pg_snapshot_xmin(pg_current_snapshot()) FROM events \
+    let next: Option<(bool, String)> = sqlx::query_as(
+        "SELECT transaction_id < pg_snapshot_xmin(pg_current_snapshot()), stream_id FROM events \
          WHERE (transaction_id, position) > ($1::text::xid8, $2) \
          ORDER BY transaction_id, position LIMIT 1",
     )
@@ -418,10 +422,10 @@ async fn next_after(pool: &PgPool, cursor: LogCursor) -> Result<Next, sqlx::Erro
     .bind(cursor.position)
     .fetch_optional(pool)
     .await?;
-    Ok(match readable {
+    Ok(match next {
         None => Next::Nothing,
-        Some(true) => Next::Readable,
-        Some(false) => Next::HeldBack,
+        Some((true, stream)) => Next::Readable(stream),
+        Some((false, _)) => Next::HeldBack,
     })
 }
 
