@@ -296,13 +296,10 @@ impl CommandBus {
             .await
             .map_err(|e| CommandError::Internal(e.into()))?;
         for e in stored {
-            let schema_version = u32::try_from(e.schema_version)
-                .map_err(|_| CommandError::Internal(anyhow::anyhow!("negative schema version")))?;
-            let event = A::decode(&e.event_type, schema_version, e.payload)
-                .map_err(|err| CommandError::Internal(err.into()))?;
-            state = A::evolve(state, &event);
             // The log's CHECK keeps it >= 1.
-            version = u64::try_from(e.stream_version).unwrap_or(version);
+            let at = u64::try_from(e.stream_version).unwrap_or(version);
+            state = A::evolve(state, &decode_stored::<A>(e)?);
+            version = at;
         }
         Ok((state, version))
     }
@@ -344,7 +341,9 @@ impl CommandBus {
 
     /// Loads aggregate `id`, lets `make` turn its state into a command (checking permissions
     /// on that state), decides, appends, and waits for the read models.
-    #[tracing::instrument(name = "command", skip_all, fields(stream = tracing::field::Empty))]
+    ///
+    /// Refused inside [`keyed`] (a request sent with an `Idempotency-Key`): without a command
+    /// id, a repeat of the request would apply the command again.
     pub async fn execute<A, F>(
         &self,
         id: &str,
@@ -355,8 +354,38 @@ impl CommandBus {
         A: Aggregate,
         F: Fn(&A::State) -> Result<A::Command, CommandError>,
     {
+        if KEYED.try_with(|()| ()).is_ok() {
+            return Err(CommandError::BadInput(
+                "This mutation cannot be sent with an Idempotency-Key: a repeat would apply it \
+                 again. Send it without one."
+                    .into(),
+            ));
+        }
+        self.execute_once::<A, F>(id, None, metadata, make).await
+    }
+
+    /// [`Self::execute`] as command `command_id`: when the log has recorded that command
+    /// already (an earlier attempt, or a concurrent one that went first), nothing is decided
+    /// or appended, and the outcome holds the events that attempt appended.
+    #[tracing::instrument(name = "command", skip_all, fields(stream = tracing::field::Empty))]
+    pub async fn execute_once<A, F>(
+        &self,
+        id: &str,
+        command_id: Option<uuid::Uuid>,
+        metadata: &EventMetadata,
+        make: F,
+    ) -> Result<Outcome<A::Event>, CommandError>
+    where
+        A: Aggregate,
+        F: Fn(&A::State) -> Result<A::Command, CommandError>,
+    {
         let stream = A::stream(id)?;
         tracing::Span::current().record("stream", stream.as_str());
+        if let Some(command_id) = command_id
+            && let Some(done) = self.earlier::<A>(&stream, command_id).await?
+        {
+            return Ok(done);
+        }
         // What follows from these events continues this command's trace.
         let mut metadata = metadata.clone();
         if let Some(traceparent) = schema::trace::current_traceparent() {
@@ -413,9 +442,23 @@ impl CommandBus {
                 },
                 events: encoded,
                 metadata: metadata.clone(),
-                command_id: None,
+                command_id,
             };
             match self.log.append(&request).await {
+                Ok(appended) if appended.duplicate => {
+                    // A concurrent attempt of this command went first; these events were not
+                    // appended, so the entry stays out of the cache (it is caught up next time).
+                    drop(entry);
+                    let earlier = match command_id {
+                        Some(command_id) => self.earlier::<A>(&stream, command_id).await?,
+                        None => None,
+                    };
+                    return earlier.ok_or_else(|| {
+                        CommandError::Internal(anyhow::anyhow!(
+                            "the log reported a repeated command it does not hold"
+                        ))
+                    });
+                }
                 Ok(appended) => {
                     for event in &events {
                         state = A::evolve(state, event);
@@ -453,6 +496,63 @@ impl CommandBus {
             stream: stream.to_string(),
         })
     }
+}
+
+impl CommandBus {
+    /// The outcome of command `command_id` when the log holds it: its events, once the read
+    /// models show them. A command recorded on another stream is refused (its id was derived
+    /// for another request).
+    async fn earlier<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        command_id: uuid::Uuid,
+    ) -> Result<Option<Outcome<A::Event>>, CommandError> {
+        let Some(done) = self
+            .log
+            .processed_command(command_id)
+            .await
+            .map_err(|e| CommandError::Internal(e.into()))?
+        else {
+            return Ok(None);
+        };
+        if done.stream != stream.as_str() {
+            return Err(CommandError::BadInput(
+                "This Idempotency-Key was used for another request.".into(),
+            ));
+        }
+        let events = done
+            .events
+            .into_iter()
+            .map(decode_stored::<A>)
+            .collect::<Result<Vec<_>, _>>()?;
+        let read_models = projections::following(self.read_models, stream.as_str());
+        self.waiter
+            .wait_for(self.log.pool(), &read_models, done.appended.last, self.wait)
+            .await?;
+        Ok(Some(Outcome {
+            events,
+            appended: Some(done.appended),
+        }))
+    }
+}
+
+/// A stored event of `A`'s stream, upcast and decoded.
+fn decode_stored<A: Aggregate>(e: schema::RecordedEvent) -> Result<A::Event, CommandError> {
+    let schema_version = u32::try_from(e.schema_version)
+        .map_err(|_| CommandError::Internal(anyhow::anyhow!("negative schema version")))?;
+    A::decode(&e.event_type, schema_version, e.payload)
+        .map_err(|err| CommandError::Internal(err.into()))
+}
+
+tokio::task_local! {
+    /// Set while a request sent with an `Idempotency-Key` runs ([`keyed`]).
+    static KEYED: ();
+}
+
+/// Runs `work` as a request sent with an `Idempotency-Key`: a command run in it without a
+/// command id ([`CommandBus::execute`]) is refused instead of being applied again on a repeat.
+pub async fn keyed<F: std::future::Future>(work: F) -> F::Output {
+    KEYED.scope((), work).await
 }
 
 /// A new 10-character lower-case hex id, the format of Speckle's ids.

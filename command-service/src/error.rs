@@ -94,11 +94,10 @@ impl AppError {
     }
 }
 
-/// What a caller is told when the database went away during its request. (It used to promise
-/// that a repeat "with the same command id" applies once; the log can do that, but the API
-/// takes no command id from clients yet, so the message says only what is true.)
+/// What a caller is told when the database went away during its request.
 pub const DATABASE_LOST: &str = "The database became unavailable during the request. A change may \
-     or may not have been recorded: read it back before sending it again.";
+     or may not have been recorded: send it again with the same Idempotency-Key (it is applied \
+     once), or read it back before sending it again.";
 
 /// Whether `e` says the database is unreachable or shutting down (rather than refusing this
 /// statement): lost or refused connections, an exhausted or closed pool, and PostgreSQL's

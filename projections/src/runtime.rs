@@ -2,10 +2,9 @@
 //! from the checkpoint and then following the log live.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use schema::LogCursor;
-use schema::event_log::read_all_with;
 use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -193,6 +192,7 @@ async fn run_projection(
         // before the bad one are applied and the error names the exact position.
         let mut probe_until: Option<LogCursor> = None;
         let mut held_pause = HELD_BACK_FIRST_PAUSE;
+        let mut owner_checked = Instant::now();
         loop {
             if cancel.is_cancelled() {
                 let _ = owner.close().await;
@@ -264,8 +264,15 @@ async fn run_projection(
                             }
                             Ok(Next::Nothing) => {
                                 held_pause = HELD_BACK_FIRST_PAUSE;
-                                if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
-                                    break true;
+                                // Whether the lock connection is still there, asked at most
+                                // once a poll interval: an idle runner is woken by every
+                                // append, and a lost owner only wastes work until it notices
+                                // (the checkpoint's row lock keeps two from applying twice).
+                                if owner_checked.elapsed() >= options.poll_interval {
+                                    if sqlx::query("SELECT 1").execute(&mut owner).await.is_err() {
+                                        break true;
+                                    }
+                                    owner_checked = Instant::now();
                                 }
                                 tokio::select! {
                                     _ = wake.changed() => {}
@@ -334,33 +341,27 @@ pub(crate) async fn step(
     let mut tx = pool.begin().await?;
     // A read model is derived from the log, and its checkpoint moves in the same transaction:
     // a batch lost in a crash is applied again from the log, so its commit need not wait for
-    // the disk. Whatever acts on it durably (a job claimed, a delivery recorded) commits after
-    // it in the WAL, and so flushes it first.
-    let row = sqlx::query(
-        "SELECT set_config('synchronous_commit', 'off', true), \
-                generation, transaction_id::text AS xid, position, definition \
-         FROM projection_checkpoints WHERE projection = $1 FOR UPDATE",
-    )
-    .bind(projection.name())
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| {
-        StepError::Database(sqlx::Error::Protocol(format!(
-            "projection {} is not installed: run `strata migrate`",
-            projection.name()
-        )))
-    })?;
-    let generation: i32 = row.try_get("generation")?;
-    let stored: Option<String> = row.try_get("definition")?;
-    if stored.as_deref() != Some(crate::projection::definition(projection).as_str()) {
+    // the disk (the lock turns that off). Whatever acts on it durably (a job claimed, a
+    // delivery recorded) commits after it in the WAL, and so flushes it first.
+    let (checkpoint, events) =
+        schema::event_log::read_after_locked_checkpoint(&mut tx, projection.name(), size)
+            .await?
+            .ok_or_else(|| {
+                StepError::Database(sqlx::Error::Protocol(format!(
+                    "projection {} is not installed: run `strata migrate`",
+                    projection.name()
+                )))
+            })?;
+    let generation = checkpoint.generation;
+    if checkpoint.definition.as_deref() != Some(crate::projection::definition(projection).as_str())
+    {
         return Err(StepError::Stale(format!(
             "the tables of projection {} were built by another definition of it: run \
              `strata migrate`, which rebuilds it",
             projection.name()
         )));
     }
-    let cursor = cursor_of(&row)?;
-    let events = read_all_with(&mut tx, cursor, size).await?;
+    let cursor = checkpoint.cursor;
     let Some(last) = events.last().map(|e| e.cursor) else {
         tx.commit().await?;
         return Ok(StepOutcome {

@@ -370,10 +370,12 @@ async fn apply_project(
             description,
             author_id,
         } => {
+            // One statement: the model, and its project touched.
             let q = format!(
-                "INSERT INTO {} (id, project_id, name, description, author_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
-                t.models
+                "WITH model AS (INSERT INTO {} (id, project_id, name, description, author_id, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)) \
+                 UPDATE {} SET updated_at = $6 WHERE id = $2",
+                t.models, t.projects
             );
             exec(
                 conn,
@@ -385,8 +387,7 @@ async fn apply_project(
                     .bind(author_id)
                     .bind(at),
             )
-            .await?;
-            touch_project(conn, t, project_id, at).await
+            .await
         }
         E::ModelUpdated {
             project_id,
@@ -441,10 +442,14 @@ async fn apply_project(
             parents,
             author_id,
         } => {
+            // One statement: the version, and its model and project touched.
             let q = format!(
-                "INSERT INTO {} (id, project_id, model_id, referenced_object, message, source_application, \
-                 total_children_count, parents, author_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                t.versions
+                "WITH version AS (INSERT INTO {} (id, project_id, model_id, referenced_object, \
+                 message, source_application, total_children_count, parents, author_id, \
+                 created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)), \
+                 model AS (UPDATE {} SET updated_at = $10 WHERE id = $3) \
+                 UPDATE {} SET updated_at = $10 WHERE id = $2",
+                t.versions, t.models, t.projects
             );
             // The column is an int: a larger count saturates.
             let count = i32::try_from(*total_children_count).unwrap_or(i32::MAX);
@@ -462,10 +467,7 @@ async fn apply_project(
                     .bind(author_id)
                     .bind(at),
             )
-            .await?;
-            let q = format!("UPDATE {} SET updated_at = $2 WHERE id = $1", t.models);
-            exec(conn, sqlx::query(sql(q)).bind(model_id).bind(at)).await?;
-            touch_project(conn, t, project_id, at).await
+            .await
         }
         E::VersionUpdated {
             project_id,

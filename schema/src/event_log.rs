@@ -294,10 +294,12 @@ impl Notifier {
                 runtime.spawn(async move {
                     loop {
                         wake.notified().await;
+                        // Marked as this process's: its listeners were woken locally.
                         if let Err(e) = sqlx::query(
                             "SELECT set_config('synchronous_commit', 'off', true), \
-                                        pg_notify('strata_events', current_schema())",
+                                        pg_notify('strata_events', current_schema() || ' ' || $1)",
                         )
+                        .bind(crate::wakeups::origin())
                         .execute(&pool)
                         .await
                         {
@@ -538,6 +540,39 @@ impl EventLog {
         .transpose()
     }
 
+    /// A processed command with the events it appended, if it was processed: what a repeat
+    /// of the command is answered with.
+    pub async fn processed_command(
+        &self,
+        command_id: Uuid,
+    ) -> Result<Option<ProcessedCommand>, sqlx::Error> {
+        let Some(appended) = self.processed(command_id).await? else {
+            return Ok(None);
+        };
+        let sql = concat!(
+            select_event!(),
+            "WHERE stream_id = (SELECT stream_id FROM processed_commands WHERE command_id = $1) \
+             AND position BETWEEN $2 AND $3 ORDER BY stream_version"
+        );
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(sql)
+            .bind(command_id)
+            .bind(appended.first_position)
+            .bind(appended.last.position)
+            .fetch_all(&mut *conn)
+            .await?;
+        let events = decode_events(&mut conn, &rows).await?;
+        let stream = events
+            .first()
+            .map(|e| e.stream_id.clone())
+            .ok_or_else(|| sqlx::Error::RowNotFound)?;
+        Ok(Some(ProcessedCommand {
+            stream,
+            appended,
+            events,
+        }))
+    }
+
     /// The number of events in `stream` (0 when it does not exist).
     pub async fn stream_version(&self, stream: &StreamId) -> Result<u64, sqlx::Error> {
         let v: Option<i64> =
@@ -704,6 +739,81 @@ pub async fn read_all_with(
         .fetch_all(&mut *conn)
         .await?;
     decode_events(conn, &rows).await
+}
+
+/// A command the log has recorded ([`EventLog::processed_command`]).
+#[derive(Clone, Debug)]
+pub struct ProcessedCommand {
+    /// The stream it appended to.
+    pub stream: String,
+    /// Where its events went (`duplicate` set).
+    pub appended: Appended,
+    /// Its events, in stream order.
+    pub events: Vec<RecordedEvent>,
+}
+
+/// A projection's checkpoint, as [`read_after_locked_checkpoint`] found it.
+#[derive(Clone, Debug)]
+pub struct LockedCheckpoint {
+    /// The generation of the projection's tables.
+    pub generation: i32,
+    /// The definition its tables were built by.
+    pub definition: Option<String>,
+    /// The last event folded.
+    pub cursor: LogCursor,
+}
+
+/// Locks the checkpoint of `projection` for the rest of the caller's transaction and reads up
+/// to `limit` events after it, as [`read_all_with`] reads them, in one round trip; `None` when
+/// the projection is not installed. The transaction's commit is made not to wait for the disk
+/// (`synchronous_commit` off for it): what a projector writes is derived from the log, and its
+/// checkpoint moves in the same transaction, so a batch lost in a crash is applied again.
+pub async fn read_after_locked_checkpoint(
+    conn: &mut PgConnection,
+    projection: &str,
+    limit: i64,
+) -> Result<Option<(LockedCheckpoint, Vec<RecordedEvent>)>, sqlx::Error> {
+    // The lock is taken before the events are read; the events come from the statement's
+    // snapshot and stop at its horizon, so they are a gap-free run after whichever checkpoint
+    // the lock returns (the current one, if a swap moved it while this waited).
+    let rows = sqlx::query(
+        "WITH cp AS ( \
+           SELECT set_config('synchronous_commit', 'off', true) AS off, generation, \
+                  transaction_id, position, definition \
+           FROM projection_checkpoints WHERE projection = $1 FOR UPDATE) \
+         SELECT cp.off, cp.generation, cp.definition, cp.transaction_id::text AS checkpoint_xid, \
+                cp.position AS checkpoint_position, e.position, e.transaction_id::text AS xid, \
+                e.stream_id, e.stream_version, e.event_type, e.schema_version, e.payload, \
+                e.metadata, e.command_id, e.recorded_at, e.hash \
+         FROM cp LEFT JOIN LATERAL ( \
+           SELECT * FROM events \
+           WHERE (transaction_id, position) > (cp.transaction_id, cp.position) \
+             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+           ORDER BY transaction_id, position LIMIT $2) e ON true \
+         ORDER BY e.transaction_id, e.position",
+    )
+    .bind(projection)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let xid: String = first.try_get("checkpoint_xid")?;
+    let checkpoint = LockedCheckpoint {
+        generation: first.try_get("generation")?,
+        definition: first.try_get("definition")?,
+        cursor: LogCursor {
+            transaction_id: parse_xid(&xid)?,
+            position: first.try_get("checkpoint_position")?,
+        },
+    };
+    // Nothing after the checkpoint: one row, its event columns null.
+    let found: Option<String> = first.try_get("xid")?;
+    if found.is_none() {
+        return Ok(Some((checkpoint, Vec::new())));
+    }
+    Ok(Some((checkpoint, decode_events(conn, &rows).await?)))
 }
 
 /// Decodes rows of [`select_event!`] and opens their sealed personal fields

@@ -19,7 +19,7 @@ pub mod webhooks;
 
 pub use event_log::{
     AppendError, AppendLimits, AppendRequest, Appended, ChainBreak, ChainReport, EventLog,
-    ExpectedVersion, HorizonStats, LogCursor, RecordedEvent,
+    ExpectedVersion, HorizonStats, LockedCheckpoint, LogCursor, ProcessedCommand, RecordedEvent,
 };
 
 /// The embedded SQL migrations, applied by `strata migrate` and at the start of `strata all`.

@@ -32,12 +32,31 @@ fn local(channel: &str) -> Option<&'static watch::Sender<u64>> {
     }
 }
 
+/// This process's mark, sent after the schema in the notifications it also delivers locally
+/// (`"<schema> <origin>"`): its own listeners, already woken by [`wake_local`], skip them, so
+/// one append wakes each listener here once instead of twice.
+pub fn origin() -> &'static str {
+    static ORIGIN: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| uuid::Uuid::new_v4().simple().to_string());
+    &ORIGIN
+}
+
 /// Wakes this process's listeners on `channel` at once (the database's notification, sent as
 /// well, reaches the other processes).
 pub fn wake_local(channel: &str) {
     if let Some(sender) = local(channel) {
         sender.send_modify(|n| *n = n.wrapping_add(1));
     }
+}
+
+/// Whether a notification with `payload` wakes a listener of `schema`: not when it is another
+/// schema's, nor when this process sent it and the listener was woken locally already.
+fn wakes(payload: &str, schema: &str, woken_locally: bool) -> bool {
+    let (to, from) = match payload.split_once(' ') {
+        Some((to, from)) => (to, Some(from)),
+        None => (payload, None),
+    };
+    to == schema && !(woken_locally && from == Some(origin()))
 }
 
 /// Bumps `wake` on every notification on `channel` for this pool's schema, and on this
@@ -59,7 +78,7 @@ pub async fn listen(
             loop {
                 tokio::select! {
                     n = listener.recv() => {
-                        if n?.payload() != schema {
+                        if !wakes(n?.payload(), &schema, here.is_some()) {
                             continue;
                         }
                     }
@@ -80,6 +99,33 @@ pub async fn listen(
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 () = cancel.cancelled() => return,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_wakes_its_schema_once_per_process() {
+        let here = format!("s1 {}", origin());
+        let table = [
+            // (payload, listener's schema, woken locally, wakes)
+            ("s1", "s1", true, true),
+            ("s1", "s2", true, false),
+            ("s1 elsewhere", "s1", true, true),
+            ("s1 elsewhere", "s2", true, false),
+            (here.as_str(), "s1", true, false),
+            (here.as_str(), "s1", false, true),
+            (here.as_str(), "s2", false, false),
+        ];
+        for (payload, schema, local, expected) in table {
+            assert_eq!(
+                wakes(payload, schema, local),
+                expected,
+                "{payload:?} to a listener of {schema:?} (woken locally: {local})"
+            );
         }
     }
 }

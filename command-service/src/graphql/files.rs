@@ -9,10 +9,10 @@ use projections::speckle::query::{self, FileImportRow, FileImportsFilter};
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, gql_error};
+use super::idempotency::new_id;
 use super::ingestion::{ModelIngestion, by_id};
 use super::mutations::{metadata, signed_in};
 use super::services;
-use crate::commands::new_id;
 use crate::error::{ApiResult, AppError};
 use crate::ingestion::{self as service, Caller, NewIngestion};
 
@@ -439,7 +439,7 @@ impl FileUploadMutations {
             ));
         };
         let store = services::blobs(ctx)?.ok_or_else(no_store)?;
-        let file_id = new_id();
+        let file_id = new_id(ctx);
         let user = caller.principal.user_id.clone().unwrap_or_default();
         schema::files::insert_pending(
             services::pool(ctx)?,

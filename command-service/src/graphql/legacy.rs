@@ -10,11 +10,12 @@ use projections::speckle::query::{self, ActivityOf, VersionsOf};
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, denied, gql_error};
+use super::idempotency::new_id;
 use super::mutations::{self as ops, metadata, rate_limited, run, signed_in};
 use super::object::JsonObject;
 use super::project::{self as read, decode_cursor, encode_cursor, page_limit};
 use super::services::{self, pool};
-use crate::commands::{ProjectAggregate, new_id};
+use crate::commands::ProjectAggregate;
 use crate::error::{ApiResult, AppError};
 
 /// A stream (project).
@@ -682,7 +683,7 @@ impl LegacyMutation {
         let guests_may = services::settings(ctx)?.guests_may_create_projects;
         policy::can_create_project(&principal, guests_may)?;
         rate_limited(ctx, "STREAM_CREATE", &user).await?;
-        let id = new_id();
+        let id = new_id(ctx);
         let through = domain::project::CreatedThrough::Legacy;
         let command = ProjectCommand::Create {
             id: id.clone(),
@@ -692,10 +693,15 @@ impl LegacyMutation {
                 .is_public
                 .map_or(through.default_visibility(), Visibility::from_is_public),
             owner_user_id: user.clone(),
-            default_model_id: Some(new_id()),
+            default_model_id: Some(new_id(ctx)),
         };
         services::bus(ctx)?
-            .execute::<ProjectAggregate, _>(&id, &metadata(ctx, &user), |_| Ok(command.clone()))
+            .execute_once::<ProjectAggregate, _>(
+                &id,
+                super::idempotency::command_id(ctx),
+                &metadata(ctx, &user),
+                |_| Ok(command.clone()),
+            )
             .await?;
         Ok(Some(id))
     }
@@ -825,10 +831,9 @@ impl LegacyMutation {
         commit: CommitCreateInput,
     ) -> ApiResult<String> {
         let (_, user) = signed_in(ctx)?;
-        rate_limited(ctx, "COMMIT_CREATE", &user).await?;
+        let root = ops::version_root(ctx, &user, &commit.stream_id, &commit.object_id).await?;
         let _ = &commit.previous_commit_ids;
-        let version_id = new_id();
-        let root = ops::root_object(ctx, &commit.stream_id, &commit.object_id).await?;
+        let version_id = new_id(ctx);
         let count = root.children_count(commit.total_children_count);
         // The original drops null parents.
         let parents: Vec<String> = commit

@@ -8,6 +8,7 @@ mod email;
 mod errors;
 mod files;
 mod history;
+mod idempotency;
 mod ingestion;
 mod legacy;
 pub(crate) mod loaders;
@@ -535,13 +536,40 @@ pub async fn handler(
             return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     }
+    let key = match idempotency::key_of(&headers) {
+        Ok(key) => key,
+        Err(message) => {
+            let body = serde_json::json!({"errors": [{
+                "message": message,
+                "extensions": {"code": "BAD_REQUEST_ERROR"},
+            }]});
+            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        }
+    };
     let mut request = request.data(principal.clone()).data(context);
-    for single in request.iter_mut() {
+    for (index, single) in request.iter_mut().enumerate() {
         request_data(&state, &mut single.data);
+        if let Some(key) = &key {
+            let keyed =
+                idempotency::Idempotency::new(principal.user_id.as_deref(), key, index, single);
+            single.data.insert(keyed);
+        }
     }
+    match key {
+        Some(_) => crate::commands::keyed(answer(&state, &principal, request)).await,
+        None => answer(&state, &principal, request).await,
+    }
+}
+
+/// Executes a single or batched request and gives every error its code.
+async fn answer(
+    state: &AppState,
+    principal: &Principal,
+    request: async_graphql::BatchRequest,
+) -> Response {
     match request {
         async_graphql::BatchRequest::Single(single) => {
-            execute_single(&state, &principal, single).await
+            execute_single(state, principal, single).await
         }
         mut batch => {
             // Parsed here (execution reuses the parse), so each failure gets its code.

@@ -10,10 +10,11 @@ use super::errors::{ErrorCode, gql_error, internal};
 use super::mutations::{run, signed_in};
 use projections::speckle::query;
 
+use super::idempotency::{self, new_id};
 use super::project::{self as read, PendingStreamCollaborator, Project};
 use super::services;
 use super::user::User;
-use crate::commands::{CommandError, UserAggregate, new_id};
+use crate::commands::{CommandError, UserAggregate};
 use crate::error::{ApiResult, AppError};
 
 /// The invite token (see `Accounts::invite_token`).
@@ -114,7 +115,7 @@ async fn invite(
             ));
         }
     };
-    let invite_id = new_id();
+    let invite_id = new_id(ctx);
     run(
         ctx,
         project_id,
@@ -177,8 +178,9 @@ impl InviteMutations {
         };
         let accept = input.accept;
         services::bus(ctx)?
-            .execute::<crate::commands::ProjectAggregate, _>(
+            .execute_once::<crate::commands::ProjectAggregate, _>(
                 &input.project_id,
+                idempotency::command_id(ctx),
                 &super::mutations::metadata(ctx, &user),
                 |s| {
                     s.project()
@@ -269,9 +271,12 @@ impl ActiveUserMutations {
             avatar: user.avatar,
         };
         services::bus(ctx)?
-            .execute::<UserAggregate, _>(&id, &super::mutations::metadata(ctx, &id), |_| {
-                Ok(command.clone())
-            })
+            .execute_once::<UserAggregate, _>(
+                &id,
+                idempotency::command_id(ctx),
+                &super::mutations::metadata(ctx, &id),
+                |_| Ok(command.clone()),
+            )
             .await?;
         super::user::active_user(ctx)
             .await?

@@ -12,10 +12,10 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, denied, gql_error};
+use super::idempotency::new_id;
 use super::mutations::{run, signed_in};
 use super::project::Project;
 use super::services::{self, pool};
-use crate::commands::new_id;
 use crate::error::{ApiResult, AppError};
 
 /// A page of webhooks.
@@ -274,7 +274,7 @@ pub(crate) async fn create(ctx: &Context<'_>, input: WebhookCreateInput) -> ApiR
     signed_in(ctx)?;
     check_target(ctx, &input.url)?;
     let secret = checked_secret(input.secret)?.filter(|s| !s.is_empty());
-    let webhook_id = new_id();
+    let webhook_id = new_id(ctx);
     let config = WebhookConfig {
         url: input.url,
         description: input.description.unwrap_or_default(),
