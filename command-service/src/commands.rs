@@ -421,6 +421,17 @@ impl CommandBus {
                 other => {
                     entry.state = Some(Box::new(state));
                     entry.version = version;
+                    // A refusal may be this command's own effect: a concurrent attempt of it
+                    // appended first (its version exists, its name is taken). Then the answer
+                    // is that attempt's.
+                    if other.is_err()
+                        && let Some(command_id) = command_id
+                    {
+                        drop(entry);
+                        if let Some(done) = self.earlier::<A>(&stream, command_id).await? {
+                            return Ok(done);
+                        }
+                    }
                     let events = other?;
                     return Ok(Outcome {
                         events,

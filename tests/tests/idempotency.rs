@@ -113,15 +113,25 @@ async fn a_request_sent_again_with_its_key_is_applied_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_repeats_are_applied_once_and_answered_alike() {
     let (db, app, _stack, token, project, vars) = project_with_object().await;
-    let before = events_of(&db, &project).await.len();
-    let answers =
-        futures::future::join_all((0..4).map(|_| keyed(&app, &token, "together", VERSION, &vars)))
-            .await;
-    for answer in &answers {
-        assert!(answer["errors"].is_null(), "{answer}");
-        assert_eq!(answer, &answers[0]);
+    // Rounds of 8 racing attempts: the first with refusals a winner causes (names taken),
+    // the rest versions.
+    for round in 0..6 {
+        let (query, added) = if round == 0 { (MANY, 3) } else { (VERSION, 1) };
+        let key = format!("together-{round}");
+        let before = events_of(&db, &project).await.len();
+        let answers =
+            futures::future::join_all((0..8).map(|_| keyed(&app, &token, &key, query, &vars)))
+                .await;
+        for answer in &answers {
+            assert!(answer["errors"].is_null(), "round {round}: {answer}");
+            assert_eq!(answer, &answers[0], "round {round}");
+        }
+        assert_eq!(
+            events_of(&db, &project).await.len(),
+            before + added,
+            "round {round}"
+        );
     }
-    assert_eq!(events_of(&db, &project).await.len(), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
