@@ -354,13 +354,7 @@ impl CommandBus {
         A: Aggregate,
         F: Fn(&A::State) -> Result<A::Command, CommandError>,
     {
-        if KEYED.try_with(|()| ()).is_ok() {
-            return Err(CommandError::BadInput(
-                "This mutation cannot be sent with an Idempotency-Key: a repeat would apply it \
-                 again. Send it without one."
-                    .into(),
-            ));
-        }
+        refuse_keyed()?;
         self.execute_once::<A, F>(id, None, metadata, make).await
     }
 
@@ -564,6 +558,19 @@ tokio::task_local! {
 /// command id ([`CommandBus::execute`]) is refused instead of being applied again on a repeat.
 pub async fn keyed<F: std::future::Future>(work: F) -> F::Output {
     KEYED.scope((), work).await
+}
+
+/// Refuses a change that a repeat would make again (a command without a command id, a token
+/// or an app created outside the log) while a request sent with an `Idempotency-Key` runs.
+pub fn refuse_keyed() -> Result<(), CommandError> {
+    if KEYED.try_with(|()| ()).is_ok() {
+        return Err(CommandError::BadInput(
+            "This mutation cannot be sent with an Idempotency-Key: a repeat would apply it \
+             again. Send it without one."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A new 10-character lower-case hex id, the format of Speckle's ids.

@@ -1,6 +1,7 @@
 //! `Idempotency-Key` on `POST /graphql`: a request sent again with its key is applied once
 //! and answered as the first time, whatever the order its sibling fields resolve in; a
-//! different key or body is a new request; a concurrent repeat is applied once too.
+//! different key or body is a new request; a concurrent repeat is applied once too; what a
+//! repeat would apply again refuses the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
@@ -175,6 +176,30 @@ async fn a_key_is_refused_where_it_cannot_be_kept() {
     );
     assert_eq!(error["extensions"]["code"], "BAD_REQUEST_ERROR", "{answer}");
     assert_eq!(events_of(&db, &project).await, before);
+    // A token is made outside the log: refused too, and none made.
+    let answer = keyed(
+        &app,
+        &token,
+        "k",
+        "mutation($t: ApiTokenCreateInput!) { apiTokenCreate(token: $t) }",
+        &json!({"t": {"name": "ci", "scopes": ["streams:read"]}}),
+    )
+    .await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
+        "{answer}"
+    );
+    let tokens = app
+        .gql_data(&token, "{ activeUser { apiTokens { name } } }", json!({}))
+        .await;
+    assert!(
+        !tokens["activeUser"]["apiTokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "ci"),
+        "{tokens}"
+    );
     assert_eq!(
         sqlx::query_scalar::<_, i64>(
             "SELECT count(*) FROM events WHERE stream_id LIKE 'ingestion:%'"

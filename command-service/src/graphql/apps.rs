@@ -239,6 +239,8 @@ pub async fn authorized(ctx: &Context<'_>, user_id: &str) -> ApiResult<Vec<Serve
 
 /// `appCreate`: returns the new app's id.
 pub async fn create(ctx: &Context<'_>, input: AppCreateInput) -> ApiResult<String> {
+    // A new app and secret each time, outside the log.
+    crate::commands::refuse_keyed()?;
     let p = ctx.data::<Principal>()?;
     policy::can_write_apps(p)?;
     let f = fields(p, input)?;

@@ -384,6 +384,8 @@ impl User {
 
 /// Creates a personal token carrying at most the caller's own scopes.
 pub async fn create_token(ctx: &Context<'_>, input: ApiTokenCreateInput) -> ApiResult<String> {
+    // A new token each time, outside the log.
+    crate::commands::refuse_keyed()?;
     let principal = ctx.data::<Principal>()?;
     let user = principal
         .user_id
