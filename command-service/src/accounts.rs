@@ -195,6 +195,22 @@ impl From<sqlx::Error> for AccountError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InvalidToken;
 
+/// Why a presented token was not taken.
+#[derive(Debug)]
+pub enum TokenError {
+    /// Unknown, revoked, expired or malformed: the caller's token is bad (403).
+    Invalid,
+    /// The credential store could not be asked (the database is down, say): nothing is known
+    /// about the token, so it must not be answered as invalid (a client would drop it).
+    Unavailable(sqlx::Error),
+}
+
+impl From<InvalidToken> for TokenError {
+    fn from(_: InvalidToken) -> Self {
+        Self::Invalid
+    }
+}
+
 /// The account service.
 #[derive(Clone)]
 pub struct Accounts {
@@ -748,7 +764,7 @@ impl Accounts {
     }
 
     /// The principal a token stands for; any token that is not valid is refused.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, InvalidToken> {
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, TokenError> {
         let (id, secret) = split_token(token).ok_or(InvalidToken)?;
         let epoch = self.token_epoch().await;
         if let Some(epoch) = epoch
@@ -784,7 +800,7 @@ impl Accounts {
         &self,
         id: &str,
         secret: &str,
-    ) -> Result<(Principal, Vec<u8>), InvalidToken> {
+    ) -> Result<(Principal, Vec<u8>), TokenError> {
         let row = sqlx::query(
             "SELECT t.digest, t.user_id, t.scopes, u.role FROM api_tokens t JOIN users u ON u.id = t.user_id \
              WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
@@ -792,14 +808,11 @@ impl Accounts {
         .bind(id)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "token lookup failed");
-            InvalidToken
-        })?
+        .map_err(TokenError::Unavailable)?
         .ok_or(InvalidToken)?;
         let digest: Vec<u8> = row.try_get("digest").map_err(|_| InvalidToken)?;
         if !self.verify_digest(secret, &digest) {
-            return Err(InvalidToken);
+            return Err(TokenError::Invalid);
         }
         let user_id: String = row.try_get("user_id").map_err(|_| InvalidToken)?;
         let role: String = row.try_get("role").map_err(|_| InvalidToken)?;

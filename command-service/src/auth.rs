@@ -20,21 +20,41 @@ use domain::policy::Principal;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::AccountError;
+use crate::accounts::{AccountError, TokenError};
 use crate::app::AppState;
 use crate::context::RequestContext;
+use crate::error::AppError;
 
-/// A refused credential.
+/// A credential that could not be taken: invalid (403, as the original), or not checkable
+/// now because the credential store is unreachable (the error's own answer: 503 with
+/// `Retry-After` when the database is gone), never confused with each other.
 #[derive(Debug)]
-pub struct InvalidToken;
+pub enum InvalidToken {
+    /// The token is not valid.
+    Invalid,
+    /// It could not be checked.
+    Unavailable(AppError),
+}
 
 impl IntoResponse for InvalidToken {
     fn into_response(self) -> Response {
-        (
-            StatusCode::FORBIDDEN,
-            Json(json!({"error": "Your token is not valid."})),
-        )
-            .into_response()
+        match self {
+            Self::Invalid => (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "Your token is not valid."})),
+            )
+                .into_response(),
+            Self::Unavailable(e) => e.into_response(),
+        }
+    }
+}
+
+impl From<TokenError> for InvalidToken {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid => Self::Invalid,
+            TokenError::Unavailable(cause) => Self::Unavailable(AppError::internal(cause)),
+        }
     }
 }
 
@@ -67,11 +87,7 @@ pub async fn authenticate(
 ) -> Result<Principal, InvalidToken> {
     match presented_token(headers) {
         None => Ok(Principal::anonymous()),
-        Some(token) => state
-            .accounts()
-            .authenticate(&token)
-            .await
-            .map_err(|_| InvalidToken),
+        Some(token) => Ok(state.accounts().authenticate(&token).await?),
     }
 }
 

@@ -92,6 +92,11 @@ impl AppError {
     pub fn graphql_code(&self) -> &'static str {
         self.graphql_code
     }
+
+    /// What the caller is told.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 /// What a caller is told when the database went away during its request.
@@ -111,6 +116,10 @@ fn database_gone(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db
             .code()
             .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        // A new connection hung up on during its first exchange (a proxy or pooler in front
+        // of a stopped server accepts, then closes): sqlx calls that a protocol error of the
+        // TLS negotiation.
+        sqlx::Error::Protocol(m) => m.starts_with("unexpected response from SSLRequest"),
         _ => false,
     }
 }
@@ -329,5 +338,21 @@ mod tests {
         let e = AppError::from(std::sync::Arc::new(sqlx::Error::RowNotFound));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(e.graphql_code(), "INTERNAL_SERVER_ERROR");
+    }
+
+    #[test]
+    fn a_connection_hung_up_on_while_being_set_up_is_a_lost_database() {
+        // What sqlx says when a proxy in front of a stopped server accepts and closes.
+        let hung_up = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert_eq!(
+            AppError::from(hung_up).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Any other protocol error is ours.
+        let garbled = sqlx::Error::Protocol("unknown message type: 'x'".into());
+        assert_eq!(
+            AppError::from(garbled).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

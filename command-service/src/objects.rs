@@ -27,9 +27,10 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message.into()).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "object route failed");
-    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+/// Ours (500, the cause logged), or 503 `SERVICE_UNAVAILABLE` when the database went away
+/// before the gate noticed: the one rule of `AppError::internal`.
+fn internal(e: impl Into<anyhow::Error>) -> Response {
+    crate::error::AppError::internal(e).into_response()
 }
 
 /// Who is calling and what they may do with the project, or the response refusing them.

@@ -168,6 +168,9 @@ async fn serve(
     // Who may see it: as reading the project.
     let principal = match crate::auth::authenticate(state, headers).await {
         Ok(p) => p,
+        Err(unavailable @ crate::auth::InvalidToken::Unavailable(_)) => {
+            return unavailable.into_response();
+        }
         Err(_) if objects_route => return StatusCode::FORBIDDEN.into_response(),
         Err(_) => return placeholder(Placeholder::Unauthorized, UNCACHED, None),
     };

@@ -7,6 +7,7 @@
 
 use std::time::{Duration, Instant};
 
+use command_service::config::Settings;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tests::proxy::TcpProxy;
@@ -27,26 +28,35 @@ fn code(res: &Value) -> Option<&str> {
     res["errors"][0]["extensions"]["code"].as_str()
 }
 
+/// The stack on `db` reached through a proxy the test can cut, with `tune`'s settings.
+async fn behind_a_proxy(
+    db: &TestDb,
+    tune: impl FnOnce(Settings) -> Settings,
+) -> (tests::TestApp, tokio_util::sync::DropGuard, TcpProxy) {
+    let options: PgConnectOptions = db.url.parse().unwrap();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let proxy = TcpProxy::to(&upstream).await;
+    let through = db.url.replacen(&upstream, &proxy.addr.to_string(), 1);
+    let settings = tune(Settings {
+        database_url: Some(command_service::config::Secret::new(through)),
+        ..test_settings(db)
+    });
+    let (app, stack) = tests::spawn_stack(db, settings).await;
+    (app, stack, proxy)
+}
+
 const CREATE: &str = "mutation { projectMutations { create(input: {name: \"during\"}) { id } } }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_is_answered_at_once_and_recovered_from_without_a_restart() {
     let db = TestDb::new().await;
-    let options: PgConnectOptions = db.url.parse().unwrap();
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = TcpProxy::to(&upstream).await;
-    let settings = command_service::config::Settings {
-        database_url: Some(command_service::config::Secret::new(db.url.replacen(
-            &upstream,
-            &proxy.addr.to_string(),
-            1,
-        ))),
+    let (app, _stack, proxy) = behind_a_proxy(&db, |s| Settings {
         database_probe_interval_ms: 100,
         database_probe_timeout_ms: 500,
         database_acquire_timeout_ms: 1_000,
-        ..test_settings(&db)
-    };
-    let (app, _stack) = tests::spawn_stack(&db, settings).await;
+        ..s
+    })
+    .await;
     let http = reqwest::Client::new();
     let token = tests::register(&app.base_url, "ada@example.com").await;
     let (res, _) = gql(&http, &app.base_url, &token, CREATE).await;
@@ -63,6 +73,10 @@ async fn a_lost_database_is_answered_at_once_and_recovered_from_without_a_restar
     let deadline = cut_at + Duration::from_secs(10);
     loop {
         let (res, _) = gql(&http, &app.base_url, &token, CREATE).await;
+        assert!(
+            code(&res).is_none_or(|c| c == "SERVICE_UNAVAILABLE"),
+            "a lost database is no internal error: {res}"
+        );
         if code(&res) == Some("SERVICE_UNAVAILABLE") {
             let message = res["errors"][0]["message"].as_str().unwrap();
             // Refused by the gate; before it has noticed, a request the database dropped says
@@ -121,6 +135,51 @@ async fn a_lost_database_is_answered_at_once_and_recovered_from_without_a_restar
         assert!(Instant::now() < deadline, "never recovered: {res}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Before the gate notices (here: never, its probe is a minute apart), a request whose token
+/// cannot be checked hears that the database is unavailable, never that its token is invalid
+/// (a 403 tells a client to sign the person out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_cannot_be_checked_is_not_called_invalid() {
+    let db = TestDb::new().await;
+    let (app, _stack, proxy) = behind_a_proxy(&db, |s| Settings {
+        database_probe_interval_ms: 60_000,
+        database_acquire_timeout_ms: 500,
+        ..s
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let token = tests::register(&app.base_url, "grace@example.com").await;
+    let (res, _) = gql(&http, &app.base_url, &token, "{ activeUser { id } }").await;
+    assert!(res["errors"].is_null(), "{res}");
+    // Never presented before the cut, so not in the token cache: its check needs the database.
+    let unchecked = tests::register(&app.base_url, "hopper@example.com").await;
+
+    proxy.cut();
+    for (who, token) in [("cached", &token), ("unchecked", &unchecked)] {
+        let (res, _) = gql(&http, &app.base_url, token, "{ activeUser { id } }").await;
+        assert_eq!(code(&res), Some("SERVICE_UNAVAILABLE"), "{who}: {res}");
+        let rest = http
+            .get(format!("{}/objects/a000000000/b000000000", app.base_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status(), 503, "{who}");
+        let body: Value = rest.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "SERVICE_UNAVAILABLE",
+            "{who}: {body}"
+        );
+    }
+
+    proxy.restore();
+    let (res, _) = gql(&http, &app.base_url, &unchecked, "{ activeUser { id } }").await;
+    assert!(
+        res["errors"].is_null(),
+        "the same token is good again: {res}"
+    );
 }
 
 #[tokio::test]

@@ -150,7 +150,12 @@ impl Mailer {
             "password_reset" => self.reset_mail(request_id, &secret),
             other => return Err(JobError::permanent(format!("unknown mail purpose {other}"))),
         };
+        // One Message-ID per request, the same on every attempt: a mail the SMTP server took
+        // but whose `sent_at` the database could not record (it went away in between) is sent
+        // again, and a receiving server or client recognises the copy by this id. Sending at
+        // most once instead would lose the mail whenever SMTP itself failed.
         let message = Message::builder()
+            .message_id(Some(format!("<{request_id}@{}>", self.from.email.domain())))
             .from(self.from.clone())
             .to(to)
             .subject(content.subject)

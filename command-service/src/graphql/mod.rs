@@ -29,6 +29,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::{MergedObject, Object, Schema};
 use async_graphql_axum::GraphQLResponse;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use domain::policy::Principal;
 
@@ -438,13 +439,8 @@ async fn operations(
     headers: &axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<async_graphql::BatchRequest, Response> {
-    let bad_request = |message: String| {
-        let body = serde_json::json!({"errors": [{
-            "message": message,
-            "extensions": {"code": "BAD_REQUEST_ERROR"},
-        }]});
-        (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
-    };
+    let bad_request =
+        |message: String| request_error(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST_ERROR");
     if method == axum::http::Method::GET {
         return async_graphql::http::parse_query_string(uri.query().unwrap_or_default())
             .map(async_graphql::BatchRequest::Single)
@@ -452,11 +448,8 @@ async fn operations(
     }
     let limit = state.settings().graphql_body_limit_bytes;
     let too_large = || {
-        let body = serde_json::json!({"errors": [{
-            "message": format!("A GraphQL request body may be at most {limit} bytes."),
-            "extensions": {"code": "PAYLOAD_TOO_LARGE"},
-        }]});
-        (axum::http::StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()
+        let message = format!("A GraphQL request body may be at most {limit} bytes.");
+        request_error(StatusCode::PAYLOAD_TOO_LARGE, &message, "PAYLOAD_TOO_LARGE")
     };
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -473,15 +466,12 @@ async fn operations(
         // (chunked bodies declare none) or the client going away, who hears nothing either way.
         Ok(Err(_)) => return Err(too_large()),
         Err(_) => {
-            let body = serde_json::json!({"errors": [{
-                "message": format!(
-                    "The request body did not arrive within {} s.",
-                    timeout.as_secs()
-                ),
-                "extensions": {"code": "REQUEST_TIMEOUT"},
-            }]});
+            let message = format!(
+                "The request body did not arrive within {} s.",
+                timeout.as_secs()
+            );
             let mut answer =
-                (axum::http::StatusCode::REQUEST_TIMEOUT, axum::Json(body)).into_response();
+                request_error(StatusCode::REQUEST_TIMEOUT, &message, "REQUEST_TIMEOUT");
             // The rest of the body is never read: the connection cannot serve another request.
             answer.headers_mut().insert(
                 axum::http::header::CONNECTION,
@@ -520,6 +510,10 @@ pub async fn handler(
     };
     let principal: Principal = match auth::authenticate(&state, &headers).await {
         Ok(p) => p,
+        // Like the database gate: GraphQL clients read the error from the body.
+        Err(auth::InvalidToken::Unavailable(e)) => {
+            return request_error(StatusCode::OK, e.message(), e.graphql_code());
+        }
         Err(rejection) => return rejection.into_response(),
     };
     if let async_graphql::BatchRequest::Batch(ops) = &request {
@@ -529,21 +523,13 @@ pub async fn handler(
                 "A batch may hold at most {max} operations; this one holds {}.",
                 ops.len()
             );
-            let body = serde_json::json!({"errors": [{
-                "message": message,
-                "extensions": {"code": "BAD_REQUEST_ERROR"},
-            }]});
-            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            return request_error(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST_ERROR");
         }
     }
     let key = match idempotency::key_of(&headers) {
         Ok(key) => key,
         Err(message) => {
-            let body = serde_json::json!({"errors": [{
-                "message": message,
-                "extensions": {"code": "BAD_REQUEST_ERROR"},
-            }]});
-            return (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            return request_error(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST_ERROR");
         }
     };
     let mut request = request.data(principal.clone()).data(context);
@@ -559,6 +545,12 @@ pub async fn handler(
         Some(_) => crate::commands::keyed(answer(&state, &principal, request)).await,
         None => answer(&state, &principal, request).await,
     }
+}
+
+/// An answer to the whole request (no operation ran): one error with its code.
+fn request_error(status: StatusCode, message: &str, code: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, axum::Json(body)).into_response()
 }
 
 /// Executes a single or batched request and gives every error its code.

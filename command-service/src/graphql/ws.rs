@@ -144,7 +144,12 @@ async fn connection_data(
         .accounts()
         .authenticate(&token)
         .await
-        .map_err(|_| async_graphql::Error::new("Invalid token"))?;
+        .map_err(|e| match e {
+            crate::accounts::TokenError::Invalid => async_graphql::Error::new("Invalid token"),
+            crate::accounts::TokenError::Unavailable(_) => async_graphql::Error::new(
+                "The database is unavailable: the token cannot be checked now; connect again later",
+            ),
+        })?;
     if let Some(user) = &principal.user_id {
         let max = state.settings().subscription_max_connections_per_user;
         let mut held = place

@@ -175,8 +175,14 @@ impl Session {
         let (token, principal) = match token {
             Some(token) => match state.accounts().authenticate(&token).await {
                 Ok(p) => (Some(token), p),
-                Err(_) => {
+                Err(crate::accounts::TokenError::Invalid) => {
                     stale = true;
+                    (None, Principal::anonymous())
+                }
+                // Not checkable now: the cookie is kept (a database blip must not sign the
+                // person out); this request goes on without it.
+                Err(crate::accounts::TokenError::Unavailable(e)) => {
+                    tracing::warn!(error = %e, "session token not checkable");
                     (None, Principal::anonymous())
                 }
             },
