@@ -2,7 +2,9 @@
 //! port against it. Every test talks to real PostgreSQL and Redis started by `deploy/dev test`.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod faults;
 pub mod mailbox;
+pub mod pg;
 pub mod proxy;
 pub mod race;
 pub mod receiver;
@@ -14,6 +16,47 @@ use command_service::config::{Secret, Settings};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
+
+/// Polls `check` every 20 ms until it holds; panics naming `what` after `within`.
+pub async fn until<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `strata` binary next to the running test's (built by any workspace test run).
+pub fn strata_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("strata"))
+        .unwrap();
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p command-service --bin strata`)",
+        bin.display()
+    );
+    bin
+}
 
 /// Installs the process-wide TLS provider once (both ring and aws-lc-rs are in the tree).
 pub fn init() {

@@ -27,6 +27,8 @@ pub struct Mail {
     pub subject: String,
     /// Plain-text body.
     pub text: String,
+    /// The `Message-ID` header (empty when none).
+    pub message_id: String,
     /// HTML body.
     pub html: String,
     /// Sender as written.
@@ -42,10 +44,15 @@ pub struct Mailbox {
 impl Mailbox {
     /// The test stack's catcher.
     pub fn from_env() -> Self {
+        Self::at(&std::env::var("STRATA_TEST_MAIL_API_URL").expect(
+            "STRATA_TEST_MAIL_API_URL must point at maildev's HTTP API (deploy/dev test sets it)",
+        ))
+    }
+
+    /// The catcher whose HTTP API is at `api` (`http://HOST:PORT`).
+    pub fn at(api: &str) -> Self {
         Self {
-            api: std::env::var("STRATA_TEST_MAIL_API_URL").expect(
-                "STRATA_TEST_MAIL_API_URL must point at maildev's HTTP API (deploy/dev test sets it)",
-            ),
+            api: api.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
         }
     }
@@ -72,6 +79,10 @@ impl Mailbox {
                 subject: m["subject"].as_str().unwrap_or_default().to_owned(),
                 text: m["text"].as_str().unwrap_or_default().to_owned(),
                 html: m["html"].as_str().unwrap_or_default().to_owned(),
+                message_id: m["headers"]["message-id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 from: m["from"][0]["address"]
                     .as_str()
                     .unwrap_or_default()

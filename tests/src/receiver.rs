@@ -142,6 +142,19 @@ impl WebhookReceiver {
             .clone()
     }
 
+    /// The `payload.event.data.id` of every delivery so far, in arrival order (the entity a
+    /// webhook event is about: a model's id for `branch_create`).
+    pub fn delivered_ids(&self) -> Vec<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| {
+                r.json()["payload"]["event"]["data"]["id"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// Waits until at least `n` requests have arrived; panics after `within`.
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let deadline = tokio::time::Instant::now() + within;

@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,22 +17,6 @@ use tests::TestDb;
 use tests::receiver::WebhookReceiver;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-/// The `strata` binary next to this test's (built by any workspace test run).
-fn strata_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .map(|dir| dir.join("strata"))
-        .unwrap();
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build -p command-service --bin strata`)",
-        bin.display()
-    );
-    bin
-}
 
 /// A process of the fleet, killed when dropped.
 struct Process(Child);
@@ -47,7 +30,7 @@ impl Drop for Process {
 
 impl Process {
     fn start(kind: &str, db: &TestDb, port: u16) -> Self {
-        let mut cmd = Command::new(strata_binary());
+        let mut cmd = Command::new(tests::strata_binary());
         cmd.arg(kind);
         for (k, _) in std::env::vars() {
             if k.starts_with("STRATA_") {
@@ -79,26 +62,6 @@ impl Process {
     fn kill(&mut self) {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn until<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -148,7 +111,7 @@ async fn subscriber(base: &str, token: &str, project: &str) -> Arc<Mutex<BTreeSe
 async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
     let db = TestDb::new().await;
     let receiver = WebhookReceiver::start().await;
-    let ports = [free_port(), free_port()];
+    let ports = [tests::free_port(), tests::free_port()];
     let bases = ports.map(|p| format!("http://127.0.0.1:{p}"));
     let mut serve = [
         Process::start("serve", &db, ports[0]),
@@ -164,7 +127,7 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
     ];
     let http = reqwest::Client::new();
     for base in &bases {
-        until("the servers to answer", Duration::from_secs(60), || async {
+        tests::until("the servers to answer", Duration::from_secs(60), || async {
             http.get(format!("{base}/api/ping"))
                 .send()
                 .await
@@ -219,7 +182,7 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
         .as_str()
         .unwrap()
         .to_owned();
-    until("the subscription to start", Duration::from_secs(30), || {
+    tests::until("the subscription to start", Duration::from_secs(30), || {
         let heard = heard.clone();
         let probe = probe.clone();
         async move { heard.lock().unwrap().contains(&probe) }
@@ -328,26 +291,18 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
     // Its webhook was delivered at least once (the surviving worker took over the killed
     // one's jobs after their lease).
     let wanted: BTreeSet<String> = acknowledged.values().cloned().collect();
-    until("every delivery", Duration::from_secs(90), || {
+    tests::until("every delivery", Duration::from_secs(90), || {
         let receiver = receiver.clone();
         let wanted = wanted.clone();
         async move {
-            let got: BTreeSet<String> = receiver
-                .received()
-                .iter()
-                .filter_map(|r| {
-                    r.json()["payload"]["event"]["data"]["id"]
-                        .as_str()
-                        .map(str::to_owned)
-                })
-                .collect();
+            let got: BTreeSet<String> = receiver.delivered_ids().into_iter().collect();
             wanted.is_subset(&got)
         }
     })
     .await;
     // The job the killed worker held was finished by the other once its lease ran out.
     let (job, holder) = killed_job.unwrap();
-    until(
+    tests::until(
         "the killed worker's job",
         Duration::from_secs(60),
         || async {
@@ -378,7 +333,7 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
         "{attempts:?}"
     );
     // The subscriber on the second server heard what was created through the first.
-    until("the subscriber", Duration::from_secs(30), || {
+    tests::until("the subscriber", Duration::from_secs(30), || {
         let heard = heard.clone();
         let via_first = via_first.clone();
         async move { via_first.is_subset(&heard.lock().unwrap()) }
@@ -386,7 +341,7 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
     .await;
     assert!(!via_first.is_empty());
     // Every read model equals a fresh fold of the log.
-    until(
+    tests::until(
         "the projector to catch up",
         Duration::from_secs(30),
         || async {

@@ -9,6 +9,8 @@
 //! `bench append`: events/s appended with 1, 8 and 32 concurrent writers against plain
 //! single-row INSERT transactions into an equivalent table; then `read_all` events/s over 1M
 //! events. `bench race`: the late-commit soak (1,000 rounds per writer).
+//! `bench faults`: the fault suite (`tests::faults`) with 30-second outages (60 s for S3 and
+//! SMTP) against the release `strata` beside this binary; prints the fault table.
 //!
 //! The database comes from `--database-url`, else `STRATA_ADMIN_DATABASE_URL`, else
 //! `STRATA_TEST_DATABASE_URL`; the bench works in a schema of its own and drops it at the end.
@@ -133,6 +135,23 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         verify_events: usize,
     },
+    /// The fault suite: each fault in turn (then all at once) under a mixed load, checked
+    /// afterwards; needs `strata` built beside this binary and the dev stack's S3 and SMTP
+    /// (`STRATA_S3_*`, `STRATA_SMTP_*`, `STRATA_MAIL_API_URL` from `.local/strata.env`).
+    Faults {
+        /// Seconds PostgreSQL and Redis stay down.
+        #[arg(long, default_value_t = 30)]
+        outage: u64,
+        /// Seconds S3 and SMTP stay down.
+        #[arg(long, default_value_t = 60)]
+        long_outage: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Faults to run (default: all), by name.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<tests::faults::Fault>,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -177,6 +196,12 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Faults {
+            outage,
+            long_outage,
+            clients,
+            only,
+        } => faults_bench(outage, long_outage, clients, only).await,
         Bench::Audit {
             events,
             reads,
@@ -211,6 +236,79 @@ async fn main() -> anyhow::Result<()> {
     .execute(&admin)
     .await?;
     result
+}
+
+async fn faults_bench(
+    outage: u64,
+    long_outage: u64,
+    clients: usize,
+    only: Vec<tests::faults::Fault>,
+) -> anyhow::Result<()> {
+    use tests::faults::{self, Fault};
+    let env = |name: &str| {
+        std::env::var(name).with_context(|| format!("{name} (load .local/strata.env)"))
+    };
+    let strata = std::env::current_exe()?
+        .parent()
+        .map(|dir| dir.join("strata"))
+        .context("the bench's directory")?;
+    anyhow::ensure!(
+        strata.exists(),
+        "{} is missing: cargo build --release -p command-service --bin strata",
+        strata.display()
+    );
+    let faults = if only.is_empty() {
+        Fault::ALL.to_vec()
+    } else {
+        only
+    };
+    let base = faults::Config {
+        strata,
+        faults: Vec::new(),
+        outage: Duration::from_secs(outage),
+        clients,
+        ops_around: 40,
+        hang_bound: Duration::from_secs(20),
+        recover_bound: Duration::from_secs(long_outage.max(outage) + 120),
+        s3: faults::S3 {
+            endpoint: env("STRATA_S3_ENDPOINT")?,
+            access_key: env("STRATA_S3_ACCESS_KEY_ID")?,
+            secret_key: env("STRATA_S3_SECRET_ACCESS_KEY")?,
+            bucket: env("STRATA_S3_BUCKET").unwrap_or_else(|_| "strata".into()),
+        },
+        smtp: format!("{}:{}", env("STRATA_SMTP_HOST")?, env("STRATA_SMTP_PORT")?),
+        mail_api: env("STRATA_MAIL_API_URL")?,
+    };
+    println!(
+        "\nfaults: {clients} clients; PostgreSQL and Redis down {outage} s, S3 and SMTP \
+         {long_outage} s, all at once {outage} s; durable PostgreSQL of the suite's own"
+    );
+    // S3 and SMTP stay down longer: they run apart from the others, in runs of their own.
+    let (long, short): (Vec<Fault>, Vec<Fault>) = faults
+        .into_iter()
+        .partition(|f| matches!(f, Fault::S3Stop | Fault::SmtpStop));
+    let mut report = faults::Report::default();
+    for (group, seconds) in [(short, outage), (long, long_outage)] {
+        if group.is_empty() {
+            continue;
+        }
+        let config = faults::Config {
+            faults: group,
+            outage: Duration::from_secs(seconds),
+            ..base.clone()
+        };
+        let part = faults::run(&config).await;
+        report.rows.extend(part.rows);
+        for (p, d) in part.rebuild_differences {
+            *report.rebuild_differences.entry(p).or_default() += d;
+        }
+    }
+    println!("{}", report.table());
+    anyhow::ensure!(
+        report.clean(),
+        "the fault suite found lost, doubled or unclear results"
+    );
+    Ok(())
 }
 
 async fn print_settings(pool: &PgPool) -> anyhow::Result<()> {
