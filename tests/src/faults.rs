@@ -45,6 +45,8 @@ use crate::proxy::TcpProxy;
 use crate::receiver::WebhookReceiver;
 use crate::{TestDb, free_port, until};
 
+pub mod soak;
+
 /// One fault, injected while the load runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
@@ -281,11 +283,20 @@ pub async fn run(config: &Config) -> Report {
         );
         report.rows.push(row);
     }
-    caught_up(&stack.db, config.recover_bound).await;
+    report.rebuild_differences = verify_read_models(&stack.db, config.recover_bound).await;
+    stack.strata.stop();
+    report
+}
+
+/// Once the projections have caught up, each read model rebuilt in verify mode: its
+/// differences from a fresh fold, by projection.
+async fn verify_read_models(db: &TestDb, bound: Duration) -> BTreeMap<String, i64> {
+    caught_up(db, bound).await;
+    let mut differences = BTreeMap::new();
     for projection in projections::registry() {
         let name = projection.name().to_owned();
         let outcome = projections::rebuild(
-            &stack.db.pool,
+            &db.pool,
             projection.as_ref(),
             &projections::RebuildOptions {
                 verify: true,
@@ -294,14 +305,12 @@ pub async fn run(config: &Config) -> Report {
             &|_, _| {},
         )
         .await;
-        let differences = match outcome {
-            Ok(r) => r.difference_count,
+        match outcome {
+            Ok(r) => differences.insert(name, r.difference_count),
             Err(e) => panic!("rebuild --verify of {name}: {e}"),
         };
-        report.rebuild_differences.insert(name, differences);
     }
-    stack.strata.stop();
-    report
+    differences
 }
 
 // ------------------------------------------------------------------ the services it owns
@@ -369,6 +378,45 @@ impl Redis {
     fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A numeric field of `INFO` (0 if it is not there).
+    async fn info_field(&self, field: &str) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connecting to redis");
+        conn.write_all(b"INFO\r\n").await.expect("INFO");
+        // A bulk string: `$<length>\r\n<text>\r\n`.
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut chunk).await.expect("INFO answer");
+            assert!(n > 0, "redis closed the connection mid-answer");
+            answer.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            let Some((head, body)) = text.split_once("\r\n") else {
+                continue;
+            };
+            let length: usize = head.trim_start_matches('$').parse().expect("INFO length");
+            if body.len() < length {
+                continue;
+            }
+            return body
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(field)?
+                        .strip_prefix(':')?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+        }
+    }
 }
 
 impl Drop for Redis {
@@ -434,6 +482,10 @@ impl Strata {
 
     fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
@@ -680,6 +732,8 @@ struct History {
     failed_clear: BTreeMap<String, usize>,
     failed_unclear: Vec<String>,
     slowest: Duration,
+    /// Every request's time to its answer, in the order they ended.
+    latencies: Vec<Duration>,
 }
 
 /// The answer to one request, judged.
@@ -700,13 +754,30 @@ struct Phase {
     abandon: AtomicBool,
     /// The strata process was killed during this phase: a cut connection is its doing.
     strata_killed: AtomicBool,
+    /// Each client's rest between rounds (none under faults; the soak's moderate load).
+    pause: Duration,
+}
+
+impl Phase {
+    fn new(pause: Duration) -> Self {
+        Self {
+            history: Mutex::default(),
+            acknowledged: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            abandon: AtomicBool::new(false),
+            strata_killed: AtomicBool::new(false),
+            pause,
+        }
+    }
 }
 
 impl Phase {
     fn record(&self, started: Instant, answer: &Answer) {
         let mut h = self.history.lock().unwrap();
+        let took = started.elapsed();
         h.attempted += 1;
-        h.slowest = h.slowest.max(started.elapsed());
+        h.slowest = h.slowest.max(took);
+        h.latencies.push(took);
         match answer {
             Answer::Ok(_) => {}
             Answer::Clear(code) => *h.failed_clear.entry(code.clone()).or_default() += 1,
@@ -811,6 +882,28 @@ where
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// `config.clients` clients of the phase, each its own task.
+fn spawn_clients(
+    phase: &Arc<Phase>,
+    stack: &Stack,
+    world: &Arc<World>,
+    config: &Config,
+    phase_no: usize,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..config.clients)
+        .map(|c| {
+            tokio::spawn(client(
+                phase.clone(),
+                stack.http.clone(),
+                stack.base.clone(),
+                world.clone(),
+                phase_no,
+                c,
+            ))
+        })
+        .collect()
 }
 
 /// One client's loop: a round of every kind of operation until the phase stops.
@@ -929,6 +1022,9 @@ async fn client(
             _ => None,
         };
         phase.done(Op::Blob { bytes, id });
+        if !phase.pause.is_zero() {
+            tokio::time::sleep(phase.pause).await;
+        }
     }
 }
 
@@ -941,25 +1037,8 @@ async fn run_phase(
     phase_no: usize,
     fault: Fault,
 ) -> Row {
-    let phase = Arc::new(Phase {
-        history: Mutex::default(),
-        acknowledged: AtomicUsize::new(0),
-        stop: AtomicBool::new(false),
-        abandon: AtomicBool::new(false),
-        strata_killed: AtomicBool::new(false),
-    });
-    let clients: Vec<_> = (0..config.clients)
-        .map(|c| {
-            tokio::spawn(client(
-                phase.clone(),
-                stack.http.clone(),
-                stack.base.clone(),
-                world.clone(),
-                phase_no,
-                c,
-            ))
-        })
-        .collect();
+    let phase = Arc::new(Phase::new(Duration::ZERO));
+    let clients = spawn_clients(&phase, stack, world, config, phase_no);
     let acked = {
         let phase = phase.clone();
         move || phase.acknowledged.load(Ordering::SeqCst)
@@ -1068,7 +1147,7 @@ async fn run_phase(
 
     let history = std::mem::take(&mut *phase.history.lock().unwrap());
     let ended = Ended {
-        fault,
+        name: fault.name(),
         readiness,
         recovered_in,
         at: ended,
@@ -1078,7 +1157,8 @@ async fn run_phase(
 
 /// How a phase's fault went, for the checker.
 struct Ended {
-    fault: Fault,
+    /// The row's name: the fault's.
+    name: &'static str,
     /// What `/readiness` said during the fault.
     readiness: String,
     recovered_in: Duration,
@@ -1205,14 +1285,14 @@ async fn check(
     ended: Ended,
 ) -> Row {
     let Ended {
-        fault,
+        name,
         readiness,
         recovered_in,
         at: ended,
     } = ended;
     let pool = &stack.db.pool;
     let mut row = Row {
-        fault: fault.name().to_owned(),
+        fault: name.to_owned(),
         attempted: history.attempted,
         acknowledged: history.ops.iter().filter(|o| o.acknowledged()).count(),
         failed_clear: history.failed_clear,

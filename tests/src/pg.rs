@@ -176,11 +176,19 @@ impl Cluster {
         );
     }
 
-    /// `kill -9` of the postmaster (the pid on the first line of `postmaster.pid`).
-    pub fn kill(&self) {
+    /// The postmaster's pid (the first line of `postmaster.pid`).
+    pub fn postmaster_pid(&self) -> u32 {
         let pid = std::fs::read_to_string(self.data.join("postmaster.pid"))
             .expect("postmaster.pid of a running cluster");
-        let pid = pid.lines().next().unwrap_or_default().trim().to_owned();
+        pid.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("a pid in postmaster.pid")
+    }
+
+    /// `kill -9` of the postmaster.
+    pub fn kill(&self) {
+        let pid = self.postmaster_pid().to_string();
         let status = Command::new("kill")
             .args(["-9", &pid])
             .status()

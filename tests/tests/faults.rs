@@ -12,12 +12,12 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} (deploy/dev test sets it)"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_every_fault_nothing_acknowledged_is_lost_or_done_twice() {
+/// The suite on this test run's services: 2-second outages under 2 clients.
+fn config(faults: Vec<Fault>) -> faults::Config {
     tests::init();
-    let config = faults::Config {
+    faults::Config {
         strata: tests::strata_binary(),
-        faults: Fault::ALL.to_vec(),
+        faults,
         outage: Duration::from_secs(2),
         clients: 2,
         ops_around: 6,
@@ -35,7 +35,12 @@ async fn under_every_fault_nothing_acknowledged_is_lost_or_done_twice() {
             tests::mailbox::smtp_port()
         ),
         mail_api: env("STRATA_TEST_MAIL_API_URL"),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_every_fault_nothing_acknowledged_is_lost_or_done_twice() {
+    let config = config(Fault::ALL.to_vec());
     let report = faults::run(&config).await;
     eprintln!("{}", report.table());
     assert!(report.clean(), "{}", report.table());
@@ -65,4 +70,38 @@ async fn under_every_fault_nothing_acknowledged_is_lost_or_done_twice() {
     for r in &report.rows {
         assert!(r.acknowledged >= 12, "{}: {}", r.fault, r.acknowledged);
     }
+}
+
+/// The soak's machinery, briefly: every sample reads every process and gauge, the load
+/// moves the log, and the checker finds the whole history intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_samples_every_process_and_loses_nothing() {
+    let options = faults::soak::Options {
+        duration: Duration::from_secs(10),
+        every: Duration::from_secs(2),
+        pause: Duration::from_millis(100),
+    };
+    let report = faults::soak::soak(&config(Vec::new()), &options).await;
+    eprintln!("{}", report.table());
+    assert_eq!(report.samples.len(), 5, "{}", report.table());
+    for s in &report.samples {
+        assert!(s.requests > 0, "{s:?}");
+        assert!(s.p99 >= s.p50, "{s:?}");
+        assert!(s.strata_rss_kib > 0 && s.redis_rss_kib > 0, "{s:?}");
+        // The postmaster and at least its background processes and strata's sessions.
+        assert!(
+            s.postgres_processes > 3 && s.postgres_private_kib > 0,
+            "{s:?}"
+        );
+        assert!(s.db_connections > 0 && s.redis_clients > 0, "{s:?}");
+    }
+    let (first, last) = (&report.samples[0], &report.samples[4]);
+    assert!(last.events > first.events, "the load appended nothing");
+    assert!(report.row.acknowledged > 0);
+    assert!(report.row.clean(), "{}", report.table());
+    assert!(
+        report.rebuild_differences.values().all(|d| *d == 0),
+        "{}",
+        report.table()
+    );
 }

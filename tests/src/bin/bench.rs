@@ -11,6 +11,9 @@
 //! events. `bench race`: the late-commit soak (1,000 rounds per writer).
 //! `bench faults`: the fault suite (`tests::faults`) with 30-second outages (60 s for S3 and
 //! SMTP) against the release `strata` beside this binary; prints the fault table.
+//! `bench soak`: the same load paced to a moderate rate for 30 minutes with nothing broken,
+//! sampled every minute (memory of each process, connections, job queue, projection lag,
+//! p50/p99), the first third of the samples being the reference the rest are held to.
 //!
 //! The database comes from `--database-url`, else `STRATA_ADMIN_DATABASE_URL`, else
 //! `STRATA_TEST_DATABASE_URL`; the bench works in a schema of its own and drops it at the end.
@@ -152,6 +155,21 @@ enum Bench {
         #[arg(long, value_delimiter = ',')]
         only: Vec<tests::faults::Fault>,
     },
+    /// The soak: moderate load for a long time, sampled; needs what `faults` needs.
+    Soak {
+        /// Minutes the load runs.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 60)]
+        every: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Each client's rest between rounds, in milliseconds.
+        #[arg(long, default_value_t = 250)]
+        pause_ms: u64,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -202,6 +220,12 @@ async fn main() -> anyhow::Result<()> {
             clients,
             only,
         } => faults_bench(outage, long_outage, clients, only).await,
+        Bench::Soak {
+            minutes,
+            every,
+            clients,
+            pause_ms,
+        } => soak_bench(minutes, every, clients, pause_ms).await,
         Bench::Audit {
             events,
             reads,
@@ -245,39 +269,15 @@ async fn faults_bench(
     only: Vec<tests::faults::Fault>,
 ) -> anyhow::Result<()> {
     use tests::faults::{self, Fault};
-    let env = |name: &str| {
-        std::env::var(name).with_context(|| format!("{name} (load .local/strata.env)"))
-    };
-    let strata = std::env::current_exe()?
-        .parent()
-        .map(|dir| dir.join("strata"))
-        .context("the bench's directory")?;
-    anyhow::ensure!(
-        strata.exists(),
-        "{} is missing: cargo build --release -p command-service --bin strata",
-        strata.display()
-    );
     let faults = if only.is_empty() {
         Fault::ALL.to_vec()
     } else {
         only
     };
     let base = faults::Config {
-        strata,
-        faults: Vec::new(),
         outage: Duration::from_secs(outage),
-        clients,
-        ops_around: 40,
-        hang_bound: Duration::from_secs(20),
         recover_bound: Duration::from_secs(long_outage.max(outage) + 120),
-        s3: faults::S3 {
-            endpoint: env("STRATA_S3_ENDPOINT")?,
-            access_key: env("STRATA_S3_ACCESS_KEY_ID")?,
-            secret_key: env("STRATA_S3_SECRET_ACCESS_KEY")?,
-            bucket: env("STRATA_S3_BUCKET").unwrap_or_else(|_| "strata".into()),
-        },
-        smtp: format!("{}:{}", env("STRATA_SMTP_HOST")?, env("STRATA_SMTP_PORT")?),
-        mail_api: env("STRATA_MAIL_API_URL")?,
+        ..suite_config(clients)?
     };
     println!(
         "\nfaults: {clients} clients; PostgreSQL and Redis down {outage} s, S3 and SMTP \
@@ -307,6 +307,60 @@ async fn faults_bench(
     anyhow::ensure!(
         report.clean(),
         "the fault suite found lost, doubled or unclear results"
+    );
+    Ok(())
+}
+
+/// The fault suite's settings for this machine: the release `strata` beside this binary, the
+/// dev stack's S3 and SMTP (`.local/strata.env`).
+fn suite_config(clients: usize) -> anyhow::Result<tests::faults::Config> {
+    let env = |name: &str| {
+        std::env::var(name).with_context(|| format!("{name} (load .local/strata.env)"))
+    };
+    let strata = std::env::current_exe()?
+        .parent()
+        .map(|dir| dir.join("strata"))
+        .context("the bench's directory")?;
+    anyhow::ensure!(
+        strata.exists(),
+        "{} is missing: cargo build --release -p command-service --bin strata",
+        strata.display()
+    );
+    Ok(tests::faults::Config {
+        strata,
+        faults: Vec::new(),
+        outage: Duration::ZERO,
+        clients,
+        ops_around: 40,
+        hang_bound: Duration::from_secs(20),
+        recover_bound: Duration::from_secs(120),
+        s3: tests::faults::S3 {
+            endpoint: env("STRATA_S3_ENDPOINT")?,
+            access_key: env("STRATA_S3_ACCESS_KEY_ID")?,
+            secret_key: env("STRATA_S3_SECRET_ACCESS_KEY")?,
+            bucket: env("STRATA_S3_BUCKET").unwrap_or_else(|_| "strata".into()),
+        },
+        smtp: format!("{}:{}", env("STRATA_SMTP_HOST")?, env("STRATA_SMTP_PORT")?),
+        mail_api: env("STRATA_MAIL_API_URL")?,
+    })
+}
+
+async fn soak_bench(minutes: u64, every: u64, clients: usize, pause_ms: u64) -> anyhow::Result<()> {
+    let config = suite_config(clients)?;
+    let options = tests::faults::soak::Options {
+        duration: Duration::from_secs(minutes * 60),
+        every: Duration::from_secs(every),
+        pause: Duration::from_millis(pause_ms),
+    };
+    println!(
+        "\nsoak: {minutes} min, {clients} clients resting {pause_ms} ms between rounds, a sample \
+         every {every} s; release strata all, durable PostgreSQL of the suite's own"
+    );
+    let report = tests::faults::soak::soak(&config, &options).await;
+    println!("{}", report.table());
+    anyhow::ensure!(
+        report.clean(),
+        "the soak found lost, doubled or unclear results, or growth"
     );
     Ok(())
 }
