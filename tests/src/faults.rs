@@ -884,6 +884,32 @@ where
     }
 }
 
+/// A file upload to S3: each attempt would be a file of its own, so it is sent once.
+async fn upload_file(phase: &Phase, http: &reqwest::Client, base: &str, world: &World, tag: &str) {
+    let bytes = format!("file {tag} {}", uuid::Uuid::new_v4()).into_bytes();
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.clone())
+            .file_name(format!("{tag}.txt"))
+            .mime_str("text/plain")
+            .expect("mime"),
+    );
+    let started = Instant::now();
+    let sent = http
+        .post(format!("{base}/api/stream/{}/blob", world.project))
+        .bearer_auth(&world.token)
+        .multipart(form)
+        .send()
+        .await;
+    let answer = rest(sent, phase).await;
+    phase.record(started, &answer);
+    let id = match answer {
+        Answer::Ok(v) => v["uploadResults"][0]["blobId"].as_str().map(str::to_owned),
+        _ => None,
+    };
+    phase.done(Op::Blob { bytes, id });
+}
+
 /// `config.clients` clients of the phase, each its own task.
 fn spawn_clients(
     phase: &Arc<Phase>,
@@ -999,29 +1025,7 @@ async fn client(
         .is_some();
         phase.done(Op::Objects { objects, stored });
 
-        // A file upload to S3: each attempt would be a file of its own, so it is sent once.
-        let bytes = format!("file {tag} {}", uuid::Uuid::new_v4()).into_bytes();
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone())
-                .file_name(format!("{tag}.txt"))
-                .mime_str("text/plain")
-                .expect("mime"),
-        );
-        let started = Instant::now();
-        let sent = http
-            .post(format!("{base}/api/stream/{}/blob", world.project))
-            .bearer_auth(&world.token)
-            .multipart(form)
-            .send()
-            .await;
-        let answer = rest(sent, &phase).await;
-        phase.record(started, &answer);
-        let id = match answer {
-            Answer::Ok(v) => v["uploadResults"][0]["blobId"].as_str().map(str::to_owned),
-            _ => None,
-        };
-        phase.done(Op::Blob { bytes, id });
+        upload_file(&phase, &http, &base, &world, &tag).await;
         if !phase.pause.is_zero() {
             tokio::time::sleep(phase.pause).await;
         }
@@ -1083,6 +1087,12 @@ async fn run_phase(
     }
     let injected = Instant::now();
     ask_for_mail(stack, world, &phase, phase_no, 1).await;
+    // A file upload inside the fault whatever the clients' pace (theirs may all fall outside a
+    // short outage), so a lost file store is always felt.
+    if matches!(fault, Fault::S3Stop | Fault::Overlapping) {
+        let tag = format!("p{phase_no}-during");
+        upload_file(&phase, &stack.http, &stack.base, world, &tag).await;
+    }
     // What readiness says once the server has had a probe interval to notice.
     tokio::time::sleep(Duration::from_millis(1_500).min(config.outage)).await;
     let readiness = stack.readiness().await;
