@@ -884,6 +884,30 @@ where
     }
 }
 
+/// A GraphQL create (`{mutations} { create … { id } }`) under a key of its own, sent again
+/// with that key until acknowledged; the id it was given.
+async fn keyed_create(
+    phase: &Phase,
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+    mutations: &str,
+) -> Option<String> {
+    let key = uuid::Uuid::new_v4().to_string();
+    until_acknowledged(phase, || {
+        let sent = http
+            .post(url)
+            .bearer_auth(token)
+            .header("idempotency-key", &key)
+            .json(body)
+            .send();
+        async move { graphql(sent.await, phase, &[mutations, "create", "id"]).await }
+    })
+    .await
+    .and_then(|v| v.as_str().map(str::to_owned))
+}
+
 /// A file upload to S3: each attempt would be a file of its own, so it is sent once.
 async fn upload_file(phase: &Phase, http: &reqwest::Client, base: &str, world: &World, tag: &str) {
     let bytes = format!("file {tag} {}", uuid::Uuid::new_v4()).into_bytes();
@@ -949,44 +973,36 @@ async fn client(
 
         // A model create, keyed.
         let name = format!("m-{tag}");
-        let key = uuid::Uuid::new_v4().to_string();
         let body = json!({
             "query": "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
             "variables": {"p": world.project, "n": name},
         });
-        let id = until_acknowledged(&phase, || {
-            let sent = http
-                .post(&gql_url)
-                .bearer_auth(&world.token)
-                .header("idempotency-key", &key)
-                .json(&body)
-                .send();
-            let phase = &phase;
-            async move { graphql(sent.await, phase, &["modelMutations", "create", "id"]).await }
-        })
-        .await
-        .and_then(|v| v.as_str().map(str::to_owned));
+        let id = keyed_create(
+            &phase,
+            &http,
+            &gql_url,
+            &world.token,
+            &body,
+            "modelMutations",
+        )
+        .await;
         phase.done(Op::Model { name, id });
 
         // A version create, keyed.
         let message = format!("v-{tag}");
-        let key = uuid::Uuid::new_v4().to_string();
         let body = json!({
             "query": "mutation($i: CreateVersionInput!) { versionMutations { create(input: $i) { id } } }",
             "variables": {"i": {"projectId": world.project, "modelId": world.model, "objectId": world.root, "message": message}},
         });
-        let id = until_acknowledged(&phase, || {
-            let sent = http
-                .post(&gql_url)
-                .bearer_auth(&world.token)
-                .header("idempotency-key", &key)
-                .json(&body)
-                .send();
-            let phase = &phase;
-            async move { graphql(sent.await, phase, &["versionMutations", "create", "id"]).await }
-        })
-        .await
-        .and_then(|v| v.as_str().map(str::to_owned));
+        let id = keyed_create(
+            &phase,
+            &http,
+            &gql_url,
+            &world.token,
+            &body,
+            "versionMutations",
+        )
+        .await;
         phase.done(Op::Version { message, id });
 
         // An object batch: content-addressed, so sending it again is harmless.
