@@ -290,7 +290,7 @@ pub async fn run(config: &Config) -> Report {
 
 /// Once the projections have caught up, each read model rebuilt in verify mode: its
 /// differences from a fresh fold, by projection.
-async fn verify_read_models(db: &TestDb, bound: Duration) -> BTreeMap<String, i64> {
+pub async fn verify_read_models(db: &TestDb, bound: Duration) -> BTreeMap<String, i64> {
     caught_up(db, bound).await;
     let mut differences = BTreeMap::new();
     for projection in projections::registry() {

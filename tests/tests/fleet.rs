@@ -341,39 +341,8 @@ async fn a_fleet_loses_nothing_when_one_of_each_kind_is_killed() {
     .await;
     assert!(!via_first.is_empty());
     // Every read model equals a fresh fold of the log.
-    tests::until(
-        "the projector to catch up",
-        Duration::from_secs(30),
-        || async {
-            let head = schema::EventLog::new(db.pool.clone())
-                .readable_head()
-                .await
-                .unwrap();
-            projections::wait_for(
-                &db.pool,
-                &["speckle", "webhooks", "mail"],
-                head,
-                Duration::ZERO,
-            )
-            .await
-            .is_ok()
-        },
-    )
-    .await;
-    for projection in projections::registry() {
-        let report = projections::rebuild(
-            &db.pool,
-            projection.as_ref(),
-            &projections::RebuildOptions {
-                verify: true,
-                ..Default::default()
-            },
-            &|_, _| {},
-        )
-        .await
-        .unwrap();
-        assert_eq!(report.difference_count, 0, "{}", projection.name());
-    }
+    let differences = tests::faults::verify_read_models(&db, Duration::from_secs(30)).await;
+    assert!(differences.values().all(|d| *d == 0), "{differences:?}");
     drop(serve);
     drop(project);
     drop(work);
