@@ -155,7 +155,7 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(state.bus(), &caller, &project_id)
+        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ())
             .await
             .map_err(AppError::from)?;
         let user = caller.principal.user_id.clone().unwrap_or_default();
@@ -180,11 +180,13 @@ pub async fn upload_and_import(
             return Err(AppError::not_found("no such route"));
         };
         let model_name = rest.first().map_or("main", String::as_str);
-        let project = service::project_for_ingest(state.bus(), &caller, project_id)
-            .await
-            .map_err(AppError::from)?;
-        let model_id = match project.model_by_name(model_name) {
-            Some((id, _)) => id.to_owned(),
+        let existing = service::project_for_ingest(state.bus(), &caller, project_id, |p| {
+            p.model_by_name(model_name).map(|(id, _)| id.to_owned())
+        })
+        .await
+        .map_err(AppError::from)?;
+        let model_id = match existing {
+            Some(id) => id,
             None => service::create_model(state.bus(), &caller, project_id, model_name)
                 .await
                 .map_err(AppError::from)?,
@@ -238,7 +240,7 @@ async fn readable_blob(
     project_id: &str,
     blob_id: &str,
 ) -> Result<schema::files::FileUpload, AppError> {
-    service::readable_project(state.bus(), principal, project_id)
+    service::readable_project(state.bus(), principal, project_id, |_| ())
         .await
         .map_err(AppError::from)?;
     schema::files::get(state.pool(), project_id, blob_id)
@@ -291,7 +293,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(state.bus(), &caller, &project_id)
+        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ())
             .await
             .map_err(AppError::from)?;
         readable_blob(&state, &caller.principal, &project_id, &blob_id).await?;
@@ -318,7 +320,7 @@ pub async fn diff(
     Json(ids): Json<Vec<String>>,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::readable_project(state.bus(), &caller.principal, &project_id)
+        service::readable_project(state.bus(), &caller.principal, &project_id, |_| ())
             .await
             .map_err(AppError::from)?;
         let known = schema::files::completed_ids(state.pool(), &project_id, &ids)
@@ -346,7 +348,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::readable_project(state.bus(), &caller.principal, &project_id)
+        service::readable_project(state.bus(), &caller.principal, &project_id, |_| ())
             .await
             .map_err(AppError::from)?;
         let files =

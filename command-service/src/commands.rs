@@ -310,14 +310,24 @@ impl CommandBus {
         self.catch_up::<A>(&stream, A::State::default(), 0).await
     }
 
-    /// Like [`Self::load`] at constant cost: starts from the cached state when there is one
-    /// and reads only the events after it (so it is as current as the log), leaving the
-    /// caught-up state in the cache. For commands on one aggregate that must check facts of
-    /// another (an ingestion's project: its model, the caller's role).
-    pub async fn current<A: Aggregate>(&self, id: &str) -> Result<A::State, CommandError> {
+    /// What `look` sees in the current state of aggregate `id`, at constant cost: it starts
+    /// from the cached state when there is one and reads only the events after it (so it is
+    /// as current as the log), leaving the caught-up state in the cache. The state is lent to
+    /// `look`, never copied: a project's fold grows with its history, and a copy per request
+    /// made these requests' time and the allocator's footprint grow with it. For requests
+    /// that must check facts of an aggregate (an ingestion's project: its model, the caller's
+    /// role).
+    pub async fn read<A: Aggregate, R>(
+        &self,
+        id: &str,
+        look: impl FnOnce(&A::State) -> R,
+    ) -> Result<R, CommandError> {
         let stream = A::stream(id)?;
         if self.states.capacity == 0 {
-            return Ok(self.catch_up::<A>(&stream, A::State::default(), 0).await?.0);
+            let (state, _) = self
+                .catch_up::<A>(&stream, A::State::default(), 0)
+                .await?;
+            return Ok(look(&state));
         }
         let slot = self.states.slot(stream.as_str());
         let mut entry = slot.lock().await;
@@ -329,14 +339,11 @@ impl CommandBus {
             Some(state) => (*state, entry.version),
             None => (A::State::default(), 0),
         };
-        match self.catch_up::<A>(&stream, state, version).await {
-            Ok((state, version)) => {
-                entry.state = Some(Box::new(state.clone()));
-                entry.version = version;
-                Ok(state)
-            }
-            Err(e) => Err(e),
-        }
+        let (state, version) = self.catch_up::<A>(&stream, state, version).await?;
+        let seen = look(&state);
+        entry.state = Some(Box::new(state));
+        entry.version = version;
+        Ok(seen)
     }
 
     /// Loads aggregate `id`, lets `make` turn its state into a command (checking permissions

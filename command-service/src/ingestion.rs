@@ -36,13 +36,14 @@ pub struct Caller {
     pub metadata: EventMetadata,
 }
 
-/// The project `project_id` as the write side has it now, if `caller` may ingest into it
-/// (a project they may not read is "not found").
-pub async fn project_for_ingest(
+/// What `look` sees in project `project_id` as the write side has it now, if `caller` may
+/// ingest into it (a project they may not read is "not found").
+pub async fn project_for_ingest<R>(
     bus: &CommandBus,
     caller: &Caller,
     project_id: &str,
-) -> Result<Project, CommandError> {
+    look: impl FnOnce(&Project) -> R,
+) -> Result<R, CommandError> {
     if caller.principal.user_id.is_none() {
         // Anonymous callers hear "sign in", whatever the project (the policy says so first).
         let any = policy::ProjectAccess {
@@ -51,30 +52,35 @@ pub async fn project_for_ingest(
         };
         policy::can_ingest(&caller.principal, &any).map_err(CommandError::Denied)?;
     }
-    let project = readable_project(bus, &caller.principal, project_id).await?;
-    let access = project.access_for(caller.principal.user_id.as_deref());
-    policy::can_ingest(&caller.principal, &access).map_err(CommandError::Denied)?;
-    Ok(project)
+    readable_project(bus, &caller.principal, project_id, |project| {
+        let access = project.access_for(caller.principal.user_id.as_deref());
+        policy::can_ingest(&caller.principal, &access).map(|()| look(project))
+    })
+    .await?
+    .map_err(CommandError::Denied)
 }
 
-/// The project `project_id` if `principal` may read it (else the read policy's refusal, as
-/// every project operation answers).
-pub async fn readable_project(
+/// What `look` sees in project `project_id` if `principal` may read it (else the read
+/// policy's refusal, as every project operation answers). The project is lent, not copied.
+pub async fn readable_project<R>(
     bus: &CommandBus,
     principal: &Principal,
     project_id: &str,
-) -> Result<Project, CommandError> {
+    look: impl FnOnce(&Project) -> R,
+) -> Result<R, CommandError> {
     let not_found = || CommandError::Denied(policy::Denied::project_not_found());
     if !domain::is_entity_id(project_id) {
         return Err(not_found());
     }
-    let project = match bus.current::<ProjectAggregate>(project_id).await? {
-        ProjectState::Active(p) => p,
-        _ => return Err(not_found()),
-    };
-    let access = project.access_for(principal.user_id.as_deref());
-    policy::can_read_project(principal, &access).map_err(CommandError::Denied)?;
-    Ok(project)
+    bus.read::<ProjectAggregate, _>(project_id, |state| {
+        let ProjectState::Active(project) = state else {
+            return Err(not_found());
+        };
+        let access = project.access_for(principal.user_id.as_deref());
+        policy::can_read_project(principal, &access).map_err(CommandError::Denied)?;
+        Ok(look(project))
+    })
+    .await?
 }
 
 /// Creates the model `name` for an import into a model that does not exist yet (as the
@@ -106,13 +112,14 @@ pub async fn create_model(
     match created {
         Ok(_) => Ok(model_id),
         Err(CommandError::Domain(DomainError::NameTaken { .. })) => {
-            match bus.current::<ProjectAggregate>(project_id).await? {
+            bus.read::<ProjectAggregate, _>(project_id, |state| match state {
                 ProjectState::Active(p) => p
                     .model_by_name(name)
                     .map(|(id, _)| id.to_owned())
                     .ok_or_else(|| DomainError::not_found(Entity::Model, name).into()),
                 _ => Err(CommandError::Denied(policy::Denied::project_not_found())),
-            }
+            })
+            .await?
         }
         Err(e) => Err(e),
     }
@@ -143,10 +150,13 @@ pub async fn create(
     caller: &Caller,
     input: NewIngestion,
 ) -> Result<String, CommandError> {
-    let project = project_for_ingest(bus, caller, &input.project_id).await?;
+    let has_model = project_for_ingest(bus, caller, &input.project_id, |p| {
+        p.models.contains_key(&input.model_id)
+    })
+    .await?;
     // `can_ingest` admits signed-in users only.
     let user = caller.principal.user_id.clone().unwrap_or_default();
-    if !project.models.contains_key(&input.model_id) {
+    if !has_model {
         return Err(DomainError::not_found(Entity::Model, input.model_id).into());
     }
     let timeout = match input.max_idle_timeout_seconds {
@@ -198,7 +208,7 @@ pub async fn act(
     ingestion_id: &str,
     command: IngestionCommand,
 ) -> Result<(), CommandError> {
-    project_for_ingest(bus, caller, project_id).await?;
+    project_for_ingest(bus, caller, project_id, |_| ()).await?;
     if !domain::is_entity_id(ingestion_id) {
         return Err(DomainError::not_found(Entity::Ingestion, ingestion_id).into());
     }
@@ -219,8 +229,10 @@ pub async fn load(
     if !domain::is_entity_id(ingestion_id) {
         return Err(DomainError::not_found(Entity::Ingestion, ingestion_id).into());
     }
-    let s = bus.current::<IngestionAggregate>(ingestion_id).await?;
-    of_project(&s, project_id, ingestion_id).cloned()
+    bus.read::<IngestionAggregate, _>(ingestion_id, |s| {
+        of_project(s, project_id, ingestion_id).cloned()
+    })
+    .await?
 }
 
 /// A verified upload to complete an ingestion with.
@@ -269,8 +281,10 @@ pub async fn finish(
     metadata: &EventMetadata,
     ingestion_id: &str,
 ) -> Result<String, CommandError> {
-    let current = bus.current::<IngestionAggregate>(ingestion_id).await?;
-    let Some(i) = current.ingestion().cloned() else {
+    let current = bus
+        .read::<IngestionAggregate, _>(ingestion_id, |s| s.ingestion().cloned())
+        .await?;
+    let Some(i) = current else {
         return Err(DomainError::not_found(Entity::Ingestion, ingestion_id).into());
     };
     if i.status == domain::ingestion::IngestionStatus::Success {
@@ -331,12 +345,11 @@ pub async fn finish(
 }
 
 async fn version_exists(bus: &CommandBus, i: &Ingestion) -> Result<bool, CommandError> {
-    Ok(
-        match bus.current::<ProjectAggregate>(&i.project_id).await? {
-            ProjectState::Active(p) => p.versions.contains_key(&i.version_id),
-            _ => false,
-        },
-    )
+    bus.read::<ProjectAggregate, _>(&i.project_id, |state| match state {
+        ProjectState::Active(p) => p.versions.contains_key(&i.version_id),
+        _ => false,
+    })
+    .await
 }
 
 /// The bundle reference an ingestion's upload must name as its root.
@@ -392,12 +405,10 @@ impl workers::ingestion::IngestionControl for BusIngestionControl {
                 }
                 Err(e) => return Err(CommandFailure::Failed(e.to_string())),
             }
-            let state = self
-                .bus
-                .current::<IngestionAggregate>(ingestion_id)
+            self.bus
+                .read::<IngestionAggregate, _>(ingestion_id, |s| s.ingestion().cloned())
                 .await
-                .map_err(|e| CommandFailure::Failed(e.to_string()))?;
-            Ok(state.ingestion().cloned())
+                .map_err(|e| CommandFailure::Failed(e.to_string()))
         }
         .boxed()
     }

@@ -65,10 +65,10 @@ impl Accounts {
         user_id: &str,
         metadata: &EventMetadata,
     ) -> Result<Deletion, AccountError> {
-        let state = self.bus.current::<UserAggregate>(user_id).await?;
-        let user = state
-            .user()
-            .cloned()
+        let user = self
+            .bus
+            .read::<UserAggregate, _>(user_id, |s| s.user().cloned())
+            .await?
             .ok_or_else(|| AccountError::NotFound("User not found.".to_owned()))?;
         let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role = $1")
             .bind(ServerRole::Admin.as_str())

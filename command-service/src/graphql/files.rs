@@ -338,7 +338,7 @@ async fn import_changes(
                 project_id.clone(),
             );
             async move {
-                service::readable_project(&bus, &principal, &project_id)
+                service::readable_project(&bus, &principal, &project_id, |_| ())
                     .await
                     .ok()?;
                 let row = query::file_import_of(&pool, &project_id, event.ingestion_id())
@@ -427,7 +427,7 @@ impl FileUploadMutations {
     ) -> ApiResult<GenerateFileUploadUrlOutput> {
         let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(bus, &caller, &input.project_id).await?;
+        service::project_for_ingest(bus, &caller, &input.project_id, |_| ()).await?;
         let name = input.file_name.trim();
         if name.is_empty() || name.len() > 1024 || !domain::ingestion::is_bare_file_name(name) {
             return Err(gql_error(ErrorCode::BadRequest, "Invalid file name"));
@@ -489,7 +489,7 @@ impl FileUploadMutations {
     ) -> ApiResult<bool> {
         let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(bus, &caller, &input.project_id).await?;
+        service::project_for_ingest(bus, &caller, &input.project_id, |_| ()).await?;
         let row =
             query::file_import_by_file(services::pool(ctx)?, &input.project_id, &input.job_id)
                 .await?
@@ -530,8 +530,11 @@ impl FileUploadMutations {
 async fn start(ctx: &Context<'_>, input: StartFileImportInput) -> ApiResult<String> {
     let bus = services::bus(ctx)?;
     let caller = caller(ctx)?;
-    let project = service::project_for_ingest(bus, &caller, &input.project_id).await?;
-    if !project.models.contains_key(&input.model_id) {
+    let has_model = service::project_for_ingest(bus, &caller, &input.project_id, |p| {
+        p.models.contains_key(&input.model_id)
+    })
+    .await?;
+    if !has_model {
         return Err(gql_error(ErrorCode::NotFound, "Model not found"));
     }
     let pool = services::pool(ctx)?;

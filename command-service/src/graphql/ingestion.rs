@@ -397,7 +397,7 @@ impl ModelIngestionMutations {
     ) -> ApiResult<ModelIngestion> {
         let bus = services::bus(ctx)?;
         let caller = caller(ctx)?;
-        service::project_for_ingest(bus, &caller, &input.project_id).await?;
+        service::project_for_ingest(bus, &caller, &input.project_id, |_| ()).await?;
         let root =
             super::mutations::root_object(ctx, &input.project_id, &input.root_object_id).await?;
         if !root.stored {
@@ -571,7 +571,7 @@ async fn message(
     model_id: Option<String>,
 ) -> Option<ProjectModelIngestionUpdatedMessage> {
     // Access may have changed since the subscription began.
-    service::readable_project(bus, principal, project_id)
+    service::readable_project(bus, principal, project_id, |_| ())
         .await
         .ok()?;
     let row = query::ingestion(pool, project_id, ingestion_id)

@@ -96,7 +96,7 @@ async fn sign_files(
     ingestion_id: &str,
     files: Vec<String>,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state.bus(), caller, project_id)
+    super::project_for_ingest(state.bus(), caller, project_id, |_| ())
         .await
         .map_err(AppError::from)?;
     let ingestion = super::load(state.bus(), project_id, ingestion_id)
@@ -176,7 +176,7 @@ async fn complete_upload(
     ingestion_id: &str,
     body: CompleteRequest,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state.bus(), caller, project_id)
+    super::project_for_ingest(state.bus(), caller, project_id, |_| ())
         .await
         .map_err(AppError::from)?;
     let ingestion = super::load(state.bus(), project_id, ingestion_id)
@@ -255,7 +255,7 @@ async fn list_artifacts(
 ) -> Result<Response, AppError> {
     let no_bundle = || AppError::not_found("This version has no bundle.");
     // Whoever may not read the project hears the same as for a version without a bundle.
-    super::readable_project(state.bus(), &caller.principal, project_id)
+    super::readable_project(state.bus(), &caller.principal, project_id, |_| ())
         .await
         .map_err(|e| match e {
             CommandError::Denied(_) => no_bundle(),

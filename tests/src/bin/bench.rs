@@ -170,6 +170,13 @@ enum Bench {
         #[arg(long, default_value_t = 250)]
         pause_ms: u64,
     },
+    /// Resident memory one project's write-side fold (what the command bus caches) holds per
+    /// model and version; no server, no database.
+    Fold {
+        /// Model and version creates folded.
+        #[arg(long, default_value_t = 100_000)]
+        rounds: usize,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -214,6 +221,7 @@ async fn main() -> anyhow::Result<()> {
             read_events,
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
+        Bench::Fold { rounds } => fold_bench(rounds),
         Bench::Faults {
             outage,
             long_outage,
@@ -343,6 +351,69 @@ fn suite_config(clients: usize) -> anyhow::Result<tests::faults::Config> {
         smtp: format!("{}:{}", env("STRATA_SMTP_HOST")?, env("STRATA_SMTP_PORT")?),
         mail_api: env("STRATA_MAIL_API_URL")?,
     })
+}
+
+/// Folds `rounds` model and version creates into one project, as the command bus's state cache
+/// holds them, and prints the growth of this process's anonymous resident memory per round
+/// beside the text those events carry (ids, name, author, root object, message).
+fn fold_bench(rounds: usize) -> anyhow::Result<()> {
+    use domain::policy::Visibility;
+    use domain::project::evolve;
+    use domain::{ProjectEvent, ProjectState};
+    let rss = || tests::faults::soak::status_kib(std::process::id(), "RssAnon");
+    let hex = |n: usize, width: usize| format!("{n:0width$x}");
+    let project_id = hex(1, 10);
+    let author_id = hex(2, 10);
+    let before = rss();
+    let mut state = evolve(
+        ProjectState::default(),
+        &ProjectEvent::ProjectCreated {
+            project_id: project_id.clone(),
+            name: "soak".into(),
+            description: String::new(),
+            visibility: Visibility::Private,
+            allow_public_comments: false,
+            owner_id: author_id.clone(),
+        },
+    );
+    let mut text = 0;
+    for round in 0..rounds {
+        let model_id = hex(0x10_0000_0000 + round, 10);
+        let created = ProjectEvent::ModelCreated {
+            project_id: project_id.clone(),
+            model_id: model_id.clone(),
+            name: format!("soak/model {round}"),
+            description: None,
+            author_id: author_id.clone(),
+        };
+        let version = ProjectEvent::VersionCreated {
+            project_id: project_id.clone(),
+            version_id: hex(0x20_0000_0000 + round, 10),
+            model_id,
+            object_id: hex(round, 32),
+            message: Some("soak".into()),
+            source_application: Some("strata-bench".into()),
+            total_children_count: 0,
+            parents: Vec::new(),
+            author_id: author_id.clone(),
+        };
+        for event in [&created, &version] {
+            text += serde_json::to_string(event)?.len();
+            state = evolve(state, event);
+        }
+    }
+    let after = rss();
+    let models = state.project().map_or(0, |p| p.models.len());
+    anyhow::ensure!(models == rounds, "folded {models} models of {rounds}");
+    let per_round = (after.saturating_sub(before) * 1024) as f64 / rounds as f64;
+    println!(
+        "fold: {rounds} model + version creates, {per_round:.0} B resident per round \
+         ({:.1} MiB); the two events' JSON: {:.0} B per round",
+        (after.saturating_sub(before)) as f64 / 1024.0,
+        text as f64 / rounds as f64
+    );
+    drop(state);
+    Ok(())
 }
 
 async fn soak_bench(minutes: u64, every: u64, clients: usize, pause_ms: u64) -> anyhow::Result<()> {

@@ -289,7 +289,8 @@ fn metric<'a>(text: &'a str, name: &'a str, label: &'a str) -> impl Iterator<Ite
 }
 
 /// A `kB` field of `/proc/<pid>/status` (0 once the process is gone).
-fn status_kib(pid: u32, field: &str) -> u64 {
+/// A `/proc/PID/status` field in KiB (0 when the process or the field is gone).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
