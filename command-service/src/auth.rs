@@ -116,7 +116,7 @@ fn account_error(e: AccountError) -> Response {
 }
 
 /// Reads a form or JSON body into string fields.
-pub(crate) fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
+pub fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, String>, String> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -116,6 +116,48 @@ pub fn parse_batch(json: &str, max_object_bytes: usize) -> Result<Vec<NewObject>
         .collect()
 }
 
+/// One part of an object upload, as its `Content-Type` says it is (gzip, or plain JSON text),
+/// turned into the objects of its batch: a gzip part is inflated up to `part_limit` bytes (a
+/// decompression bomb is refused once it passes that), then read by [`parse_batch`]. A refusal
+/// carries the status to answer with (400, or 413 for a part past its limit).
+pub fn decode_part(
+    content_type: &str,
+    received: Vec<u8>,
+    part_limit: usize,
+    object_limit: usize,
+) -> Result<Vec<NewObject>, (StatusCode, String)> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_owned());
+    let json = match content_type {
+        "application/gzip" => {
+            let mut out = Vec::new();
+            let mut reader =
+                flate2::read::GzDecoder::new(received.as_slice()).take(part_limit as u64 + 1);
+            if reader.read_to_end(&mut out).is_err() {
+                return Err(bad(
+                    "Failed to parse data: the part is labelled application/gzip but is not gzip.",
+                ));
+            }
+            if out.len() > part_limit {
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("File size too large: more than {part_limit} bytes once decompressed"),
+                ));
+            }
+            out
+        }
+        "text/plain" | "application/json" | "application/octet-stream" => received,
+        _ => {
+            return Err(bad(
+                "Invalid ContentType header. This route only accepts \"application/gzip\", \"text/plain\" or \"application/json\".",
+            ));
+        }
+    };
+    let Ok(json) = String::from_utf8(json) else {
+        return Err(bad("Failed to parse data: the batch is not UTF-8."));
+    };
+    parse_batch(&json, object_limit).map_err(|m| (StatusCode::BAD_REQUEST, m))
+}
+
 /// `POST /objects/:projectId`.
 pub async fn upload(
     State(state): State<AppState>,
@@ -176,44 +218,9 @@ pub async fn upload(
                 }
             }
         }
-        let json = match content_type.as_str() {
-            "application/gzip" => {
-                let mut out = Vec::new();
-                let mut reader =
-                    flate2::read::GzDecoder::new(received.as_slice()).take(part_limit as u64 + 1);
-                if reader.read_to_end(&mut out).is_err() {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        "Failed to parse data: the part is labelled application/gzip but is not gzip.",
-                    );
-                }
-                if out.len() > part_limit {
-                    return text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "File size too large: more than {part_limit} bytes once decompressed"
-                        ),
-                    );
-                }
-                out
-            }
-            "text/plain" | "application/json" | "application/octet-stream" => received,
-            _ => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid ContentType header. This route only accepts \"application/gzip\", \"text/plain\" or \"application/json\".",
-                );
-            }
-        };
-        let Ok(json) = String::from_utf8(json) else {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "Failed to parse data: the batch is not UTF-8.",
-            );
-        };
-        let batch = match parse_batch(&json, object_limit) {
+        let batch = match decode_part(&content_type, received, part_limit, object_limit) {
             Ok(b) => b,
-            Err(m) => return text(StatusCode::BAD_REQUEST, m),
+            Err((status, m)) => return text(status, m),
         };
         for chunk in batch.chunks(500) {
             if let Err(e) = objects::insert_batch(state.pool(), &project_id, chunk).await {
@@ -224,7 +231,9 @@ pub async fn upload(
     StatusCode::CREATED.into_response()
 }
 
-fn requested_ids(headers: &HeaderMap, body: &Bytes) -> Result<Vec<String>, String> {
+/// The ids a `diff` or `getobjects` body asks about (form or JSON, an `objects` field holding a
+/// JSON array of ids).
+pub fn requested_ids(headers: &HeaderMap, body: &Bytes) -> Result<Vec<String>, String> {
     let fields = auth::fields(headers, body)?;
     let raw = fields
         .get("objects")
@@ -371,6 +380,45 @@ pub enum AttributeMask {
     Exclude(Vec<String>),
 }
 
+impl ObjectStreamRequest {
+    /// Reads a body: the ids to send (at least one) and any mask (a mask's list is not empty).
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let request: Self =
+            serde_json::from_slice(body).map_err(|e| format!("Invalid request body: {e}"))?;
+        let mask_is_empty = matches!(&request.attribute_mask, Some(AttributeMask::Include(k) | AttributeMask::Exclude(k)) if k.is_empty());
+        if request.object_ids.is_empty() || mask_is_empty {
+            return Err("objectIds and any attributeMask list need at least one entry".to_owned());
+        }
+        Ok(request)
+    }
+
+    /// The ids asked for.
+    pub fn object_ids(&self) -> &[String] {
+        &self.object_ids
+    }
+
+    /// The keys to keep or drop, if any.
+    pub fn attribute_mask(&self) -> Option<&AttributeMask> {
+        self.attribute_mask.as_ref()
+    }
+}
+
+impl AttributeMask {
+    /// Stored object `id` (its JSON `data`) with only the top-level keys the mask lets through.
+    pub fn apply(&self, id: &str, data: &str) -> Result<String, String> {
+        let Ok(serde_json::Value::Object(mut object)) =
+            serde_json::from_str::<serde_json::Value>(data)
+        else {
+            return Err(format!("stored object {id} is not a JSON object"));
+        };
+        match self {
+            Self::Include(keys) => object.retain(|k, _| keys.contains(k)),
+            Self::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
+        }
+        Ok(serde_json::Value::Object(object).to_string())
+    }
+}
+
 fn json_error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({"error": message}))).into_response()
 }
@@ -395,35 +443,12 @@ pub async fn object_stream(
             },
         );
     }
-    let request: ObjectStreamRequest = match serde_json::from_slice(&body) {
+    let request = match ObjectStreamRequest::parse(&body) {
         Ok(r) => r,
-        Err(e) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid request body: {e}"),
-            );
-        }
+        Err(m) => return json_error(StatusCode::BAD_REQUEST, &m),
     };
-    let mask_is_empty = matches!(&request.attribute_mask, Some(AttributeMask::Include(k) | AttributeMask::Exclude(k)) if k.is_empty());
-    if request.object_ids.is_empty() || mask_is_empty {
-        return json_error(
-            StatusCode::BAD_REQUEST,
-            "objectIds and any attributeMask list need at least one entry",
-        );
-    }
     let transform: Option<stream::Transform> = request.attribute_mask.map(|mask| {
-        Box::new(move |id: &str, data: String| {
-            let Ok(serde_json::Value::Object(mut object)) =
-                serde_json::from_str::<serde_json::Value>(&data)
-            else {
-                return Err(format!("stored object {id} is not a JSON object"));
-            };
-            match &mask {
-                AttributeMask::Include(keys) => object.retain(|k, _| keys.contains(k)),
-                AttributeMask::Exclude(keys) => object.retain(|k, _| !keys.contains(k)),
-            }
-            Ok(serde_json::Value::Object(object).to_string())
-        }) as stream::Transform
+        Box::new(move |id: &str, data: String| mask.apply(id, &data)) as stream::Transform
     });
     let rows = stream::Rows::Ids(request.object_ids);
     stream_rows(&state, &headers, project_id, rows, true, transform)

@@ -280,6 +280,54 @@ pub fn importers() -> Vec<Arc<dyn Importer>> {
     vec![Arc::new(ifc::Ifc), Arc::new(Obj), Arc::new(Stl)]
 }
 
+/// Converts `bytes` with `importer` and refuses what the viewer could not draw: a mesh with a
+/// coordinate that is not a finite number (an OBJ may write `nan`, a binary STL holds any bit
+/// pattern), a partial vertex, or a face shorter than a triangle, running past the end, or
+/// naming a vertex the mesh does not have. Every conversion goes through here, so the rule is
+/// in one place whichever importer read the file.
+pub fn convert(
+    importer: &dyn Importer,
+    file_name: &str,
+    bytes: &[u8],
+    companions: &HashMap<String, Vec<u8>>,
+) -> Result<Imported, ImportError> {
+    let imported = importer.import(file_name, bytes, companions)?;
+    let mut stack: Vec<&Element> = imported.elements.iter().collect();
+    while let Some(element) = stack.pop() {
+        for mesh in &element.meshes {
+            drawable(mesh).map_err(|why| {
+                ImportError::Malformed(format!("{:?} cannot be drawn: {why}", element.name))
+            })?;
+        }
+        stack.extend(&element.children);
+    }
+    Ok(imported)
+}
+
+fn drawable(mesh: &Mesh) -> Result<(), &'static str> {
+    if !mesh.vertices.len().is_multiple_of(3) {
+        return Err("it has a partial vertex");
+    }
+    if mesh.vertices.iter().any(|v| !v.is_finite()) {
+        return Err("a vertex has a coordinate that is not a finite number");
+    }
+    let vertices = mesh.vertices.len() as u64 / 3;
+    let mut at = 0;
+    while at < mesh.faces.len() {
+        let n = usize::try_from(mesh.faces[at]).unwrap_or(usize::MAX);
+        let end = at.checked_add(1).and_then(|a| a.checked_add(n));
+        let Some(indices) = end.filter(|_| n >= 3).and_then(|end| mesh.faces.get(at + 1..end))
+        else {
+            return Err("a face is shorter than a triangle or runs past the end");
+        };
+        if indices.iter().any(|&v| v >= vertices) {
+            return Err("a face names a vertex the mesh does not have");
+        }
+        at += 1 + n;
+    }
+    Ok(())
+}
+
 /// The objects of an imported file: a collection named after the file holding one
 /// `DataObject` per top-level element, each with its meshes as `displayValue` and the elements
 /// it contains as `elements`. Returns the root's id, its object count and the objects
@@ -513,8 +561,7 @@ impl FileImporter {
         }
         let name = file.file_name.clone();
         let converting = tokio::task::spawn_blocking(move || {
-            importer
-                .import(&name, &bytes, &companions)
+            convert(importer.as_ref(), &name, &bytes, &companions)
                 .map(|imported| to_objects(&name, &imported))
         });
         tokio::pin!(converting);
@@ -646,6 +693,26 @@ mod tests {
         assert_eq!(a.elements[0].meshes[0].vertices.len(), 9);
         assert_eq!(b.elements[0].meshes[0].vertices.len(), 9);
         assert_eq!(a.elements[0].name, "a");
+    }
+
+    #[test]
+    fn what_the_viewer_cannot_draw_is_refused() {
+        let nan_obj = "o A\nv nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n";
+        let e = convert(&Obj, "nan.obj", nan_obj.as_bytes(), &HashMap::new()).unwrap_err();
+        assert!(e.to_string().contains("not a finite number"), "{e}");
+        // A binary STL of one triangle whose first coordinate is NaN.
+        let mut stl = vec![0u8; 80];
+        stl.extend(1u32.to_le_bytes());
+        stl.extend([0u8; 12]); // normal
+        for v in [f32::NAN, 0., 0., 1., 0., 0., 0., 1., 0.] {
+            stl.extend(v.to_le_bytes());
+        }
+        stl.extend([0u8; 2]);
+        assert!(Stl.import("nan.stl", &stl, &HashMap::new()).is_ok());
+        let e = convert(&Stl, "nan.stl", &stl, &HashMap::new()).unwrap_err();
+        assert!(e.to_string().contains("not a finite number"), "{e}");
+        let fine = "o A\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n";
+        assert!(convert(&Obj, "ok.obj", fine.as_bytes(), &HashMap::new()).is_ok());
     }
 
     #[test]

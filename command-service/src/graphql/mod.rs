@@ -377,21 +377,7 @@ pub fn sdl() -> String {
 /// else the validation messages. Used to prove that every document a pinned client sends is
 /// accepted.
 pub async fn validate_document(document: &str) -> Result<(), Vec<String>> {
-    static SCHEMA: std::sync::OnceLock<StrataSchema> = std::sync::OnceLock::new();
-    let schema = SCHEMA.get_or_init(|| {
-        let limits = crate::config::Settings::default();
-        Schema::build(
-            QueryRoot::default(),
-            MutationRoot::default(),
-            subscriptions::Subscription,
-        )
-        .register_output_type::<ingestion::HasProgressMessage>()
-        .limit_depth(limits.graphql_max_depth)
-        .limit_complexity(limits.graphql_max_complexity)
-        .extension(ValidateOnly)
-        .finish()
-    });
-    let response = schema.execute(document).await;
+    let response = validation_schema().execute(document).await;
     let messages: Vec<String> = response
         .errors
         .into_iter()
@@ -403,6 +389,59 @@ pub async fn validate_document(document: &str) -> Result<(), Vec<String>> {
     } else {
         Err(messages)
     }
+}
+
+/// Reads a GraphQL request body as `POST /graphql` does (JSON, single or batched, or the
+/// multipart form) and takes each operation through parsing and validation with the default
+/// depth and complexity limits, running no resolver: the answers (as JSON) a client would get
+/// up to that point, every error with its code (`errors::with_codes`). What the fuzz target and its
+/// property test drive.
+pub async fn check_request(
+    content_type: Option<String>,
+    body: &[u8],
+) -> Result<Vec<serde_json::Value>, String> {
+    let limit = crate::config::Settings::default().graphql_body_limit_bytes;
+    let request = async_graphql::http::receive_batch_body(content_type, body, multipart(limit))
+        .await
+        .map_err(|e| format!("Cannot read the GraphQL request: {e}"))?;
+    let operations = match request {
+        async_graphql::BatchRequest::Single(one) => vec![one],
+        async_graphql::BatchRequest::Batch(many) => many,
+    };
+    let mut answers = Vec::new();
+    for mut operation in operations {
+        let parse_failed = operation.parsed_query().is_err();
+        let mut answer = validation_schema().execute(operation).await;
+        answer.errors.retain(|e| e.message != VALIDATED);
+        errors::with_codes(&mut answer, parse_failed);
+        answers.push(serde_json::to_value(&answer).map_err(|e| e.to_string())?);
+    }
+    Ok(answers)
+}
+
+/// The schema with the default limits that stops every request right after validation.
+fn validation_schema() -> &'static StrataSchema {
+    static SCHEMA: std::sync::OnceLock<StrataSchema> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let limits = crate::config::Settings::default();
+        Schema::build(
+            QueryRoot::default(),
+            MutationRoot::default(),
+            subscriptions::Subscription,
+        )
+        .register_output_type::<ingestion::HasProgressMessage>()
+        .limit_depth(limits.graphql_max_depth)
+        .limit_complexity(limits.graphql_max_complexity)
+        .extension(ValidateOnly)
+        .finish()
+    })
+}
+
+/// How a multipart GraphQL body (file uploads) is read: files up to the body limit, at most 16.
+fn multipart(limit: usize) -> async_graphql::http::MultipartOptions {
+    async_graphql::http::MultipartOptions::default()
+        .max_file_size(limit)
+        .max_num_files(16)
 }
 
 const VALIDATED: &str = "validated, not executed";
@@ -484,13 +523,7 @@ async fn operations(
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    async_graphql::http::receive_batch_body(
-        content_type,
-        bytes.as_ref(),
-        async_graphql::http::MultipartOptions::default()
-            .max_file_size(limit)
-            .max_num_files(16),
-    )
+    async_graphql::http::receive_batch_body(content_type, bytes.as_ref(), multipart(limit))
     .await
     .map_err(|e| bad_request(format!("Cannot read the GraphQL request: {e}")))
 }
