@@ -172,8 +172,7 @@ pub fn graphql_request(data: &[u8]) {
         1 => Some("multipart/form-data; boundary=X".to_owned()),
         _ => None,
     };
-    match futures::executor::block_on(command_service::graphql::check_request(content_type, rest))
-    {
+    match futures::executor::block_on(command_service::graphql::check_request(content_type, rest)) {
         Ok(answers) => {
             for answer in answers {
                 for error in answer["errors"].as_array().into_iter().flatten() {
@@ -202,7 +201,9 @@ pub fn webhook_config(data: &[u8]) {
             assert!(!message.is_empty());
         }
         // Allowing private targets only ever lets more through.
-        assert!(check_literal_target(&url, false).is_err() || check_literal_target(&url, true).is_ok());
+        assert!(
+            check_literal_target(&url, false).is_err() || check_literal_target(&url, true).is_ok()
+        );
     }
     let triggers: Vec<String> = triggers.split(',').map(str::to_owned).collect();
     if let Ok(checked) = check_triggers(triggers) {
@@ -233,7 +234,11 @@ pub fn imported_file(data: &[u8]) {
                 stack.extend(element.children.iter());
             }
             let (root, _, objects) = workers::import::to_objects(&name, &imported);
-            assert_eq!(objects.last().map(|o| o.id.as_str()), Some(root.as_str()), "root last");
+            assert_eq!(
+                objects.last().map(|o| o.id.as_str()),
+                Some(root.as_str()),
+                "root last"
+            );
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
@@ -254,7 +259,10 @@ fn drawable(mesh: &workers::speckle::Mesh) {
             .faces
             .get(i + 1..i + 1 + n)
             .unwrap_or_else(|| panic!("a face runs past the end"));
-        assert!(indices.iter().all(|&v| v < vertices), "a face names a missing vertex");
+        assert!(
+            indices.iter().all(|&v| v < vertices),
+            "a face names a missing vertex"
+        );
         i += 1 + n;
     }
 }

@@ -324,9 +324,7 @@ impl CommandBus {
     ) -> Result<R, CommandError> {
         let stream = A::stream(id)?;
         if self.states.capacity == 0 {
-            let (state, _) = self
-                .catch_up::<A>(&stream, A::State::default(), 0)
-                .await?;
+            let (state, _) = self.catch_up::<A>(&stream, A::State::default(), 0).await?;
             return Ok(look(&state));
         }
         let slot = self.states.slot(stream.as_str());

@@ -38,8 +38,14 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
     leaf.prop_recursive(4, 32, 6, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
-            vec(("(id|speckle_type|__closure|objectIds|attributeMask|include|exclude|a|b)", inner), 0..6)
-                .prop_map(|fields| serde_json::Value::Object(fields.into_iter().collect())),
+            vec(
+                (
+                    "(id|speckle_type|__closure|objectIds|attributeMask|include|exclude|a|b)",
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|fields| serde_json::Value::Object(fields.into_iter().collect())),
         ]
     })
 }

@@ -316,7 +316,9 @@ fn drawable(mesh: &Mesh) -> Result<(), &'static str> {
     while at < mesh.faces.len() {
         let n = usize::try_from(mesh.faces[at]).unwrap_or(usize::MAX);
         let end = at.checked_add(1).and_then(|a| a.checked_add(n));
-        let Some(indices) = end.filter(|_| n >= 3).and_then(|end| mesh.faces.get(at + 1..end))
+        let Some(indices) = end
+            .filter(|_| n >= 3)
+            .and_then(|end| mesh.faces.get(at + 1..end))
         else {
             return Err("a face is shorter than a triangle or runs past the end");
         };

@@ -524,8 +524,8 @@ async fn operations(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     async_graphql::http::receive_batch_body(content_type, bytes.as_ref(), multipart(limit))
-    .await
-    .map_err(|e| bad_request(format!("Cannot read the GraphQL request: {e}")))
+        .await
+        .map_err(|e| bad_request(format!("Cannot read the GraphQL request: {e}")))
 }
 
 /// `POST /graphql` (single or batched operations) and `GET /graphql`.
