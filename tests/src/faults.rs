@@ -12,7 +12,9 @@
 //! an `Idempotency-Key` and sent again with it until acknowledged, as a careful client does),
 //! an object batch (`POST /objects`, content-addressed, so sent again until stored), a file
 //! upload (`POST /api/stream/:id/blob`, to S3; sent once), and a verification mail request
-//! for a user of its own (sent once). A webhook on the project hears every model create.
+//! for a user of its own (sent once). A webhook on the project hears every model create, and
+//! a live subscriber (`projectModelsUpdated` over `graphql-transport-ws`) listens to them,
+//! connecting again whenever its connection ends.
 //!
 //! What the checker asks after each fault:
 //! - every acknowledged create is in the log exactly once, under the id the client was given;
@@ -20,6 +22,9 @@
 //! - every acknowledged object and file reads back byte-equal;
 //! - every acknowledged mail request arrives exactly once, and none twice;
 //! - every acknowledged model create reaches the webhook at least once;
+//! - the subscriber misses no model created while a connection of its that had already heard
+//!   one stayed open, and hears again after the fault (live messages are not replayed across
+//!   a reconnect, here or in the original);
 //! - every failure carried a code a client can act on (GraphQL `extensions.code` other than
 //!   `INTERNAL_SERVER_ERROR`, an HTTP 4xx/503 with a JSON body, or a refused connection while
 //!   the server itself was down) and came within the hang bound;
@@ -180,12 +185,24 @@ pub struct Row {
     pub mail_copies: usize,
     /// Webhook deliveries whose first arrival came before an earlier model's.
     pub webhook_out_of_order: usize,
+    /// From the fault's end until the live subscriber heard a model created after it.
+    pub subscription_back_in: Option<Duration>,
+    /// Model creates the subscriber heard.
+    pub subscription_heard: usize,
+    /// The subscriber's connections and how they ended.
+    pub subscription_connections: BTreeMap<String, usize>,
+    /// Models the subscriber should have heard and did not: created after a connection had
+    /// heard its first model, while that connection stayed open.
+    pub subscription_missed: Vec<String>,
 }
 
 impl Row {
     /// Nothing lost, nothing doubled, every failure clear.
     pub fn clean(&self) -> bool {
-        self.lost.is_empty() && self.duplicated.is_empty() && self.failed_unclear.is_empty()
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.failed_unclear.is_empty()
+            && self.subscription_missed.is_empty()
     }
 }
 
@@ -209,9 +226,12 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| fault | attempted | acknowledged | failed, clear | failed, unclear | lost | duplicated | slowest answer | recovered in | delivered in | readiness during | webhook order | mail copies |"
+            "| fault | attempted | acknowledged | failed, clear | failed, unclear | lost | duplicated | slowest answer | recovered in | delivered in | readiness during | webhook order | mail copies | subscriber heard again in | subscriber connections |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for r in &self.rows {
             let clear: Vec<String> = r
                 .failed_clear
@@ -220,7 +240,7 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {} | {} | {} | {} | {} |",
                 r.fault,
                 r.attempted,
                 r.acknowledged,
@@ -242,6 +262,13 @@ impl Report {
                     format!("{} out of order", r.webhook_out_of_order)
                 },
                 r.mail_copies,
+                r.subscription_back_in
+                    .map_or("never".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+                r.subscription_connections
+                    .iter()
+                    .map(|(how, n)| format!("{n} {how}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
         }
         let diffs: Vec<String> = self
@@ -257,8 +284,8 @@ impl Report {
         for r in self.rows.iter().filter(|r| !r.clean()) {
             let _ = writeln!(
                 out,
-                "{}: unclear {:?}; lost {:?}; duplicated {:?}",
-                r.fault, r.failed_unclear, r.lost, r.duplicated
+                "{}: unclear {:?}; lost {:?}; duplicated {:?}; not heard by the subscriber {:?}",
+                r.fault, r.failed_unclear, r.lost, r.duplicated, r.subscription_missed
             );
         }
         out
@@ -695,6 +722,8 @@ enum Op {
     Model {
         name: String,
         id: Option<String>,
+        /// When its first attempt was sent.
+        sent: Instant,
     },
     Version {
         message: String,
@@ -756,6 +785,8 @@ struct Phase {
     strata_killed: AtomicBool,
     /// Each client's rest between rounds (none under faults; the soak's moderate load).
     pause: Duration,
+    /// The phase's live subscriber.
+    subscriber: Arc<Subscriber>,
 }
 
 impl Phase {
@@ -767,6 +798,7 @@ impl Phase {
             abandon: AtomicBool::new(false),
             strata_killed: AtomicBool::new(false),
             pause,
+            subscriber: Arc::default(),
         }
     }
 }
@@ -783,6 +815,29 @@ impl Phase {
             Answer::Clear(code) => *h.failed_clear.entry(code.clone()).or_default() += 1,
             Answer::Unclear(what) => h.failed_unclear.push(what.clone()),
         }
+    }
+
+    /// Whether the live subscriber has heard a model whose create was sent after `at`.
+    fn heard_after(&self, at: Instant) -> bool {
+        let after: BTreeSet<String> = self
+            .history
+            .lock()
+            .unwrap()
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Model {
+                    id: Some(id), sent, ..
+                } if *sent >= at => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        self.subscriber
+            .heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(id, _)| after.contains(id))
     }
 
     fn done(&self, op: Op) {
@@ -934,6 +989,141 @@ async fn upload_file(phase: &Phase, http: &reqwest::Client, base: &str, world: &
     phase.done(Op::Blob { bytes, id });
 }
 
+// ------------------------------------------------------------------ the live subscriber
+
+/// A live subscriber on the project's model events (`projectModelsUpdated` over
+/// `graphql-transport-ws`, as the web app listens), for one phase: it connects, subscribes,
+/// and connects again whenever its connection ends, until the checker stops it. Live messages
+/// are not replayed after a reconnect (nor are they by the original), so the checker asks two
+/// things of it: that it hears again after the fault, and that a connection which has heard
+/// once misses nothing for as long as it stays open.
+#[derive(Default)]
+struct Subscriber {
+    /// Each connection: when it heard its first model (from then on its subscription is known
+    /// to be registered) and when it ended (`None`: open).
+    spans: Mutex<Vec<(Option<Instant>, Option<Instant>)>>,
+    /// Models created, as heard, with when.
+    heard: Mutex<Vec<(String, Instant)>>,
+    /// How connections ended, counted.
+    ended: Mutex<BTreeMap<String, usize>>,
+    stop: AtomicBool,
+}
+
+const SUBSCRIPTION: &str =
+    "subscription($id: String!) { projectModelsUpdated(id: $id) { id type } }";
+
+/// The subscriber's loop: a connection, then another when it ends (after a pause that grows
+/// while connections keep failing), until stopped.
+async fn subscribe(subscriber: Arc<Subscriber>, base: String, world: Arc<World>) {
+    let url = base.replace("http://", "ws://") + "/graphql";
+    let mut pause = Duration::from_millis(50);
+    while !subscriber.stop.load(Ordering::SeqCst) {
+        let span = {
+            let mut spans = subscriber.spans.lock().unwrap();
+            spans.push((None, None));
+            spans.len() - 1
+        };
+        let how = listen(&subscriber, &url, &world, span).await;
+        let heard = {
+            let mut spans = subscriber.spans.lock().unwrap();
+            spans[span].1 = Some(Instant::now());
+            spans[span].0.is_some()
+        };
+        *subscriber.ended.lock().unwrap().entry(how).or_default() += 1;
+        pause = if heard {
+            Duration::from_millis(50)
+        } else {
+            (pause * 2).min(Duration::from_secs(1))
+        };
+        if !subscriber.stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// One connection until it ends; how it ended.
+async fn listen(subscriber: &Subscriber, url: &str, world: &World, span: usize) -> String {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        reqwest::header::HeaderValue::from_static("graphql-transport-ws"),
+    );
+    let connected = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(request),
+    )
+    .await;
+    let mut socket = match connected {
+        Ok(Ok((socket, _))) => socket,
+        // The upgrade answered with a status: the checker holds it to a clear refusal.
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            return format!("refused {}", response.status().as_u16());
+        }
+        Ok(Err(e)) => return format!("not connected ({})", truncate(&e.to_string())),
+        Err(_) => return "not connected (timed out)".to_owned(),
+    };
+    let text = |v: Value| Message::Text(v.to_string().into());
+    let init = json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {}", world.token)}});
+    if socket.send(text(init)).await.is_err() {
+        return "cut before init".to_owned();
+    }
+    loop {
+        if subscriber.stop.load(Ordering::SeqCst) {
+            let _ = socket.close(None).await;
+            return "open to the end".to_owned();
+        }
+        // A short wait, so the stop flag is seen.
+        let message = match tokio::time::timeout(Duration::from_millis(200), socket.next()).await {
+            Err(_) => continue,
+            Ok(None) => return "cut".to_owned(),
+            Ok(Some(Err(e))) => return format!("cut ({})", truncate(&e.to_string())),
+            Ok(Some(Ok(message))) => message,
+        };
+        let value: Value = match message {
+            Message::Text(t) => serde_json::from_str(&t).unwrap_or_default(),
+            Message::Close(frame) => {
+                return frame.map_or("closed without a code".to_owned(), |f| {
+                    format!("closed {}", u16::from(f.code))
+                });
+            }
+            _ => continue,
+        };
+        let reply = match value["type"].as_str() {
+            Some("connection_ack") => Some(
+                json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION, "variables": {"id": world.project}}}),
+            ),
+            Some("ping") => Some(json!({"type": "pong"})),
+            Some("next") => {
+                let update = &value["payload"]["data"]["projectModelsUpdated"];
+                if !value["payload"]["errors"].is_null() {
+                    return format!("an error ({})", truncate(&value["payload"].to_string()));
+                }
+                if let (Some("CREATED"), Some(id)) =
+                    (update["type"].as_str(), update["id"].as_str())
+                {
+                    let now = Instant::now();
+                    subscriber.heard.lock().unwrap().push((id.to_owned(), now));
+                    subscriber.spans.lock().unwrap()[span].0.get_or_insert(now);
+                }
+                None
+            }
+            Some(other @ ("error" | "complete")) => {
+                return format!("{other} ({})", truncate(&value["payload"].to_string()));
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply
+            && socket.send(text(reply)).await.is_err()
+        {
+            return "cut while replying".to_owned();
+        }
+    }
+}
+
 /// `config.clients` clients of the phase, each its own task.
 fn spawn_clients(
     phase: &Arc<Phase>,
@@ -942,6 +1132,12 @@ fn spawn_clients(
     config: &Config,
     phase_no: usize,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    // Detached: it listens on through the checker's wait, which stops it.
+    tokio::spawn(subscribe(
+        phase.subscriber.clone(),
+        stack.base.clone(),
+        world.clone(),
+    ));
     (0..config.clients)
         .map(|c| {
             tokio::spawn(client(
@@ -973,6 +1169,7 @@ async fn client(
 
         // A model create, keyed.
         let name = format!("m-{tag}");
+        let sent = Instant::now();
         let body = json!({
             "query": "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
             "variables": {"p": world.project, "n": name},
@@ -986,7 +1183,7 @@ async fn client(
             "modelMutations",
         )
         .await;
-        phase.done(Op::Model { name, id });
+        phase.done(Op::Model { name, id, sent });
 
         // A version create, keyed.
         let message = format!("v-{tag}");
@@ -1157,6 +1354,13 @@ async fn run_phase(
         },
     )
     .await;
+    // ... and until the live subscriber has heard a model created after the fault (it
+    // connects again on its own schedule, and live messages are not replayed), or the bound
+    // has passed: the checker reports a subscriber that never hears again.
+    let deadline = Instant::now() + config.recover_bound;
+    while !phase.heard_after(ended) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     phase.stop.store(true, Ordering::SeqCst);
     let abandon = {
         let phase = phase.clone();
@@ -1178,7 +1382,7 @@ async fn run_phase(
         recovered_in,
         at: ended,
     };
-    check(stack, world, config, history, ended).await
+    check(stack, world, config, history, &phase.subscriber, ended).await
 }
 
 /// How a phase's fault went, for the checker.
@@ -1308,6 +1512,7 @@ async fn check(
     world: &World,
     config: &Config,
     history: History,
+    subscriber: &Subscriber,
     ended: Ended,
 ) -> Row {
     let Ended {
@@ -1360,7 +1565,7 @@ async fn check(
     let mut mails: Vec<(String, bool)> = Vec::new();
     for op in &history.ops {
         match op {
-            Op::Model { name: key, id } | Op::Version { message: key, id } => {
+            Op::Model { name: key, id, .. } | Op::Version { message: key, id } => {
                 let logged = if matches!(op, Op::Model { .. }) {
                     by_name.get(key.as_str())
                 } else {
@@ -1462,7 +1667,100 @@ async fn check(
         .windows(2)
         .filter(|w| position.get(w[0].as_str()) > position.get(w[1].as_str()))
         .count();
+    check_subscriber(&mut row, config, &history.ops, subscriber, ended).await;
     row
+}
+
+/// The live subscriber: a connection that has heard once misses no model created while it
+/// stays open; after the fault it hears again (the first model created after the fault's end
+/// that it hears, counted from that end). Stops it.
+async fn check_subscriber(
+    row: &mut Row,
+    config: &Config,
+    ops: &[Op],
+    subscriber: &Subscriber,
+    ended: Instant,
+) {
+    let created: Vec<(Instant, &str)> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Model {
+                id: Some(id), sent, ..
+            } => Some((*sent, id.as_str())),
+            _ => None,
+        })
+        .collect();
+    let deadline = Instant::now() + config.recover_bound;
+    loop {
+        let heard: BTreeSet<String> = subscriber
+            .heard
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        let spans = subscriber.spans.lock().unwrap().clone();
+        let listening = |sent: Instant| {
+            spans
+                .iter()
+                .any(|(from, to)| to.is_none() && from.is_some_and(|f| f < sent))
+        };
+        let missing: Vec<String> = created
+            .iter()
+            .filter(|(sent, id)| !heard.contains(*id) && listening(*sent))
+            .map(|(_, id)| format!("model {id}, created while a connection was listening"))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            row.subscription_missed = missing;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    subscriber.stop.store(true, Ordering::SeqCst);
+    until("the subscriber to stop", Duration::from_secs(10), || {
+        let stopped = subscriber
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, to)| to.is_some());
+        async move { stopped }
+    })
+    .await;
+    row.subscription_connections = subscriber.ended.lock().unwrap().clone();
+    // An upgrade refused must say why a client should wait: 503 (or a 4xx), never a 200 or
+    // a bare 500.
+    for (how, n) in &row.subscription_connections {
+        if let Some(status) = how.strip_prefix("refused ")
+            && !(status == "503" || status.starts_with('4'))
+        {
+            row.failed_unclear
+                .push(format!("{n} subscription upgrades answered {status}"));
+        }
+    }
+    row.subscription_heard = subscriber.heard.lock().unwrap().len();
+    let after: BTreeSet<&str> = created
+        .iter()
+        .filter(|(sent, _)| *sent >= ended)
+        .map(|(_, id)| *id)
+        .collect();
+    row.subscription_back_in = subscriber
+        .heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| after.contains(id.as_str()))
+        .map(|(_, at)| at.saturating_duration_since(ended))
+        .min();
+    if row.subscription_back_in.is_none() && !after.is_empty() {
+        row.subscription_missed.push(format!(
+            "none of the {} models created after the fault",
+            after.len()
+        ));
+    }
 }
 
 /// The body of `GET /{path}` as the world's owner, if it answers 2xx.

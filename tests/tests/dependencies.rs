@@ -113,6 +113,26 @@ async fn a_lost_database_is_answered_at_once_and_recovered_from_without_a_restar
     assert_eq!(rest.headers()["retry-after"], "5");
     let body: Value = rest.json().await.unwrap();
     assert_eq!(body["code"], "SERVICE_UNAVAILABLE");
+    // A subscription's WebSocket upgrade is answered 503 too: a socket client reads the
+    // status, not a GraphQL body.
+    {
+        use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+        let mut request = format!("{}/graphql", app.base_url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        match tokio_tungstenite::connect_async(request).await {
+            Err(Error::Http(response)) => {
+                assert_eq!(response.status(), 503);
+                assert_eq!(response.headers()["retry-after"], "5");
+            }
+            Err(e) => panic!("the upgrade failed otherwise: {e}"),
+            Ok(_) => panic!("a WebSocket opened while the database is down"),
+        }
+    }
     let ready = http
         .get(format!("{}/readiness", app.base_url))
         .send()

@@ -66,10 +66,22 @@ async fn under_every_fault_nothing_acknowledged_is_lost_or_done_twice() {
     assert!(row(Fault::PostgresStop).readiness.contains("postgres"));
     assert!(row(Fault::RedisStop).readiness.contains("redis"));
     assert!(row(Fault::StrataKill).readiness.starts_with("no answer"));
-    // Each phase acknowledged work before and after its fault.
+    // Each phase acknowledged work before and after its fault, and its live subscriber
+    // heard a model created after the fault (`clean` holds it to missing none while open).
     for r in &report.rows {
         assert!(r.acknowledged >= 12, "{}: {}", r.fault, r.acknowledged);
+        assert!(r.subscription_back_in.is_some(), "{}: {r:?}", r.fault);
     }
+    // Killing the server cut the subscriber's connection, and it connected again.
+    assert!(
+        row(Fault::StrataKill)
+            .subscription_connections
+            .values()
+            .sum::<usize>()
+            >= 2,
+        "{:?}",
+        row(Fault::StrataKill).subscription_connections
+    );
 }
 
 /// The soak's machinery, briefly: every sample reads every process and gauge, the load
@@ -98,6 +110,8 @@ async fn a_short_soak_samples_every_process_and_loses_nothing() {
     let (first, last) = (&report.samples[0], &report.samples[4]);
     assert!(last.events > first.events, "the load appended nothing");
     assert!(report.row.acknowledged > 0);
+    // The live subscriber heard the creates (and `clean` holds it to missing none).
+    assert!(report.row.subscription_heard > 0, "{}", report.table());
     assert!(report.row.clean(), "{}", report.table());
     assert!(
         report.rebuild_differences.values().all(|d| *d == 0),

@@ -153,7 +153,7 @@ impl Report {
         let r = &self.row;
         let _ = writeln!(
             out,
-            "\nchecker: {} attempted, {} acknowledged, {} lost, {} duplicated, {} unclear, {} mail copies, {} webhook deliveries out of order; rebuild --verify differences: {}",
+            "\nchecker: {} attempted, {} acknowledged, {} lost, {} duplicated, {} unclear, {} mail copies, {} webhook deliveries out of order, the live subscriber heard {} models and missed {} (connections: {:?}); rebuild --verify differences: {}",
             r.attempted,
             r.acknowledged,
             r.lost.len(),
@@ -161,9 +161,18 @@ impl Report {
             r.failed_unclear.len(),
             r.mail_copies,
             r.webhook_out_of_order,
+            r.subscription_heard,
+            r.subscription_missed.len(),
+            r.subscription_connections,
             self.rebuild_differences.values().sum::<i64>(),
         );
-        for what in r.lost.iter().chain(&r.duplicated).chain(&r.failed_unclear) {
+        for what in r
+            .lost
+            .iter()
+            .chain(&r.duplicated)
+            .chain(&r.failed_unclear)
+            .chain(&r.subscription_missed)
+        {
             let _ = writeln!(out, "  {what}");
         }
         let growing = self.growing();
@@ -218,7 +227,7 @@ pub async fn soak(config: &Config, options: &Options) -> Report {
         recovered_in: Duration::ZERO,
         at: Instant::now(),
     };
-    let row = check(&stack, &world, config, history, ended).await;
+    let row = check(&stack, &world, config, history, &phase.subscriber, ended).await;
     let rebuild_differences = verify_read_models(&stack.db, config.recover_bound).await;
     Report {
         samples,
