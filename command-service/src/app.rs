@@ -246,17 +246,24 @@ pub async fn warn_if_not_durable(pool: &PgPool) {
     }
 }
 
-/// A Redis client that connects in the background and keeps reconnecting.
-pub fn redis_client(url: &Secret) -> anyhow::Result<fred::clients::Client> {
+/// A Redis client that connects in the background and keeps reconnecting, waiting at most
+/// `reconnect_max_ms` between attempts (`STRATA_REDIS_RECONNECT_MAX_MS`).
+pub fn redis_client(url: &Secret, reconnect_max_ms: u64) -> anyhow::Result<fred::clients::Client> {
     let config =
         RedisConfig::from_url(url.expose()).context("STRATA_REDIS_URL is not a valid Redis URL")?;
     let client = RedisBuilder::from_config(config)
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .set_policy(reconnect_policy(reconnect_max_ms))
         .build()
         .context("building the Redis client")?;
     // The returned task ends only when the client quits; readiness reports its state.
     drop(client.connect());
     Ok(client)
+}
+
+/// Unlimited attempts, 100 ms apart at first, doubling up to `max_ms` (at least 100 ms).
+pub fn reconnect_policy(max_ms: u64) -> ReconnectPolicy {
+    let max = u32::try_from(max_ms.max(100)).unwrap_or(u32::MAX);
+    ReconnectPolicy::new_exponential(0, 100, max, 2)
 }
 
 /// A pool of the owning role, for DDL: migrations and rebuilds.

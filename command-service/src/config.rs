@@ -180,6 +180,10 @@ settings! {
     database_retry_after_seconds: u64 = 5,
     /// Redis URL (subscription fan-out, rate limits, caches).
     redis_url: Option<Secret> = None,
+    /// Longest wait between attempts to reconnect to a lost Redis, in milliseconds (attempts
+    /// start at 100 ms and double). Live subscriptions are refused while Redis is lost, so
+    /// this bounds how long they stay refused after it is back.
+    redis_reconnect_max_ms: u64 = 1_000,
     /// Log line format.
     log_format: LogFormat = LogFormat::Pretty,
     /// Log filter, in `tracing` env-filter syntax (e.g. `info,sqlx=warn`).

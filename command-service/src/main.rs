@@ -431,6 +431,7 @@ async fn run_processes(
         // Subscriptions' live events, published once the read model has them.
         let redis = app::redis_client(
             settings.require_redis_url("projectors publish live events through Redis")?,
+            settings.redis_reconnect_max_ms,
         )?;
         let publisher = command_service::realtime::Publisher::new(pool.clone(), redis);
         let stop = cancel.clone();
@@ -475,6 +476,7 @@ async fn run_processes(
     if api {
         let redis = app::redis_client(
             settings.require_redis_url("the API fans out subscriptions through Redis")?,
+            settings.redis_reconnect_max_ms,
         )?;
         let addr = (settings.bind_address, settings.port);
         let listener = TcpListener::bind(addr).await.with_context(|| {

@@ -375,7 +375,7 @@ impl LivePreviewControl {
         Ok(Arc::new(Self {
             pepper,
             grant_ttl: Duration::from_secs(settings.preview_grant_seconds),
-            redis: crate::app::redis_client(redis_url)?,
+            redis: crate::app::redis_client(redis_url, settings.redis_reconnect_max_ms)?,
             pool,
         }))
     }

@@ -328,11 +328,20 @@ impl Hub {
         };
         if let Some(url) = settings.redis_url.clone() {
             let (sender, link) = (hub.sender.clone(), hub.link.clone());
+            let reconnect_max_ms = settings.redis_reconnect_max_ms;
             tokio::spawn(async move {
                 // The client reconnects by itself once connected; a first connection that
                 // fails is tried again here.
                 loop {
-                    match feed(url.clone(), pool.clone(), sender.clone(), &link).await {
+                    match feed(
+                        url.clone(),
+                        pool.clone(),
+                        sender.clone(),
+                        &link,
+                        reconnect_max_ms,
+                    )
+                    .await
+                    {
                         Ok(()) => return,
                         Err(e) => {
                             link.send_replace(Link::Down);
@@ -382,12 +391,11 @@ async fn feed(
     pool: PgPool,
     sender: broadcast::Sender<Arc<LiveEvent>>,
     link: &tokio::sync::watch::Sender<Link>,
+    reconnect_max_ms: u64,
 ) -> anyhow::Result<()> {
     let config = fred::prelude::Config::from_url(url.expose()).context("Redis URL")?;
     let client = fred::prelude::Builder::from_config(config)
-        .set_policy(fred::prelude::ReconnectPolicy::new_exponential(
-            0, 100, 5_000, 2,
-        ))
+        .set_policy(crate::app::reconnect_policy(reconnect_max_ms))
         .build_subscriber_client()?;
     let mut messages = client.message_rx();
     // A lost connection is an error event; a new one (the first too) a reconnect event, after

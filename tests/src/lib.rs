@@ -225,8 +225,11 @@ impl TestApp {
             settings.database_url.as_ref().expect("database_url"),
         )
         .expect("pool");
-        let redis =
-            app::redis_client(settings.redis_url.as_ref().expect("redis_url")).expect("redis");
+        let redis = app::redis_client(
+            settings.redis_url.as_ref().expect("redis_url"),
+            settings.redis_reconnect_max_ms,
+        )
+        .expect("redis");
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("binding a port");
@@ -352,6 +355,7 @@ pub async fn spawn_stack(
     tokio::spawn(runtime.run(cancel.clone()));
     let redis = command_service::app::redis_client(
         app.state.settings().redis_url.as_ref().expect("redis_url"),
+        app.state.settings().redis_reconnect_max_ms,
     )
     .expect("redis");
     let publisher = command_service::realtime::Publisher::new(db.pool.clone(), redis);

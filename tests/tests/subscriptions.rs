@@ -897,8 +897,13 @@ async fn a_new_publisher_resumes_where_the_last_one_stopped() {
         },
     );
     tokio::spawn(runtime.run(stack.clone()));
-    let redis =
-        || command_service::app::redis_client(settings.redis_url.as_ref().unwrap()).unwrap();
+    let redis = || {
+        command_service::app::redis_client(
+            settings.redis_url.as_ref().unwrap(),
+            settings.redis_reconnect_max_ms,
+        )
+        .unwrap()
+    };
     let first = stack.child_token();
     let leader = tokio::spawn(
         command_service::realtime::Publisher::new(db.pool.clone(), redis()).run(first.clone()),

@@ -1230,7 +1230,10 @@ async fn subscriptions_bench(
         bench_stack(pool, scoped_url, |s| s.subscription_buffer_events = 4096).await?;
     let publisher = command_service::realtime::Publisher::new(
         pool.clone(),
-        command_service::app::redis_client(&command_service::config::Secret::new(redis))?,
+        command_service::app::redis_client(
+            &command_service::config::Secret::new(redis),
+            app.state.settings().redis_reconnect_max_ms,
+        )?,
     );
     let publishing = tokio::spawn(publisher.run(cancel.clone()));
     let token = tests::register(&app.base_url, "bench@example.com").await;
