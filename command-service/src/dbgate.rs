@@ -75,11 +75,7 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     }
     let retry_after = state.settings().database_retry_after_seconds;
     // A WebSocket client cannot read a body that answers its upgrade: it needs the status.
-    let upgrading = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrading = crate::graphql::ws::is_upgrade(req.headers());
     let mut response = if req.uri().path() == "/graphql" && !upgrading {
         // GraphQL clients read errors from the body; the original answers them with 200.
         (

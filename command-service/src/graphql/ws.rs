@@ -17,14 +17,17 @@ use futures::{SinkExt, StreamExt};
 use super::subscriptions::SlowSubscriber;
 use crate::app::AppState;
 
-/// `GET /graphql`: a WebSocket upgrade, or an ordinary GraphQL GET.
-pub async fn get(State(state): State<AppState>, request: Request) -> Response {
-    let upgrading = request
-        .headers()
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_upgrade(headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(UPGRADE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if !upgrading {
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or an ordinary GraphQL GET.
+pub async fn get(State(state): State<AppState>, request: Request) -> Response {
+    if !is_upgrade(request.headers()) {
         return super::handler.call(request, state).await;
     }
     // The first offered subprotocol we speak; none offered means `graphql-ws`, which is
