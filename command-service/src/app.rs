@@ -334,7 +334,10 @@ pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands:
         ],
         Duration::from_millis(settings.read_your_writes_timeout_ms),
     )
-    .with_state_cache(settings.command_state_cache_streams)
+    .with_state_cache(
+        settings.command_state_cache_streams,
+        settings.command_state_cache_bytes,
+    )
 }
 
 /// The S3 file store's options, when `STRATA_S3_ENDPOINT` is set.

@@ -42,6 +42,10 @@ pub trait Aggregate {
     ) -> Result<Self::Event, EventCodecError>;
     /// Prepares an event for the log.
     fn encode(event: &Self::Event) -> Result<NewEvent, EventCodecError>;
+    /// About how many bytes of memory `state` holds, for the state cache's byte budget.
+    /// Constant time: it counts entries, never walks them (a command's cost must not grow
+    /// with its project).
+    fn weight(state: &Self::State) -> usize;
 }
 
 /// The Project aggregate (projects, members, invites, models, versions).
@@ -73,6 +77,43 @@ impl Aggregate for ProjectAggregate {
     fn encode(event: &ProjectEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
     }
+    fn weight(state: &ProjectState) -> usize {
+        let Some(p) = state.project() else {
+            return weights::SMALL;
+        };
+        weights::PROJECT
+            + p.name.len()
+            + p.description.len()
+            + p.members.len() * weights::MEMBER
+            + p.invites.len() * weights::INVITE
+            + p.models.len() * weights::MODEL
+            + p.versions.len() * weights::VERSION
+            + p.webhooks.len() * weights::WEBHOOK
+            + p.used_ids.len() * weights::USED_ID
+            + p.favorited_by.len() * weights::MEMBER
+    }
+}
+
+/// The state cache's estimates, in bytes, of what a folded aggregate holds. Calibrated
+/// against the resident memory of a real fold: `bench fold` prints the estimate beside what
+/// it measured (a model and a version create: ≈ 680 B measured).
+pub mod weights {
+    /// A state with nothing in it, or one too small to count in parts.
+    pub const SMALL: usize = 256;
+    /// A project's fixed part.
+    pub const PROJECT: usize = 512;
+    /// A member's role, or a user who holds the project among their favourites.
+    pub const MEMBER: usize = 96;
+    /// A pending invite.
+    pub const INVITE: usize = 320;
+    /// A model (id, name, description, author) in its map.
+    pub const MODEL: usize = 280;
+    /// A version (id, model, author) in its map.
+    pub const VERSION: usize = 230;
+    /// A webhook's configuration.
+    pub const WEBHOOK: usize = 640;
+    /// An id in the set of ids ever used.
+    pub const USED_ID: usize = 80;
 }
 
 /// The ModelIngestion aggregate (one send of a model, on its own stream).
@@ -104,6 +145,10 @@ impl Aggregate for IngestionAggregate {
     fn encode(event: &IngestionEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
     }
+    fn weight(_: &IngestionState) -> usize {
+        // One send's record: ids, a few names and counters.
+        2 * weights::SMALL
+    }
 }
 
 /// The User aggregate.
@@ -131,6 +176,22 @@ impl Aggregate for UserAggregate {
     }
     fn encode(event: &UserEvent) -> Result<NewEvent, EventCodecError> {
         event.to_new_event()
+    }
+    fn weight(state: &UserState) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        match state {
+            // The avatar may be a whole image as a data URL: counted as it is.
+            UserState::Active(u) => {
+                weights::SMALL
+                    + u.id.len()
+                    + u.email.len()
+                    + u.name.len()
+                    + text(&u.company)
+                    + text(&u.bio)
+                    + text(&u.avatar)
+            }
+            UserState::Initial | UserState::Deleted { .. } => weights::SMALL,
+        }
     }
 }
 
@@ -202,11 +263,32 @@ pub struct CommandBus {
 /// the log in this command is checked again on fresh state before it is answered. Commands on
 /// one stream take its entry in turn (they would conflict on the append anyway); the read-model
 /// wait happens after the entry is given back.
+///
+/// Bounded twice: in streams, and in the bytes the states hold (each weighed by
+/// [`Aggregate::weight`] when it is given back). A project's fold grows with its models and
+/// versions, so a count of streams alone does not bound memory. Over either bound, the least
+/// recently used entries go; a state heavier than the whole byte budget is not kept (each
+/// command on that stream folds it anew, which is slow but right).
 struct StateCache {
-    /// Each stream's entry, with the tick it was last used at.
-    slots: std::sync::Mutex<HashMap<String, (SharedSlot, u64)>>,
+    slots: std::sync::Mutex<Slots>,
     capacity: usize,
+    budget: usize,
     tick: AtomicU64,
+}
+
+/// The entries, and the sum of their weights.
+#[derive(Default)]
+struct Slots {
+    entries: HashMap<String, Entry>,
+    weight: usize,
+}
+
+/// One stream's entry in the cache: its slot, the tick it was last used at, and the weight of
+/// the state it was last given back with.
+struct Entry {
+    slot: SharedSlot,
+    used: u64,
+    weight: usize,
 }
 
 /// One stream's entry, taken in turn by its commands.
@@ -221,61 +303,140 @@ struct Slot {
     version: u64,
 }
 
+impl Slots {
+    /// Drops the least recently used entry other than `keep`'s; false when there is none.
+    fn evict_oldest(&mut self, keep: &str) -> bool {
+        let oldest = self
+            .entries
+            .iter()
+            .filter(|(stream, _)| stream.as_str() != keep)
+            .min_by_key(|(_, entry)| entry.used)
+            .map(|(stream, _)| stream.clone());
+        match oldest {
+            Some(stream) => {
+                self.remove(&stream);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&mut self, stream: &str) {
+        if let Some(entry) = self.entries.remove(stream) {
+            self.weight -= entry.weight;
+        }
+    }
+}
+
 impl StateCache {
-    fn new(capacity: usize) -> Self {
+    fn new(capacity: usize, budget: usize) -> Self {
         Self {
-            slots: std::sync::Mutex::new(HashMap::new()),
+            slots: std::sync::Mutex::new(Slots::default()),
             capacity,
+            budget,
             tick: AtomicU64::new(0),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        // A panic while holding it leaves the map whole (no step of ours can half-update it).
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The entry of `stream`, made when absent; the least recently used entry goes when the
-    /// cache is full.
+    /// cache holds as many streams as it may.
     fn slot(&self, stream: &str) -> SharedSlot {
         let now = self.tick.fetch_add(1, Ordering::Relaxed);
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((slot, used)) = slots.get_mut(stream) {
-            *used = now;
-            return slot.clone();
+        let mut slots = self.lock();
+        if let Some(entry) = slots.entries.get_mut(stream) {
+            entry.used = now;
+            return entry.slot.clone();
         }
-        if slots.len() >= self.capacity.max(1) {
-            let oldest = slots
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                slots.remove(&oldest);
-            }
-        }
+        while slots.entries.len() >= self.capacity.max(1) && slots.evict_oldest(stream) {}
         let slot = Arc::new(tokio::sync::Mutex::new(Slot::default()));
-        slots.insert(stream.to_owned(), (slot.clone(), now));
+        slots.entries.insert(
+            stream.to_owned(),
+            Entry {
+                slot: slot.clone(),
+                used: now,
+                weight: 0,
+            },
+        );
         slot
+    }
+
+    /// Records that `slot`, the entry of `stream`, now holds a state of `weight` bytes, and
+    /// brings the cache back under its byte budget: other entries go, least recently used
+    /// first; the entry itself goes when it alone is over the budget. A slot no longer in the
+    /// cache (dropped while its command ran) is left alone.
+    fn weighed(&self, stream: &str, slot: &SharedSlot, weight: usize) {
+        let mut slots = self.lock();
+        let Some(entry) = slots.entries.get_mut(stream) else {
+            return;
+        };
+        if !Arc::ptr_eq(&entry.slot, slot) {
+            return;
+        }
+        let before = std::mem::replace(&mut entry.weight, weight);
+        slots.weight = slots.weight - before + weight;
+        if weight > self.budget {
+            slots.remove(stream);
+            tracing::debug!(
+                stream,
+                weight,
+                budget = self.budget,
+                "a state heavier than the command state cache's budget is not kept"
+            );
+            return;
+        }
+        while slots.weight > self.budget && slots.evict_oldest(stream) {}
+    }
+
+    /// The number of entries and their summed weight.
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        let slots = self.lock();
+        (slots.entries.len(), slots.weight)
     }
 }
 
 impl CommandBus {
     /// A bus that waits up to `wait` for `read_models` after each command, keeping the states
-    /// of up to 10,000 streams between commands.
+    /// of up to 10,000 streams and 256 MiB between commands.
     pub fn new(log: EventLog, read_models: &'static [&'static str], wait: Duration) -> Self {
         Self {
             log,
             read_models,
             wait,
             retries: 20,
-            states: Arc::new(StateCache::new(10_000)),
+            states: Arc::new(StateCache::new(10_000, 256 << 20)),
             waiter: projections::Waiter::default(),
         }
     }
 
-    /// The same bus keeping the states of at most `streams` streams between commands (0: none).
+    /// The same bus keeping the states of at most `streams` streams, weighing at most `bytes`
+    /// together, between commands (0 streams: none).
     #[must_use]
-    pub fn with_state_cache(mut self, streams: usize) -> Self {
-        self.states = Arc::new(StateCache::new(streams));
+    pub fn with_state_cache(mut self, streams: usize, bytes: usize) -> Self {
+        self.states = Arc::new(StateCache::new(streams, bytes));
         self
+    }
+
+    /// Puts `state`, folded up to `version`, back into `slot`'s `entry` for the next command
+    /// on `stream`, and weighs it against the cache's byte budget.
+    fn keep<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        (slot, entry): (&SharedSlot, &mut Slot),
+        state: A::State,
+        version: u64,
+    ) {
+        let weight = A::weight(&state);
+        entry.state = Some(Box::new(state));
+        entry.version = version;
+        self.states.weighed(stream.as_str(), slot, weight);
     }
 
     /// Folds the events of `stream` after `version` into `state`.
@@ -339,8 +500,7 @@ impl CommandBus {
         };
         let (state, version) = self.catch_up::<A>(&stream, state, version).await?;
         let seen = look(&state);
-        entry.state = Some(Box::new(state));
-        entry.version = version;
+        self.keep::<A>(&stream, (&slot, &mut entry), state, version);
         Ok(seen)
     }
 
@@ -418,8 +578,7 @@ impl CommandBus {
                     continue;
                 }
                 other => {
-                    entry.state = Some(Box::new(state));
-                    entry.version = version;
+                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     // A refusal may be this command's own effect: a concurrent attempt of it
                     // appended first (its version exists, its name is taken). Then the answer
                     // is that attempt's.
@@ -473,8 +632,8 @@ impl CommandBus {
                     for event in &events {
                         state = A::evolve(state, event);
                     }
-                    entry.state = Some(Box::new(state));
-                    entry.version = version + events.len() as u64;
+                    let version = version + events.len() as u64;
+                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     drop(entry);
                     let read_models = projections::following(self.read_models, stream.as_str());
                     self.waiter
@@ -494,14 +653,12 @@ impl CommandBus {
                     fresh = true;
                 }
                 Err(e) => {
-                    entry.state = Some(Box::new(state));
-                    entry.version = version;
+                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     return Err(e.into());
                 }
             }
         }
-        entry.state = Some(Box::new(state));
-        entry.version = version;
+        self.keep::<A>(&stream, (&slot, &mut entry), state, version);
         Err(CommandError::Contended {
             stream: stream.to_string(),
         })
@@ -583,4 +740,72 @@ pub fn new_id() -> String {
     let mut id = uuid::Uuid::new_v4().simple().to_string();
     id.truncate(domain::ids::ENTITY_ID_LEN);
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateCache;
+
+    /// Gives `stream`'s entry back holding a state of `weight` bytes.
+    fn give_back(cache: &StateCache, stream: &str, weight: usize) {
+        let slot = cache.slot(stream);
+        cache.weighed(stream, &slot, weight);
+    }
+
+    fn holds(cache: &StateCache, stream: &str) -> bool {
+        cache.lock().entries.contains_key(stream)
+    }
+
+    #[test]
+    fn the_least_recently_used_states_go_when_the_bytes_are_over_budget() {
+        let cache = StateCache::new(100, 1_000);
+        give_back(&cache, "project:a", 400);
+        give_back(&cache, "project:b", 400);
+        assert_eq!(cache.held(), (2, 800));
+        // `a` is used again, so `b` is the oldest when `c` pushes the sum over the budget.
+        give_back(&cache, "project:a", 400);
+        give_back(&cache, "project:c", 400);
+        assert_eq!(cache.held(), (2, 800));
+        assert!(holds(&cache, "project:a") && holds(&cache, "project:c"));
+        assert!(!holds(&cache, "project:b"));
+        // A state that grew is weighed again: `a` grows and `c`, now the oldest, goes.
+        give_back(&cache, "project:a", 900);
+        assert_eq!(cache.held(), (1, 900));
+        assert!(holds(&cache, "project:a"));
+    }
+
+    #[test]
+    fn a_state_heavier_than_the_budget_is_not_kept_and_costs_the_others_nothing() {
+        let cache = StateCache::new(100, 1_000);
+        give_back(&cache, "project:small", 300);
+        give_back(&cache, "project:huge", 5_000);
+        assert!(!holds(&cache, "project:huge"));
+        assert!(holds(&cache, "project:small"));
+        assert_eq!(cache.held(), (1, 300));
+    }
+
+    #[test]
+    fn the_stream_bound_still_holds_and_gives_back_the_weight_it_drops() {
+        let cache = StateCache::new(2, 1_000_000);
+        give_back(&cache, "project:a", 10);
+        give_back(&cache, "project:b", 20);
+        give_back(&cache, "project:c", 30);
+        assert_eq!(cache.held(), (2, 50));
+        assert!(!holds(&cache, "project:a"));
+    }
+
+    #[test]
+    fn a_slot_dropped_while_its_command_ran_is_not_weighed_into_its_successor() {
+        let cache = StateCache::new(1, 1_000);
+        let stale = cache.slot("project:a");
+        // `b` takes the only place while `a`'s command still holds its slot.
+        give_back(&cache, "project:b", 100);
+        let _fresh = cache.slot("project:a");
+        cache.weighed("project:a", &stale, 700);
+        assert_eq!(
+            cache.held(),
+            (1, 0),
+            "the new entry of `a` weighs nothing yet"
+        );
+    }
 }

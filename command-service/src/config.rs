@@ -212,6 +212,10 @@ settings! {
     /// How many aggregates' states each API process keeps between commands, so a command
     /// costs the same in a long-lived project as in a new one (0 folds every stream anew).
     command_state_cache_streams: usize = 10_000,
+    /// How many bytes (estimated) those states may hold together in each API process: a
+    /// project's fold grows with its models and versions (≈ 700 B a model and version). Over
+    /// it, the least recently used go; a state larger than it is folded anew by every command.
+    command_state_cache_bytes: usize = 256 * 1024 * 1024,
     /// Jobs one worker process runs at once.
     worker_concurrency: usize = 8,
     /// How long a worker's claim on a job lasts without renewal, in seconds.

@@ -101,7 +101,7 @@ async fn a_cached_state_made_stale_by_another_process_is_caught_up() {
     );
     // Both processes now agree with a fold of the log from scratch.
     let (folded, version) = bus(&db)
-        .with_state_cache(0)
+        .with_state_cache(0, 0)
         .load::<ProjectAggregate>(PROJECT)
         .await
         .unwrap();

@@ -406,11 +406,16 @@ fn fold_bench(rounds: usize) -> anyhow::Result<()> {
     let models = state.project().map_or(0, |p| p.models.len());
     anyhow::ensure!(models == rounds, "folded {models} models of {rounds}");
     let per_round = (after.saturating_sub(before) * 1024) as f64 / rounds as f64;
+    // What the command bus's state cache counts this state as, against its byte budget.
+    let estimate = <command_service::commands::ProjectAggregate as command_service::commands::Aggregate>::weight(&state);
     println!(
         "fold: {rounds} model + version creates, {per_round:.0} B resident per round \
-         ({:.1} MiB); the two events' JSON: {:.0} B per round",
+         ({:.1} MiB); the two events' JSON: {:.0} B per round; the state cache's estimate: \
+         {:.0} B per round ({:.1} MiB)",
         (after.saturating_sub(before)) as f64 / 1024.0,
-        text as f64 / rounds as f64
+        text as f64 / rounds as f64,
+        estimate as f64 / rounds as f64,
+        estimate as f64 / (1024.0 * 1024.0)
     );
     drop(state);
     Ok(())
