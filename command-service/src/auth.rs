@@ -134,6 +134,24 @@ pub fn fields(headers: &HeaderMap, body: &Bytes) -> Result<HashMap<String, Strin
     }
 }
 
+/// The string fields of a form or JSON body (as [`fields`] reads them); a body that is
+/// neither answers 400.
+pub struct BodyFields(pub HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for BodyFields {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        fields(&headers, &body)
+            .map(Self)
+            .map_err(|m| error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m))
+    }
+}
+
 fn serde_urlencoded_pairs(body: &Bytes) -> Result<HashMap<String, String>, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
     let mut out = HashMap::new();
@@ -171,7 +189,58 @@ pub struct ChallengeQuery {
     token: Option<String>,
 }
 
-fn redirect(state: &AppState, code: &str, register: bool) -> Response {
+/// The sign-in routes' query with its `challenge` present: a request without one answers 400
+/// (before its body is read), as the original.
+pub struct Challenge {
+    challenge: String,
+    /// On registration: an invite token (needed on invite-only servers).
+    token: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Challenge {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Query(query) = Query::<ChallengeQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Some(challenge) = query.challenge.filter(|c| !c.is_empty()) else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "Invalid request: no challenge detected.",
+            )
+                .into_response());
+        };
+        Ok(Self {
+            challenge,
+            token: query.token,
+        })
+    }
+}
+
+/// The answer to a local sign-in or registration of `user`: 302 to the web app with an access
+/// code for `challenge`, or why not.
+async fn access_code_redirect(
+    state: &AppState,
+    user: Result<String, AccountError>,
+    challenge: &str,
+    register: bool,
+) -> Response {
+    let user_id = match user {
+        Ok(id) => id,
+        Err(e) => return account_error(e),
+    };
+    let code = match state
+        .accounts()
+        .issue_access_code("spklwebapp", &user_id, challenge)
+        .await
+    {
+        Ok(code) => code,
+        Err(e) => return account_error(e),
+    };
     let origin = state.public_url();
     let location = format!(
         "{origin}/?access_code={code}{}",
@@ -183,92 +252,43 @@ fn redirect(state: &AppState, code: &str, register: bool) -> Response {
 /// `POST /auth/local/register?challenge=`.
 pub async fn register(
     State(state): State<AppState>,
-    Query(query): Query<ChallengeQuery>,
+    challenge: Challenge,
     context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    BodyFields(fields): BodyFields,
 ) -> Response {
-    let Some(challenge) = query.challenge.filter(|c| !c.is_empty()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "Invalid request: no challenge detected.",
-        )
-            .into_response();
-    };
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-    };
     let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
     let metadata = context.metadata(None, None);
     let company = fields
         .get("company")
         .filter(|c| !c.trim().is_empty())
         .cloned();
-    let user_id = match state
+    let user = state
         .accounts()
         .register(
             get("email"),
             get("password"),
             get("name"),
             company,
-            query.token.as_deref(),
+            challenge.token.as_deref(),
             &metadata,
         )
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => return account_error(e),
-    };
-    match state
-        .accounts()
-        .issue_access_code("spklwebapp", &user_id, &challenge)
-        .await
-    {
-        Ok(code) => redirect(&state, &code, true),
-        Err(e) => account_error(e),
-    }
+        .await;
+    access_code_redirect(&state, user, &challenge.challenge, true).await
 }
 
 /// `POST /auth/local/login?challenge=`.
 pub async fn login(
     State(state): State<AppState>,
-    Query(query): Query<ChallengeQuery>,
-    headers: HeaderMap,
-    body: Bytes,
+    challenge: Challenge,
+    BodyFields(fields): BodyFields,
 ) -> Response {
-    let Some(challenge) = query.challenge.filter(|c| !c.is_empty()) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "Invalid request: no challenge detected.",
-        )
-            .into_response();
-    };
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-    };
     let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
-    let user_id = match state.accounts().login(get("email"), get("password")).await {
-        Ok(id) => id,
-        Err(e) => return account_error(e),
-    };
-    match state
-        .accounts()
-        .issue_access_code("spklwebapp", &user_id, &challenge)
-        .await
-    {
-        Ok(code) => redirect(&state, &code, false),
-        Err(e) => account_error(e),
-    }
+    let user = state.accounts().login(get("email"), get("password")).await;
+    access_code_redirect(&state, user, &challenge.challenge, false).await
 }
 
 /// `POST /auth/token`.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-    };
+pub async fn token(State(state): State<AppState>, BodyFields(fields): BodyFields) -> Response {
     let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or_default();
     let accounts = state.accounts();
     let issued = if let Some(refresh) = fields.get("refreshToken") {
@@ -305,13 +325,8 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 pub async fn password_reset_request(
     State(state): State<AppState>,
     context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    BodyFields(fields): BodyFields,
 ) -> Response {
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-    };
     let email = fields.get("email").map(String::as_str).unwrap_or_default();
     let metadata = context.metadata(None, None);
     match state
@@ -328,13 +343,8 @@ pub async fn password_reset_request(
 pub async fn password_reset_finalize(
     State(state): State<AppState>,
     context: RequestContext,
-    headers: HeaderMap,
-    body: Bytes,
+    BodyFields(fields): BodyFields,
 ) -> Response {
-    let fields = match fields(&headers, &body) {
-        Ok(f) => f,
-        Err(m) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST_ERROR", m),
-    };
     let (Some(token), Some(password)) = (
         fields.get("tokenId").filter(|t| !t.is_empty()),
         fields.get("password").filter(|p| !p.is_empty()),

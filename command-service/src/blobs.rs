@@ -155,9 +155,7 @@ pub async fn upload(
     multipart: Multipart,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ())
-            .await
-            .map_err(AppError::from)?;
+        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ()).await?;
         let user = caller.principal.user_id.clone().unwrap_or_default();
         let stored = store_parts(&state, &project_id, &user, multipart).await?;
         Ok::<_, AppError>((StatusCode::CREATED, Json(upload_results(&stored))).into_response())
@@ -293,9 +291,7 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> Response {
     as_caller(state, &headers, &context, |state, caller| async move {
-        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ())
-            .await
-            .map_err(AppError::from)?;
+        service::project_for_ingest(state.bus(), &caller, &project_id, |_| ()).await?;
         readable_blob(&state, &caller.principal, &project_id, &blob_id).await?;
         if let Some(store) = state.blobs() {
             store

@@ -241,6 +241,35 @@ pub fn requested_ids(headers: &HeaderMap, body: &Bytes) -> Result<Vec<String>, S
     serde_json::from_str(raw).map_err(|_| "`objects` must be a JSON array of ids.".to_owned())
 }
 
+/// The ids of a `diff` (`write`) or `getobjects` body, if the caller may use the project that
+/// way; else the refusal, or 400.
+async fn permitted_ids(
+    state: &AppState,
+    headers: &HeaderMap,
+    project_id: &str,
+    write: bool,
+    body: &Bytes,
+) -> Result<Vec<String>, Response> {
+    access(state, headers, project_id, write).await?;
+    requested_ids(headers, body).map_err(|m| text(StatusCode::BAD_REQUEST, m))
+}
+
+/// Stored object `object_id` of `project_id` (its JSON), if the caller may read the project;
+/// else the refusal, 404 or 500.
+async fn readable_object(
+    state: &AppState,
+    headers: &HeaderMap,
+    project_id: &str,
+    object_id: &str,
+) -> Result<String, Response> {
+    access(state, headers, project_id, false).await?;
+    match objects::get(state.pool(), project_id, object_id).await {
+        Ok(Some(data)) => Ok(data),
+        Ok(None) => Err(text(StatusCode::NOT_FOUND, "Failed to find object.")),
+        Err(e) => Err(internal(e)),
+    }
+}
+
 /// `POST /api/diff/:projectId`: which of the ids the project already holds.
 pub async fn diff(
     State(state): State<AppState>,
@@ -248,12 +277,9 @@ pub async fn diff(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = access(&state, &headers, &project_id, true).await {
-        return refused;
-    }
-    let ids = match requested_ids(&headers, &body) {
+    let ids = match permitted_ids(&state, &headers, &project_id, true, &body).await {
         Ok(ids) => ids,
-        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+        Err(refused) => return refused,
     };
     let mut found = std::collections::HashSet::new();
     match objects::existing(state.pool(), &project_id, &ids).await {
@@ -300,13 +326,9 @@ pub async fn download(
     Path((project_id, object_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = access(&state, &headers, &project_id, false).await {
-        return refused;
-    }
-    let root = match objects::get(state.pool(), &project_id, &object_id).await {
-        Ok(Some(root)) => root,
-        Ok(None) => return text(StatusCode::NOT_FOUND, "Failed to find object."),
-        Err(e) => return internal(e),
+    let root = match readable_object(&state, &headers, &project_id, &object_id).await {
+        Ok(root) => root,
+        Err(refused) => return refused,
     };
     let lines = wants_lines(&headers);
     let rows = stream::Rows::Closure {
@@ -322,17 +344,13 @@ pub async fn single(
     Path((project_id, object_id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = access(&state, &headers, &project_id, false).await {
-        return refused;
-    }
-    match objects::get(state.pool(), &project_id, &object_id).await {
-        Ok(Some(data)) => (
+    match readable_object(&state, &headers, &project_id, &object_id).await {
+        Ok(data) => (
             [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
             data,
         )
             .into_response(),
-        Ok(None) => text(StatusCode::NOT_FOUND, "Failed to find object."),
-        Err(e) => internal(e),
+        Err(refused) => refused,
     }
 }
 
@@ -343,12 +361,9 @@ pub async fn get_objects(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = access(&state, &headers, &project_id, false).await {
-        return refused;
-    }
-    let ids = match requested_ids(&headers, &body) {
+    let ids = match permitted_ids(&state, &headers, &project_id, false, &body).await {
         Ok(ids) => ids,
-        Err(m) => return text(StatusCode::BAD_REQUEST, m),
+        Err(refused) => return refused,
     };
     let lines = wants_lines(&headers);
     stream_rows(

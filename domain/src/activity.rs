@@ -96,12 +96,15 @@ pub fn actor_hint(event: &ProjectEvent) -> Option<&str> {
 /// configuration or a cancelled invite, which the original does not record either).
 pub fn of_project_event(event: &ProjectEvent) -> Vec<Activity> {
     use ProjectEvent as E;
-    let stream = |action: &'static str, project_id: &str, message: String| Activity {
-        action_type: action,
-        resource_type: ResourceType::Stream,
-        resource_id: project_id.to_owned(),
+    let entry = |resource_type, action_type, id: &str, message| Activity {
+        action_type,
+        resource_type,
+        resource_id: id.to_owned(),
         message,
     };
+    let stream = |action, id: &str, message| entry(ResourceType::Stream, action, id, message);
+    let branch = |action, id: &str, message| entry(ResourceType::Branch, action, id, message);
+    let commit = |action, id: &str, message| entry(ResourceType::Commit, action, id, message);
     match event {
         E::ProjectCreated {
             project_id, name, ..
@@ -169,69 +172,61 @@ pub fn of_project_event(event: &ProjectEvent) -> Vec<Activity> {
         | E::WebhookRedeliveryRequested { .. }
         // A favourite is a user's bookmark; the original records no activity for it.
         | E::ProjectFavoriteSet { .. } => Vec::new(),
-        E::ModelCreated { model_id, name, .. } => vec![Activity {
-            action_type: "branch_create",
-            resource_type: ResourceType::Branch,
-            resource_id: model_id.clone(),
-            message: format!("Branch created: {name}"),
-        }],
-        E::ModelUpdated { model_id, name, .. } => vec![Activity {
-            action_type: "branch_update",
-            resource_type: ResourceType::Branch,
-            resource_id: model_id.clone(),
-            message: format!("Branch metadata changed for branch {name}"),
-        }],
-        E::ModelDeleted { model_id, name, .. } => vec![Activity {
-            action_type: "branch_delete",
-            resource_type: ResourceType::Branch,
-            resource_id: model_id.clone(),
-            message: format!("Branch deleted: {name}"),
-        }],
+        E::ModelCreated { model_id, name, .. } => vec![branch(
+            "branch_create",
+            model_id,
+            format!("Branch created: {name}"),
+        )],
+        E::ModelUpdated { model_id, name, .. } => vec![branch(
+            "branch_update",
+            model_id,
+            format!("Branch metadata changed for branch {name}"),
+        )],
+        E::ModelDeleted { model_id, name, .. } => vec![branch(
+            "branch_delete",
+            model_id,
+            format!("Branch deleted: {name}"),
+        )],
         E::VersionCreated {
             version_id,
             message,
             ..
-        } => vec![Activity {
-            action_type: "commit_create",
-            resource_type: ResourceType::Commit,
-            resource_id: version_id.clone(),
-            message: format!(
+        } => vec![commit(
+            "commit_create",
+            version_id,
+            format!(
                 "Commit created: {version_id} ({})",
                 message.as_deref().unwrap_or_default()
             ),
-        }],
-        E::VersionUpdated { version_id, .. } => vec![Activity {
-            action_type: "commit_update",
-            resource_type: ResourceType::Commit,
-            resource_id: version_id.clone(),
-            message: format!("Commit updated: {version_id}"),
-        }],
+        )],
+        E::VersionUpdated { version_id, .. } => vec![commit(
+            "commit_update",
+            version_id,
+            format!("Commit updated: {version_id}"),
+        )],
         E::VersionMoved {
             version_id,
             to_model_id,
             ..
-        } => vec![Activity {
-            action_type: "commit_move",
-            resource_type: ResourceType::Commit,
-            resource_id: version_id.clone(),
-            message: format!("Commit {version_id} moved to branch {to_model_id}"),
-        }],
-        E::VersionDeleted { version_id, .. } => vec![Activity {
-            action_type: "commit_delete",
-            resource_type: ResourceType::Commit,
-            resource_id: version_id.clone(),
-            message: format!("Commit deleted: {version_id}"),
-        }],
+        } => vec![commit(
+            "commit_move",
+            version_id,
+            format!("Commit {version_id} moved to branch {to_model_id}"),
+        )],
+        E::VersionDeleted { version_id, .. } => vec![commit(
+            "commit_delete",
+            version_id,
+            format!("Commit deleted: {version_id}"),
+        )],
         E::VersionReceived {
             version_id,
             user_id,
             ..
-        } => vec![Activity {
-            action_type: "commit_receive",
-            resource_type: ResourceType::Commit,
-            resource_id: version_id.clone(),
-            message: format!("Commit {version_id} received by user {user_id}"),
-        }],
+        } => vec![commit(
+            "commit_receive",
+            version_id,
+            format!("Commit {version_id} received by user {user_id}"),
+        )],
     }
 }
 

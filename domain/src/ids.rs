@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::DomainError;
+
 /// Longest accepted stream id; keeps index entries small and rejects garbage early.
 pub const MAX_STREAM_ID_LEN: usize = 200;
 
@@ -15,6 +17,18 @@ pub const ENTITY_ID_LEN: usize = 10;
 /// The domain never generates ids (callers pass new ones in commands); it only checks them.
 pub fn is_entity_id(id: &str) -> bool {
     id.len() == ENTITY_ID_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Checks that the id in command field `field` is an entity id ([`is_entity_id`]).
+pub(crate) fn check_entity_id(field: &'static str, id: &str) -> Result<(), DomainError> {
+    if is_entity_id(id) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            field,
+            "must be 10 lowercase hexadecimal characters",
+        ))
+    }
 }
 
 /// The id of one event stream (one aggregate instance), written `category:id`,

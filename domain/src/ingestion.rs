@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
 use crate::event::{EventCodecError, NewEvent};
-use crate::ids::{StreamId, StreamIdError, is_entity_id};
+use crate::ids::{StreamId, StreamIdError, check_entity_id};
 use crate::names::{MAX_MESSAGE_CHARS, MAX_SOURCE_APPLICATION_CHARS, check_len};
 use crate::upcast::Upcasters;
 
@@ -519,17 +519,6 @@ fn check_source(source: &SourceData) -> Result<(), DomainError> {
     Ok(())
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), DomainError> {
-    if is_entity_id(id) {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(
-            field,
-            "must be 10 lowercase hexadecimal characters",
-        ))
-    }
-}
-
 fn refuse(i: &Ingestion, action: &'static str) -> DomainError {
     let status = if i.upload.is_some() && !i.status.is_terminal() {
         "completing"
@@ -560,11 +549,11 @@ fn create(command: IngestionCommand) -> Result<Vec<IngestionEvent>, DomainError>
         // The stream does not know its id before creation; the caller does.
         return Err(DomainError::not_found(Entity::Ingestion, ""));
     };
-    check_id("ingestionId", &ingestion_id)?;
-    check_id("projectId", &project_id)?;
-    check_id("modelId", &model_id)?;
-    check_id("userId", &user_id)?;
-    check_id("versionId", &version_id)?;
+    check_entity_id("ingestionId", &ingestion_id)?;
+    check_entity_id("projectId", &project_id)?;
+    check_entity_id("modelId", &model_id)?;
+    check_entity_id("userId", &user_id)?;
+    check_entity_id("versionId", &version_id)?;
     check_message("progressMessage", Some(&progress_message))?;
     check_source(&source)?;
     if max_idle_timeout_seconds == 0 || max_idle_timeout_seconds > MAX_IDLE_TIMEOUT_SECONDS {

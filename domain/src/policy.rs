@@ -30,6 +30,28 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// `Display` and `FromStr` by wire name for `$ty`, an enum with `ALL` and `as_str`; an unknown
+/// name is an `$unknown`.
+macro_rules! wire_name_traits {
+    ($ty:ty, $unknown:ident) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = $unknown;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| $unknown(s.to_owned()))
+            }
+        }
+    };
+}
+
 /// A user's role on the whole server; decides what they may do outside any project.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ServerRole {
@@ -77,21 +99,7 @@ impl ServerRole {
     }
 }
 
-impl fmt::Display for ServerRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ServerRole {
-    type Err = UnknownRole;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
-    }
-}
+wire_name_traits!(ServerRole, UnknownRole);
 
 /// A user's role in one project.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -135,21 +143,7 @@ impl ProjectRole {
     }
 }
 
-impl fmt::Display for ProjectRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProjectRole {
-    type Err = UnknownRole;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_owned()))
-    }
-}
+wire_name_traits!(ProjectRole, UnknownRole);
 
 /// A role name that is not one of the known wire names.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -205,15 +199,7 @@ impl Visibility {
     }
 }
 
-impl FromStr for Visibility {
-    type Err = UnknownVisibility;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownVisibility(s.to_owned()))
-    }
-}
+wire_name_traits!(Visibility, UnknownVisibility);
 
 /// A visibility name that is not one of the known wire names.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

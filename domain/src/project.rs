@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
 use crate::event::{EventCodecError, NewEvent};
-use crate::ids::{StreamId, StreamIdError, is_entity_id};
+use crate::ids::{StreamId, StreamIdError, check_entity_id};
 use crate::names::{
     Email, MAX_DESCRIPTION_CHARS, MAX_MESSAGE_CHARS, MAX_OBJECT_ID_CHARS,
     MAX_SOURCE_APPLICATION_CHARS, ModelName, ProjectName, check_len,
@@ -818,7 +818,7 @@ impl Project {
     }
 
     fn check_new_id(&self, field: &'static str, id: &str, kind: Entity) -> Result<(), DomainError> {
-        check_id(field, id)?;
+        check_entity_id(field, id)?;
         if self.used_ids.contains(id) {
             return Err(DomainError::AlreadyExists {
                 kind,
@@ -865,17 +865,6 @@ impl ProjectState {
             Self::Active(p) => Some(p),
             _ => None,
         }
-    }
-}
-
-fn check_id(field: &'static str, id: &str) -> Result<(), DomainError> {
-    if is_entity_id(id) {
-        Ok(())
-    } else {
-        Err(DomainError::invalid(
-            field,
-            "must be 10 lowercase hexadecimal characters",
-        ))
     }
 }
 
@@ -956,13 +945,13 @@ fn create(
     owner_user_id: String,
     default_model_id: Option<String>,
 ) -> Result<Vec<ProjectEvent>, DomainError> {
-    check_id("id", &id)?;
+    check_entity_id("id", &id)?;
     let name = ProjectName::parse(name)?;
     let description = description.unwrap_or_default();
     check_len("description", &description, MAX_DESCRIPTION_CHARS)?;
-    check_id("ownerId", &owner_user_id)?;
+    check_entity_id("ownerId", &owner_user_id)?;
     if let Some(model_id) = &default_model_id {
-        check_id("defaultModelId", model_id)?;
+        check_entity_id("defaultModelId", model_id)?;
     }
     let mut events = vec![
         ProjectEvent::ProjectCreated {
@@ -1040,7 +1029,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             role,
             user_server_role,
         } => {
-            check_id("userId", &user_id)?;
+            check_entity_id("userId", &user_id)?;
             if role == ProjectRole::Owner && user_server_role == ServerRole::Guest {
                 return Err(DomainError::GuestCannotOwn);
             }
@@ -1079,10 +1068,10 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             target_server_role,
         } => {
             p.check_new_id("inviteId", &invite_id, Entity::Invite)?;
-            check_id("invitedBy", &invited_by)?;
+            check_entity_id("invitedBy", &invited_by)?;
             let target = match target {
                 InviteTarget::UserId(user_id) => {
-                    check_id("userId", &user_id)?;
+                    check_entity_id("userId", &user_id)?;
                     if p.members.contains_key(&user_id) {
                         return Err(DomainError::AlreadyMember { user_id });
                     }
@@ -1118,7 +1107,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
                     user_id: invitee.user_id,
                 });
             }
-            check_id("userId", &invitee.user_id)?;
+            check_entity_id("userId", &invitee.user_id)?;
             if invite.role == ProjectRole::Owner && invitee.server_role == ServerRole::Guest {
                 return Err(DomainError::GuestCannotOwn);
             }
@@ -1169,7 +1158,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             p.check_new_id("id", &model_id, Entity::Model)?;
             let name = ModelName::parse(&name)?;
             check_opt_len("description", description.as_deref(), MAX_DESCRIPTION_CHARS)?;
-            check_id("authorId", &author_id)?;
+            check_entity_id("authorId", &author_id)?;
             p.check_name_free(&name, None)?;
             Ok(vec![ProjectEvent::ModelCreated {
                 project_id,
@@ -1259,7 +1248,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
                     format!("each parent must be 1 to {MAX_OBJECT_ID_CHARS} bytes"),
                 ));
             }
-            check_id("authorId", &author_id)?;
+            check_entity_id("authorId", &author_id)?;
             Ok(vec![ProjectEvent::VersionCreated {
                 project_id,
                 version_id,
@@ -1300,7 +1289,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
                 Some((id, _)) => id.to_owned(),
                 None => {
                     p.check_new_id("newModelId", &new_model_id, Entity::Model)?;
-                    check_id("authorId", &author_id)?;
+                    check_entity_id("authorId", &author_id)?;
                     events.push(ProjectEvent::ModelCreated {
                         project_id: project_id.clone(),
                         model_id: new_model_id.clone(),
@@ -1345,7 +1334,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             message,
         } => {
             p.version(&version_id)?;
-            check_id("userId", &user_id)?;
+            check_entity_id("userId", &user_id)?;
             check_len(
                 "sourceApplication",
                 &source_application,
@@ -1361,7 +1350,7 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             }])
         }
         ProjectCommand::SetFavorite { user_id, favorited } => {
-            check_id("userId", &user_id)?;
+            check_entity_id("userId", &user_id)?;
             if p.favorited_by.contains(&user_id) == favorited {
                 return Ok(vec![]);
             }

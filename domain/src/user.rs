@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Entity};
 use crate::event::{EventCodecError, NewEvent};
-use crate::ids::{StreamId, StreamIdError, is_entity_id};
+use crate::ids::{StreamId, StreamIdError, check_entity_id};
 use crate::names::{
     Email, MAX_AVATAR_CHARS, MAX_BIO_CHARS, MAX_COMPANY_CHARS, UserName, check_len,
 };
@@ -274,12 +274,7 @@ pub fn decide(state: &UserState, command: UserCommand) -> Result<Vec<UserEvent>,
                 server_role,
             },
         ) => {
-            if !is_entity_id(&id) {
-                return Err(DomainError::invalid(
-                    "id",
-                    "must be 10 lowercase hexadecimal characters",
-                ));
-            }
+            check_entity_id("id", &id)?;
             let email = Email::parse(&email)?;
             let name = UserName::parse(&name)?;
             if let Some(c) = &company {

@@ -62,6 +62,22 @@ pub async fn enqueue_on(conn: &mut PgConnection, job: &NewJob) -> Result<bool, s
     Ok(inserted.rows_affected() == 1)
 }
 
+/// The statement that claims the jobs `$which` picks for worker `$1` for a lease of `$2`
+/// seconds, returning what [`run_claim`] reads.
+macro_rules! claim_sql {
+    ($which:literal) => {
+        concat!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
+                    locked_until = now() + make_interval(secs => $2) \
+             WHERE ",
+            $which,
+            " RETURNING id, kind, payload, attempts, max_attempts, ordering_key, \
+                       (SELECT ev.metadata->>'traceparent' FROM events ev \
+                        WHERE ev.position = jobs.source_position) AS traceparent"
+        )
+    };
+}
+
 /// Claims up to `limit` due jobs of `kinds` for `worker`, for `lease`. A job whose lease
 /// ran out (its worker died) is claimable again; its open attempt is marked abandoned.
 pub async fn claim(
@@ -71,31 +87,21 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
-                locked_until = now() + make_interval(secs => $2) \
-         WHERE id IN (SELECT id FROM jobs j \
-                      WHERE kind = ANY($3) AND run_at <= now() \
-                        AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
-                        AND (ordering_key IS NULL OR NOT EXISTS ( \
-                            SELECT 1 FROM jobs e \
-                            WHERE e.ordering_key = j.ordering_key AND e.id < j.id \
-                              AND e.status IN ('pending', 'running') AND e.run_at <= now())) \
-                      ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts, ordering_key, \
-                   (SELECT ev.metadata->>'traceparent' FROM events ev \
-                    WHERE ev.position = jobs.source_position) AS traceparent",
-    )
+    let query = sqlx::query(claim_sql!(
+        "id IN (SELECT id FROM jobs j \
+                WHERE kind = ANY($3) AND run_at <= now() \
+                  AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
+                  AND (ordering_key IS NULL OR NOT EXISTS ( \
+                      SELECT 1 FROM jobs e \
+                      WHERE e.ordering_key = j.ordering_key AND e.id < j.id \
+                        AND e.status IN ('pending', 'running') AND e.run_at <= now())) \
+                ORDER BY run_at, id LIMIT $4 FOR UPDATE SKIP LOCKED)"
+    ))
     .bind(worker)
     .bind(lease.as_secs_f64())
     .bind(kinds)
-    .bind(limit)
-    .fetch_all(&mut *tx)
-    .await?;
-    let jobs = record_claims(&mut tx, worker, rows).await?;
-    tx.commit().await?;
-    Ok(jobs)
+    .bind(limit);
+    run_claim(pool, worker, query).await
 }
 
 /// Claims the next due job of `ordering_key` once the job before it is finished, so a worker
@@ -107,31 +113,35 @@ pub async fn claim_next_in_order(
     ordering_key: &str,
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let rows = sqlx::query(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_by = $1, \
-                locked_until = now() + make_interval(secs => $2) \
-         WHERE id = (SELECT id FROM jobs j \
-                     WHERE ordering_key = $4 AND kind = ANY($3) AND run_at <= now() \
-                       AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
-                       AND NOT EXISTS ( \
-                           SELECT 1 FROM jobs e \
-                           WHERE e.ordering_key = $4 AND e.id < j.id \
-                             AND e.status IN ('pending', 'running') AND e.run_at <= now()) \
-                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, kind, payload, attempts, max_attempts, ordering_key, \
-                   (SELECT ev.metadata->>'traceparent' FROM events ev \
-                    WHERE ev.position = jobs.source_position) AS traceparent",
-    )
+    let query = sqlx::query(claim_sql!(
+        "id = (SELECT id FROM jobs j \
+               WHERE ordering_key = $4 AND kind = ANY($3) AND run_at <= now() \
+                 AND (status = 'pending' OR (status = 'running' AND locked_until < now())) \
+                 AND NOT EXISTS ( \
+                     SELECT 1 FROM jobs e \
+                     WHERE e.ordering_key = $4 AND e.id < j.id \
+                       AND e.status IN ('pending', 'running') AND e.run_at <= now()) \
+               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    ))
     .bind(worker)
     .bind(lease.as_secs_f64())
     .bind(kinds)
-    .bind(ordering_key)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut jobs = record_claims(&mut tx, worker, rows).await?;
+    .bind(ordering_key);
+    Ok(run_claim(pool, worker, query).await?.pop())
+}
+
+/// Runs a claim statement of [`claim_sql`] for `worker` in one transaction with the records
+/// of its claims.
+async fn run_claim(
+    pool: &PgPool,
+    worker: &str,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = query.fetch_all(&mut *tx).await?;
+    let jobs = record_claims(&mut tx, worker, rows).await?;
     tx.commit().await?;
-    Ok(jobs.pop())
+    Ok(jobs)
 }
 
 /// Records an attempt for each claimed row (closing the open attempt of a dead worker).
@@ -222,17 +232,31 @@ pub async fn hand_back(pool: &PgPool, worker: &str, job: &ClaimedJob) -> Result<
     .bind(job.attempt)
     .execute(&mut *tx)
     .await?;
-    if updated.rows_affected() == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
-    record_attempt(
-        &mut tx,
+    close_attempt(
+        tx,
+        updated,
         job,
         "abandoned",
         Some("handed back: the worker shut down before it finished"),
     )
-    .await?;
+    .await
+}
+
+/// Ends the transaction of a worker's release of `job` (`released`): closes the job's current
+/// attempt with `outcome` (and `error`) and commits when the worker still held the job, rolls
+/// back when it did not. Whether it held it.
+async fn close_attempt(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    released: sqlx::postgres::PgQueryResult,
+    job: &ClaimedJob,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    if released.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    record_attempt(&mut tx, job, outcome, error).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -285,16 +309,10 @@ async fn finish(
     .bind(job.attempt)
     .execute(&mut *tx)
     .await?;
-    if updated.rows_affected() == 0 {
-        tx.rollback().await?;
-        return Ok(false);
-    }
     let outcome = if error.is_some() {
         "failed"
     } else {
         "succeeded"
     };
-    record_attempt(&mut tx, job, outcome, error).await?;
-    tx.commit().await?;
-    Ok(true)
+    close_attempt(tx, updated, job, outcome, error).await
 }

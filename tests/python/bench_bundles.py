@@ -48,29 +48,21 @@ from pathlib import Path
 import requests
 from specklepy.api import operations
 from specklepy.api.client import SpeckleClient
-from specklepy.api.enums import ProjectVisibility
 from specklepy.api.inputs.model_ingestion_inputs import (
     ModelIngestionCancelledInput,
     ModelIngestionCreateInput,
     SourceDataInput,
 )
 from specklepy.api.inputs.model_inputs import CreateModelInput
-from specklepy.api.inputs.project_inputs import ProjectCreateInput
 from specklepy.bundle import BundleBuilder, Producer
 from specklepy.bundle.upload import ArtifactPipeline
 from specklepy.objects.geometry import Mesh
 from specklepy.objects.models.collections.collection import Collection
 from specklepy.transports.memory import MemoryTransport
-from specklepy.transports.server import ServerTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strata_e2e import (  # noqa: E402
-    HTTP_TIMEOUT_SECONDS,
-    authenticated_client,
-    register_user,
-    server_url,
-    unique_name,
-)
+from bench_server import cpu_seconds, json_round_trip, sign_up, timed  # noqa: E402
+from strata_e2e import HTTP_TIMEOUT_SECONDS  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -89,18 +81,8 @@ SERVER_PID = 0
 
 
 def server_cpu_seconds() -> float:
-    """User + system CPU time the server has used so far (fields 14 and 15 of its stat)."""
-    with open(f"/proc/{SERVER_PID}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(run):
-    """Runs `run`; returns its result, the wall time, and the server's CPU time meanwhile."""
-    cpu = server_cpu_seconds()
-    started = time.perf_counter()
-    result = run()
-    return result, time.perf_counter() - started, server_cpu_seconds() - cpu
+    """User + system CPU time the server has used so far."""
+    return cpu_seconds(SERVER_PID)
 
 
 def idle_cpu_percent(seconds: float = 3.0) -> float:
@@ -277,31 +259,22 @@ def plain_gets(urls: dict[str, str]) -> int:
 def json_rail(client: SpeckleClient, project_id: str, meshes: list[Mesh]) -> None:
     tree = json_tree(meshes)
     memory = MemoryTransport()
-    _, serialise, _ = timed(lambda: operations.serialize(tree, [memory]))
+    _, serialise, _ = timed(SERVER_PID, lambda: operations.serialize(tree, [memory]))
     json_bytes = sum(len(v) for v in memory.objects.values())
     print(
         f"JSON rail: serialise {serialise:.2f} s ({len(memory.objects)} objects, "
         f"{json_bytes / 1e6:.0f} MB of JSON)"
     )
     del memory
-    sent, send, send_cpu = timed(
-        lambda: operations.send(
-            tree, [ServerTransport(project_id, client=client)], use_default_cache=False
-        )
-    )
+    trip = json_round_trip(SERVER_PID, client, project_id, tree)
+    send, receive = trip.send_seconds, trip.receive_seconds
     print(
         f"  send    {send:7.2f} s = {send / serialise:5.2f}x serialise "
-        f"({cpu_note(send_cpu, send)})"
+        f"({cpu_note(trip.send_cpu, send)})"
     )
-    received, receive, receive_cpu = timed(
-        lambda: operations.receive(
-            sent, ServerTransport(project_id, client=client), MemoryTransport()
-        )
-    )
-    assert received.id == sent, "the received root is not the sent one"
     print(
         f"  receive {receive:7.2f} s = {receive / serialise:5.2f}x serialise "
-        f"({cpu_note(receive_cpu, receive)})"
+        f"({cpu_note(trip.receive_cpu, receive)})"
     )
 
 
@@ -322,7 +295,7 @@ def bundle_rail(url: str, client: SpeckleClient, project_id: str, meshes: list[M
     # Reference 1: the bundle build, into its own temp dir (after a tiny one, so that neither
     # clock pays for pyarrow's first use).
     shutil.rmtree(filled_builder(meshes[:1]).build().directory, ignore_errors=True)
-    files, build, _ = timed(reference_builder.build)
+    files, build, _ = timed(SERVER_PID, reference_builder.build)
     bundle_bytes = total_bytes(files.files)
     largest = max(files.files, key=os.path.getsize)
     print(
@@ -336,7 +309,7 @@ def bundle_rail(url: str, client: SpeckleClient, project_id: str, meshes: list[M
     renamed = files.rename_to(floor_version)
     uploads = sign(url, token, project_id, floor_ingestion, renamed.by_name)
     bodies = {name: Path(path).read_bytes() for name, path in renamed.by_name.items()}
-    put_bytes, puts, puts_cpu = timed(lambda: plain_puts(uploads, bodies))
+    put_bytes, puts, puts_cpu = timed(SERVER_PID, lambda: plain_puts(uploads, bodies))
     del bodies
     print(
         f"  PUTs    {puts:7.2f} s ({put_bytes / puts / 1e6:.0f} MB/s; {cpu_note(puts_cpu, puts)})"
@@ -359,7 +332,8 @@ def bundle_rail(url: str, client: SpeckleClient, project_id: str, meshes: list[M
         (ArtifactPipeline, "_complete", "complete"),
     ):
         result, send3, send3_cpu = timed(
-            lambda: operations.send3(client.account, project_id, model_id, send_builder)
+            SERVER_PID,
+            lambda: operations.send3(client.account, project_id, model_id, send_builder),
         )
     assert result.object_count == len(meshes), result
     ratio = send3 / floor
@@ -371,7 +345,7 @@ def bundle_rail(url: str, client: SpeckleClient, project_id: str, meshes: list[M
 
     # Reference 3: plain GETs of the send3 version's files.
     urls = artifact_urls(url, token, project_id, model_id, result.version_id)
-    got_bytes, gets, gets_cpu = timed(lambda: plain_gets(urls))
+    got_bytes, gets, gets_cpu = timed(SERVER_PID, lambda: plain_gets(urls))
     print(
         f"  GETs    {gets:7.2f} s ({len(urls)} files, {got_bytes / gets / 1e6:.0f} MB/s; "
         f"{cpu_note(gets_cpu, gets)})"
@@ -384,7 +358,8 @@ def bundle_rail(url: str, client: SpeckleClient, project_id: str, meshes: list[M
         (bundle_receive, "_mark_received", "mark received"),
     ):
         model, receive3, receive3_cpu = timed(
-            lambda: operations.receive3(client.account, project_id, model_id, result.version_id)
+            SERVER_PID,
+            lambda: operations.receive3(client.account, project_id, model_id, result.version_id),
         )
     with model:
         assert len(model.objects) == len(meshes), len(model.objects)
@@ -410,22 +385,9 @@ def main() -> None:
     args = parser.parse_args()
 
     global SERVER_PID
-    url = server_url()
-    pid = args.pid
-    if pid is None:
-        pid_file = Path(__file__).resolve().parents[2] / ".local" / "strata.pid"
-        pid = int(pid_file.read_text().split()[0])
-    SERVER_PID = pid
-    user = register_user(url, "bench")
-    client = authenticated_client(url, user)
-
-    def project() -> str:
-        return client.project.create(
-            ProjectCreateInput(
-                name=unique_name("bench"), description=None, visibility=ProjectVisibility.PRIVATE
-            )
-        ).id
-
+    bench = sign_up(args.pid)
+    SERVER_PID = bench.pid
+    url, pid, client, project = bench.url, bench.pid, bench.client, bench.project
     vertices = max(3, args.mesh_bytes // BYTES_PER_VERTEX_AND_TRIANGLE)
     rng = random.Random(20260901)
     started = time.perf_counter()

@@ -51,7 +51,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -59,16 +58,24 @@ from pathlib import Path
 
 import requests
 from specklepy.api.client import SpeckleClient
-from specklepy.api.enums import ModelIngestionStatus, ProjectVisibility
+from specklepy.api.enums import ModelIngestionStatus
 from specklepy.api.inputs.file_import_inputs import (
     GenerateFileUploadUrlInput,
     StartFileImportInput,
 )
 from specklepy.api.inputs.model_inputs import CreateModelInput
-from specklepy.api.inputs.project_inputs import ProjectCreateInput
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strata_e2e import authenticated_client, register_user, server_url, unique_name  # noqa: E402
+from bench_server import (  # noqa: E402
+    RssSampler,
+    cpu_seconds,
+    private_project,
+    server_pid,
+    status_kib,
+    stream_objects,
+    timed,
+)
+from strata_e2e import authenticated_client, register_user, server_url  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -94,51 +101,8 @@ MIB = 1024 * 1024
 
 
 def server_cpu_seconds() -> float:
-    """User + system CPU time the server has used so far (fields 14 and 15 of its stat)."""
-    with open(f"/proc/{SERVER_PID}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_kib(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-class RssSampler(threading.Thread):
-    """Samples a process's resident set size until stopped; keeps the largest."""
-
-    def __init__(self, pid: int, every_seconds: float = 0.01) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.every = every_seconds
-        self.peak_kib = 0
-        self.stopped = threading.Event()
-
-    def rss_kib(self) -> int:
-        return status_kib(self.pid, "VmRSS")
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            self.peak_kib = max(self.peak_kib, self.rss_kib())
-            time.sleep(self.every)
-
-    def stop(self) -> int:
-        self.stopped.set()
-        self.join()
-        self.peak_kib = max(self.peak_kib, self.rss_kib())
-        return self.peak_kib
-
-
-def timed(run):
-    """Runs `run`; returns its result, the wall time, and the server's CPU time meanwhile."""
-    cpu = server_cpu_seconds()
-    started = time.perf_counter()
-    result = run()
-    return result, time.perf_counter() - started, server_cpu_seconds() - cpu
+    """User + system CPU time the server has used so far."""
+    return cpu_seconds(SERVER_PID)
 
 
 # --- the generated OBJ ---------------------------------------------------------------------
@@ -252,13 +216,7 @@ def count_mesh_triangles(url: str, token: str, project_id: str, root_id: str) ->
     n - 2 triangles; the legacy sizes 0 and 1 mean a triangle and a quad)."""
     triangles = 0
     meshes = 0
-    with requests.get(
-        f"{url}/objects/{project_id}/{root_id}",
-        headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"},
-        stream=True,
-        timeout=600,
-    ) as response:
-        response.raise_for_status()
+    with stream_objects(url, token, project_id, root_id) as response:
         for line in response.iter_lines(chunk_size=1 << 20):
             if not line:
                 continue
@@ -283,13 +241,7 @@ def count_mesh_triangles(url: str, token: str, project_id: str, root_id: str) ->
 def import_once(
     url: str, token: str, client: SpeckleClient, path: Path, poll: float, triangles: bool
 ) -> ImportRun:
-    project_id = client.project.create(
-        ProjectCreateInput(
-            name=unique_name("bench imports"),
-            description=None,
-            visibility=ProjectVisibility.PRIVATE,
-        )
-    ).id
+    project_id = private_project(client, "bench imports")
     model_id = client.model.create(
         CreateModelInput(name="uploads", description=None, project_id=project_id)
     ).id
@@ -468,9 +420,7 @@ def main() -> None:
 
     global SERVER_PID
     url = server_url()
-    pid = args.pid
-    if pid is None:
-        pid = int((REPO / ".local" / "strata.pid").read_text().split()[0])
+    pid = server_pid(args.pid)
     SERVER_PID = pid
     exe = os.readlink(f"/proc/{pid}/exe")
     global START_RSS_KIB
@@ -515,11 +465,12 @@ def main() -> None:
     if args.obj_mb > 0:
         with tempfile.TemporaryDirectory(prefix="strata-bench-imports-") as scratch:
             made, seconds, _ = timed(
+                SERVER_PID,
                 lambda: write_cube_grid(
                     Path(scratch) / f"cubes-{args.obj_mb:g}mb.obj",
                     args.obj_mb,
                     args.cubes_per_object,
-                )
+                ),
             )
             print(
                 f"generated {made.path.name}: {made.cubes:,} cubes in {made.objects:,} objects "

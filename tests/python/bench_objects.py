@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import secrets
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -30,44 +28,13 @@ from pathlib import Path
 import requests
 from specklepy.api import operations
 from specklepy.api.client import SpeckleClient
-from specklepy.api.enums import ProjectVisibility
-from specklepy.api.inputs.project_inputs import ProjectCreateInput
 from specklepy.objects import Base
 from specklepy.transports.memory import MemoryTransport
-from specklepy.transports.server import ServerTransport
 
 sys.path.insert(0, str(Path(__file__).parent))
-from strata_e2e import authenticated_client, register_user, server_url, unique_name  # noqa: E402
+from bench_server import RssSampler, json_round_trip, sign_up, stream_objects, timed  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-class RssSampler(threading.Thread):
-    """Samples a process's resident set size until stopped; keeps the largest."""
-
-    def __init__(self, pid: int, every_seconds: float = 0.01) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.every = every_seconds
-        self.peak_kib = 0
-        self.stopped = threading.Event()
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            self.peak_kib = max(self.peak_kib, self.rss_kib())
-            time.sleep(self.every)
-
-    def stop(self) -> int:
-        self.stopped.set()
-        self.join()
-        return self.peak_kib
 
 
 def small_tree(count: int) -> Base:
@@ -100,53 +67,23 @@ def large_tree(count: int, size: int) -> Base:
 SERVER_PID = 0
 
 
-def server_cpu_seconds() -> float:
-    """User + system CPU time the server has used so far (fields 14 and 15 of its stat)."""
-    with open(f"/proc/{SERVER_PID}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def timed(run):
-    """Runs `run`; returns its result, the wall time, and the server's CPU time meanwhile."""
-    cpu = server_cpu_seconds()
-    started = time.perf_counter()
-    result = run()
-    return result, time.perf_counter() - started, server_cpu_seconds() - cpu
-
-
 def specklepy_round_trip(client: SpeckleClient, project_id: str, label: str, tree: Base) -> str:
-    _, serialise, _ = timed(lambda: operations.serialize(tree, [MemoryTransport()]))
-    sent, send, send_cpu = timed(
-        lambda: operations.send(
-            tree, [ServerTransport(project_id, client=client)], use_default_cache=False
-        )
-    )
-    received, receive, receive_cpu = timed(
-        lambda: operations.receive(
-            sent, ServerTransport(project_id, client=client), MemoryTransport()
-        )
-    )
-    assert received.id == sent, "the received root is not the sent one"
+    _, serialise, _ = timed(SERVER_PID, lambda: operations.serialize(tree, [MemoryTransport()]))
+    trip = json_round_trip(SERVER_PID, client, project_id, tree)
+    send, receive = trip.send_seconds, trip.receive_seconds
     print(
         f"{label}: serialise {serialise:.2f} s; send {send:.2f} s = {send / serialise:.2f}x "
-        f"(server CPU {send_cpu:.2f} s); receive {receive:.2f} s = {receive / serialise:.2f}x "
-        f"(server CPU {receive_cpu:.2f} s)"
+        f"(server CPU {trip.send_cpu:.2f} s); receive {receive:.2f} s = "
+        f"{receive / serialise:.2f}x (server CPU {trip.receive_cpu:.2f} s)"
     )
-    return sent
+    return trip.root_id
 
 
 def stream_download(url: str, token: str, project_id: str, root_id: str) -> tuple[int, float]:
     """Downloads a tree as `id\tjson` lines without keeping it; returns bytes and seconds."""
     started = time.perf_counter()
     received = 0
-    with requests.get(
-        f"{url}/objects/{project_id}/{root_id}",
-        headers={"Authorization": f"Bearer {token}", "Accept": "text/plain"},
-        stream=True,
-        timeout=600,
-    ) as response:
-        response.raise_for_status()
+    with stream_objects(url, token, project_id, root_id) as response:
         for chunk in response.iter_content(1 << 20):
             received += len(chunk)
     return received, time.perf_counter() - started
@@ -228,33 +165,20 @@ def main() -> None:
     args = parser.parse_args()
 
     global SERVER_PID
-    url = server_url()
-    pid = args.pid
-    if pid is None:
-        pid_file = Path(__file__).resolve().parents[2] / ".local" / "strata.pid"
-        pid = int(pid_file.read_text().split()[0])
-    SERVER_PID = pid
-    user = register_user(url, "bench")
-    client = authenticated_client(url, user)
-
-    def project() -> str:
-        return client.project.create(
-            ProjectCreateInput(
-                name=unique_name("bench"), description=None, visibility=ProjectVisibility.PRIVATE
-            )
-        ).id
-
+    bench = sign_up(args.pid)
+    SERVER_PID = bench.pid
+    url, pid, client, project = bench.url, bench.pid, bench.client, bench.project
     print(f"server {url} (pid {pid}); specklepy JSON transport")
     if args.memory_only:
-        gigabyte_upload_and_download(url, user.token, project(), pid, args.gigabytes)
+        gigabyte_upload_and_download(url, bench.user.token, project(), pid, args.gigabytes)
         return
     specklepy_round_trip(client, project(), f"{args.small + 1} small objects", small_tree(args.small))
     large_project = project()
     large_root = specklepy_round_trip(
         client, large_project, f"{args.large} x 1 MB objects", large_tree(args.large, 1_000_000)
     )
-    raw_download(url, user.token, large_project, large_root, args.large + 1)
-    gigabyte_upload_and_download(url, user.token, project(), pid, args.gigabytes)
+    raw_download(url, bench.user.token, large_project, large_root, args.large + 1)
+    gigabyte_upload_and_download(url, bench.user.token, project(), pid, args.gigabytes)
 
 
 if __name__ == "__main__":

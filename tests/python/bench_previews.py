@@ -65,21 +65,20 @@ from pathlib import Path
 
 import requests
 from specklepy.api.client import SpeckleClient
-from specklepy.api.enums import ModelIngestionStatus, ProjectVisibility
+from specklepy.api.enums import ModelIngestionStatus
 from specklepy.api.inputs.file_import_inputs import (
     GenerateFileUploadUrlInput,
     StartFileImportInput,
 )
 from specklepy.api.inputs.model_inputs import CreateModelInput
-from specklepy.api.inputs.project_inputs import ProjectCreateInput
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_server import cpu_seconds, private_project, server_pid  # noqa: E402
 from strata_e2e import (  # noqa: E402
     HTTP_TIMEOUT_SECONDS,
     authenticated_client,
     register_user,
     server_url,
-    unique_name,
     wait_until_ready,
 )
 
@@ -110,10 +109,8 @@ PREVIEW_FIELDS = "status attempts error renderDurationMs updatedAt"
 
 
 def server_cpu_seconds() -> float:
-    """User + system CPU time the server has used so far (fields 14 and 15 of its stat)."""
-    with open(f"/proc/{SERVER_PID}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time the server has used so far."""
+    return cpu_seconds(SERVER_PID)
 
 
 def server_build(pid: int) -> str:
@@ -619,13 +616,7 @@ class Run:
     first_was_cold: bool = True
 
     def project(self, label: str) -> tuple[str, str]:
-        project_id = self.client.project.create(
-            ProjectCreateInput(
-                name=unique_name(f"bench previews {label}"),
-                description=None,
-                visibility=ProjectVisibility.PRIVATE,
-            )
-        ).id
+        project_id = private_project(self.client, f"bench previews {label}")
         model_id = self.client.model.create(
             CreateModelInput(name=label, description=None, project_id=project_id)
         ).id
@@ -849,9 +840,7 @@ def main() -> None:
     global SERVER_PID
     url = server_url()
     wait_until_ready(url, args.ready_seconds)
-    pid = args.pid
-    if pid is None:
-        pid = int((REPO / ".local" / "strata.pid").read_text().split()[0])
+    pid = server_pid(args.pid)
     SERVER_PID = pid
     bench_started = time.perf_counter()
     print(f"server {url} (pid {pid}, {server_build(pid)})")

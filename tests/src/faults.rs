@@ -1162,6 +1162,10 @@ async fn client(
     client_no: usize,
 ) {
     let gql_url = format!("{base}/graphql");
+    // A keyed GraphQL create, retried until acknowledged: the id under `mutations`.
+    let create = async |body: &Value, mutations: &str| {
+        keyed_create(&phase, &http, &gql_url, &world.token, body, mutations).await
+    };
     let mut round = 0usize;
     while !phase.stop.load(Ordering::SeqCst) {
         round += 1;
@@ -1174,15 +1178,7 @@ async fn client(
             "query": "mutation($p: ID!, $n: String!) { modelMutations { create(input: {projectId: $p, name: $n}) { id } } }",
             "variables": {"p": world.project, "n": name},
         });
-        let id = keyed_create(
-            &phase,
-            &http,
-            &gql_url,
-            &world.token,
-            &body,
-            "modelMutations",
-        )
-        .await;
+        let id = create(&body, "modelMutations").await;
         phase.done(Op::Model { name, id, sent });
 
         // A version create, keyed.
@@ -1191,15 +1187,7 @@ async fn client(
             "query": "mutation($i: CreateVersionInput!) { versionMutations { create(input: $i) { id } } }",
             "variables": {"i": {"projectId": world.project, "modelId": world.model, "objectId": world.root, "message": message}},
         });
-        let id = keyed_create(
-            &phase,
-            &http,
-            &gql_url,
-            &world.token,
-            &body,
-            "versionMutations",
-        )
-        .await;
+        let id = create(&body, "versionMutations").await;
         phase.done(Op::Version { message, id });
 
         // An object batch: content-addressed, so sending it again is harmless.

@@ -255,12 +255,24 @@ impl TestApp {
         query: &str,
         variables: serde_json::Value,
     ) -> serde_json::Value {
-        self.http
+        self.gql_as(Some(token), query, variables).await
+    }
+
+    /// Like [`Self::gql`], with no `Authorization` header when `token` is `None`.
+    pub async fn gql_as(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut req = self
+            .http
             .post(format!("{}/graphql", self.base_url))
-            .bearer_auth(token)
-            .json(&serde_json::json!({"query": query, "variables": variables}))
-            .json_ok()
-            .await
+            .json(&serde_json::json!({"query": query, "variables": variables}));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.json_ok().await
     }
 
     /// Like [`Self::gql`], failing the test on any error; the answer's `data`.
@@ -273,6 +285,22 @@ impl TestApp {
         let answer = self.gql(token, query, variables).await;
         assert!(answer["errors"].is_null(), "{answer}");
         answer["data"].clone()
+    }
+
+    /// The id of the user `token` belongs to (`activeUser.id`).
+    pub async fn user_id(&self, token: &str) -> String {
+        self.gql_data(token, "{ activeUser { id } }", serde_json::json!({}))
+            .await["activeUser"]["id"]
+            .as_str()
+            .expect("a user id")
+            .to_owned()
+    }
+
+    /// Registers `email` (see [`register`]); its token and user id.
+    pub async fn register_user(&self, email: &str) -> (String, String) {
+        let token = register(&self.base_url, email).await;
+        let id = self.user_id(&token).await;
+        (token, id)
     }
 
     /// Creates a private project with one model, as `token`; returns their ids.
@@ -407,26 +435,65 @@ pub async fn register(base_url: &str, email: &str) -> String {
 pub async fn store_object(base_url: &str, token: &str, project_id: &str, object_id: &str) {
     let batch = serde_json::json!([
         {"id": object_id, "speckle_type": "Base", "totalChildrenCount": 0}
-    ])
-    .to_string();
+    ]);
+    let res = upload_objects(base_url, token, project_id, &batch, "text/plain").await;
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "storing object {object_id}: {body}");
+}
+
+/// POSTs `objects` (a JSON array) to `/objects/:project_id` as `token`, in one multipart
+/// batch `batch-0` of content type `mime`, as the connectors send; the response.
+pub async fn upload_objects(
+    base_url: &str,
+    token: &str,
+    project_id: &str,
+    objects: &serde_json::Value,
+    mime: &str,
+) -> reqwest::Response {
     let form = reqwest::multipart::Form::new().part(
         "batch-0",
-        reqwest::multipart::Part::bytes(batch.into_bytes())
+        reqwest::multipart::Part::bytes(objects.to_string().into_bytes())
             .file_name("batch-0")
-            .mime_str("text/plain")
+            .mime_str(mime)
             .expect("mime"),
     );
-    let res = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("{base_url}/objects/{project_id}"))
         .bearer_auth(token)
         .multipart(form)
         .send()
         .await
-        .expect("uploading an object");
-    let status = res.status();
-    let body = res.text().await.unwrap_or_default();
-    assert_eq!(status, 201, "storing object {object_id}: {body}");
+        .expect("uploading objects")
 }
+
+/// Whether every seal of the log at `pool` verifies against the public key `trusted` (online,
+/// as `strata audit verify` does).
+pub async fn seals_verify(pool: &PgPool, trusted: &[u8]) -> bool {
+    schema::audit::verify_seals(pool, Some(trusted))
+        .await
+        .expect("checking the seals")
+        .iter()
+        .all(|s| s.ok)
+}
+
+/// PUTs `bytes` to the presigned object-store `url` as `application/octet-stream`, as a
+/// client uploading a file does; asserts success and returns the store's ETag.
+pub async fn put_signed(url: &str, bytes: impl Into<reqwest::Body>) -> String {
+    let put = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .expect("uploading to a signed URL");
+    assert!(put.status().is_success(), "{:?}", put.status());
+    put.headers()["etag"].to_str().expect("an ETag").to_owned()
+}
+
+/// A fixed 32-hex object id, for a test's one root object (store it with [`store_object`] or
+/// [`TestApp::version_on`]).
+pub const OBJECT: &str = "0123456789abcdef0123456789abcdef";
 
 /// A new random 32-hex object id.
 pub fn object_id() -> String {

@@ -11,7 +11,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
-use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tests::{RequestExt, TestDb, test_settings};
 
@@ -176,20 +175,7 @@ async fn upload_tree(base: &str, token: &str, project: &str) -> (String, Vec<Str
         {"id": children[0], "speckle_type": "Objects.Geometry.Point", "x": 1.0},
         {"id": children[1], "speckle_type": "Objects.Geometry.Point", "x": 2.0},
     ]);
-    let form = Form::new().part(
-        "batch-0",
-        Part::bytes(batch.to_string().into_bytes())
-            .file_name("batch-0")
-            .mime_str("text/plain")
-            .unwrap(),
-    );
-    let res = reqwest::Client::new()
-        .post(format!("{base}/objects/{project}"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let res = tests::upload_objects(base, token, project, &batch, "text/plain").await;
     assert_eq!(res.status(), 201);
     (
         root.to_owned(),

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{RequestExt, TestApp, TestDb, test_settings};
+use tests::{TestApp, TestDb, test_settings};
 
 /// The root object the versions here point at (stored only where a test says so).
 const OBJECT: &str = "0123456789abcdef0123456789abcdef";
@@ -62,39 +62,9 @@ fn names(page: &Value) -> Vec<String> {
 }
 
 impl World {
-    /// The full response (data and errors).
-    async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self
-            .app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .json(&json!({"query": query, "variables": variables}));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.json_ok().await
-    }
-
-    /// The data of a response that must have no errors.
-    async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
-        let res = self.gql(Some(token), query, variables).await;
-        assert!(res["errors"].is_null(), "{res}");
-        res["data"].clone()
-    }
-
-    /// Registers `email`; its token and user id.
-    async fn user(&self, email: &str) -> (String, String) {
-        let token = tests::register(&self.app.base_url, email).await;
-        let id = self.ok(&token, "{ activeUser { id } }", json!({})).await["activeUser"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (token, id)
-    }
-
     /// A current-API project (private unless `visibility` says otherwise).
     async fn project(&self, token: &str, name: &str, visibility: Option<&str>) -> String {
-        self.ok(
+        self.app.gql_data(
             token,
             "mutation($input: ProjectCreateInput!) { projectMutations { create(input: $input) { id } } }",
             json!({"input": {"name": name, "visibility": visibility}}),
@@ -106,7 +76,7 @@ impl World {
     }
 
     async fn model(&self, token: &str, project: &str, name: &str) -> String {
-        self.ok(
+        self.app.gql_data(
             token,
             "mutation($input: CreateModelInput!) { modelMutations { create(input: $input) { id } } }",
             json!({"input": {"projectId": project, "name": name}}),
@@ -125,8 +95,8 @@ impl World {
         model: &str,
         source_application: Option<&str>,
     ) -> Value {
-        self.gql(
-            Some(token),
+        self.app.gql(
+            token,
             "mutation($input: CreateVersionInput!) { versionMutations { create(input: $input) { id } } }",
             json!({"input": {
                 "projectId": project,
@@ -158,12 +128,13 @@ impl World {
 
     /// A legacy stream (public, with an empty `main` branch).
     async fn stream(&self, token: &str) -> String {
-        self.ok(
-            token,
-            "mutation { streamCreate(stream: {name: \"s\"}) }",
-            json!({}),
-        )
-        .await["streamCreate"]
+        self.app
+            .gql_data(
+                token,
+                "mutation { streamCreate(stream: {name: \"s\"}) }",
+                json!({}),
+            )
+            .await["streamCreate"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -171,21 +142,23 @@ impl World {
 
     /// Legacy `commitCreate` on `main`'s full response.
     async fn commit_create(&self, token: &str, stream: &str) -> Value {
-        self.gql(
-            Some(token),
-            "mutation($c: CommitCreateInput!) { commitCreate(commit: $c) }",
-            json!({"c": {"streamId": stream, "branchName": "main", "objectId": OBJECT}}),
-        )
-        .await
+        self.app
+            .gql(
+                token,
+                "mutation($c: CommitCreateInput!) { commitCreate(commit: $c) }",
+                json!({"c": {"streamId": stream, "branchName": "main", "objectId": OBJECT}}),
+            )
+            .await
     }
 
     async fn version_count(&self, token: &str, project: &str) -> i64 {
-        self.ok(
-            token,
-            "query($p: String!) { project(id: $p) { versions { totalCount } } }",
-            json!({"p": project}),
-        )
-        .await["project"]["versions"]["totalCount"]
+        self.app
+            .gql_data(
+                token,
+                "query($p: String!) { project(id: $p) { versions { totalCount } } }",
+                json!({"p": project}),
+            )
+            .await["project"]["versions"]["totalCount"]
             .as_i64()
             .unwrap()
     }
@@ -199,23 +172,25 @@ impl World {
         limit: i64,
         cursor: Value,
     ) -> Value {
-        self.ok(
-            token,
-            MODELS,
-            json!({
-                "projectId": project,
-                "modelsLimit": limit,
-                "modelsCursor": cursor,
-                "modelsFilter": filter,
-            }),
-        )
-        .await["project"]["models"]
+        self.app
+            .gql_data(
+                token,
+                MODELS,
+                json!({
+                    "projectId": project,
+                    "modelsLimit": limit,
+                    "modelsCursor": cursor,
+                    "modelsFilter": filter,
+                }),
+            )
+            .await["project"]["models"]
             .clone()
     }
 
     /// `Model.permissions` as `token` sees them.
     async fn model_permissions(&self, token: &str, project: &str, model: &str) -> Value {
-        self.ok(token, MODEL_PERMISSIONS, json!({"p": project, "m": model}))
+        self.app
+            .gql_data(token, MODEL_PERMISSIONS, json!({"p": project, "m": model}))
             .await["project"]["model"]["permissions"]
             .clone()
     }
@@ -227,20 +202,21 @@ impl World {
         project: &str,
         token: Option<&str>,
     ) -> Value {
-        self.gql(
-            caller,
-            PROJECT_INVITE,
-            json!({"projectId": project, "token": token}),
-        )
-        .await
+        self.app
+            .gql_as(
+                caller,
+                PROJECT_INVITE,
+                json!({"projectId": project, "token": token}),
+            )
+            .await
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_needs_its_root_object_stored_in_its_project() {
     let w = world().await;
-    let (ada, _) = w.user("ada@example.com").await;
-    let (bob, _) = w.user("bob@example.com").await;
+    let (ada, _) = w.app.register_user("ada@example.com").await;
+    let (bob, _) = w.app.register_user("bob@example.com").await;
     let project = w.project(&ada, "p", None).await;
     let model = w.model(&ada, &project, "m").await;
 
@@ -299,7 +275,7 @@ async fn a_version_needs_its_root_object_stored_in_its_project() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_models_filter_as_specklepy_sends_it() {
     let w = world().await;
-    let (ada, ada_id) = w.user("ada@example.com").await;
+    let (ada, ada_id) = w.app.register_user("ada@example.com").await;
     let project = w.project(&ada, "models", None).await;
     let one = w.model(&ada, &project, "alpha/one").await;
     let two = w.model(&ada, &project, "alpha/two").await;
@@ -373,7 +349,8 @@ async fn project_models_filter_as_specklepy_sends_it() {
     // same pages and counts as each project's own filtered query, empty `main` hidden.
     let empty = w.stream(&ada).await;
     let listed = w
-        .ok(
+        .app
+        .gql_data(
             &ada,
             "{ activeUser { projects(limit: 10) { items { id models(limit: 2) { totalCount items { id name } } } } } }",
             json!({}),
@@ -397,8 +374,8 @@ async fn project_models_filter_as_specklepy_sends_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permission_checks_answer_with_the_original_codes() {
     let w = world().await;
-    let (ada, _) = w.user("ada@example.com").await;
-    let (bob, _) = w.user("bob@example.com").await;
+    let (ada, _) = w.app.register_user("ada@example.com").await;
+    let (bob, _) = w.app.register_user("bob@example.com").await;
 
     // The owner may do everything with their model.
     let project = w.project(&ada, "perms", None).await;
@@ -414,7 +391,8 @@ async fn permission_checks_answer_with_the_original_codes() {
     tests::store_object(&w.app.base_url, &ada, &project, OBJECT).await;
     let version = w.version(&ada, &project, &model, None).await;
     let checks = w
-        .ok(
+        .app
+        .gql_data(
             &ada,
             VERSION_PERMISSIONS,
             json!({"p": project, "v": version}),
@@ -443,7 +421,8 @@ async fn permission_checks_answer_with_the_original_codes() {
     // `main` is reserved: not even its owner may delete it.
     let stream = w.stream(&ada).await;
     let main = w
-        .ok(
+        .app
+        .gql_data(
             &ada,
             "query($p: String!) { project(id: $p) { modelByName(name: \"main\") { id } } }",
             json!({"p": stream}),
@@ -463,7 +442,8 @@ async fn permission_checks_answer_with_the_original_codes() {
 
     // Outside any project.
     let root = w
-        .ok(
+        .app
+        .gql_data(
             &ada,
             "{ activeUser { permissions { canCreatePersonalProject { authorized code } canCreateWorkspace { authorized code } } } }",
             json!({}),
@@ -485,11 +465,11 @@ async fn permission_checks_answer_with_the_original_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn project_invite_is_found_by_its_addressee_or_its_token() {
     let w = world().await;
-    let (owner, owner_id) = w.user("owner@example.com").await;
-    let (bob, _) = w.user("bob@example.com").await;
+    let (owner, owner_id) = w.app.register_user("owner@example.com").await;
+    let (bob, _) = w.app.register_user("bob@example.com").await;
     let project = w.project(&owner, "Invites", None).await;
     // specklepy declares the project id an `ID!`.
-    w.ok(
+    w.app.gql_data(
         &owner,
         "mutation($projectId: ID!, $email: String!) { projectMutations { invites { create(projectId: $projectId, input: {email: $email}) { id } } } }",
         json!({"projectId": project, "email": "bob@example.com"}),
@@ -534,7 +514,7 @@ async fn project_invite_is_found_by_its_addressee_or_its_token() {
     }
 
     // Cancelled, it is gone.
-    w.ok(
+    w.app.gql_data(
         &owner,
         "mutation($projectId: ID!, $inviteId: String!) { projectMutations { invites { cancel(projectId: $projectId, inviteId: $inviteId) { id } } } }",
         json!({"projectId": project, "inviteId": invite_id}),
@@ -551,7 +531,7 @@ const DISABLED: &str = "WORKSPACES_MODULE_DISABLED_ERROR";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workspaces_are_cleanly_disabled() {
     let w = world().await;
-    let (ada, _) = w.user("ada@example.com").await;
+    let (ada, _) = w.app.register_user("ada@example.com").await;
 
     // Each workspace entry point is refused with the original's code.
     for refused in [
@@ -560,16 +540,13 @@ async fn workspaces_are_cleanly_disabled() {
         "mutation { workspaceMutations { projects { create(input: {workspaceId: \"w\", name: \"n\"}) { id } } } }",
         "mutation { projectMutations { create(input: {name: \"n\", visibility: WORKSPACE}) { id } } }",
     ] {
-        let res = w.gql(Some(&ada), refused, json!({})).await;
+        let res = w.app.gql(&ada, refused, json!({})).await;
         assert_eq!(code(&res), DISABLED, "{refused}: {res}");
     }
 
     let res = w
-        .gql(
-            Some(&ada),
-            "{ activeUser { activeWorkspace { id } } }",
-            json!({}),
-        )
+        .app
+        .gql(&ada, "{ activeUser { activeWorkspace { id } } }", json!({}))
         .await;
     assert!(res["errors"].is_null(), "{res}");
     assert!(res["data"]["activeUser"].is_object(), "{res}");
@@ -603,7 +580,7 @@ fn header<'a>(res: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_may_call_every_client_route() {
     let w = world().await;
-    let (ada, _) = w.user("ada@example.com").await;
+    let (ada, _) = w.app.register_user("ada@example.com").await;
     let project = w.project(&ada, "cors", None).await;
     let base = &w.app.base_url;
     let http = reqwest::Client::new();

@@ -66,6 +66,17 @@ impl World {
         );
     }
 
+    /// Asserts that no table but the event log mentions one of `markers`.
+    async fn assert_no_traces_outside_the_log(&self, markers: &[String]) {
+        let outside_the_log: Vec<String> = self
+            .traces_of(markers)
+            .await
+            .into_iter()
+            .filter(|t| !t.starts_with("events:"))
+            .collect();
+        assert_eq!(outside_the_log, Vec::<String>::new());
+    }
+
     /// Rebuilds every read model from the first event.
     async fn rebuild_all(&self) {
         for projection in projections::registry() {
@@ -102,13 +113,6 @@ impl World {
                 line.position
             );
         }
-    }
-
-    async fn user_id(&self, token: &str) -> String {
-        self.ok(token, "{ activeUser { id } }", json!({})).await["activeUser"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
     }
 
     /// Every table of the test's schema whose rows mention one of Zed's markers.
@@ -160,9 +164,9 @@ fn mentions_of(text: &str, markers: &[String]) -> Vec<String> {
 #[tokio::test]
 async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies() {
     let (w, admin) = World::new().await;
-    let admin_id = w.user_id(&admin).await;
+    let admin_id = w.app.user_id(&admin).await;
     let zed = tests::register(&w.app.base_url, EMAIL).await;
-    let zed_id = w.user_id(&zed).await;
+    let zed_id = w.app.user_id(&zed).await;
     w.ok(
         &zed,
         "mutation($u: UserUpdateInput!) { activeUserMutations { update(user: $u) { id } } }",
@@ -291,7 +295,7 @@ async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies()
             "{refused}"
         );
     }
-    assert_eq!(w.user_id(&zed).await, zed_id, "nothing changed yet");
+    assert_eq!(w.app.user_id(&zed).await, zed_id, "nothing changed yet");
 
     let done = w
         .ok(&zed, delete, json!({"e": EMAIL, "pw": "correct horse"}))
@@ -352,13 +356,7 @@ async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies()
     // The log is untouched: chains and the seal taken before the erasure verify, online and
     // offline.
     assert!(log.verify_chains(None).await.unwrap().breaks.is_empty());
-    assert!(
-        audit::verify_seals(&w.db.pool, Some(&trusted))
-            .await
-            .unwrap()
-            .iter()
-            .all(|s| s.ok)
-    );
+    assert!(tests::seals_verify(&w.db.pool, &trusted).await);
     let offline = audit::verify_file(export_after.as_slice(), &trusted).unwrap();
     assert!(offline.ok() && offline.seals_checked, "{offline:?}");
 
@@ -376,9 +374,9 @@ async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies()
 #[tokio::test]
 async fn an_admin_deletes_an_account_but_the_last_admin_stays() {
     let (w, admin) = World::new().await;
-    let admin_id = w.user_id(&admin).await;
+    let admin_id = w.app.user_id(&admin).await;
     let bob = tests::register(&w.app.base_url, "bob@example.com").await;
-    let bob_id = w.user_id(&bob).await;
+    let bob_id = w.app.user_id(&bob).await;
     let (p, _) = w.app.project_with_model(&bob, "bobs").await;
     let admin_delete = "mutation($e: String) { adminDeleteUser(userConfirmation: {email: $e}) }";
     let missing = w
@@ -400,7 +398,7 @@ async fn an_admin_deletes_an_account_but_the_last_admin_stays() {
         last["errors"][0]["extensions"]["code"], "BAD_REQUEST_ERROR",
         "{last}"
     );
-    assert_eq!(w.user_id(&admin).await, admin_id);
+    assert_eq!(w.app.user_id(&admin).await, admin_id);
 
     let done = w
         .ok(&admin, admin_delete, json!({"e": "BOB@example.com "}))
@@ -409,7 +407,7 @@ async fn an_admin_deletes_an_account_but_the_last_admin_stays() {
     w.assert_gone(&bob, &admin, &p).await;
     // The address is free again: a new account may take it, and is someone else.
     let again = tests::register(&w.app.base_url, "bob@example.com").await;
-    assert_ne!(w.user_id(&again).await, bob_id);
+    assert_ne!(w.app.user_id(&again).await, bob_id);
     let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM personal_keys WHERE subject = $1")
         .bind(format!("user:{bob_id}"))
         .fetch_one(&w.db.pool)
@@ -445,7 +443,7 @@ async fn append_in_clear(db: &TestDb, stream: &str, events: &[(&str, Value)]) ->
 async fn personal_data_written_in_clear_before_sealing_is_forgotten_by_every_reader() {
     let (w, admin) = World::new().await;
     let (p, _) = w.app.project_with_model(&admin, "legacy").await;
-    let admin_id = w.user_id(&admin).await;
+    let admin_id = w.app.user_id(&admin).await;
     // An account and an invite to its address, as an older strata stored them.
     let (id, email, name) = ("00000000a1", "lena.legacy@example.com", "Lena Oldwrite");
     let markers = vec![email.to_owned(), name.to_lowercase()];
@@ -497,22 +495,10 @@ async fn personal_data_written_in_clear_before_sealing_is_forgotten_by_every_rea
     assert_eq!(done["adminDeleteUser"], true);
 
     // Tables other than the log: nothing. Replays and history: nothing, at every moment.
-    let outside_the_log: Vec<String> = w
-        .traces_of(&markers)
-        .await
-        .into_iter()
-        .filter(|t| !t.starts_with("events:"))
-        .collect();
-    assert_eq!(outside_the_log, Vec::<String>::new());
+    w.assert_no_traces_outside_the_log(&markers).await;
     w.assert_history_forgets(&p, &markers).await;
     w.rebuild_all().await;
-    let outside_the_log: Vec<String> = w
-        .traces_of(&markers)
-        .await
-        .into_iter()
-        .filter(|t| !t.starts_with("events:"))
-        .collect();
-    assert_eq!(outside_the_log, Vec::<String>::new());
+    w.assert_no_traces_outside_the_log(&markers).await;
     // The log itself is never edited: what an older version wrote in clear stays in its bytes
     // (and in exports), so its chains still verify. ARCHITECTURE.md says so.
     let mut export = Vec::new();

@@ -86,32 +86,38 @@ impl World {
             .ok(GENERATE, json!({"p": self.project, "n": name}))
             .await;
         let out = &data["fileUploadMutations"]["generateUploadUrl"];
-        let put = self
-            .app
-            .http
-            .put(out["url"].as_str().unwrap())
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.status());
         (
             out["fileId"].as_str().unwrap().to_owned(),
-            put.headers()["etag"].to_str().unwrap().to_owned(),
+            tests::put_signed(out["url"].as_str().unwrap(), bytes).await,
         )
+    }
+
+    /// Starts the import of uploaded `file` (with its upload's `etag`) into the world's model,
+    /// failing the test on any error; the `startFileIngestion` answer.
+    async fn start(&self, file: &str, etag: &str) -> Value {
+        self.ok(
+            START,
+            json!({"p": self.project, "m": self.model, "f": file, "e": etag}),
+        )
+        .await["fileUploadMutations"]["startFileIngestion"]
+            .clone()
+    }
+
+    /// Sends `method` to the REST route `path` as the world's user.
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.app
+            .http
+            .request(method, format!("{}{path}", self.app.base_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Uploads and starts the import; returns the ingestion id and its reserved version id.
     async fn import(&self, name: &str, bytes: Vec<u8>) -> (String, String) {
         let (file, etag) = self.upload(name, bytes).await;
-        let data = self
-            .ok(
-                START,
-                json!({"p": self.project, "m": self.model, "f": file, "e": etag}),
-            )
-            .await;
-        let i = &data["fileUploadMutations"]["startFileIngestion"];
+        let i = &self.start(&file, &etag).await;
         // Queued when created; the worker may have taken it (or even finished it) by the time
         // the answer is read from the read model.
         assert!(
@@ -183,13 +189,7 @@ async fn obj_and_stl_files_become_versions_with_their_geometry_and_colours() {
     // The MTL goes up first, beside the OBJ that names it.
     let (mtl_file, mtl_etag) = w.upload("two.mtl", MTL.as_bytes().to_vec()).await;
     // Completing the MTL's own upload marks it stored; its import fails (not a model).
-    let data = w
-        .ok(
-            START,
-            json!({"p": w.project, "m": w.model, "f": mtl_file, "e": mtl_etag}),
-        )
-        .await;
-    let mtl_ingestion = data["fileUploadMutations"]["startFileIngestion"]["id"]
+    let mtl_ingestion = w.start(&mtl_file, &mtl_etag).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -318,13 +318,7 @@ async fn uploads_are_checked_before_an_import_starts() {
         missing["errors"][0]["message"],
         "The file was not uploaded."
     );
-    let ok = w
-        .ok(
-            START,
-            json!({"p": w.project, "m": w.model, "f": file, "e": etag}),
-        )
-        .await;
-    assert!(ok["fileUploadMutations"]["startFileIngestion"]["id"].is_string());
+    assert!(w.start(&file, &etag).await["id"].is_string());
     let again = w
         .gql(
             START,
@@ -431,14 +425,8 @@ async fn the_blob_api_and_the_legacy_upload_route() {
     assert_eq!(results[0]["fileSize"], 5);
     let blob = results[0]["blobId"].as_str().unwrap().to_owned();
     // Read back, listed by name, known to the diff.
-    let res = w
-        .app
-        .http
-        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap();
+    let blob_path = format!("/api/stream/{}/blob/{blob}", w.project);
+    let res = w.send(reqwest::Method::GET, &blob_path).await;
     assert_eq!(res.status().as_u16(), 200);
     assert!(
         res.headers()["content-disposition"]
@@ -469,32 +457,12 @@ async fn the_blob_api_and_the_legacy_upload_route() {
         .await;
     assert_eq!(unknown, json!(["0000000000"]));
     // Anonymous callers may not read a private project's blobs.
-    let anonymous = w
-        .app
-        .http
-        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
-        .send()
-        .await
-        .unwrap();
+    let anonymous = w.app.http.get(url(&blob_path)).send().await.unwrap();
     assert!(anonymous.status().is_client_error());
     // Deleted: gone.
-    let res = w
-        .app
-        .http
-        .delete(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap();
+    let res = w.send(reqwest::Method::DELETE, &blob_path).await;
     assert_eq!(res.status().as_u16(), 204);
-    let gone = w
-        .app
-        .http
-        .get(url(&format!("/api/stream/{}/blob/{blob}", w.project)))
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap();
+    let gone = w.send(reqwest::Method::GET, &blob_path).await;
     assert_eq!(gone.status().as_u16(), 404);
 
     // The legacy route imports into a model by name, creating it.
@@ -568,13 +536,7 @@ const FINISH: &str = "mutation($p: String!, $j: String!, $s: JobResultStatus!, $
 async fn an_external_importers_report_finishes_the_import() {
     let w = world_without_worker().await;
     let (file, etag) = w.upload("beam.stl", binary_stl(2)).await;
-    let started = w
-        .ok(
-            START,
-            json!({"p": w.project, "m": w.model, "f": file, "e": etag}),
-        )
-        .await;
-    let id = started["fileUploadMutations"]["startFileIngestion"]["id"]
+    let id = w.start(&file, &etag).await["id"]
         .as_str()
         .unwrap()
         .to_owned();

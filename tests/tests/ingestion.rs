@@ -130,17 +130,7 @@ impl World {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        let put = self
-            .app
-            .http
-            .put(body["uploads"][name]["url"].as_str().unwrap())
-            .header("content-type", "application/octet-stream")
-            .body(bytes)
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success(), "{:?}", put.status());
-        put.headers()["etag"].to_str().unwrap().to_owned()
+        tests::put_signed(body["uploads"][name]["url"].as_str().unwrap(), bytes).await
     }
 
     async fn rest(&self, path: &str, body: Value) -> (u16, Value) {
@@ -153,8 +143,37 @@ impl World {
             .send()
             .await
             .unwrap();
-        let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        status_and_json(res).await
+    }
+
+    /// Asserts that the project's log holds exactly one `VersionCreated`.
+    async fn assert_one_version_created(&self) {
+        let project_events = self.events(&format!("project:{}", self.project)).await;
+        assert_eq!(
+            project_events
+                .iter()
+                .filter(|e| *e == "VersionCreated")
+                .count(),
+            1,
+            "{project_events:?}"
+        );
+    }
+
+    /// `GET` the artifacts listing of `version` (of the world's model): the status and the JSON
+    /// body (`Null` when there is none).
+    async fn artifacts(&self, version: &str) -> (u16, Value) {
+        let res = self
+            .app
+            .http
+            .get(format!(
+                "{}/api/v2/projects/{}/models/{}/versions/{version}/artifacts",
+                self.app.base_url, self.project, self.model
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        status_and_json(res).await
     }
 
     async fn complete(&self, ingestion: &str, version: &str, etags: Value) -> (u16, Value) {
@@ -171,6 +190,12 @@ impl World {
         )
         .await
     }
+}
+
+/// A response's status and JSON body (`Null` when there is none).
+async fn status_and_json(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,14 +300,7 @@ async fn a_completion_interrupted_after_its_upload_was_accepted_is_finished_by_a
         .complete(&ingestion, &version, json!({ &name: etag }))
         .await;
     assert_eq!((status, body), (200, json!({"versionId": version})));
-    let project_events = w.events(&format!("project:{}", w.project)).await;
-    assert_eq!(
-        project_events
-            .iter()
-            .filter(|e| *e == "VersionCreated")
-            .count(),
-        1
-    );
+    w.assert_one_version_created().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,15 +316,7 @@ async fn racing_completions_make_one_version() {
     for (status, body) in &answers {
         assert_eq!((*status, body), (200, &json!({"versionId": version})));
     }
-    let project_events = w.events(&format!("project:{}", w.project)).await;
-    assert_eq!(
-        project_events
-            .iter()
-            .filter(|e| *e == "VersionCreated")
-            .count(),
-        1,
-        "{project_events:?}"
-    );
+    w.assert_one_version_created().await;
     let ingestion_events = w.events(&format!("ingestion:{ingestion}")).await;
     assert_eq!(
         ingestion_events,
@@ -391,19 +401,8 @@ async fn the_rail_refuses_what_it_cannot_stand_behind() {
     let (status, body) = w.rest(&sign, json!({"files": ["late"]})).await;
     assert_eq!(status, 409, "{body}");
     // The listing has exactly this version's file; a version without a bundle has none.
-    let listing = w
-        .app
-        .http
-        .get(format!(
-            "{}/api/v2/projects/{}/models/{}/versions/{version}/artifacts",
-            w.app.base_url, w.project, w.model
-        ))
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(listing.status().as_u16(), 200);
-    let listing: Value = listing.json().await.unwrap();
+    let (status, listing) = w.artifacts(&version).await;
+    assert_eq!(status, 200);
     let files = listing["files"].as_array().unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0]["name"], name.as_str());
@@ -414,18 +413,8 @@ async fn the_rail_refuses_what_it_cannot_stand_behind() {
         .text_ok()
         .await;
     assert_eq!(bytes, "paths");
-    let missing = w
-        .app
-        .http
-        .get(format!(
-            "{}/api/v2/projects/{}/models/{}/versions/0123456789/artifacts",
-            w.app.base_url, w.project, w.model
-        ))
-        .bearer_auth(&w.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status().as_u16(), 404);
+    let (status, _) = w.artifacts("0123456789").await;
+    assert_eq!(status, 404);
 }
 
 /// The files of a bundle specklepy built (`tests/samples/bundles/NAME`), renamed for `version`
@@ -536,16 +525,7 @@ async fn a_bundle_version_becomes_speckle_objects_the_object_routes_serve() {
         );
     }
     // receive3 still gets the bundle exactly as sent.
-    let listing: Value = w
-        .app
-        .http
-        .get(format!(
-            "{}/api/v2/projects/{}/models/{}/versions/{version}/artifacts",
-            w.app.base_url, w.project, w.model
-        ))
-        .bearer_auth(&w.token)
-        .json_ok()
-        .await;
+    let (_, listing) = w.artifacts(&version).await;
     assert_eq!(listing["files"].as_array().unwrap().len(), files.len());
     assert_eq!(
         w.events(&format!("ingestion:{ingestion}"))

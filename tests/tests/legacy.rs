@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{Value, json};
-use tests::{RequestExt, TestApp, TestDb, test_settings};
+use tests::{TestApp, TestDb, test_settings};
 
 struct World {
     app: TestApp,
@@ -22,40 +22,14 @@ async fn world() -> World {
 }
 
 impl World {
-    async fn raw(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
-        let mut req = self
-            .app
-            .http
-            .post(format!("{}/graphql", self.app.base_url))
-            .json(&json!({"query": query, "variables": variables}));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        req.json_ok().await
-    }
-
-    async fn ok(&self, token: &str, query: &str, variables: Value) -> Value {
-        let res = self.raw(Some(token), query, variables).await;
-        assert!(res["errors"].is_null(), "{res}");
-        res["data"].clone()
-    }
-
-    async fn user(&self, email: &str) -> (String, String) {
-        let token = tests::register(&self.app.base_url, email).await;
-        let id = self.ok(&token, "{ activeUser { id } }", json!({})).await["activeUser"]["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        (token, id)
-    }
-
     async fn stream_create(&self, token: &str, input: Value) -> String {
-        self.ok(
-            token,
-            "mutation($s: StreamCreateInput!) { streamCreate(stream: $s) }",
-            json!({"s": input}),
-        )
-        .await["streamCreate"]
+        self.app
+            .gql_data(
+                token,
+                "mutation($s: StreamCreateInput!) { streamCreate(stream: $s) }",
+                json!({"s": input}),
+            )
+            .await["streamCreate"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -79,11 +53,11 @@ const STREAM: &str = "query($id: String!) { stream(id: $id) { id name descriptio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_create_defaults_to_public_with_a_main_branch() {
     let w = world().await;
-    let (token, me) = w.user("ada@example.com").await;
+    let (token, me) = w.app.register_user("ada@example.com").await;
     let id = w
         .stream_create(&token, json!({"name": "Legacy", "description": "old"}))
         .await;
-    let stream = &w.ok(&token, STREAM, json!({"id": id})).await["stream"];
+    let stream = &w.app.gql_data(&token, STREAM, json!({"id": id})).await["stream"];
     assert_eq!(stream["isPublic"], true);
     assert_eq!(stream["role"], "stream:owner");
     assert_eq!(stream["branch"]["name"], "main");
@@ -95,7 +69,8 @@ async fn stream_create_defaults_to_public_with_a_main_branch() {
     );
     // The current API creates no model and defaults to private.
     let current = w
-        .ok(&token, "mutation { projectMutations { create(input: {name: \"New\"}) { id visibility models { totalCount } } } }", json!({}))
+        .app
+        .gql_data(&token, "mutation { projectMutations { create(input: {name: \"New\"}) { id visibility models { totalCount } } } }", json!({}))
         .await;
     assert_eq!(
         current["projectMutations"]["create"]["visibility"],
@@ -109,17 +84,18 @@ async fn stream_create_defaults_to_public_with_a_main_branch() {
     let private = w
         .stream_create(&token, json!({"name": "Hidden", "isPublic": false}))
         .await;
-    let stream = &w.ok(&token, STREAM, json!({"id": private})).await["stream"];
+    let stream = &w.app.gql_data(&token, STREAM, json!({"id": private})).await["stream"];
     assert_eq!(stream["isPublic"], false);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branches_and_commits_through_their_life() {
     let w = world().await;
-    let (token, me) = w.user("ada@example.com").await;
+    let (token, me) = w.app.register_user("ada@example.com").await;
     let id = w.stream_create(&token, json!({"name": "Life"})).await;
     let branch = w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "mutation($s: String!) { branchCreate(branch: {streamId: $s, name: \"Structure/Level 1\", description: \"d\"}) }",
             json!({"s": id}),
@@ -131,7 +107,8 @@ async fn branches_and_commits_through_their_life() {
     tests::store_object(&w.app.base_url, &token, &id, OBJECT).await;
     let create = "mutation($c: CommitCreateInput!) { commitCreate(commit: $c) }";
     let by_name = w
-        .ok(
+        .app
+        .gql_data(
             &token,
             create,
             json!({"c": {"streamId": id, "branchName": "STRUCTURE/level 1", "objectId": "0123456789abcdef0123456789abcdef", "message": "by name", "sourceApplication": "Rhino", "totalChildrenCount": 3}}),
@@ -141,7 +118,8 @@ async fn branches_and_commits_through_their_life() {
         .unwrap()
         .to_owned();
     let by_id = w
-        .ok(
+        .app
+        .gql_data(
             &token,
             create,
             json!({"c": {"streamId": id, "branchName": branch, "objectId": "0123456789abcdef0123456789abcdef", "message": "by id"}}),
@@ -151,15 +129,16 @@ async fn branches_and_commits_through_their_life() {
         .unwrap()
         .to_owned();
     let missing = w
-        .raw(
-            Some(&token),
+        .app
+        .gql(
+            &token,
             create,
             json!({"c": {"streamId": id, "branchName": "nope", "objectId": "0123456789abcdef0123456789abcdef"}}),
         )
         .await;
     assert_eq!(code(&missing), "NOT_FOUND_ERROR", "{missing}");
 
-    let stream = &w.ok(&token, STREAM, json!({"id": id})).await["stream"];
+    let stream = &w.app.gql_data(&token, STREAM, json!({"id": id})).await["stream"];
     let names: Vec<&str> = stream["branches"]["items"]
         .as_array()
         .unwrap()
@@ -182,14 +161,15 @@ async fn branches_and_commits_through_their_life() {
     assert_eq!(first["totalChildrenCount"], 3);
 
     // Message and branch change; the branch is created when missing.
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($c: CommitUpdateInput!) { commitUpdate(commit: $c) }",
         json!({"c": {"streamId": id, "id": by_id, "message": "edited", "newBranchName": "Archive"}}),
     )
     .await;
     let commit = &w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "query($s: String!, $c: String!) { stream(id: $s) { commit(id: $c) { message branchName branch { name } stream { id } } } }",
             json!({"s": id, "c": by_id}),
@@ -199,36 +179,38 @@ async fn branches_and_commits_through_their_life() {
     assert_eq!(commit["branchName"], "archive");
     assert_eq!(commit["stream"]["id"], id);
 
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($i: CommitReceivedInput!) { commitReceive(input: $i) }",
         json!({"i": {"streamId": id, "commitId": by_name, "sourceApplication": "Blender", "message": "got it"}}),
     )
     .await;
-    w.ok(
-        &token,
-        "mutation($s: String!, $c: String!) { commitDelete(commit: {streamId: $s, id: $c}) }",
-        json!({"s": id, "c": by_id}),
-    )
-    .await;
-    w.ok(
+    w.app
+        .gql_data(
+            &token,
+            "mutation($s: String!, $c: String!) { commitDelete(commit: {streamId: $s, id: $c}) }",
+            json!({"s": id, "c": by_id}),
+        )
+        .await;
+    w.app.gql_data(
         &token,
         "mutation($s: String!, $b: String!) { branchUpdate(branch: {streamId: $s, id: $b, description: \"new\"}) }",
         json!({"s": id, "b": branch}),
     )
     .await;
-    w.ok(
-        &token,
-        "mutation($s: String!, $b: String!) { branchDelete(branch: {streamId: $s, id: $b}) }",
-        json!({"s": id, "b": branch}),
-    )
-    .await;
-    let stream = &w.ok(&token, STREAM, json!({"id": id})).await["stream"];
+    w.app
+        .gql_data(
+            &token,
+            "mutation($s: String!, $b: String!) { branchDelete(branch: {streamId: $s, id: $b}) }",
+            json!({"s": id, "b": branch}),
+        )
+        .await;
+    let stream = &w.app.gql_data(&token, STREAM, json!({"id": id})).await["stream"];
     assert_eq!(stream["commits"]["totalCount"], 0, "{stream}");
 
     // Activity records every step, newest first, paged by time.
     let activity = "query($s: String!, $c: DateTime) { stream(id: $s) { activity(limit: 3, cursor: $c) { totalCount cursor items { actionType resourceType userId } } } }";
-    let page = &w.ok(&token, activity, json!({"s": id})).await["stream"]["activity"];
+    let page = &w.app.gql_data(&token, activity, json!({"s": id})).await["stream"]["activity"];
     let total = page["totalCount"].as_i64().unwrap();
     let mut seen: Vec<String> = page["items"]
         .as_array()
@@ -239,8 +221,10 @@ async fn branches_and_commits_through_their_life() {
     assert_eq!(seen[0], "branch_delete");
     let mut cursor = page["cursor"].clone();
     while !cursor.is_null() {
-        let page =
-            &w.ok(&token, activity, json!({"s": id, "c": cursor})).await["stream"]["activity"];
+        let page = &w
+            .app
+            .gql_data(&token, activity, json!({"s": id, "c": cursor}))
+            .await["stream"]["activity"];
         seen.extend(
             page["items"]
                 .as_array()
@@ -266,39 +250,41 @@ async fn branches_and_commits_through_their_life() {
         assert!(seen.iter().any(|s| s == expected), "{expected} in {seen:?}");
     }
 
-    w.ok(
-        &token,
-        "mutation($s: String!) { streamDelete(id: $s) }",
-        json!({"s": id}),
-    )
-    .await;
-    let gone = w.raw(Some(&token), STREAM, json!({"id": id})).await;
+    w.app
+        .gql_data(
+            &token,
+            "mutation($s: String!) { streamDelete(id: $s) }",
+            json!({"s": id}),
+        )
+        .await;
+    let gone = w.app.gql(&token, STREAM, json!({"id": id})).await;
     assert_eq!(code(&gone), "STREAM_NOT_FOUND", "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_streams_stay_private_until_shared() {
     let w = world().await;
-    let (owner, _) = w.user("owner@example.com").await;
-    let (other, other_id) = w.user("other@example.com").await;
+    let (owner, _) = w.app.register_user("owner@example.com").await;
+    let (other, other_id) = w.app.register_user("other@example.com").await;
     let id = w
         .stream_create(&owner, json!({"name": "Secret plans", "isPublic": false}))
         .await;
     tests::store_object(&w.app.base_url, &owner, &id, OBJECT).await;
-    w.ok(
+    w.app.gql_data(
         &owner,
         "mutation($s: String!) { commitCreate(commit: {streamId: $s, branchName: \"main\", objectId: \"0123456789abcdef0123456789abcdef\"}) }",
         json!({"s": id}),
     )
     .await;
 
-    let res = w.raw(Some(&other), STREAM, json!({"id": id})).await;
+    let res = w.app.gql(&other, STREAM, json!({"id": id})).await;
     assert_eq!(code(&res), "FORBIDDEN", "{res}");
     assert!(!res.to_string().contains("Secret plans"));
     // Anonymous callers get what the current API gives them.
-    let res = w.raw(None, STREAM, json!({"id": id})).await;
+    let res = w.app.gql_as(None, STREAM, json!({"id": id})).await;
     let current = w
-        .raw(
+        .app
+        .gql_as(
             None,
             "query($id: String!) { project(id: $id) { id } }",
             json!({"id": id}),
@@ -308,13 +294,18 @@ async fn private_streams_stay_private_until_shared() {
     assert_eq!(code(&res), code(&current));
     assert!(!res.to_string().contains("Secret plans"));
     let listed = w
-        .ok(&other, "{ streams { totalCount items { id } } }", json!({}))
+        .app
+        .gql_data(&other, "{ streams { totalCount items { id } } }", json!({}))
         .await;
     assert_eq!(listed["streams"]["totalCount"], 0);
-    let owner_id =
-        w.ok(&owner, "{ activeUser { id } }", json!({})).await["activeUser"]["id"].clone();
+    let owner_id = w
+        .app
+        .gql_data(&owner, "{ activeUser { id } }", json!({}))
+        .await["activeUser"]["id"]
+        .clone();
     let theirs = w
-        .ok(
+        .app
+        .gql_data(
             &other,
             "query($u: String!) { user(id: $u) { streams { totalCount } activity { totalCount items { streamId } } } }",
             json!({"u": owner_id}),
@@ -323,17 +314,18 @@ async fn private_streams_stay_private_until_shared() {
     assert_eq!(theirs["user"]["streams"]["totalCount"], 0, "{theirs}");
     assert_eq!(theirs["user"]["activity"]["totalCount"], 0, "{theirs}");
 
-    w.ok(
+    w.app.gql_data(
         &owner,
         "mutation($p: StreamUpdatePermissionInput!) { streamUpdatePermission(permissionParams: $p) }",
         json!({"p": {"streamId": id, "userId": other_id, "role": "stream:reviewer"}}),
     )
     .await;
-    let stream = &w.ok(&other, STREAM, json!({"id": id})).await["stream"];
+    let stream = &w.app.gql_data(&other, STREAM, json!({"id": id})).await["stream"];
     assert_eq!(stream["role"], "stream:reviewer");
     assert_eq!(stream["commits"]["totalCount"], 1);
     let listed = w
-        .ok(
+        .app
+        .gql_data(
             &other,
             "{ streams { totalCount items { id name } } }",
             json!({}),
@@ -342,41 +334,43 @@ async fn private_streams_stay_private_until_shared() {
     assert_eq!(listed["streams"]["items"][0]["name"], "Secret plans");
     // A reviewer cannot write.
     let res = w
-        .raw(
-            Some(&other),
+        .app
+        .gql(
+            &other,
             "mutation($s: String!) { branchCreate(branch: {streamId: $s, name: \"mine\"}) }",
             json!({"s": id}),
         )
         .await;
     assert_eq!(code(&res), "FORBIDDEN", "{res}");
 
-    w.ok(
+    w.app.gql_data(
         &owner,
         "mutation($p: StreamRevokePermissionInput!) { streamRevokePermission(permissionParams: $p) }",
         json!({"p": {"streamId": id, "userId": other_id}}),
     )
     .await;
-    let res = w.raw(Some(&other), STREAM, json!({"id": id})).await;
+    let res = w.app.gql(&other, STREAM, json!({"id": id})).await;
     assert_eq!(code(&res), "FORBIDDEN", "{res}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_apis_see_and_edit_the_same_projects() {
     let w = world().await;
-    let (token, _) = w.user("ada@example.com").await;
+    let (token, _) = w.app.register_user("ada@example.com").await;
     // Legacy → current.
     let stream = w
         .stream_create(&token, json!({"name": "From legacy"}))
         .await;
     tests::store_object(&w.app.base_url, &token, &stream, OBJECT).await;
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($s: String!) { commitCreate(commit: {streamId: $s, branchName: \"main\", objectId: \"0123456789abcdef0123456789abcdef\", message: \"old client\"}) }",
         json!({"s": stream}),
     )
     .await;
     let project = &w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "query($id: String!) { project(id: $id) { name visibility models { items { name versions { items { message } } } } } }",
             json!({"id": stream}),
@@ -389,37 +383,38 @@ async fn both_apis_see_and_edit_the_same_projects() {
         project["models"]["items"][0]["versions"]["items"][0]["message"],
         "old client"
     );
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($id: ID!) { projectMutations { update(update: {id: $id, name: \"Renamed now\"}) { id } } }",
         json!({"id": stream}),
     )
     .await;
-    let renamed = &w.ok(&token, STREAM, json!({"id": stream})).await["stream"];
+    let renamed = &w.app.gql_data(&token, STREAM, json!({"id": stream})).await["stream"];
     assert_eq!(renamed["name"], "Renamed now");
 
     // Current → legacy.
     let (pid, model) = w.app.project_with_model(&token, "Walls").await;
     tests::store_object(&w.app.base_url, &token, &pid, OBJECT).await;
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($p: String!, $m: String!) { versionMutations { create(input: {projectId: $p, modelId: $m, objectId: \"0123456789abcdef0123456789abcdef\", message: \"new client\"}) { id } } }",
         json!({"p": pid, "m": model}),
     )
     .await;
-    let stream = &w.ok(&token, STREAM, json!({"id": pid})).await["stream"];
+    let stream = &w.app.gql_data(&token, STREAM, json!({"id": pid})).await["stream"];
     assert_eq!(stream["isPublic"], false);
     assert_eq!(stream["branches"]["items"][0]["name"], "walls");
     assert_eq!(stream["commits"]["items"][0]["message"], "new client");
     assert_eq!(stream["commits"]["items"][0]["branchName"], "walls");
-    w.ok(
+    w.app.gql_data(
         &token,
         "mutation($s: String!) { streamUpdate(stream: {id: $s, description: \"edited by legacy\"}) }",
         json!({"s": pid}),
     )
     .await;
     let project = &w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "query($id: String!) { project(id: $id) { description } }",
             json!({"id": pid}),
@@ -431,11 +426,12 @@ async fn both_apis_see_and_edit_the_same_projects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_create_stores_objects_with_closure_counts() {
     let w = world().await;
-    let (token, _) = w.user("ada@example.com").await;
+    let (token, _) = w.app.register_user("ada@example.com").await;
     let stream = w.stream_create(&token, json!({"name": "Objects"})).await;
     let child = "0123456789abcdef0123456789abcdef";
     let ids = w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "mutation($s: String!, $o: [JSONObject]!) { objectCreate(objectInput: {streamId: $s, objects: $o}) }",
             json!({"s": stream, "o": [
@@ -451,7 +447,8 @@ async fn object_create_stores_objects_with_closure_counts() {
     let root = ids[1].as_str().unwrap();
     assert_eq!(root.len(), 32, "an id is made for an object without one");
     let object = &w
-        .ok(
+        .app
+        .gql_data(
             &token,
             "query($s: String!, $o: String!) { stream(id: $s) { object(id: $o) { id totalChildrenCount data } } }",
             json!({"s": stream, "o": root}),
@@ -467,14 +464,15 @@ const FAVORITE: &str = "mutation($id: String!, $f: Boolean!) { \
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
     let w = world().await;
-    let (owner, _) = w.user("fav-owner@example.com").await;
-    let (other, _) = w.user("fav-other@example.com").await;
+    let (owner, _) = w.app.register_user("fav-owner@example.com").await;
+    let (other, _) = w.app.register_user("fav-other@example.com").await;
     let public = w.stream_create(&owner, json!({"name": "open"})).await;
     let private = w
         .stream_create(&owner, json!({"name": "closed", "isPublic": false}))
         .await;
     let mine = w
-        .ok(&owner, FAVORITE, json!({"id": public, "f": true}))
+        .app
+        .gql_data(&owner, FAVORITE, json!({"id": public, "f": true}))
         .await;
     assert_eq!(mine["streamFavorite"]["favoritesCount"], 1, "{mine}");
     assert!(
@@ -483,7 +481,8 @@ async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
     );
     // Favouriting again changes nothing.
     let again = w
-        .ok(&owner, FAVORITE, json!({"id": public, "f": true}))
+        .app
+        .gql_data(&owner, FAVORITE, json!({"id": public, "f": true}))
         .await;
     assert_eq!(again["streamFavorite"]["favoritesCount"], 1, "{again}");
     assert_eq!(
@@ -492,11 +491,12 @@ async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
     );
     // A non-member may favourite a public stream; their date is theirs alone.
     let theirs = w
-        .ok(&other, FAVORITE, json!({"id": public, "f": true}))
+        .app
+        .gql_data(&other, FAVORITE, json!({"id": public, "f": true}))
         .await;
     assert_eq!(theirs["streamFavorite"]["favoritesCount"], 2, "{theirs}");
     let read = "query($id: String!) { stream(id: $id) { favoritedDate favoritesCount } }";
-    let anonymous = w.raw(None, read, json!({"id": public})).await;
+    let anonymous = w.app.gql_as(None, read, json!({"id": public})).await;
     assert_eq!(
         anonymous["data"]["stream"]["favoritesCount"], 2,
         "{anonymous}"
@@ -507,15 +507,17 @@ async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
     );
     // Unmarking takes one away; unmarking what is not marked takes nothing.
     let off = w
-        .ok(&other, FAVORITE, json!({"id": public, "f": false}))
+        .app
+        .gql_data(&other, FAVORITE, json!({"id": public, "f": false}))
         .await;
     assert_eq!(off["streamFavorite"]["favoritesCount"], 1, "{off}");
     assert!(off["streamFavorite"]["favoritedDate"].is_null(), "{off}");
     let off = w
-        .ok(&other, FAVORITE, json!({"id": public, "f": false}))
+        .app
+        .gql_data(&other, FAVORITE, json!({"id": public, "f": false}))
         .await;
     assert_eq!(off["streamFavorite"]["favoritesCount"], 1, "{off}");
-    let by_owner = w.ok(&owner, read, json!({"id": public})).await;
+    let by_owner = w.app.gql_data(&owner, read, json!({"id": public})).await;
     assert_eq!(
         by_owner["stream"]["favoritedDate"], mine["streamFavorite"]["favoritedDate"],
         "{by_owner}"
@@ -524,14 +526,16 @@ async fn favourites_are_counted_once_per_user_and_kept_to_those_who_can_read() {
     // A private stream stays out of reach of those who cannot read it, and anonymous callers
     // have nobody to favourite for.
     let refused = w
-        .raw(Some(&other), FAVORITE, json!({"id": private, "f": true}))
+        .app
+        .gql(&other, FAVORITE, json!({"id": private, "f": true}))
         .await;
     assert_eq!(code(&refused), "FORBIDDEN", "{refused}");
     let refused = w
-        .raw(None, FAVORITE, json!({"id": public, "f": true}))
+        .app
+        .gql_as(None, FAVORITE, json!({"id": public, "f": true}))
         .await;
     assert!(!code(&refused).is_empty(), "{refused}");
-    let count = w.ok(&owner, read, json!({"id": private})).await;
+    let count = w.app.gql_data(&owner, read, json!({"id": private})).await;
     assert_eq!(count["stream"]["favoritesCount"], 0, "{count}");
 
     // The counts and rows are a fold of the log: a rebuild finds the same.

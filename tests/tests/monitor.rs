@@ -57,13 +57,8 @@ async fn database_gauges_are_exported_and_move() {
     // A project with a version: events appended, a preview job queued (no worker runs here).
     let token = tests::register(&app.base_url, "monitor@example.com").await;
     let (project, model) = app.project_with_model(&token, "main").await;
-    app.version_on(
-        &token,
-        (&project, &model),
-        "0123456789abcdef0123456789abcdef",
-        json!({}),
-    )
-    .await;
+    app.version_on(&token, (&project, &model), tests::OBJECT, json!({}))
+        .await;
     let after = app.get("/metrics").await.text().await.unwrap();
     assert!(
         sample(&after, "strata_db{measure=\"events_appended_per_second\"}").unwrap() > 0.0,

@@ -82,24 +82,14 @@ impl World {
     }
 
     async fn upload(&self, objects: &[Value]) {
-        let form = reqwest::multipart::Form::new().part(
-            "batch-0",
-            reqwest::multipart::Part::bytes(
-                Value::Array(objects.to_vec()).to_string().into_bytes(),
-            )
-            .file_name("batch-0")
-            .mime_str("application/json")
-            .unwrap(),
-        );
-        let res = self
-            .app
-            .http
-            .post(format!("{}/objects/{}", self.app.base_url, self.project))
-            .bearer_auth(&self.token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let res = tests::upload_objects(
+            &self.app.base_url,
+            &self.token,
+            &self.project,
+            &Value::Array(objects.to_vec()),
+            "application/json",
+        )
+        .await;
         assert_eq!(
             res.status(),
             201,

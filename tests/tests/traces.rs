@@ -102,13 +102,8 @@ async fn a_version_create_is_one_trace_from_the_request_to_the_webhook_delivery(
         json!({"w": {"streamId": project, "url": receiver.url, "triggers": ["commit_create"]}}),
     )
     .await;
-    app.version_on(
-        &token,
-        (&project, &model),
-        "0123456789abcdef0123456789abcdef",
-        json!({}),
-    )
-    .await;
+    app.version_on(&token, (&project, &model), tests::OBJECT, json!({}))
+        .await;
     let delivered = receiver.wait_for(1, Duration::from_secs(30)).await;
     let traceparent = delivered[0].header("traceparent").to_owned();
     // The worker finishes its job (closing its spans) before it stops; then every span is

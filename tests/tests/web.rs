@@ -233,21 +233,9 @@ impl Web {
 /// Sends a model the way a connector does: objects, then a version, with `token`.
 async fn send_model(app: &TestApp, token: &str, project: &str, model_name: &str) -> String {
     let (root, objects) = tests::boxes(6);
-    let form = reqwest::multipart::Form::new().part(
-        "batch-0",
-        reqwest::multipart::Part::bytes(Value::Array(objects).to_string().into_bytes())
-            .file_name("batch-0")
-            .mime_str("application/json")
-            .unwrap(),
-    );
-    let res = app
-        .http
-        .post(format!("{}/objects/{project}", app.base_url))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let objects = Value::Array(objects);
+    let res =
+        tests::upload_objects(&app.base_url, token, project, &objects, "application/json").await;
     assert_eq!(res.status(), 201);
     let model = app.create_model(token, project, model_name).await;
     app.gql_data(

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::presigning::{PresignedRequest, PresigningConfig};
 
 /// Where the store is and how to sign for it.
 #[derive(Clone, Debug)]
@@ -41,6 +41,16 @@ pub enum BlobError {
     /// A presigned URL could not be made.
     #[error("presigning: {0}")]
     Presign(String),
+}
+
+/// The URL of a request once `signing` has presigned it.
+async fn signed_uri<E: std::fmt::Display>(
+    signing: impl Future<Output = Result<PresignedRequest, E>>,
+) -> Result<String, BlobError> {
+    let request = signing
+        .await
+        .map_err(|e| BlobError::Presign(e.to_string()))?;
+    Ok(request.uri().to_owned())
 }
 
 fn store_error<E: std::error::Error>(e: E) -> BlobError {
@@ -146,30 +156,14 @@ impl BlobStore {
 
     /// A URL that accepts one `PUT` of `key`'s bytes, without other credentials.
     pub async fn presign_put(&self, key: &str) -> Result<String, BlobError> {
-        let config = self.presigning()?;
-        let request = self
-            .presigner
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(|e| BlobError::Presign(e.to_string()))?;
-        Ok(request.uri().to_owned())
+        let object = self.presigner.put_object().bucket(&self.bucket).key(key);
+        signed_uri(object.presigned(self.presigning()?)).await
     }
 
     /// A URL that answers one `GET` of `key`, without other credentials.
     pub async fn presign_get(&self, key: &str) -> Result<String, BlobError> {
-        let config = self.presigning()?;
-        let request = self
-            .presigner
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(|e| BlobError::Presign(e.to_string()))?;
-        Ok(request.uri().to_owned())
+        let object = self.presigner.get_object().bucket(&self.bucket).key(key);
+        signed_uri(object.presigned(self.presigning()?)).await
     }
 
     /// The stored object's ETag exactly as the store gives it (quotes included), or `None`

@@ -269,18 +269,35 @@ impl<'f> Table<'f> {
             .collect()
     }
 
-    fn ints(&self, column: &'static str) -> Result<Vec<Option<i64>>, BundleError> {
+    /// Every value of `column`, each batch's array read by `read` (`None`: not of a type it
+    /// reads, `expected`).
+    fn values<'a, T>(
+        &'a self,
+        column: &'static str,
+        expected: &str,
+        read: impl Fn(&'a ArrayRef) -> Option<Vec<Option<T>>>,
+    ) -> Result<Vec<Option<T>>, BundleError> {
         let mut out = Vec::new();
         for array in self.column(column)? {
-            if let Some(a) = array.as_primitive_opt::<Int32Type>() {
-                out.extend(a.iter().map(|v| v.map(i64::from)));
-            } else if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-                out.extend(a.iter());
-            } else {
-                return Err(self.wrong_type(column, array, "an integer"));
-            }
+            let Some(values) = read(array) else {
+                return Err(self.wrong_type(column, array, expected));
+            };
+            out.extend(values);
         }
         Ok(out)
+    }
+
+    fn ints(&self, column: &'static str) -> Result<Vec<Option<i64>>, BundleError> {
+        self.values(column, "an integer", |array| {
+            array
+                .as_primitive_opt::<Int32Type>()
+                .map(|a| a.iter().map(|v| v.map(i64::from)).collect())
+                .or_else(|| {
+                    array
+                        .as_primitive_opt::<Int64Type>()
+                        .map(|a| a.iter().collect())
+                })
+        })
     }
 
     /// An integer column that must have no nulls.
@@ -293,60 +310,42 @@ impl<'f> Table<'f> {
     }
 
     fn floats(&self, column: &'static str) -> Result<Vec<Option<f64>>, BundleError> {
-        let mut out = Vec::new();
-        for array in self.column(column)? {
-            if let Some(a) = array.as_primitive_opt::<Float64Type>() {
-                out.extend(a.iter());
-            } else if let Some(a) = array.as_primitive_opt::<Float32Type>() {
-                out.extend(a.iter().map(|v| v.map(f64::from)));
-            } else {
-                return Err(self.wrong_type(column, array, "a float"));
-            }
-        }
-        Ok(out)
+        self.values(column, "a float", |array| {
+            array
+                .as_primitive_opt::<Float64Type>()
+                .map(|a| a.iter().collect())
+                .or_else(|| {
+                    array
+                        .as_primitive_opt::<Float32Type>()
+                        .map(|a| a.iter().map(|v| v.map(f64::from)).collect())
+                })
+        })
     }
 
     fn bools(&self, column: &'static str) -> Result<Vec<Option<bool>>, BundleError> {
-        let mut out = Vec::new();
-        for array in self.column(column)? {
-            let Some(a) = array.as_boolean_opt() else {
-                return Err(self.wrong_type(column, array, "a boolean"));
-            };
-            out.extend(a.iter());
-        }
-        Ok(out)
+        self.values(column, "a boolean", |array| {
+            array.as_boolean_opt().map(|a| a.iter().collect())
+        })
     }
 
     fn strings(&self, column: &'static str) -> Result<Vec<Option<&str>>, BundleError> {
-        let mut out = Vec::new();
-        for array in self.column(column)? {
-            if let Some(a) = array.as_string_opt::<i32>() {
-                out.extend(a.iter());
-            } else if let Some(a) = array.as_string_opt::<i64>() {
-                out.extend(a.iter());
-            } else if let Some(a) = array.as_string_view_opt() {
-                out.extend(a.iter());
-            } else {
-                return Err(self.wrong_type(column, array, "a string"));
-            }
-        }
-        Ok(out)
+        self.values(column, "a string", |array| {
+            array
+                .as_string_opt::<i32>()
+                .map(|a| a.iter().collect())
+                .or_else(|| array.as_string_opt::<i64>().map(|a| a.iter().collect()))
+                .or_else(|| array.as_string_view_opt().map(|a| a.iter().collect()))
+        })
     }
 
     fn blobs(&self, column: &'static str) -> Result<Vec<Option<&[u8]>>, BundleError> {
-        let mut out = Vec::new();
-        for array in self.column(column)? {
-            if let Some(a) = array.as_binary_opt::<i32>() {
-                out.extend(a.iter());
-            } else if let Some(a) = array.as_binary_opt::<i64>() {
-                out.extend(a.iter());
-            } else if let Some(a) = array.as_binary_view_opt() {
-                out.extend(a.iter());
-            } else {
-                return Err(self.wrong_type(column, array, "binary"));
-            }
-        }
-        Ok(out)
+        self.values(column, "binary", |array| {
+            array
+                .as_binary_opt::<i32>()
+                .map(|a| a.iter().collect())
+                .or_else(|| array.as_binary_opt::<i64>().map(|a| a.iter().collect()))
+                .or_else(|| array.as_binary_view_opt().map(|a| a.iter().collect()))
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::ingestion::{CommandFailure, IngestionControl};
-use crate::runner::{JobError, JobHandler};
+use crate::runner::{JobError, JobHandler, job_input};
 use crate::speckle::{Mesh, Tree, argb, collection};
 
 /// The job kind.
@@ -614,8 +614,7 @@ impl JobHandler for FileImporter {
 
     fn run<'a>(&'a self, job: &'a ClaimedJob) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
-            let input: ImportJob = serde_json::from_value(job.payload.clone())
-                .map_err(|e| JobError::permanent(format!("malformed job: {e}")))?;
+            let input: ImportJob = job_input(job)?;
             let reason = match self.attempt(&input).await {
                 Ok(()) | Err(Stop::Done) => return Ok(()),
                 Err(Stop::Retry(m)) if job.attempt < job.max_attempts => {

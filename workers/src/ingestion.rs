@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use schema::jobs::ClaimedJob;
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{JobError, JobHandler};
+use crate::runner::{JobError, JobHandler, job_input};
 use domain::ingestion::IngestionCommand;
 
 /// Kind of the idle-clock job.
@@ -88,8 +88,7 @@ impl JobHandler for IdleClock {
 
     fn run<'a>(&'a self, job: &'a ClaimedJob) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
-            let input: IdleTimeout = serde_json::from_value(job.payload.clone())
-                .map_err(|e| JobError::permanent(format!("malformed job: {e}")))?;
+            let input: IdleTimeout = job_input(job)?;
             let command = IngestionCommand::TimeOut {
                 after_events: input.after_events,
             };
@@ -118,8 +117,7 @@ impl JobHandler for Finisher {
 
     fn run<'a>(&'a self, job: &'a ClaimedJob) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
-            let input: Finish = serde_json::from_value(job.payload.clone())
-                .map_err(|e| JobError::permanent(format!("malformed job: {e}")))?;
+            let input: Finish = job_input(job)?;
             self.control
                 .finish(&input.ingestion_id)
                 .await
@@ -226,8 +224,7 @@ impl JobHandler for BundleObjects {
 
     fn run<'a>(&'a self, job: &'a ClaimedJob) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
-            let input: BundleObjectsJob = serde_json::from_value(job.payload.clone())
-                .map_err(|e| JobError::permanent(format!("malformed job: {e}")))?;
+            let input: BundleObjectsJob = job_input(job)?;
             let outcome = self.convert(&input).await?;
             if let Err(reason) = &outcome {
                 tracing::warn!(ingestion = %input.ingestion_id, %reason, "bundle not converted to objects");

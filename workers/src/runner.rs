@@ -53,6 +53,12 @@ impl JobError {
     }
 }
 
+/// The input of `job`: its payload as `T`; a payload that does not parse fails the job for good.
+pub fn job_input<T: serde::de::DeserializeOwned>(job: &ClaimedJob) -> Result<T, JobError> {
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::permanent(format!("malformed job: {e}")))
+}
+
 /// Carries out one kind of job. Must be idempotent: a job may run again after a worker died
 /// between doing the work and recording it.
 pub trait JobHandler: Send + Sync + 'static {

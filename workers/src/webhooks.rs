@@ -27,6 +27,7 @@ use hmac::{Hmac, Mac};
 use schema::jobs::ClaimedJob;
 use serde_json::{Value, json};
 use sha2::Sha256;
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::runner::{JobError, JobHandler};
@@ -273,38 +274,33 @@ impl WebhookDeliverer {
         let p = &claimed.payload;
         let event_name = field(p, "eventName")?;
         let actor = p.get("actorUserId").and_then(Value::as_str);
-        let stream = sqlx::query(
-            "SELECT id, name, description, visibility, allow_public_comments, created_at, updated_at \
-             FROM projects WHERE id = $1",
-        )
-        .bind(&job.project_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .map(|r| -> Result<Value, sqlx::Error> {
-            let visibility: String = r.try_get("visibility")?;
-            Ok(json!({
-                "id": r.try_get::<String, _>("id")?,
-                "name": r.try_get::<String, _>("name")?,
-                "description": r.try_get::<String, _>("description")?,
-                "isPublic": visibility != "PRIVATE",
-                "visibility": visibility,
-                "allowPublicComments": r.try_get::<bool, _>("allow_public_comments")?,
-                "createdAt": rfc3339(r.try_get("created_at")?),
-                "updatedAt": rfc3339(r.try_get("updated_at")?),
-            }))
-        })
-        .transpose()
-        .map_err(db)?
-        .unwrap_or_else(|| json!({ "id": job.project_id }));
+        let stream = self
+            .json_row(
+                "SELECT id, name, description, visibility, allow_public_comments, created_at, \
+                 updated_at FROM projects WHERE id = $1",
+                &job.project_id,
+                |r| {
+                    let visibility: String = r.try_get("visibility")?;
+                    Ok(json!({
+                        "id": r.try_get::<String, _>("id")?,
+                        "name": r.try_get::<String, _>("name")?,
+                        "description": r.try_get::<String, _>("description")?,
+                        "isPublic": visibility != "PRIVATE",
+                        "visibility": visibility,
+                        "allowPublicComments": r.try_get::<bool, _>("allow_public_comments")?,
+                        "createdAt": rfc3339(r.try_get("created_at")?),
+                        "updatedAt": rfc3339(r.try_get("updated_at")?),
+                    }))
+                },
+            )
+            .await?
+            .unwrap_or_else(|| json!({ "id": job.project_id }));
         let user = match actor {
             Some(id) => {
-                sqlx::query("SELECT id, name, company, bio, avatar FROM users WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db)?
-                    .map(|r| -> Result<Value, sqlx::Error> {
+                self.json_row(
+                    "SELECT id, name, company, bio, avatar FROM users WHERE id = $1",
+                    id,
+                    |r| {
                         Ok(json!({
                             "id": r.try_get::<String, _>("id")?,
                             "name": r.try_get::<String, _>("name")?,
@@ -312,34 +308,32 @@ impl WebhookDeliverer {
                             "bio": r.try_get::<Option<String>, _>("bio")?,
                             "avatar": r.try_get::<Option<String>, _>("avatar")?,
                         }))
-                    })
-                    .transpose()
-                    .map_err(db)?
+                    },
+                )
+                .await?
             }
             None => None,
         };
-        let webhook = sqlx::query(
-            "SELECT id, project_id, url, description, triggers, enabled FROM webhooks WHERE id = $1",
-        )
-        .bind(&job.webhook_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?
-        .map(|r| -> Result<Value, sqlx::Error> {
-            Ok(json!({
-                "id": r.try_get::<String, _>("id")?,
-                "streamId": r.try_get::<String, _>("project_id")?,
-                "url": r.try_get::<String, _>("url")?,
-                "description": r.try_get::<String, _>("description")?,
-                "triggers": r.try_get::<Vec<String>, _>("triggers")?,
-                "enabled": r.try_get::<bool, _>("enabled")?,
-            }))
-        })
-        .transpose()
-        .map_err(db)?
-        .unwrap_or_else(|| {
-            json!({ "id": job.webhook_id, "url": target.map(|t| t.url.clone()) })
-        });
+        let webhook = self
+            .json_row(
+                "SELECT id, project_id, url, description, triggers, enabled FROM webhooks \
+                 WHERE id = $1",
+                &job.webhook_id,
+                |r| {
+                    Ok(json!({
+                        "id": r.try_get::<String, _>("id")?,
+                        "streamId": r.try_get::<String, _>("project_id")?,
+                        "url": r.try_get::<String, _>("url")?,
+                        "description": r.try_get::<String, _>("description")?,
+                        "triggers": r.try_get::<Vec<String>, _>("triggers")?,
+                        "enabled": r.try_get::<bool, _>("enabled")?,
+                    }))
+                },
+            )
+            .await?
+            .unwrap_or_else(
+                || json!({ "id": job.webhook_id, "url": target.map(|t| t.url.clone()) }),
+            );
         let body = json!({
             "payload": {
                 "streamId": job.project_id,
@@ -382,6 +376,22 @@ impl WebhookDeliverer {
             .fetch_one(&self.pool)
             .await
             .map_err(db)
+    }
+
+    /// Row `id` of `sql` (a one-row query with the id as `$1`) as `to_json` renders it, if
+    /// there is one.
+    async fn json_row(
+        &self,
+        sql: &'static str,
+        id: &str,
+        to_json: impl FnOnce(&PgRow) -> Result<Value, sqlx::Error>,
+    ) -> Result<Option<Value>, JobError> {
+        let row = sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(to_json).transpose().map_err(db)
     }
 
     async fn set_status(&self, delivery_id: &str, status: i16, info: &str) -> Result<(), JobError> {

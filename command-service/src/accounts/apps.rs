@@ -110,6 +110,23 @@ fn check_fields(f: &AppFields) -> Result<(), AccountError> {
     Ok(())
 }
 
+/// `query` with `f` bound to its next parameters, in the order name, description,
+/// terms_and_conditions_link, logo, public, redirect_url, scopes.
+fn bind_fields<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    f: &'q AppFields,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let scopes: Vec<&str> = f.scopes.iter().map(Scope::as_str).collect();
+    query
+        .bind(f.name.trim())
+        .bind(&f.description)
+        .bind(&f.terms_and_conditions_link)
+        .bind(&f.logo)
+        .bind(f.public)
+        .bind(&f.redirect_url)
+        .bind(scopes)
+}
+
 impl Accounts {
     /// The app presenting `app_id` and `app_secret`, if they check out.
     pub(super) async fn resolve_app(
@@ -220,29 +237,26 @@ impl Accounts {
     pub async fn create_app(&self, author_id: &str, f: &AppFields) -> Result<String, AccountError> {
         check_fields(f)?;
         let id = random_hex(5);
-        let scopes: Vec<&str> = f.scopes.iter().map(Scope::as_str).collect();
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO server_apps (id, secret, name, description, terms_and_conditions_link, logo, \
              public, redirect_url, scopes, author_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
-        .bind(random_hex(5))
-        .bind(f.name.trim())
-        .bind(&f.description)
-        .bind(&f.terms_and_conditions_link)
-        .bind(&f.logo)
-        .bind(f.public)
-        .bind(&f.redirect_url)
-        .bind(&scopes)
-        .bind(author_id)
-        .execute(&self.pool)
-        .await?;
+        .bind(random_hex(5));
+        bind_fields(insert, f)
+            .bind(author_id)
+            .execute(&self.pool)
+            .await?;
         Ok(id)
     }
 
-    /// Whether `principal` may change or delete `app` (its author or an admin; never a
+    /// Whether `principal` may change or delete app `id` (its author or an admin; never a
     /// default app).
-    fn may_manage(principal: &Principal, app: &AppInfo) -> Result<(), AccountError> {
+    async fn may_manage(&self, principal: &Principal, id: &str) -> Result<(), AccountError> {
+        let app = self
+            .app_by_id(id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound("App not found.".into()))?;
         domain::policy::can_manage_app(principal, app.author_id.as_deref(), app.default_app)
             .map_err(|d| AccountError::Forbidden(d.message))
     }
@@ -255,27 +269,14 @@ impl Accounts {
         f: &AppFields,
     ) -> Result<(), AccountError> {
         check_fields(f)?;
-        let app = self
-            .app_by_id(id)
-            .await?
-            .ok_or_else(|| AccountError::NotFound("App not found.".into()))?;
-        Self::may_manage(principal, &app)?;
-        let scopes: Vec<&str> = f.scopes.iter().map(Scope::as_str).collect();
+        self.may_manage(principal, id).await?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE server_apps SET name = $2, description = $3, terms_and_conditions_link = $4, \
              logo = $5, public = $6, redirect_url = $7, scopes = $8 WHERE id = $1",
         )
-        .bind(id)
-        .bind(f.name.trim())
-        .bind(&f.description)
-        .bind(&f.terms_and_conditions_link)
-        .bind(&f.logo)
-        .bind(f.public)
-        .bind(&f.redirect_url)
-        .bind(&scopes)
-        .execute(&mut *tx)
-        .await?;
+        .bind(id);
+        bind_fields(update, f).execute(&mut *tx).await?;
         Self::revoke_app_grants(&mut tx, id, None).await?;
         tx.commit().await?;
         self.invalidate_tokens().await;
@@ -284,11 +285,7 @@ impl Accounts {
 
     /// Deletes an app and everything it was granted.
     pub async fn delete_app(&self, principal: &Principal, id: &str) -> Result<(), AccountError> {
-        let app = self
-            .app_by_id(id)
-            .await?
-            .ok_or_else(|| AccountError::NotFound("App not found.".into()))?;
-        Self::may_manage(principal, &app)?;
+        self.may_manage(principal, id).await?;
         let mut tx = self.pool.begin().await?;
         Self::revoke_app_grants(&mut tx, id, None).await?;
         sqlx::query("DELETE FROM server_apps WHERE id = $1")

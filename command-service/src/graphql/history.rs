@@ -227,17 +227,13 @@ fn parse_position(s: &str, what: &str) -> ApiResult<i64> {
     })
 }
 
-/// `Project.history`.
-#[allow(clippy::too_many_arguments)]
+/// `Project.history`: the page after `cursor` of the changes `filter` lets through.
 pub(crate) async fn history(
     ctx: &Context<'_>,
     project: &Project,
     cursor: Option<String>,
     limit: Option<i32>,
-    actor: Option<String>,
-    types: Option<Vec<String>>,
-    since: Option<OffsetDateTime>,
-    until: Option<OffsetDateTime>,
+    filter: HistoryFilter,
 ) -> ApiResult<ProjectHistoryCollection> {
     allowed(ctx, project)?;
     let limit = limit.unwrap_or(25); // the original's default page size
@@ -251,12 +247,6 @@ pub(crate) async fn history(
         .as_deref()
         .map(|c| parse_position(c, "cursor"))
         .transpose()?;
-    let filter = HistoryFilter {
-        since,
-        until,
-        actor,
-        types: types.unwrap_or_default(),
-    };
     let all = crate::audit::history(services::event_log(ctx)?, project.project_id(), &filter)
         .await
         .map_err(|e| gql_error(ErrorCode::Internal, e.to_string()))?;

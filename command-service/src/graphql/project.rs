@@ -583,7 +583,13 @@ impl Project {
         since: Option<OffsetDateTime>,
         until: Option<OffsetDateTime>,
     ) -> ApiResult<super::history::ProjectHistoryCollection> {
-        super::history::history(ctx, self, cursor, limit, actor, types, since, until).await
+        let filter = crate::audit::HistoryFilter {
+            since,
+            until,
+            actor,
+            types: types.unwrap_or_default(),
+        };
+        super::history::history(ctx, self, cursor, limit, filter).await
     }
 
     /// The project as it was at `time` or after log `position`, folded from its events alone

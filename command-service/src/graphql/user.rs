@@ -7,6 +7,7 @@ use projections::speckle::query;
 use time::OffsetDateTime;
 
 use super::errors::{ErrorCode, denied, gql_error};
+use super::mutations::signed_in;
 use super::project::{LimitedUser, Project};
 use super::services;
 use crate::error::{ApiResult, AppError};
@@ -129,25 +130,13 @@ pub async fn active_user(ctx: &Context<'_>) -> ApiResult<Option<User>> {
 
 /// A user's record by id (the legacy `user(id)`); the email stays guarded by its resolver.
 pub async fn user_by_id(ctx: &Context<'_>, id: &str) -> ApiResult<Option<User>> {
-    let principal = ctx.data::<Principal>()?;
-    if principal.user_id.is_none() {
-        return Err(gql_error(
-            ErrorCode::Unauthorized,
-            "You must be signed in to do this.",
-        ));
-    }
+    signed_in(ctx)?;
     user_row(ctx, id).await
 }
 
 /// Another user's public profile.
 pub async fn other_user(ctx: &Context<'_>, id: &str) -> ApiResult<Option<LimitedUser>> {
-    let principal = ctx.data::<Principal>()?;
-    if principal.user_id.is_none() {
-        return Err(gql_error(
-            ErrorCode::Unauthorized,
-            "You must be signed in to do this.",
-        ));
-    }
+    signed_in(ctx)?;
     Ok(query::limited_user(services::pool(ctx)?, id)
         .await?
         .map(LimitedUser::from))
@@ -386,12 +375,8 @@ impl User {
 pub async fn create_token(ctx: &Context<'_>, input: ApiTokenCreateInput) -> ApiResult<String> {
     // A new token each time, outside the log.
     crate::commands::refuse_keyed()?;
-    let principal = ctx.data::<Principal>()?;
-    let user = principal
-        .user_id
-        .clone()
-        .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    policy::can_manage_own_tokens(principal)?;
+    let (principal, user) = signed_in(ctx)?;
+    policy::can_manage_own_tokens(&principal)?;
     if input.name.trim().is_empty() || input.name.len() > 512 {
         return Err(gql_error(
             ErrorCode::BadRequest,
@@ -402,7 +387,7 @@ pub async fn create_token(ctx: &Context<'_>, input: ApiTokenCreateInput) -> ApiR
     for raw in &input.scopes {
         let scope =
             Scope::parse(raw).map_err(|e| gql_error(ErrorCode::BadRequest, e.to_string()))?;
-        policy::can_grant_scope(principal, &scope)?;
+        policy::can_grant_scope(&principal, &scope)?;
         scopes.push(scope);
     }
     if scopes.is_empty() {
@@ -432,12 +417,8 @@ pub async fn create_token(ctx: &Context<'_>, input: ApiTokenCreateInput) -> ApiR
 
 /// Revokes one of the caller's tokens, given the token or its id.
 pub async fn revoke_token(ctx: &Context<'_>, token: &str) -> ApiResult<bool> {
-    let principal = ctx.data::<Principal>()?;
-    let user = principal
-        .user_id
-        .clone()
-        .ok_or_else(|| gql_error(ErrorCode::Unauthorized, "You must be signed in to do this."))?;
-    policy::can_manage_own_tokens(principal)?;
+    let (principal, user) = signed_in(ctx)?;
+    policy::can_manage_own_tokens(&principal)?;
     services::accounts(ctx)?
         .revoke_token(&user, token)
         .await

@@ -75,6 +75,17 @@ pub struct SignRequest {
     files: Vec<String>,
 }
 
+/// Ingestion `ingestion_id` of `project_id`, if `caller` may upload into the project.
+async fn ingestion_to_upload(
+    state: &AppState,
+    caller: &Caller,
+    project_id: &str,
+    ingestion_id: &str,
+) -> Result<domain::ingestion::Ingestion, AppError> {
+    super::project_for_ingest(state.bus(), caller, project_id, |_| ()).await?;
+    Ok(super::load(state.bus(), project_id, ingestion_id).await?)
+}
+
 /// `POST /api/v2/projects/{project_id}/modelingestion/{ingestion_id}/uploads/sign`.
 pub async fn sign(
     State(state): State<AppState>,
@@ -96,12 +107,7 @@ async fn sign_files(
     ingestion_id: &str,
     files: Vec<String>,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state.bus(), caller, project_id, |_| ())
-        .await
-        .map_err(AppError::from)?;
-    let ingestion = super::load(state.bus(), project_id, ingestion_id)
-        .await
-        .map_err(AppError::from)?;
+    let ingestion = ingestion_to_upload(state, caller, project_id, ingestion_id).await?;
     if !ingestion.idle_clock_running() {
         return Err(AppError::from(CommandError::Domain(
             DomainError::InvalidTransition {
@@ -176,12 +182,7 @@ async fn complete_upload(
     ingestion_id: &str,
     body: CompleteRequest,
 ) -> Result<Response, AppError> {
-    super::project_for_ingest(state.bus(), caller, project_id, |_| ())
-        .await
-        .map_err(AppError::from)?;
-    let ingestion = super::load(state.bus(), project_id, ingestion_id)
-        .await
-        .map_err(AppError::from)?;
+    let ingestion = ingestion_to_upload(state, caller, project_id, ingestion_id).await?;
     let answer = |version_id: &str| Json(json!({ "versionId": version_id })).into_response();
     if ingestion.status == IngestionStatus::Success {
         return Ok(answer(&ingestion.version_id));

@@ -9,9 +9,7 @@ use axum::routing::get;
 use maud::html;
 use serde_json::{Value, json};
 
-use super::{
-    Session, Submitted, field, flash, gql_error_page, items, page, s, sign_in_first, when,
-};
+use super::{Notice, Session, Submitted, field, items, page, s, sign_in_first, when};
 use crate::app::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -24,23 +22,20 @@ pub fn routes() -> Router<AppState> {
 
 const PROFILE: &str = "{ activeUser { id name email company bio verified role createdAt } }";
 
-async fn profile_page(
-    state: &AppState,
-    session: &Session,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
-) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/user/profile"));
-    }
-    let data = match session.gql(state, PROFILE, json!({})).await {
+const PROFILE_PATH: &str = "/settings/user/profile";
+
+async fn profile_page(state: &AppState, session: &Session, notice: Notice<'_>) -> Response {
+    let data = match session
+        .signed_in_query(state, PROFILE_PATH, PROFILE, json!({}))
+        .await
+    {
         Ok(d) => d,
-        Err(e) => return gql_error_page(session, &e),
+        Err(res) => return res,
     };
     let u = &data["activeUser"];
     let body = html! {
         h1 { "Profile" }
-        (flash(message))
+        (notice.flash())
         p { (s(u, "email")) " · "
             // Missing: shown as unverified.
             @if u["verified"].as_bool().unwrap_or(false) { "verified" } @else { a href="/verify-email" { "verify your email" } }
@@ -70,7 +65,7 @@ async fn profile_page(
             }
         }
     };
-    page(state, session, status, "Profile", body).await
+    page(state, session, notice.status(), "Profile", body).await
 }
 
 /// `userDelete` from the profile page; on success the session ends with the account.
@@ -79,7 +74,7 @@ async fn delete_account(
     Submitted { session, fields }: Submitted,
 ) -> Response {
     if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/user/profile"));
+        return session.finish(sign_in_first(PROFILE_PATH));
     }
     let outcome = session
         .gql(
@@ -90,12 +85,12 @@ async fn delete_account(
         .await;
     match outcome {
         Ok(_) => session.ended("/authn/login"),
-        Err(e) => profile_page(&state, &session, e.status(), Some((&e.message, false))).await,
+        Err(e) => profile_page(&state, &session, Notice::failed(&e)).await,
     }
 }
 
 async fn profile(State(state): State<AppState>, session: Session) -> Response {
-    profile_page(&state, &session, StatusCode::OK, None).await
+    profile_page(&state, &session, Notice::NONE).await
 }
 
 async fn profile_save(
@@ -103,7 +98,7 @@ async fn profile_save(
     Submitted { session, fields }: Submitted,
 ) -> Response {
     if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/user/profile"));
+        return session.finish(sign_in_first(PROFILE_PATH));
     }
     let outcome = session
         .gql(
@@ -111,11 +106,9 @@ async fn profile_save(
             "mutation($u: UserUpdateInput!) { activeUserMutations { update(user: $u) { id } } }",
             json!({"u": {"name": field(&fields, "name"), "company": field(&fields, "company"), "bio": field(&fields, "bio")}}),
         )
-        .await;
-    match outcome {
-        Ok(_) => profile_page(&state, &session, StatusCode::OK, Some(("Saved.", true))).await,
-        Err(e) => profile_page(&state, &session, e.status(), Some((&e.message, false))).await,
-    }
+        .await
+        .map(|_| "Saved.");
+    profile_page(&state, &session, Notice::of(&outcome)).await
 }
 
 const TOKENS: &str = "{ activeUser { apiTokens { id name lastChars scopes createdAt lastUsed } authorizedApps { id name description } } serverInfo { scopes { name description } } }";
@@ -128,19 +121,20 @@ const DEFAULT_SCOPES: &[&str] = &[
     "users:read",
 ];
 
+const TOKENS_PATH: &str = "/settings/user/developer";
+
 async fn tokens_page(
     state: &AppState,
     session: &Session,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
+    notice: Notice<'_>,
     new_token: Option<&str>,
 ) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/user/developer"));
-    }
-    let data = match session.gql(state, TOKENS, json!({})).await {
+    let data = match session
+        .signed_in_query(state, TOKENS_PATH, TOKENS, json!({}))
+        .await
+    {
         Ok(d) => d,
-        Err(e) => return gql_error_page(session, &e),
+        Err(res) => return res,
     };
     // A missing list shows as empty.
     let tokens = data["activeUser"]["apiTokens"]
@@ -157,7 +151,7 @@ async fn tokens_page(
         .unwrap_or(&[]);
     let body = html! {
         h1 { "Personal access tokens" }
-        (flash(message))
+        (notice.flash())
         @if let Some(t) = new_token {
             section.new-token aria-labelledby="new-token" {
                 h2 #new-token { "Your new token" }
@@ -225,11 +219,11 @@ async fn tokens_page(
             }
         }
     };
-    page(state, session, status, "Tokens", body).await
+    page(state, session, notice.status(), "Tokens", body).await
 }
 
 async fn tokens(State(state): State<AppState>, session: Session) -> Response {
-    tokens_page(&state, &session, StatusCode::OK, None, None).await
+    tokens_page(&state, &session, Notice::NONE, None).await
 }
 
 async fn tokens_action(
@@ -237,7 +231,7 @@ async fn tokens_action(
     Submitted { session, fields }: Submitted,
 ) -> Response {
     if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/user/developer"));
+        return session.finish(sign_in_first(TOKENS_PATH));
     }
     let (outcome, done) = match field(&fields, "action") {
         "create" => {
@@ -279,18 +273,9 @@ async fn tokens_action(
         Ok(data) => {
             // Only a created token is in the answer, and it is shown this once.
             let token = data["apiTokenCreate"].as_str();
-            tokens_page(&state, &session, StatusCode::OK, Some((done, true)), token).await
+            tokens_page(&state, &session, Notice::done(done), token).await
         }
-        Err(e) => {
-            tokens_page(
-                &state,
-                &session,
-                e.status(),
-                Some((&e.message, false)),
-                None,
-            )
-            .await
-        }
+        Err(e) => tokens_page(&state, &session, Notice::failed(&e), None).await,
     }
 }
 
@@ -301,12 +286,12 @@ const ADMIN: &str = "{ serverInfo { name version company adminContact canonicalU
     inviteList(limit: 100) { totalCount items { id email invitedBy { name } } } } }";
 
 async fn admin(State(state): State<AppState>, session: Session) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first("/settings/server"));
-    }
-    let data = match session.gql(&state, ADMIN, json!({})).await {
+    let data = match session
+        .signed_in_query(&state, "/settings/server", ADMIN, json!({}))
+        .await
+    {
         Ok(d) => d,
-        Err(e) => return gql_error_page(&session, &e),
+        Err(res) => return res,
     };
     let info = &data["serverInfo"];
     let admin = &data["admin"];

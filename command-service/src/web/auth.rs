@@ -10,8 +10,8 @@ use maud::{Markup, html};
 use serde_json::json;
 
 use super::{
-    Fields, Frame, Session, Submitted, encode, error_page, field, layout, local_next, me, respond,
-    s, see_other, sign_in_first,
+    Fields, Frame, Session, Submitted, encode, error_page, field, layout, local_next, me,
+    plain_page, respond, s, see_other, sign_in_first,
 };
 use crate::accounts::AccountError;
 use crate::app::AppState;
@@ -34,13 +34,31 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-fn frame<'a>(title: &'a str, session: &'a Session) -> Frame<'a> {
-    Frame {
-        title,
-        session,
-        user_name: None,
-        admin: false,
+/// The form of a signed-out page (`form` gets where to go afterwards); someone signed in goes
+/// straight on to `next`.
+fn signed_out_form(
+    session: &Session,
+    next: Option<&str>,
+    title: &str,
+    form: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let next = local_next(next);
+    if session.signed_in() {
+        return session.finish(see_other(&next));
     }
+    plain_page(session, StatusCode::OK, title, form(&next))
+}
+
+/// The form again (`form` gets the message), saying why the account flow failed, with the
+/// status that failure answers with.
+fn retry_form(
+    session: &Session,
+    error: &AccountError,
+    title: &str,
+    form: impl FnOnce(&str) -> Markup,
+) -> Response {
+    let (status, message) = account_message(error);
+    plain_page(session, status, title, form(&message))
 }
 
 fn notice(error: Option<&str>) -> Markup {
@@ -112,23 +130,10 @@ fn login_form(session: &Session, next: &str, email: &str, error: Option<&str>) -
     }
 }
 
-async fn login_page(
-    State(_state): State<AppState>,
-    session: Session,
-    Query(q): Query<NextQuery>,
-) -> Response {
-    let next = local_next(q.next.as_deref());
-    if session.signed_in() {
-        return session.finish(see_other(&next));
-    }
-    respond(
-        &session,
-        StatusCode::OK,
-        layout(
-            &frame("Sign in", &session),
-            login_form(&session, &next, "", None),
-        ),
-    )
+async fn login_page(session: Session, Query(q): Query<NextQuery>) -> Response {
+    signed_out_form(&session, q.next.as_deref(), "Sign in", |next| {
+        login_form(&session, next, "", None)
+    })
 }
 
 async fn login(
@@ -145,20 +150,11 @@ async fn login(
         Ok(user_id) => start_session(&state, &session, &user_id, &next).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(res) => res,
-        Err(e) => {
-            let (status, message) = account_message(&e);
-            respond(
-                &session,
-                status,
-                layout(
-                    &frame("Sign in", &session),
-                    login_form(&session, &next, email, Some(&message)),
-                ),
-            )
-        }
-    }
+    outcome.unwrap_or_else(|e| {
+        retry_form(&session, &e, "Sign in", |message| {
+            login_form(&session, &next, email, Some(message))
+        })
+    })
 }
 
 fn register_form(
@@ -189,23 +185,10 @@ fn register_form(
     }
 }
 
-async fn register_page(
-    State(_state): State<AppState>,
-    session: Session,
-    Query(q): Query<NextQuery>,
-) -> Response {
-    let next = local_next(q.next.as_deref());
-    if session.signed_in() {
-        return session.finish(see_other(&next));
-    }
-    respond(
-        &session,
-        StatusCode::OK,
-        layout(
-            &frame("Create an account", &session),
-            register_form(&session, &next, q.token.as_deref(), &Fields::new(), None),
-        ),
-    )
+async fn register_page(session: Session, Query(q): Query<NextQuery>) -> Response {
+    signed_out_form(&session, q.next.as_deref(), "Create an account", |next| {
+        register_form(&session, next, q.token.as_deref(), &Fields::new(), None)
+    })
 }
 
 async fn register(
@@ -234,26 +217,17 @@ async fn register(
         Ok(user_id) => start_session(&state, &session, &user_id, &next).await,
         Err(e) => Err(e),
     };
-    match outcome {
-        Ok(res) => res,
-        Err(e) => {
-            let (status, message) = account_message(&e);
-            respond(
+    outcome.unwrap_or_else(|e| {
+        retry_form(&session, &e, "Create an account", |message| {
+            register_form(
                 &session,
-                status,
-                layout(
-                    &frame("Create an account", &session),
-                    register_form(
-                        &session,
-                        &next,
-                        invite.map(String::as_str),
-                        &fields,
-                        Some(&message),
-                    ),
-                ),
+                &next,
+                invite.map(String::as_str),
+                &fields,
+                Some(message),
             )
-        }
-    }
+        })
+    })
 }
 
 async fn logout(
@@ -269,21 +243,19 @@ async fn logout(
 }
 
 async fn forgotten_page(State(_state): State<AppState>, session: Session) -> Response {
-    respond(
+    plain_page(
         &session,
         StatusCode::OK,
-        layout(
-            &frame("Reset your password", &session),
-            html! {
-                h1 { "Reset your password" }
-                form.stack method="post" action="/authn/forgotten-password" {
-                    (session.csrf_field())
-                    label for="email" { "Email" }
-                    input #email type="email" name="email" autocomplete="email" required;
-                    button type="submit" { "Send me a reset link" }
-                }
-            },
-        ),
+        "Reset your password",
+        html! {
+            h1 { "Reset your password" }
+            form.stack method="post" action="/authn/forgotten-password" {
+                (session.csrf_field())
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="email" required;
+                button type="submit" { "Send me a reset link" }
+            }
+        },
     )
 }
 
@@ -303,13 +275,11 @@ async fn forgotten(
         ),
         Err(e) => account_message(&e),
     };
-    respond(
+    plain_page(
         &session,
         status,
-        layout(
-            &frame("Reset your password", &session),
-            html! { h1 { "Reset your password" } p role="status" { (message) } },
-        ),
+        "Reset your password",
+        html! { h1 { "Reset your password" } p role="status" { (message) } },
     )
 }
 
@@ -339,13 +309,11 @@ async fn reset_page(
     Query(q): Query<ResetQuery>,
 ) -> Response {
     let token = q.token.or(q.t).unwrap_or_default();
-    let mut res = respond(
+    let mut res = plain_page(
         &session,
         StatusCode::OK,
-        layout(
-            &frame("Choose a new password", &session),
-            reset_form(&session, &token, None),
-        ),
+        "Choose a new password",
+        reset_form(&session, &token, None),
     );
     // The link's secret must not leak to another site through a referrer.
     res.headers_mut().insert(
@@ -375,28 +343,18 @@ async fn reset(
         .finalize_password_reset(token, field(&fields, "password"), &metadata)
         .await
     {
-        Ok(()) => respond(
+        Ok(()) => plain_page(
             &session,
             StatusCode::OK,
-            layout(
-                &frame("Password saved", &session),
-                html! {
-                    h1 { "Password saved" }
-                    p role="status" { "Your password was changed. " a href="/authn/login" { "Sign in" } }
-                },
-            ),
+            "Password saved",
+            html! {
+                h1 { "Password saved" }
+                p role="status" { "Your password was changed. " a href="/authn/login" { "Sign in" } }
+            },
         ),
-        Err(e) => {
-            let (status, message) = account_message(&e);
-            respond(
-                &session,
-                status,
-                layout(
-                    &frame("Choose a new password", &session),
-                    reset_form(&session, token, Some(&message)),
-                ),
-            )
-        }
+        Err(e) => retry_form(&session, &e, "Choose a new password", |message| {
+            reset_form(&session, token, Some(message))
+        }),
     }
 }
 
@@ -536,6 +494,16 @@ async fn asking_app(state: &AppState, session: &Session, app_id: &str) -> Option
     })
 }
 
+/// The page for an app id no app has.
+fn unknown_app(session: &Session) -> Response {
+    error_page(
+        session,
+        StatusCode::NOT_FOUND,
+        "Unknown app",
+        "No app with this id is registered on this server.",
+    )
+}
+
 /// `GET /authn/verify/:appId/:challenge`: a connector (or any registered app) asks the
 /// signed-in person for access; they see who asks for what, and allow or deny.
 async fn authorize_page(
@@ -548,12 +516,7 @@ async fn authorize_page(
         return session.finish(sign_in_first(&here));
     }
     let Some(app) = asking_app(&state, &session, &app_id).await else {
-        return error_page(
-            &session,
-            StatusCode::NOT_FOUND,
-            "Unknown app",
-            "No app with this id is registered on this server.",
-        );
+        return unknown_app(&session);
     };
     let (name, admin) = me(&state, &session).await;
     let body = html! {
@@ -616,12 +579,7 @@ async fn authorize(
         )));
     };
     let Some(app) = asking_app(&state, &session, &app_id).await else {
-        return error_page(
-            &session,
-            StatusCode::NOT_FOUND,
-            "Unknown app",
-            "No app with this id is registered on this server.",
-        );
+        return unknown_app(&session);
     };
     if field(&fields, "decision") != "allow" {
         return session.finish(see_other(&with_query(&app.redirect_url, "denied=true")));

@@ -314,6 +314,23 @@ impl Session {
         .ok()
     }
 
+    /// Runs `query` for a page only the signed-in see: someone signed out is sent to sign in
+    /// first (and back to `path`), and a failed query answers its error page.
+    pub async fn signed_in_query(
+        &self,
+        state: &AppState,
+        path: &str,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, Response> {
+        if !self.signed_in() {
+            return Err(self.finish(sign_in_first(path)));
+        }
+        self.gql(state, query, variables)
+            .await
+            .map_err(|e| gql_error_page(self, &e))
+    }
+
     /// Runs a GraphQL operation as this session's person, in process.
     pub async fn gql(&self, state: &AppState, query: &str, variables: Value) -> Result<Value, Gql> {
         let mut request = async_graphql::Request::new(query)
@@ -509,25 +526,29 @@ fn maud_html(markup: Markup) -> axum::response::Html<String> {
     axum::response::Html(markup.into_string())
 }
 
-/// A page that only says what went wrong.
-pub fn error_page(session: &Session, status: StatusCode, title: &str, message: &str) -> Response {
+/// A page in the frame without the person's name or admin link (the signed-out flows and the
+/// error pages).
+pub fn plain_page(session: &Session, status: StatusCode, title: &str, body: Markup) -> Response {
     let frame = Frame {
         title,
         session,
         user_name: None,
         admin: false,
     };
-    respond(
+    respond(session, status, layout(&frame, body))
+}
+
+/// A page that only says what went wrong.
+pub fn error_page(session: &Session, status: StatusCode, title: &str, message: &str) -> Response {
+    plain_page(
         session,
         status,
-        layout(
-            &frame,
-            html! {
-                h1 { (title) }
-                p.error role="alert" { (message) }
-                p { a href="/" { "Back to the start" } }
-            },
-        ),
+        title,
+        html! {
+            h1 { (title) }
+            p.error role="alert" { (message) }
+            p { a href="/" { "Back to the start" } }
+        },
     )
 }
 
@@ -622,6 +643,55 @@ pub fn flash(message: Option<(&str, bool)>) -> Markup {
         @if let Some((m, ok)) = message {
             @if ok { p.ok role="status" { (m) } } @else { p.error role="alert" { (m) } }
         }
+    }
+}
+
+/// What a page says after a form: the status it answers with and its flash.
+#[derive(Clone, Copy)]
+pub struct Notice<'a> {
+    status: StatusCode,
+    message: Option<(&'a str, bool)>,
+}
+
+impl<'a> Notice<'a> {
+    /// A plain view: 200 and no flash.
+    pub const NONE: Notice<'static> = Notice {
+        status: StatusCode::OK,
+        message: None,
+    };
+
+    /// 200, with `message` as good news.
+    pub fn done(message: &'a str) -> Self {
+        Self {
+            status: StatusCode::OK,
+            message: Some((message, true)),
+        }
+    }
+
+    /// The error's status, with its message as bad news.
+    pub fn failed(error: &'a Gql) -> Self {
+        Self {
+            status: error.status(),
+            message: Some((&error.message, false)),
+        }
+    }
+
+    /// What a form's operation came to: `done` with its message, or `failed`.
+    pub fn of(outcome: &'a Result<&'a str, Gql>) -> Self {
+        match outcome {
+            Ok(message) => Self::done(message),
+            Err(e) => Self::failed(e),
+        }
+    }
+
+    /// The status the page answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The flash above the page.
+    pub fn flash(&self) -> Markup {
+        flash(self.message)
     }
 }
 

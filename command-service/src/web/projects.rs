@@ -13,8 +13,8 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 
 use super::{
-    EMBED_CSP, Gql, Session, Submitted, encode, error_page, field, flash, gql_error_page, items,
-    page, respond_with_csp, s, see_other, sign_in_first, when,
+    EMBED_CSP, Gql, Notice, Session, Submitted, encode, error_page, field, flash, gql_error_page,
+    items, page, respond_with_csp, s, see_other, sign_in_first, when,
 };
 use crate::app::AppState;
 
@@ -243,15 +243,14 @@ async fn project(
     if let Some(token) = q.token.filter(|t| !t.is_empty()) {
         return invite_page(&state, &session, &id, &token).await;
     }
-    project_page(&state, &session, &id, StatusCode::OK, None).await
+    project_page(&state, &session, &id, Notice::NONE).await
 }
 
 async fn project_page(
     state: &AppState,
     session: &Session,
     id: &str,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
+    notice: Notice<'_>,
 ) -> Response {
     let data = match session.gql(state, PROJECT, json!({"id": id})).await {
         Ok(d) => d,
@@ -271,7 +270,7 @@ async fn project_page(
         @if !s(p, "description").is_empty() { p.description { (s(p, "description")) } }
         p.meta { (s(p, "visibility").to_lowercase()) " · updated " (when(s(p, "updatedAt"))) }
         (project_tabs(id, "models", is_owner(p)))
-        (flash(message))
+        (notice.flash())
         @if can_update {
             details.create {
                 summary { "New model" }
@@ -292,7 +291,7 @@ async fn project_page(
             (folder_markup(id, &tree(models)))
         }
     };
-    page(state, session, status, s(p, "name"), body).await
+    page(state, session, notice.status(), s(p, "name"), body).await
 }
 
 async fn project_action(
@@ -312,7 +311,7 @@ async fn project_action(
         .await;
     match outcome {
         Ok(_) => session.finish(see_other(&format!("/projects/{id}"))),
-        Err(e) => project_page(&state, &session, &id, e.status(), Some((&e.message, false))).await,
+        Err(e) => project_page(&state, &session, &id, Notice::failed(&e)).await,
     }
 }
 
@@ -390,13 +389,7 @@ const TEAM: &str = "query($id: String!) { project(id: $id) { id name role \
     team { role user { id name company } } \
     invitedTeam { inviteId title role invitedBy { name } } } }";
 
-async fn team_page(
-    state: &AppState,
-    session: &Session,
-    id: &str,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
-) -> Response {
+async fn team_page(state: &AppState, session: &Session, id: &str, notice: Notice<'_>) -> Response {
     let data = match session.gql(state, TEAM, json!({"id": id})).await {
         Ok(d) => d,
         Err(e) if !session.signed_in() => {
@@ -410,7 +403,7 @@ async fn team_page(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "team", owner))
-        (flash(message))
+        (notice.flash())
         h2 { "Team" }
         table {
             thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } @if owner { th scope="col" { "Change" } } } }
@@ -469,11 +462,11 @@ async fn team_page(
             }
         }
     };
-    page(state, session, status, "Team", body).await
+    page(state, session, notice.status(), "Team", body).await
 }
 
 async fn team(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
-    team_page(&state, &session, &id, StatusCode::OK, None).await
+    team_page(&state, &session, &id, Notice::NONE).await
 }
 
 async fn team_action(
@@ -504,10 +497,7 @@ async fn team_action(
             .await
             .map(|_| "Role saved.")
     };
-    match outcome {
-        Ok(m) => team_page(&state, &session, &id, StatusCode::OK, Some((m, true))).await,
-        Err(e) => team_page(&state, &session, &id, e.status(), Some((&e.message, false))).await,
-    }
+    team_page(&state, &session, &id, Notice::of(&outcome)).await
 }
 
 const SETTINGS: &str = "query($id: String!) { project(id: $id) { id name description visibility role permissions { canUpdate { authorized message } } } }";
@@ -516,15 +506,15 @@ async fn settings_page(
     state: &AppState,
     session: &Session,
     id: &str,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
+    notice: Notice<'_>,
 ) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first(&format!("/projects/{id}/settings")));
-    }
-    let data = match session.gql(state, SETTINGS, json!({"id": id})).await {
+    let path = format!("/projects/{id}/settings");
+    let data = match session
+        .signed_in_query(state, &path, SETTINGS, json!({"id": id}))
+        .await
+    {
         Ok(d) => d,
-        Err(e) => return gql_error_page(session, &e),
+        Err(res) => return res,
     };
     let p = &data["project"];
     let update = &p["permissions"]["canUpdate"];
@@ -539,7 +529,7 @@ async fn settings_page(
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "settings", is_owner(p)))
-        (flash(message))
+        (notice.flash())
         form.stack method="post" action={"/projects/" (id) "/settings"} {
             (session.csrf_field())
             label for="name" { "Name" }
@@ -555,7 +545,7 @@ async fn settings_page(
             button type="submit" { "Save" }
         }
     };
-    page(state, session, status, "Settings", body).await
+    page(state, session, notice.status(), "Settings", body).await
 }
 
 async fn settings(
@@ -563,7 +553,7 @@ async fn settings(
     session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    settings_page(&state, &session, &id, StatusCode::OK, None).await
+    settings_page(&state, &session, &id, Notice::NONE).await
 }
 
 async fn settings_save(
@@ -577,20 +567,9 @@ async fn settings_save(
             "mutation($u: ProjectUpdateInput!) { projectMutations { update(update: $u) { id } } }",
             json!({"u": {"id": id, "name": field(&fields, "name"), "description": field(&fields, "description"), "visibility": field(&fields, "visibility")}}),
         )
-        .await;
-    match outcome {
-        Ok(_) => {
-            settings_page(
-                &state,
-                &session,
-                &id,
-                StatusCode::OK,
-                Some(("Saved.", true)),
-            )
-            .await
-        }
-        Err(e) => settings_page(&state, &session, &id, e.status(), Some((&e.message, false))).await,
-    }
+        .await
+        .map(|_| "Saved.");
+    settings_page(&state, &session, &id, Notice::of(&outcome)).await
 }
 
 const WEBHOOKS: &str = "query($id: String!) { project(id: $id) { id name role webhooks { items { id url description triggers enabled hasSecret \
@@ -625,21 +604,21 @@ async fn webhooks_page(
     state: &AppState,
     session: &Session,
     id: &str,
-    status: StatusCode,
-    message: Option<(&str, bool)>,
+    notice: Notice<'_>,
 ) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first(&format!("/projects/{id}/settings/webhooks")));
-    }
-    let data = match session.gql(state, WEBHOOKS, json!({"id": id})).await {
+    let path = format!("/projects/{id}/settings/webhooks");
+    let data = match session
+        .signed_in_query(state, &path, WEBHOOKS, json!({"id": id}))
+        .await
+    {
         Ok(d) => d,
-        Err(e) => return gql_error_page(session, &e),
+        Err(res) => return res,
     };
     let p = &data["project"];
     let body = html! {
         h1 { (s(p, "name")) }
         (project_tabs(id, "webhooks", is_owner(p)))
-        (flash(message))
+        (notice.flash())
         @for w in items(&p["webhooks"]) {
             section.webhook aria-label={"Webhook " (s(w, "url"))} {
                 h2 { code { (s(w, "url")) } }
@@ -701,7 +680,7 @@ async fn webhooks_page(
             button type="submit" { "Add webhook" }
         }
     };
-    page(state, session, status, "Webhooks", body).await
+    page(state, session, notice.status(), "Webhooks", body).await
 }
 
 async fn webhooks(
@@ -709,7 +688,7 @@ async fn webhooks(
     session: Session,
     Path(id): Path<String>,
 ) -> Response {
-    webhooks_page(&state, &session, &id, StatusCode::OK, None).await
+    webhooks_page(&state, &session, &id, Notice::NONE).await
 }
 
 async fn webhooks_action(
@@ -755,10 +734,7 @@ async fn webhooks_action(
             message: "Unknown action.".to_owned(),
         }),
     };
-    match outcome {
-        Ok(m) => webhooks_page(&state, &session, &id, StatusCode::OK, Some((m, true))).await,
-        Err(e) => webhooks_page(&state, &session, &id, e.status(), Some((&e.message, false))).await,
-    }
+    webhooks_page(&state, &session, &id, Notice::of(&outcome)).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -772,19 +748,17 @@ async fn history(
     Path(id): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    if !session.signed_in() {
-        return session.finish(sign_in_first(&format!("/projects/{id}/history")));
-    }
     let data = match session
-        .gql(
+        .signed_in_query(
             &state,
+            &format!("/projects/{id}/history"),
             "query($id: String!, $c: String) { project(id: $id) { id name role history(cursor: $c, limit: 100) { totalCount cursor items { position time eventType actorUserId client summary } } } }",
             json!({"id": id, "c": q.cursor}),
         )
         .await
     {
         Ok(d) => d,
-        Err(e) => return gql_error_page(&session, &e),
+        Err(res) => return res,
     };
     let p = &data["project"];
     let h = &p["history"];

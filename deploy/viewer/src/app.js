@@ -53,18 +53,14 @@
 // Keyboard (#viewer gets tabindex="0"; pressing on the model focuses it): Escape clears
 // the selection, f / F / Home zooms to extents.
 //
-// Objects are fetched as in preview.js: @speckle/objectloader2 without its IndexedDB
-// cache, GET {serverUrl}/objects/{projectId}/{objectId}/single and POST
+// Objects are fetched by loader.js, as in preview.js: @speckle/objectloader2 without
+// its IndexedDB cache, GET {serverUrl}/objects/{projectId}/{objectId}/single and POST
 // {serverUrl}/api/v2/projects/{projectId}/object-stream/, with `Authorization: Bearer
 // <token>` when data-token is not empty.
 import {
   Viewer,
   DefaultViewerParams,
   DefaultPipeline,
-  ProgressiveAOPass,
-  DepthPass,
-  BlendPass,
-  SpeckleLoader,
   LoaderEvent,
   CameraController,
   SelectionExtension,
@@ -73,12 +69,7 @@ import {
   Input,
   InputEvent
 } from '@speckle/viewer'
-import { ObjectLoader2 } from '@speckle/objectloader2'
-// Internals of the pinned objectloader2 2.28.0 (not in its package exports, so imported
-// by path, as in preview.js).
-import ServerDownloader from '../node_modules/@speckle/objectloader2/dist/esm/core/stages/serverDownloader.js'
-import { MemoryDatabase } from '../node_modules/@speckle/objectloader2/dist/esm/core/stages/memory/memoryDatabase.js'
-import { DefermentManager } from '../node_modules/@speckle/objectloader2/dist/esm/deferment/defermentManager.js'
+import { makeLoader, msg, nextFrame, setPipelineQuality } from './loader.js'
 
 const LOAD_TIMEOUT_MS = 180000
 // At most this many rows in the selection panel.
@@ -113,76 +104,8 @@ class ViewerError extends Error {
   }
 }
 
-function msg(e) {
-  if (e instanceof Error) return e.message
-  if (typeof e === 'string') return e
-  try {
-    return JSON.stringify(e)
-  } catch {
-    return String(e)
-  }
-}
-
 // ---------------------------------------------------------------------------------
-// Object loading (the approach of preview.js)
-
-// objectloader2 posts queued child ids to object-stream 1 s after the last one was
-// queued; the whole closure is known up front, so waiting only delays the first batch.
-const DOWNLOAD_BATCH_WAIT_MS = 50
-
-class StrataDownloader extends ServerDownloader {
-  constructor(options, onBatchError) {
-    super(options)
-    this.onBatchError = onBatchError
-  }
-
-  initialize(params) {
-    super.initialize({ ...params, maxDownloadBatchWait: DOWNLOAD_BATCH_WAIT_MS })
-  }
-
-  // A failed object-stream batch is only logged by the batching queue and the load
-  // then waits forever: report it instead.
-  async downloadBatch(params) {
-    try {
-      return await super.downloadBatch(params)
-    } catch (e) {
-      this.onBatchError(e)
-      throw e
-    }
-  }
-}
-
-function createObjectLoader(o, onBatchError) {
-  const logger = () => {}
-  return new ObjectLoader2({
-    rootId: o.objectId,
-    deferments: new DefermentManager(logger),
-    downloader: new StrataDownloader(
-      {
-        serverUrl: o.serverUrl,
-        streamId: o.projectId,
-        objectId: o.objectId,
-        token: o.token || undefined,
-        logger
-      },
-      onBatchError
-    ),
-    database: new MemoryDatabase({ items: new Map() }),
-    logger
-  })
-}
-
-function makeLoader(tree, o, onBatchError) {
-  const resource = `${o.serverUrl}/streams/${o.projectId}/objects/${o.objectId}`
-  class StrataLoader extends SpeckleLoader {
-    initObjectLoader() {
-      return createObjectLoader(o, onBatchError)
-    }
-  }
-  const loader = new StrataLoader(tree, resource, o.token || undefined, false)
-  if (!loader.loader) throw new ViewerError('Could not create the object loader.')
-  return loader
-}
+// Object loading (makeLoader in loader.js, shared with preview.js)
 
 // A readable message for a failed load.
 function loadError(e, o) {
@@ -383,15 +306,6 @@ function renderSelection(panel, raw) {
 // ---------------------------------------------------------------------------------
 // Viewer
 
-const nextFrame = () =>
-  new Promise((resolve) => {
-    const t = setTimeout(resolve, 100)
-    requestAnimationFrame(() => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
-
 // The original's embed options: `#embed=<encodeURIComponent(JSON)>` (other `key=value`
 // pairs may follow, joined by `&`). Only its boolean keys are read; an unknown key or a
 // non-boolean value turns the options off, as the original does.
@@ -524,14 +438,7 @@ function applyLowQuality(viewer) {
   const renderer = viewer.getRenderer()
   renderer.pipeline = new DefaultPipeline(renderer, { edges: false })
   viewer.setLightConfiguration({ castShadow: false, shadowcatcher: false })
-  const pipeline = renderer.pipeline
-  for (const pass of pipeline.passes || []) {
-    if (pass instanceof ProgressiveAOPass || pass instanceof DepthPass || pass instanceof BlendPass) {
-      pass.enabled = false
-    }
-    if (pass && 'accumulationFrames' in pass) pass.accumulationFrames = 1
-  }
-  if (typeof pipeline.accumulationFrameCount === 'number') pipeline.accumulationFrameCount = 1
+  setPipelineQuality(renderer.pipeline, false, 1)
 }
 
 function createViewer(el, quality) {
@@ -710,6 +617,7 @@ async function load(viewer, camera, o) {
     const loader = makeLoader(viewer.getWorldTree(), o, (e) => {
       if (!failure) failure = loadError(e, o)
     })
+    if (!loader) throw new ViewerError('Could not create the object loader.')
     let warning = null
     loader.on(LoaderEvent.LoadWarning, (w) => {
       warning = (w && w.message) || 'no displayable objects'

@@ -24,24 +24,8 @@
 // both with `Authorization: Bearer <token>` (omitted when token is empty) and
 // `Accept: text/plain` (the POST also `Content-Type: application/json`), so a page on
 // another origin makes CORS preflights for both.
-import {
-  Viewer,
-  DefaultViewerParams,
-  DefaultPipeline,
-  SpeckleLoader,
-  LoaderEvent,
-  CameraController,
-  UpdateFlags,
-  ProgressiveAOPass,
-  DepthPass,
-  BlendPass
-} from '@speckle/viewer'
-import { ObjectLoader2 } from '@speckle/objectloader2'
-// Internals of the pinned objectloader2 2.28.0 (not in its package exports, so imported
-// by path; deploy/build-viewer bundles from a directory with node_modules beside src/).
-import ServerDownloader from '../node_modules/@speckle/objectloader2/dist/esm/core/stages/serverDownloader.js'
-import { MemoryDatabase } from '../node_modules/@speckle/objectloader2/dist/esm/core/stages/memory/memoryDatabase.js'
-import { DefermentManager } from '../node_modules/@speckle/objectloader2/dist/esm/deferment/defermentManager.js'
+import { Viewer, DefaultViewerParams, DefaultPipeline, LoaderEvent, CameraController, UpdateFlags } from '@speckle/viewer'
+import { makeLoader, msg, nextFrame, setPipelineQuality } from './loader.js'
 
 const DEFAULTS = {
   width: 700,
@@ -112,29 +96,11 @@ function initViewer() {
   return v
 }
 
-function msg(e) {
-  if (e instanceof Error) return e.message
-  if (typeof e === 'string') return e
-  try {
-    return JSON.stringify(e)
-  } catch {
-    return String(e)
-  }
-}
-
 // AO on: depth + progressive AO + blend passes, n accumulation frames per screenshot.
 // AO off: those passes disabled and a single frame (nothing else in the default
 // pipeline accumulates).
 function setQuality(ao, n) {
-  const pipeline = viewer.getRenderer().pipeline
-  const frames = ao ? n : 1
-  for (const pass of pipeline.passes || []) {
-    if (pass instanceof ProgressiveAOPass || pass instanceof DepthPass || pass instanceof BlendPass) {
-      pass.enabled = ao
-    }
-    if (pass && 'accumulationFrames' in pass) pass.accumulationFrames = frames
-  }
-  if (typeof pipeline.accumulationFrameCount === 'number') pipeline.accumulationFrameCount = frames
+  setPipelineQuality(viewer.getRenderer().pipeline, ao, ao ? n : 1)
 }
 
 function setSize(width, height) {
@@ -147,79 +113,6 @@ function setSize(width, height) {
   }
   viewer.resize()
 }
-
-// objectloader2 collects child ids and posts them to object-stream 1 s after the last
-// id was queued (ServerDownloader's default maxDownloadBatchWait): for a preview that
-// second is most of the load time. Batches still go out at 15000 ids.
-const DOWNLOAD_BATCH_WAIT_MS = 50
-
-class PreviewDownloader extends ServerDownloader {
-  constructor(options, onBatchError) {
-    super(options)
-    this.onBatchError = onBatchError
-  }
-
-  initialize(params) {
-    super.initialize({ ...params, maxDownloadBatchWait: DOWNLOAD_BATCH_WAIT_MS })
-  }
-
-  // A failed object-stream batch (HTTP error, missing ids, network) is only logged by
-  // the batching queue and the load then waits forever: report it instead.
-  async downloadBatch(params) {
-    try {
-      return await super.downloadBatch(params)
-    } catch (e) {
-      this.onBatchError(e)
-      throw e
-    }
-  }
-}
-
-// What ObjectLoader2Factory.createFromUrl builds with useCache=false (memory database,
-// no IndexedDB), with the downloader above.
-function createObjectLoader(o, onBatchError) {
-  const logger = () => {}
-  return new ObjectLoader2({
-    rootId: o.objectId,
-    deferments: new DefermentManager(logger),
-    downloader: new PreviewDownloader(
-      {
-        serverUrl: o.serverUrl,
-        streamId: o.projectId,
-        objectId: o.objectId,
-        token: o.token || undefined,
-        logger
-      },
-      onBatchError
-    ),
-    database: new MemoryDatabase({ items: new Map() }),
-    logger
-  })
-}
-
-// A SpeckleLoader that loads exactly {serverUrl, projectId, objectId} (no parsing of
-// the resource URL, so a server under a path prefix works).
-function makeLoader(tree, o, onBatchError) {
-  const resource = `${o.serverUrl}/streams/${o.projectId}/objects/${o.objectId}`
-  class StrataLoader extends SpeckleLoader {
-    initObjectLoader() {
-      return createObjectLoader(o, onBatchError)
-    }
-  }
-  const loader = new StrataLoader(tree, resource, o.token || undefined, false)
-  if (!loader.loader) throw new PreviewError('could not create the object loader')
-  return loader
-}
-
-const nextFrame = () =>
-  new Promise((resolve) => {
-    // rAF drives the viewer; the timeout keeps polling alive if frames are throttled.
-    const t = setTimeout(resolve, 100)
-    requestAnimationFrame(() => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
 
 function createWatch(deadline, timeoutMs, stage) {
   // Failures that happen off the awaited path (the loader's download queue rejects
@@ -324,6 +217,7 @@ async function renderOnce(opts) {
     loader = makeLoader(viewer.getWorldTree(), o, (e) => {
       if (!watch.error) watch.error = loadError(e, o)
     })
+    if (!loader) throw new PreviewError('could not create the object loader')
     let warning = null
     loader.on(LoaderEvent.LoadWarning, (w) => {
       warning = (w && w.message) || 'no displayable objects'

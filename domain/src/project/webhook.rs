@@ -7,9 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Project, ProjectCommand, ProjectEvent, check_id};
+use super::{Project, ProjectCommand, ProjectEvent};
 use crate::activity;
 use crate::error::{DomainError, Entity};
+use crate::ids::check_entity_id;
 use crate::names::{MAX_DESCRIPTION_CHARS, check_len};
 
 /// Longest accepted target URL.
@@ -123,7 +124,7 @@ pub(super) fn decide(
             config,
             max_per_project,
         } => {
-            check_id("id", &webhook_id)?;
+            check_entity_id("id", &webhook_id)?;
             if p.used_ids.contains(&webhook_id) {
                 return Err(DomainError::AlreadyExists {
                     kind: Entity::Webhook,

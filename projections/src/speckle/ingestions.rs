@@ -61,8 +61,8 @@ pub(super) async fn apply(
         .bind(e.stream_version)
         .bind(at)
     };
-    let conn = &mut *batch.conn;
-    match event {
+    // The one statement that folds the event.
+    let statement = match event {
         E::IngestionCreated {
             ingestion_id,
             project_id,
@@ -74,147 +74,92 @@ pub(super) async fn apply(
             source_data,
             max_idle_timeout_seconds,
             file,
-        } => {
-            let source =
-                serde_json::to_value(source_data).map_err(|err| ProjectionError::Handler {
-                    position: Some(e.cursor.position),
-                    message: err.to_string(),
-                })?;
-            sqlx::query(sql(format!(
-                "INSERT INTO {table} (id, project_id, model_id, user_id, version_id, status, \
-                 progress_message, cancellation_requested, source_data, max_idle_timeout_seconds, \
-                 upload_accepted, events, created_at, updated_at, import_file) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, false, $10, $11, $11, $12)"
-            )))
-            .bind(ingestion_id)
-            .bind(project_id)
-            .bind(model_id)
-            .bind(user_id)
-            .bind(version_id)
-            .bind(status.as_str())
-            .bind(progress_message)
-            .bind(source)
-            // Saturates at the int column; never reached.
-            .bind(i32::try_from(*max_idle_timeout_seconds).unwrap_or(i32::MAX))
-            .bind(e.stream_version)
-            .bind(at)
-            .bind(file.as_ref().map(|f| serde_json::json!(f)))
-            .execute(&mut *conn)
-            .await?;
-            if let Some(file) = file {
-                batch
-                    .enqueue(&NewJob {
-                        kind: IMPORT_JOB.to_owned(),
-                        payload: serde_json::json!({
-                            "ingestionId": ingestion_id,
-                            "projectId": project_id,
-                            "file": file,
-                        }),
-                        dedupe_key: Some(format!("{IMPORT_JOB}:{ingestion_id}")),
-                        max_attempts: 3,
-                        source_position: Some(e.cursor.position),
-                        ordering_key: None,
-                        run_at: None,
-                    })
-                    .await?;
-            }
-        }
+        } => sqlx::query(sql(format!(
+            "INSERT INTO {table} (id, project_id, model_id, user_id, version_id, status, \
+             progress_message, cancellation_requested, source_data, max_idle_timeout_seconds, \
+             upload_accepted, events, created_at, updated_at, import_file) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, false, $10, $11, $11, $12)"
+        )))
+        .bind(ingestion_id)
+        .bind(project_id)
+        .bind(model_id)
+        .bind(user_id)
+        .bind(version_id)
+        .bind(status.as_str())
+        .bind(progress_message)
+        .bind(source_json(e, source_data)?)
+        // Saturates at the int column; never reached.
+        .bind(i32::try_from(*max_idle_timeout_seconds).unwrap_or(i32::MAX))
+        .bind(e.stream_version)
+        .bind(at)
+        .bind(file.as_ref().map(|f| serde_json::json!(f))),
         E::IngestionProcessingStarted {
             progress_message,
             source_data,
             ..
-        } => {
-            let source =
-                serde_json::to_value(source_data).map_err(|err| ProjectionError::Handler {
-                    position: Some(e.cursor.position),
-                    message: err.to_string(),
-                })?;
-            update(
-                "status = 'processing', progress_message = $4, progress = NULL, source_data = $5",
-            )
-            .bind(progress_message)
-            .bind(source)
-            .execute(&mut *conn)
-            .await?;
-        }
+        } => update(
+            "status = 'processing', progress_message = $4, progress = NULL, source_data = $5",
+        )
+        .bind(progress_message)
+        .bind(source_json(e, source_data)?),
         E::IngestionRequeued {
             progress_message, ..
-        } => {
-            update("status = 'queued', progress_message = $4, progress = NULL")
-                .bind(progress_message)
-                .execute(&mut *conn)
-                .await?;
-        }
+        } => update("status = 'queued', progress_message = $4, progress = NULL")
+            .bind(progress_message),
         E::IngestionProgressUpdated {
             progress_message,
             progress,
             ..
-        } => {
-            update("progress_message = $4, progress = $5")
-                .bind(progress_message)
-                .bind(progress)
-                .execute(&mut *conn)
-                .await?;
-        }
+        } => update("progress_message = $4, progress = $5")
+            .bind(progress_message)
+            .bind(progress),
         E::IngestionCancellationRequested { message, .. } => {
-            update("cancellation_requested = true, cancellation_message = $4")
-                .bind(message)
-                .execute(&mut *conn)
-                .await?;
+            update("cancellation_requested = true, cancellation_message = $4").bind(message)
         }
         E::IngestionUploadCompleted { files, .. } => {
             let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
-            update("upload_accepted = true, files = $4")
-                .bind(serde_json::json!(names))
-                .execute(&mut *conn)
-                .await?;
+            update("upload_accepted = true, files = $4").bind(serde_json::json!(names))
         }
         E::IngestionSucceeded { .. } => {
             update("status = 'success', progress_message = NULL, progress = NULL")
-                .execute(&mut *conn)
-                .await?;
         }
         E::IngestionFailed {
             error_reason,
             timed_out,
             ..
-        } => {
-            update(
-                "status = 'failed', progress_message = NULL, progress = NULL, error_reason = $4, \
-                 cancellation_requested = cancellation_requested OR $5",
-            )
-            .bind(error_reason)
-            .bind(timed_out)
-            .execute(&mut *conn)
-            .await?;
-        }
+        } => update(
+            "status = 'failed', progress_message = NULL, progress = NULL, error_reason = $4, \
+             cancellation_requested = cancellation_requested OR $5",
+        )
+        .bind(error_reason)
+        .bind(timed_out),
         E::IngestionObjectsBuilt { root_object_id, .. } => {
-            update("objects_root = $4, objects_error = NULL")
-                .bind(root_object_id)
-                .execute(&mut *conn)
-                .await?;
+            update("objects_root = $4, objects_error = NULL").bind(root_object_id)
         }
-        E::IngestionObjectsFailed { reason, .. } => {
-            update("objects_error = $4")
-                .bind(reason)
-                .execute(&mut *conn)
-                .await?;
-        }
-        E::IngestionCancelled { message, .. } => {
-            update(
-                "status = 'cancelled', progress_message = NULL, progress = NULL, \
-                 cancellation_message = COALESCE($4, cancellation_message)",
-            )
-            .bind(message)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
+        E::IngestionObjectsFailed { reason, .. } => update("objects_error = $4").bind(reason),
+        E::IngestionCancelled { message, .. } => update(
+            "status = 'cancelled', progress_message = NULL, progress = NULL, \
+             cancellation_message = COALESCE($4, cancellation_message)",
+        )
+        .bind(message),
+    };
+    statement.execute(&mut *batch.conn).await?;
     schedule(batch, &table, e, event).await
 }
 
-/// The idle clock restarts at every event while it runs; an accepted upload is finished by a
-/// worker should its request have died.
+/// An ingestion's producer as the `source_data` column stores it.
+fn source_json(
+    e: &RecordedEvent,
+    source_data: &domain::ingestion::SourceData,
+) -> Result<serde_json::Value, ProjectionError> {
+    serde_json::to_value(source_data).map_err(|err| ProjectionError::Handler {
+        position: Some(e.cursor.position),
+        message: err.to_string(),
+    })
+}
+
+/// A created file import is handed to the importer; the idle clock restarts at every event
+/// while it runs; an accepted upload is finished by a worker should its request have died.
 async fn schedule(
     batch: &mut Batch<'_>,
     table: &str,
@@ -222,6 +167,28 @@ async fn schedule(
     event: &IngestionEvent,
 ) -> Result<(), ProjectionError> {
     let id = event.ingestion_id();
+    if let IngestionEvent::IngestionCreated {
+        project_id,
+        file: Some(file),
+        ..
+    } = event
+    {
+        batch
+            .enqueue(&NewJob {
+                kind: IMPORT_JOB.to_owned(),
+                payload: serde_json::json!({
+                    "ingestionId": id,
+                    "projectId": project_id,
+                    "file": file,
+                }),
+                dedupe_key: Some(format!("{IMPORT_JOB}:{id}")),
+                max_attempts: 3,
+                source_position: Some(e.cursor.position),
+                ordering_key: None,
+                run_at: None,
+            })
+            .await?;
+    }
     if let IngestionEvent::IngestionUploadCompleted { .. } = event {
         return Ok(batch
             .enqueue(&NewJob {

@@ -19,6 +19,93 @@ pub fn like_pattern(q: &str) -> String {
     )
 }
 
+/// The columns `$col`, comma-separated, each after `$p`.
+macro_rules! columns {
+    ($p:literal; $first:literal $(, $col:literal)*) => {
+        concat!($p, $first $(, ", ", $p, $col)*)
+    };
+}
+
+/// The columns of a [`ModelRow`], each after `$p` (a table alias and a dot) when given.
+macro_rules! model_columns {
+    () => {
+        model_columns!("")
+    };
+    ($p:literal) => {
+        columns!(
+            $p;
+            "id", "name", "description", "author_id", "project_id", "created_at", "updated_at"
+        )
+    };
+}
+
+/// The columns of a [`VersionRow`], each after `$p` (a table alias and a dot) when given.
+macro_rules! version_columns {
+    () => {
+        version_columns!("")
+    };
+    ($p:literal) => {
+        columns!(
+            $p;
+            "id", "referenced_object", "message", "source_application", "total_children_count",
+            "parents", "author_id", "model_id", "project_id", "created_at"
+        )
+    };
+}
+
+/// The columns of an [`IngestionRow`], each after `$p` (a table alias and a dot) when given.
+macro_rules! ingestion_columns {
+    () => {
+        ingestion_columns!("")
+    };
+    ($p:literal) => {
+        columns!(
+            $p;
+            "id", "project_id", "model_id", "user_id", "version_id", "status", "progress_message",
+            "progress", "cancellation_requested", "error_reason", "cancellation_message",
+            "source_data", "created_at", "updated_at"
+        )
+    };
+}
+
+/// The `SELECT` of [`ModelRow`]s from `models`, then `$rest` (a `WHERE` clause).
+macro_rules! select_models {
+    ($rest:literal) => {
+        concat!("SELECT ", model_columns!(), " FROM models ", $rest)
+    };
+}
+
+/// The `SELECT` of [`VersionRow`]s from `versions`, then `$rest` (a `WHERE` clause).
+macro_rules! select_versions {
+    ($rest:literal) => {
+        concat!("SELECT ", version_columns!(), " FROM versions ", $rest)
+    };
+}
+
+/// A [`FileImportRow`]'s columns and joins (ingestion `i`, model `m`); a `WHERE` clause follows.
+macro_rules! file_import_select {
+    () => {
+        concat!(
+            "SELECT ",
+            ingestion_columns!("i."),
+            ", i.import_file, m.name AS model_name \
+             FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id "
+        )
+    };
+}
+
+/// Column `verified`: whether user `$user` (a reference to a `users` row) has a verified
+/// address.
+macro_rules! verified {
+    ($user:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = ",
+            $user,
+            ".id) AS verified"
+        )
+    };
+}
+
 /// A model as the read model stores it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ModelRow {
@@ -80,9 +167,9 @@ macro_rules! listed_by_default {
 /// The filtered set, as `filtered`: parameters `$1` project, `$2` name pattern, `$3` source
 /// application patterns, `$4` contributors, `$5` only with versions, `$6` ids, `$7` excluded ids.
 const FILTERED: &str = concat!(
-    "WITH filtered AS MATERIALIZED ( \
-    SELECT m.id, m.name, m.description, m.author_id, m.project_id, m.created_at, m.updated_at \
-    FROM models m \
+    "WITH filtered AS MATERIALIZED ( SELECT ",
+    model_columns!("m."),
+    " FROM models m \
     WHERE m.project_id = $1 AND m.name <> 'globals' \
       AND ($2::text IS NULL OR m.name ILIKE $2) \
       AND ($6::text[] IS NULL OR m.id = ANY($6)) \
@@ -192,10 +279,9 @@ pub async fn first_models_of_projects(
         .collect();
     if limit > 0 {
         let rows: Vec<ModelRow> = sqlx::query_as(concat!(
-            "SELECT m.* FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL ( \
-               SELECT m.id, m.name, m.description, m.author_id, m.project_id, m.created_at, \
-                      m.updated_at \
-               FROM models m WHERE m.project_id = p.id AND m.name <> 'globals' AND ",
+            "SELECT m.* FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL ( SELECT ",
+            model_columns!("m."),
+            " FROM models m WHERE m.project_id = p.id AND m.name <> 'globals' AND ",
             listed_by_default!(),
             " ORDER BY m.updated_at DESC, m.id DESC LIMIT $2) m"
         ))
@@ -311,11 +397,11 @@ pub async fn ingestion(
     project_id: &str,
     id: &str,
 ) -> Result<Option<IngestionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, project_id, model_id, user_id, version_id, status, progress_message, progress, \
-         cancellation_requested, error_reason, cancellation_message, source_data, created_at, \
-         updated_at FROM model_ingestions WHERE id = $1 AND project_id = $2",
-    )
+    sqlx::query_as(concat!(
+        "SELECT ",
+        ingestion_columns!(),
+        " FROM model_ingestions WHERE id = $1 AND project_id = $2"
+    ))
     .bind(id)
     .bind(project_id)
     .fetch_optional(pool)
@@ -390,13 +476,10 @@ pub async fn file_imports(
     .await?;
     let (after_at, after_id) = after.unzip();
     let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
-         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
-         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
-         m.name AS model_name \
-         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
-         WHERE {MATCHING} AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5)) \
-         ORDER BY i.created_at DESC, i.id DESC LIMIT $6"
+        "{} WHERE {MATCHING} \
+         AND ($4::timestamptz IS NULL OR (i.created_at, i.id) < ($4, $5)) \
+         ORDER BY i.created_at DESC, i.id DESC LIMIT $6",
+        file_import_select!()
     )))
     .bind(project_id)
     .bind(filter.model_id)
@@ -415,14 +498,10 @@ pub async fn file_import_by_file(
     project_id: &str,
     file_id: &str,
 ) -> Result<Option<FileImportRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
-         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
-         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
-         m.name AS model_name \
-         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
-         WHERE i.project_id = $1 AND i.import_file->>'fileId' = $2",
-    )
+    sqlx::query_as(concat!(
+        file_import_select!(),
+        "WHERE i.project_id = $1 AND i.import_file->>'fileId' = $2"
+    ))
     .bind(project_id)
     .bind(file_id)
     .fetch_optional(pool)
@@ -436,14 +515,10 @@ pub async fn file_import_of(
     project_id: &str,
     ingestion_id: &str,
 ) -> Result<Option<FileImportRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT i.id, i.project_id, i.model_id, i.user_id, i.version_id, i.status, \
-         i.progress_message, i.progress, i.cancellation_requested, i.error_reason, \
-         i.cancellation_message, i.source_data, i.created_at, i.updated_at, i.import_file, \
-         m.name AS model_name \
-         FROM model_ingestions i LEFT JOIN models m ON m.id = i.model_id \
-         WHERE i.project_id = $1 AND i.id = $2 AND i.import_file IS NOT NULL",
-    )
+    sqlx::query_as(concat!(
+        file_import_select!(),
+        "WHERE i.project_id = $1 AND i.id = $2 AND i.import_file IS NOT NULL"
+    ))
     .bind(project_id)
     .bind(ingestion_id)
     .fetch_optional(pool)
@@ -564,9 +639,11 @@ pub async fn limited_user(
     pool: &PgPool,
     user_id: &str,
 ) -> Result<Option<LimitedUserRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = $1",
-    )
+    sqlx::query_as(concat!(
+        "SELECT id, name, bio, company, avatar, ",
+        verified!("users"),
+        ", role FROM users WHERE id = $1"
+    ))
     .bind(user_id)
     .fetch_optional(pool)
     .await
@@ -577,9 +654,11 @@ pub async fn limited_users(
     pool: &PgPool,
     user_ids: &[String],
 ) -> Result<Vec<LimitedUserRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, bio, company, avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, role FROM users WHERE id = ANY($1)",
-    )
+    sqlx::query_as(concat!(
+        "SELECT id, name, bio, company, avatar, ",
+        verified!("users"),
+        ", role FROM users WHERE id = ANY($1)"
+    ))
     .bind(user_ids)
     .fetch_all(pool)
     .await
@@ -598,12 +677,15 @@ pub struct MemberRow {
 /// The members of `project_id`: owners first, then contributors, then the rest, each in the
 /// order they joined.
 pub async fn project_team(pool: &PgPool, project_id: &str) -> Result<Vec<MemberRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = u.id) AS verified, u.role \
+    sqlx::query_as(concat!(
+        "SELECT m.role AS member_role, u.id, u.name, u.bio, u.company, u.avatar, ",
+        verified!("u"),
+        ", u.role \
          FROM project_members m JOIN users u ON u.id = m.user_id \
          WHERE m.project_id = $1 \
-         ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 ELSE 2 END, m.created_at",
-    )
+         ORDER BY CASE m.role WHEN 'stream:owner' THEN 0 WHEN 'stream:contributor' THEN 1 \
+                  ELSE 2 END, m.created_at"
+    ))
     .bind(project_id)
     .fetch_all(pool)
     .await
@@ -611,13 +693,10 @@ pub async fn project_team(pool: &PgPool, project_id: &str) -> Result<Vec<MemberR
 
 /// Model `model_id`, if it exists.
 pub async fn model_by_id(pool: &PgPool, model_id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
-         WHERE id = $1",
-    )
-    .bind(model_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(select_models!("WHERE id = $1"))
+        .bind(model_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Model `model_id` of `project_id`, if it exists.
@@ -626,14 +705,11 @@ pub async fn model_in_project(
     project_id: &str,
     model_id: &str,
 ) -> Result<Option<ModelRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
-         WHERE project_id = $1 AND id = $2",
-    )
-    .bind(project_id)
-    .bind(model_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(select_models!("WHERE project_id = $1 AND id = $2"))
+        .bind(project_id)
+        .bind(model_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The model of `project_id` whose full name is `name` (trimmed and lower-cased here), if it
@@ -643,10 +719,9 @@ pub async fn model_by_name(
     project_id: &str,
     name: &str,
 ) -> Result<Option<ModelRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, description, author_id, project_id, created_at, updated_at FROM models \
-         WHERE project_id = $1 AND name = lower(trim($2))",
-    )
+    sqlx::query_as(select_models!(
+        "WHERE project_id = $1 AND name = lower(trim($2))"
+    ))
     .bind(project_id)
     .bind(name)
     .fetch_optional(pool)
@@ -691,13 +766,10 @@ pub async fn version_by_id(
     pool: &PgPool,
     version_id: &str,
 ) -> Result<Option<VersionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, project_id, created_at FROM versions WHERE id = $1",
-    )
-    .bind(version_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(select_versions!("WHERE id = $1"))
+        .bind(version_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Version `version_id` of `project_id`, if it exists.
@@ -706,14 +778,11 @@ pub async fn version_in_project(
     project_id: &str,
     version_id: &str,
 ) -> Result<Option<VersionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, project_id, created_at FROM versions WHERE project_id = $1 AND id = $2",
-    )
-    .bind(project_id)
-    .bind(version_id)
-    .fetch_optional(pool)
-    .await
+    sqlx::query_as(select_versions!("WHERE project_id = $1 AND id = $2"))
+        .bind(project_id)
+        .bind(version_id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// The id of the newest version of `model_id`, if it has any.
@@ -822,27 +891,22 @@ pub async fn versions_page(
     after: Option<(OffsetDateTime, String)>,
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
-    let sql = match of {
-        VersionsOf::Project => {
-            "SELECT id, referenced_object, message, source_application, total_children_count, \
-             parents, author_id, model_id, project_id, created_at FROM versions \
-             WHERE project_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        }
-        VersionsOf::Model => {
-            "SELECT id, referenced_object, message, source_application, total_children_count, \
-             parents, author_id, model_id, project_id, created_at FROM versions \
-             WHERE model_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        }
+    let column = match of {
+        VersionsOf::Project => "project_id",
+        VersionsOf::Model => "model_id",
     };
-    sqlx::query_as(sql)
-        .bind(id)
-        .bind(after.as_ref().map(|a| a.0))
-        .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(pool)
-        .await
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM versions \
+         WHERE {column} = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+        version_columns!()
+    )))
+    .bind(id)
+    .bind(after.as_ref().map(|a| a.0))
+    .bind(after.as_ref().map(|a| a.1.as_str()).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(pool)
+    .await
 }
 
 /// The versions of `model_id` among `ids`, newest first, at most `limit`.
@@ -852,11 +916,9 @@ pub async fn versions_by_ids(
     ids: &[String],
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, referenced_object, message, source_application, total_children_count, parents, \
-         author_id, model_id, project_id, created_at FROM versions \
-         WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3",
-    )
+    sqlx::query_as(select_versions!(
+        "WHERE model_id = $1 AND id = ANY($2) ORDER BY created_at DESC, id DESC LIMIT $3"
+    ))
     .bind(model_id)
     .bind(ids)
     .bind(limit)
@@ -873,13 +935,11 @@ pub async fn versions_excluding(
     after: Option<(OffsetDateTime, String)>,
     limit: i64,
 ) -> Result<Vec<VersionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, referenced_object, message, source_application, total_children_count, \
-         parents, author_id, model_id, project_id, created_at FROM versions \
-         WHERE model_id = $1 AND NOT (id = ANY($2)) \
+    sqlx::query_as(select_versions!(
+        "WHERE model_id = $1 AND NOT (id = ANY($2)) \
          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
-         ORDER BY created_at DESC, id DESC LIMIT $5",
-    )
+         ORDER BY created_at DESC, id DESC LIMIT $5"
+    ))
     .bind(model_id)
     .bind(excluded)
     .bind(after.as_ref().map(|a| a.0))
@@ -906,14 +966,14 @@ pub async fn first_versions_of_models(
     model_ids: &[&str],
     limit: i64,
 ) -> Result<Vec<CountedVersionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT v.id, v.referenced_object, v.message, v.source_application, v.total_children_count, \
-                v.parents, v.author_id, v.model_id, v.project_id, v.created_at, \
-                (SELECT count(*) FROM versions c WHERE c.model_id = m.id) AS total_count \
+    sqlx::query_as(concat!(
+        "SELECT ",
+        version_columns!("v."),
+        ", (SELECT count(*) FROM versions c WHERE c.model_id = m.id) AS total_count \
          FROM unnest($1::text[]) AS m(id) \
          CROSS JOIN LATERAL (SELECT * FROM versions WHERE model_id = m.id \
-                             ORDER BY created_at DESC, id DESC LIMIT $2) v",
-    )
+                             ORDER BY created_at DESC, id DESC LIMIT $2) v"
+    ))
     .bind(model_ids)
     .bind(limit)
     .fetch_all(pool)
@@ -945,12 +1005,11 @@ pub struct UserRow {
 
 /// User `user_id` with their email, if the user exists.
 pub async fn user_by_id(pool: &PgPool, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, email AS email_address, name, bio, company, avatar, \
-         EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
-         role, created_at \
-         FROM users WHERE id = $1",
-    )
+    sqlx::query_as(concat!(
+        "SELECT id, email AS email_address, name, bio, company, avatar, ",
+        verified!("users"),
+        ", role, created_at FROM users WHERE id = $1"
+    ))
     .bind(user_id)
     .fetch_optional(pool)
     .await
@@ -1263,9 +1322,11 @@ pub async fn admin_users_page(
 ) -> Result<(i64, Vec<AdminUserRow>), sqlx::Error> {
     newest_first(
         pool,
-        "id, email, name, bio, company, avatar, \
-         EXISTS (SELECT 1 FROM email_verifications v WHERE v.user_id = users.id) AS verified, \
-         role, created_at",
+        concat!(
+            "id, email, name, bio, company, avatar, ",
+            verified!("users"),
+            ", role, created_at"
+        ),
         ADMIN_USERS,
         &[search.map(like_pattern), role.map(str::to_owned)],
         after,

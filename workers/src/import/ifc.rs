@@ -830,8 +830,13 @@ impl<'a> Model<'a> {
         Ok(read)
     }
 
-    /// One `IfcProperty` as (name, value).
-    fn property(&mut self, id: u32, depth: usize) -> Result<Option<(String, Value)>, ImportError> {
+    /// Entity `id`, a member of a property or quantity set at nesting `depth`, and its name;
+    /// none when nested too deep, missing or unnamed.
+    fn named_member(
+        &mut self,
+        id: u32,
+        depth: usize,
+    ) -> Result<Option<(DecodedEntity, String)>, ImportError> {
         if depth > MAX_NESTING {
             return Ok(None);
         }
@@ -839,6 +844,14 @@ impl<'a> Model<'a> {
             return Ok(None);
         };
         let Some(name) = entity.get_string(0).map(str::to_owned) else {
+            return Ok(None);
+        };
+        Ok(Some((entity, name)))
+    }
+
+    /// One `IfcProperty` as (name, value).
+    fn property(&mut self, id: u32, depth: usize) -> Result<Option<(String, Value)>, ImportError> {
+        let Some((entity, name)) = self.named_member(id, depth)? else {
             return Ok(None);
         };
         let null = AttributeValue::Null;
@@ -912,13 +925,7 @@ impl<'a> Model<'a> {
 
     /// One `IfcPhysicalQuantity` as (name, value), lengths, areas and volumes in SI.
     fn quantity(&mut self, id: u32, depth: usize) -> Result<Option<(String, Value)>, ImportError> {
-        if depth > MAX_NESTING {
-            return Ok(None);
-        }
-        let Some(entity) = self.entity(id)? else {
-            return Ok(None);
-        };
-        let Some(name) = entity.get_string(0).map(str::to_owned) else {
+        let Some((entity, name)) = self.named_member(id, depth)? else {
             return Ok(None);
         };
         let value = match entity.ifc_type {
@@ -1575,8 +1582,9 @@ ENDSEC;\nEND-ISO",
             .unwrap_or_else(|| panic!("no element {name}"))
     }
 
-    /// The horizontal size of everything drawn but the site, in metres.
-    fn footprint(imported: &Imported) -> [f64; 2] {
+    /// Asserts that the horizontal size of everything drawn but the site is within `x` by `y`
+    /// metres.
+    fn assert_footprint(imported: &Imported, x: std::ops::Range<f64>, y: std::ops::Range<f64>) {
         let mut min = [f64::MAX; 2];
         let mut max = [f64::MIN; 2];
         for element in of_class(imported, IfcType::IfcElement) {
@@ -1591,7 +1599,16 @@ ENDSEC;\nEND-ISO",
                 }
             }
         }
-        [max[0] - min[0], max[1] - min[1]]
+        let [w, d] = [max[0] - min[0], max[1] - min[1]];
+        assert!(x.contains(&w) && y.contains(&d), "{w} x {d} m");
+    }
+
+    /// Whether every mesh of `elements` has a material.
+    fn coloured(elements: &[&Element]) -> bool {
+        elements
+            .iter()
+            .flat_map(|e| &e.meshes)
+            .all(|m| m.material.is_some())
     }
 
     fn drawn(elements: &[&Element]) -> usize {
@@ -1618,12 +1635,7 @@ ENDSEC;\nEND-ISO",
         assert_eq!(drawn(&elements), 82);
         let all_drawn: Vec<&Element> = imported.elements.iter().flat_map(all).collect();
         assert_eq!(drawn(&all_drawn), 83);
-        assert!(
-            elements
-                .iter()
-                .flat_map(|e| &e.meshes)
-                .all(|m| m.material.is_some())
-        );
+        assert!(coloured(&elements));
         let spaces = of_class(&imported, IfcType::IfcSpace);
         assert_eq!(
             (spaces.len(), drawn(&spaces)),
@@ -1652,11 +1664,7 @@ ENDSEC;\nEND-ISO",
             .find(|m| m.0 == "Glas");
         assert!(glass.is_some_and(|(_, _, opacity)| opacity < 0.2));
 
-        let [x, y] = footprint(&imported);
-        assert!(
-            (10.0..20.0).contains(&x) && (8.0..20.0).contains(&y),
-            "{x} x {y} m"
-        );
+        assert_footprint(&imported, 10.0..20.0, 8.0..20.0);
     }
 
     #[test]
@@ -1693,11 +1701,7 @@ ENDSEC;\nEND-ISO",
             "IFC2X3 style assignments"
         );
 
-        let [x, y] = footprint(&imported);
-        assert!(
-            (5.0..40.0).contains(&x) && (5.0..40.0).contains(&y),
-            "{x} x {y} m"
-        );
+        assert_footprint(&imported, 5.0..40.0, 5.0..40.0);
     }
 
     #[test]
@@ -1709,12 +1713,7 @@ ENDSEC;\nEND-ISO",
         let elements = of_class(&imported, IfcType::IfcElement);
         // The roof and the five windows are drawn by their parts (slabs; members and a plate).
         assert_eq!((elements.len(), drawn(&elements)), (40, 34));
-        assert!(
-            elements
-                .iter()
-                .flat_map(|e| &e.meshes)
-                .all(|m| m.material.is_some())
-        );
+        assert!(coloured(&elements));
         let roof = of_class(&imported, IfcType::IfcRoof)[0];
         assert_eq!(roof.children.len(), 2);
         for window in of_class(&imported, IfcType::IfcWindow) {
