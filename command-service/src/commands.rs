@@ -51,47 +51,63 @@ pub trait Aggregate {
 /// The Project aggregate (projects, members, invites, models, versions).
 pub struct ProjectAggregate;
 
-impl Aggregate for ProjectAggregate {
-    type State = ProjectState;
-    type Command = ProjectCommand;
-    type Event = ProjectEvent;
-    fn stream(id: &str) -> Result<StreamId, CommandError> {
-        domain::project::stream_id(id).map_err(|e| CommandError::BadInput(e.to_string()))
-    }
-    fn decide(
-        state: &ProjectState,
-        command: ProjectCommand,
-    ) -> Result<Vec<ProjectEvent>, DomainError> {
-        domain::project::decide(state, command)
-    }
-    fn evolve(state: ProjectState, event: &ProjectEvent) -> ProjectState {
-        domain::project::evolve(state, event)
-    }
-    fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<ProjectEvent, EventCodecError> {
-        ProjectEvent::decode(event_type, schema_version, payload)
-    }
-    fn encode(event: &ProjectEvent) -> Result<NewEvent, EventCodecError> {
-        event.to_new_event()
-    }
-    fn weight(state: &ProjectState) -> usize {
-        let Some(p) = state.project() else {
-            return weights::SMALL;
-        };
-        weights::PROJECT
-            + p.name.len()
-            + p.description.len()
-            + p.members.len() * weights::MEMBER
-            + p.invites.len() * weights::INVITE
-            + p.models.len() * weights::MODEL
-            + p.versions.len() * weights::VERSION
-            + p.webhooks.len() * weights::WEBHOOK
-            + p.used_ids.len() * weights::USED_ID
-            + p.favorited_by.len() * weights::MEMBER
-    }
+/// The parts of an [`Aggregate`] impl that only name the domain module's functions and types;
+/// the weight, which differs, is given as a function.
+macro_rules! aggregate {
+    ($name:ident, $module:ident, $state:ty, $command:ty, $event:ty, $weight:expr) => {
+        impl Aggregate for $name {
+            type State = $state;
+            type Command = $command;
+            type Event = $event;
+            fn stream(id: &str) -> Result<StreamId, CommandError> {
+                domain::$module::stream_id(id).map_err(|e| CommandError::BadInput(e.to_string()))
+            }
+            fn decide(state: &$state, command: $command) -> Result<Vec<$event>, DomainError> {
+                domain::$module::decide(state, command)
+            }
+            fn evolve(state: $state, event: &$event) -> $state {
+                domain::$module::evolve(state, event)
+            }
+            fn decode(
+                event_type: &str,
+                schema_version: u32,
+                payload: serde_json::Value,
+            ) -> Result<$event, EventCodecError> {
+                <$event>::decode(event_type, schema_version, payload)
+            }
+            fn encode(event: &$event) -> Result<NewEvent, EventCodecError> {
+                event.to_new_event()
+            }
+            fn weight(state: &$state) -> usize {
+                $weight(state)
+            }
+        }
+    };
+}
+
+aggregate!(
+    ProjectAggregate,
+    project,
+    ProjectState,
+    ProjectCommand,
+    ProjectEvent,
+    project_weight
+);
+
+fn project_weight(state: &ProjectState) -> usize {
+    let Some(p) = state.project() else {
+        return weights::SMALL;
+    };
+    weights::PROJECT
+        + p.name.len()
+        + p.description.len()
+        + p.members.len() * weights::MEMBER
+        + p.invites.len() * weights::INVITE
+        + p.models.len() * weights::MODEL
+        + p.versions.len() * weights::VERSION
+        + p.webhooks.len() * weights::WEBHOOK
+        + p.used_ids.len() * weights::USED_ID
+        + p.favorited_by.len() * weights::MEMBER
 }
 
 /// The state cache's estimates, in bytes, of what a folded aggregate holds. Calibrated
@@ -119,79 +135,44 @@ pub mod weights {
 /// The ModelIngestion aggregate (one send of a model, on its own stream).
 pub struct IngestionAggregate;
 
-impl Aggregate for IngestionAggregate {
-    type State = IngestionState;
-    type Command = IngestionCommand;
-    type Event = IngestionEvent;
-    fn stream(id: &str) -> Result<StreamId, CommandError> {
-        domain::ingestion::stream_id(id).map_err(|e| CommandError::BadInput(e.to_string()))
-    }
-    fn decide(
-        state: &IngestionState,
-        command: IngestionCommand,
-    ) -> Result<Vec<IngestionEvent>, DomainError> {
-        domain::ingestion::decide(state, command)
-    }
-    fn evolve(state: IngestionState, event: &IngestionEvent) -> IngestionState {
-        domain::ingestion::evolve(state, event)
-    }
-    fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<IngestionEvent, EventCodecError> {
-        IngestionEvent::decode(event_type, schema_version, payload)
-    }
-    fn encode(event: &IngestionEvent) -> Result<NewEvent, EventCodecError> {
-        event.to_new_event()
-    }
-    fn weight(_: &IngestionState) -> usize {
+aggregate!(
+    IngestionAggregate,
+    ingestion,
+    IngestionState,
+    IngestionCommand,
+    IngestionEvent,
+    |_| {
         // One send's record: ids, a few names and counters.
         2 * weights::SMALL
     }
-}
+);
 
 /// The User aggregate.
 pub struct UserAggregate;
 
-impl Aggregate for UserAggregate {
-    type State = UserState;
-    type Command = UserCommand;
-    type Event = UserEvent;
-    fn stream(id: &str) -> Result<StreamId, CommandError> {
-        domain::user::stream_id(id).map_err(|e| CommandError::BadInput(e.to_string()))
-    }
-    fn decide(state: &UserState, command: UserCommand) -> Result<Vec<UserEvent>, DomainError> {
-        domain::user::decide(state, command)
-    }
-    fn evolve(state: UserState, event: &UserEvent) -> UserState {
-        domain::user::evolve(state, event)
-    }
-    fn decode(
-        event_type: &str,
-        schema_version: u32,
-        payload: serde_json::Value,
-    ) -> Result<UserEvent, EventCodecError> {
-        UserEvent::decode(event_type, schema_version, payload)
-    }
-    fn encode(event: &UserEvent) -> Result<NewEvent, EventCodecError> {
-        event.to_new_event()
-    }
-    fn weight(state: &UserState) -> usize {
-        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        match state {
-            // The avatar may be a whole image as a data URL: counted as it is.
-            UserState::Active(u) => {
-                weights::SMALL
-                    + u.id.len()
-                    + u.email.len()
-                    + u.name.len()
-                    + text(&u.company)
-                    + text(&u.bio)
-                    + text(&u.avatar)
-            }
-            UserState::Initial | UserState::Deleted { .. } => weights::SMALL,
+aggregate!(
+    UserAggregate,
+    user,
+    UserState,
+    UserCommand,
+    UserEvent,
+    user_weight
+);
+
+fn user_weight(state: &UserState) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    match state {
+        // The avatar may be a whole image as a data URL: counted as it is.
+        UserState::Active(u) => {
+            weights::SMALL
+                + u.id.len()
+                + u.email.len()
+                + u.name.len()
+                + text(&u.company)
+                + text(&u.bio)
+                + text(&u.avatar)
         }
+        UserState::Initial | UserState::Deleted { .. } => weights::SMALL,
     }
 }
 
