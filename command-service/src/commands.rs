@@ -376,7 +376,6 @@ impl StateCache {
     }
 
     /// The number of entries and their summed weight.
-    #[cfg(test)]
     fn held(&self) -> (usize, usize) {
         let slots = self.lock();
         (slots.entries.len(), slots.weight)
@@ -403,6 +402,13 @@ impl CommandBus {
     pub fn with_state_cache(mut self, streams: usize, bytes: usize) -> Self {
         self.states = Arc::new(StateCache::new(streams, bytes));
         self
+    }
+
+    /// What the state cache holds now: streams, their estimated bytes, and the byte budget
+    /// (for `/metrics`).
+    pub fn state_cache_held(&self) -> (usize, usize, usize) {
+        let (streams, bytes) = self.states.held();
+        (streams, bytes, self.states.budget)
     }
 
     /// Puts `state`, folded up to `version`, back into `slot`'s `entry` for the next command

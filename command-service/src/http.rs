@@ -286,6 +286,17 @@ where
 async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
     let metrics = state.metrics();
     metrics.live_subscriptions.set(state.hub().active());
+    let (streams, bytes, budget) = state.bus().state_cache_held();
+    for (measure, value) in [
+        ("streams", streams),
+        ("bytes", bytes),
+        ("budget_bytes", budget),
+    ] {
+        metrics
+            .command_state_cache
+            .with_label_values(&[measure])
+            .set(value as f64);
+    }
     match state.event_log().horizon_stats().await {
         Ok(stats) => {
             let gauge = |name: &str, v: f64| metrics.event_log.with_label_values(&[name]).set(v);

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub jobs: GaugeVec,
     /// Live subscriptions on this process (set at scrape time).
     pub live_subscriptions: prometheus::IntGauge,
+    /// The command bus's state cache on this process (set at scrape time): `streams`,
+    /// `bytes` (estimated) and `budget_bytes`.
+    pub command_state_cache: GaugeVec,
     /// GraphQL requests answered from the response cache.
     graphql_cache_hits: prometheus::IntCounter,
     /// GraphQL requests that looked in the response cache and executed.
@@ -109,6 +112,12 @@ impl Metrics {
             "Reaction jobs by kind: queued, oldest_queued_seconds, failed (for good)",
             &["kind", "measure"],
         )?;
+        let command_state_cache = gauge_vec(
+            "command_state_cache",
+            "Aggregate states the command bus keeps on this process: streams, bytes \
+             (estimated), budget_bytes (STRATA_COMMAND_STATE_CACHE_BYTES)",
+            &["measure"],
+        )?;
         let live_subscriptions = prometheus::IntGauge::new(
             "live_subscriptions",
             "GraphQL subscriptions receiving live events on this process",
@@ -136,6 +145,7 @@ impl Metrics {
             graphql_cache_misses: graphql_cache.with_label_values(&["miss"]),
             rate_limit_failures,
             live_subscriptions,
+            command_state_cache,
             registry,
             http_requests,
             http_duration,

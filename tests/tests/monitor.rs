@@ -64,6 +64,21 @@ async fn database_gauges_are_exported_and_move() {
         sample(&after, "strata_db{measure=\"events_appended_per_second\"}").unwrap() > 0.0,
         "{after}"
     );
+    // The command bus keeps the project's and the user's states, weighed against its budget.
+    let cache = |measure: &str| {
+        sample(
+            &after,
+            &format!("strata_command_state_cache{{measure=\"{measure}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{measure} missing:\n{after}"))
+    };
+    assert!(cache("streams") >= 1.0, "{after}");
+    assert!(cache("bytes") >= 512.0, "{after}");
+    assert!(cache("bytes") <= cache("budget_bytes"), "{after}");
+    assert_eq!(
+        cache("budget_bytes"),
+        test_settings(&db).command_state_cache_bytes as f64
+    );
     assert_eq!(
         sample(
             &after,
