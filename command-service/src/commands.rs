@@ -42,6 +42,9 @@ pub trait Aggregate {
     ) -> Result<Self::Event, EventCodecError>;
     /// Prepares an event for the log.
     fn encode(event: &Self::Event) -> Result<NewEvent, EventCodecError>;
+    /// Whether a command that appended `events` waits for `read_model` (one of those that
+    /// fold its stream) before it answers: whether those events change what its readers see.
+    fn waits_for(read_model: &str, events: &[Self::Event]) -> bool;
     /// About how many bytes of memory `state` holds, for the state cache's byte budget.
     /// Constant time: it counts entries, never walks them (a command's cost must not grow
     /// with its project).
@@ -52,9 +55,9 @@ pub trait Aggregate {
 pub struct ProjectAggregate;
 
 /// The parts of an [`Aggregate`] impl that only name the domain module's functions and types;
-/// the weight, which differs, is given as a function.
+/// the weight and the read models waited for, which differ, are given as functions.
 macro_rules! aggregate {
-    ($name:ident, $module:ident, $state:ty, $command:ty, $event:ty, $weight:expr) => {
+    ($name:ident, $module:ident, $state:ty, $command:ty, $event:ty, $weight:expr, $waits:expr) => {
         impl Aggregate for $name {
             type State = $state;
             type Command = $command;
@@ -81,6 +84,9 @@ macro_rules! aggregate {
             fn weight(state: &$state) -> usize {
                 $weight(state)
             }
+            fn waits_for(read_model: &str, events: &[$event]) -> bool {
+                $waits(read_model, events)
+            }
         }
     };
 }
@@ -91,8 +97,18 @@ aggregate!(
     ProjectState,
     ProjectCommand,
     ProjectEvent,
-    project_weight
+    project_weight,
+    project_waits_for
 );
+
+/// A project command waits for every read model that folds project streams, except
+/// `webhooks` when none of its events changes a webhook configuration (only deliveries).
+fn project_waits_for(read_model: &str, events: &[ProjectEvent]) -> bool {
+    read_model != projections::webhooks::NAME
+        || events
+            .iter()
+            .any(projections::webhooks::changes_what_readers_see)
+}
 
 fn project_weight(state: &ProjectState) -> usize {
     let Some(p) = state.project() else {
@@ -144,7 +160,8 @@ aggregate!(
     |_| {
         // One send's record: ids, a few names and counters.
         2 * weights::SMALL
-    }
+    },
+    |_, _| true
 );
 
 /// The User aggregate.
@@ -156,7 +173,8 @@ aggregate!(
     UserState,
     UserCommand,
     UserEvent,
-    user_weight
+    user_weight,
+    |_, _| true
 );
 
 fn user_weight(state: &UserState) -> usize {
@@ -404,6 +422,19 @@ impl CommandBus {
         self
     }
 
+    /// The read models a command that appended `events` to `stream` waits for: those of
+    /// the bus's that fold the stream, and whose readers see a change from these events.
+    fn waited_for<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        events: &[A::Event],
+    ) -> Vec<&'static str> {
+        projections::following(self.read_models, stream.as_str())
+            .into_iter()
+            .filter(|read_model| A::waits_for(read_model, events))
+            .collect()
+    }
+
     /// What the state cache holds now: streams, their estimated bytes, and the byte budget
     /// (for `/metrics`).
     pub fn state_cache_held(&self) -> (usize, usize, usize) {
@@ -622,7 +653,7 @@ impl CommandBus {
                     let version = version + events.len() as u64;
                     self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     drop(entry);
-                    let read_models = projections::following(self.read_models, stream.as_str());
+                    let read_models = self.waited_for::<A>(&stream, &events);
                     self.waiter
                         .wait_for(self.log.pool(), &read_models, appended.last, self.wait)
                         .await?;
@@ -679,7 +710,7 @@ impl CommandBus {
             .into_iter()
             .map(decode_stored::<A>)
             .collect::<Result<Vec<_>, _>>()?;
-        let read_models = projections::following(self.read_models, stream.as_str());
+        let read_models = self.waited_for::<A>(stream, &events);
         self.waiter
             .wait_for(self.log.pool(), &read_models, done.appended.last, self.wait)
             .await?;

@@ -224,6 +224,41 @@ async fn apply_config(
     Ok(())
 }
 
+/// Whether `event` changes what readers of this read model see (the webhook configurations
+/// `project.webhooks` answers from). A command waits for this projection only after such an
+/// event: the deliveries every other project event queues here are read by the delivery
+/// worker, which no client waits for, so waiting for them put a whole batch on most
+/// commands' critical path for nothing. Exhaustive on purpose: a new event type must be
+/// decided here, next to [`apply_config`].
+pub fn changes_what_readers_see(event: &ProjectEvent) -> bool {
+    use ProjectEvent as E;
+    match event {
+        E::WebhookCreated { .. }
+        | E::WebhookUpdated { .. }
+        | E::WebhookDisabled { .. }
+        | E::WebhookDeleted { .. }
+        | E::ProjectDeleted { .. } => true,
+        E::ProjectCreated { .. }
+        | E::ProjectUpdated { .. }
+        | E::ProjectMemberRoleSet { .. }
+        | E::ProjectMemberRemoved { .. }
+        | E::ProjectInviteCreated { .. }
+        | E::ProjectInviteAccepted { .. }
+        | E::ProjectInviteDeclined { .. }
+        | E::ProjectInviteCancelled { .. }
+        | E::ModelCreated { .. }
+        | E::ModelUpdated { .. }
+        | E::ModelDeleted { .. }
+        | E::VersionCreated { .. }
+        | E::VersionUpdated { .. }
+        | E::VersionMoved { .. }
+        | E::VersionDeleted { .. }
+        | E::VersionReceived { .. }
+        | E::ProjectFavoriteSet { .. }
+        | E::WebhookRedeliveryRequested { .. } => false,
+    }
+}
+
 /// Typed reads of the `webhooks` read model, for the API.
 pub mod query {
     use sqlx::PgPool;

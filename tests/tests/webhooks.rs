@@ -638,3 +638,72 @@ async fn internal_targets_are_refused_unless_allowed() {
     assert_eq!(delivery["retryCount"], 0, "a refused target is not retried");
     assert!(receiver.received().is_empty());
 }
+
+/// A command waits for the `webhooks` read model only after an event that changes a webhook's
+/// configuration (what `project.webhooks` answers): the deliveries other events queue there
+/// are read by the worker alone. With every projector running but `webhooks`, a model create
+/// is answered, while a webhook create runs into the read-your-writes wait; once `webhooks`
+/// runs, the model create's delivery is queued all the same.
+#[tokio::test]
+async fn only_configuration_changes_wait_for_the_webhooks_read_model() {
+    let db = TestDb::new().await;
+    let settings = command_service::config::Settings {
+        read_your_writes_timeout_ms: 1_000,
+        ..settings(&db)
+    };
+    let app = TestApp::spawn(settings).await;
+    let run = |only_webhooks: bool| {
+        let cancel = CancellationToken::new();
+        let chosen = projections::registry()
+            .into_iter()
+            .filter(|p| (p.name() == projections::webhooks::NAME) == only_webhooks)
+            .collect();
+        let runtime = projections::ProjectorRuntime::new(
+            db.pool.clone(),
+            chosen,
+            projections::RuntimeOptions::default(),
+        );
+        tokio::spawn(runtime.run(cancel.clone()));
+        cancel.drop_guard()
+    };
+    let _others = run(false);
+    let token = tests::register(&app.base_url, "waits@example.com").await;
+    let (project, _) = app.project_with_model(&token, "main").await;
+    let queued = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE kind = 'webhook.deliver'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap()
+    };
+
+    let create = "mutation($w: WebhookCreateInput!) { webhookCreate(webhook: $w) }";
+    let hook = json!({"w": {"streamId": project, "url": "http://127.0.0.1:9/hook",
+        "triggers": ["branch_create"], "description": "ci"}});
+    let lagged = app.gql(&token, create, hook).await;
+    assert_eq!(
+        lagged["errors"][0]["extensions"]["code"], "PROJECTION_LAG",
+        "a configuration change waits for the read model that shows it: {lagged}"
+    );
+
+    // The webhook is recorded (a lag is not a refusal), and a model create is answered
+    // without the webhooks read model: its delivery is not queued yet.
+    app.create_model(&token, &project, "doors").await;
+    assert_eq!(queued().await, 0);
+
+    let _webhooks = run(true);
+    tests::until("the model create's delivery is queued", WAIT, || async {
+        queued().await == 1
+    })
+    .await;
+    let listed = app
+        .gql_data(
+            &token,
+            "query($p: String!) { project(id: $p) { webhooks { items { url } } } }",
+            json!({"p": project}),
+        )
+        .await;
+    assert_eq!(
+        listed["project"]["webhooks"]["items"][0]["url"], "http://127.0.0.1:9/hook",
+        "{listed}"
+    );
+}
