@@ -338,6 +338,7 @@ pub fn command_bus(settings: &Settings, event_log: EventLog) -> crate::commands:
         settings.command_state_cache_streams,
         settings.command_state_cache_bytes,
     )
+    .with_snapshots(settings.command_snapshot_every)
 }
 
 /// The S3 file store's options, when `STRATA_S3_ENDPOINT` is set.

@@ -49,6 +49,22 @@ pub trait Aggregate {
     /// Constant time: it counts entries, never walks them (a command's cost must not grow
     /// with its project).
     fn weight(state: &Self::State) -> usize;
+    /// How this aggregate's states are stored as snapshots (`aggregate_snapshots`), when they
+    /// are: only for aggregates whose streams grow long and whose state holds no personal data
+    /// in clear but what erasure scrubs.
+    fn snapshots() -> Option<SnapshotCodec<Self::State>> {
+        None
+    }
+}
+
+/// How an aggregate's state is written to and read from a stored snapshot.
+pub struct SnapshotCodec<S> {
+    /// The shape of the snapshots it writes: rows of another shape are not read.
+    pub shape: String,
+    /// The state as text.
+    pub write: fn(&S) -> Result<String, serde_json::Error>,
+    /// The text back as the state.
+    pub read: fn(&str) -> Result<S, serde_json::Error>,
 }
 
 /// The Project aggregate (projects, members, invites, models, versions).
@@ -57,7 +73,8 @@ pub struct ProjectAggregate;
 /// The parts of an [`Aggregate`] impl that only name the domain module's functions and types;
 /// the weight and the read models waited for, which differ, are given as functions.
 macro_rules! aggregate {
-    ($name:ident, $module:ident, $state:ty, $command:ty, $event:ty, $weight:expr, $waits:expr) => {
+    ($name:ident, $module:ident, $state:ty, $command:ty, $event:ty, $weight:expr, $waits:expr
+     $(, snapshots: $snapshots:expr)?) => {
         impl Aggregate for $name {
             type State = $state;
             type Command = $command;
@@ -87,6 +104,11 @@ macro_rules! aggregate {
             fn waits_for(read_model: &str, events: &[$event]) -> bool {
                 $waits(read_model, events)
             }
+            $(
+                fn snapshots() -> Option<SnapshotCodec<$state>> {
+                    Some($snapshots)
+                }
+            )?
         }
     };
 }
@@ -98,7 +120,12 @@ aggregate!(
     ProjectCommand,
     ProjectEvent,
     project_weight,
-    project_waits_for
+    project_waits_for,
+    snapshots: SnapshotCodec {
+        shape: domain::project::snapshot_shape(),
+        write: domain::project::to_snapshot,
+        read: domain::project::from_snapshot,
+    }
 );
 
 /// A project command waits for every read model that folds project streams, except
@@ -249,6 +276,8 @@ pub struct CommandBus {
     wait: Duration,
     retries: u32,
     states: Arc<StateCache>,
+    /// Store a stream's state as a snapshot every this many events (0: never; nor read them).
+    snapshot_every: u64,
     /// Woken by the projectors as their checkpoints move.
     waiter: projections::Waiter,
 }
@@ -300,6 +329,14 @@ struct Slot {
     state: Option<Box<dyn Any + Send>>,
     /// The stream version it was folded up to.
     version: u64,
+    /// The stream version of the newest stored snapshot this process knows of (0: none).
+    snapshotted: u64,
+}
+
+/// A snapshot taken by a command, to be stored once its stream's entry is given back.
+struct Taken {
+    shape: String,
+    snapshot: schema::snapshots::Snapshot,
 }
 
 impl Slots {
@@ -410,6 +447,7 @@ impl CommandBus {
             wait,
             retries: 20,
             states: Arc::new(StateCache::new(10_000, 256 << 20)),
+            snapshot_every: 1_000,
             waiter: projections::Waiter::default(),
         }
     }
@@ -419,6 +457,15 @@ impl CommandBus {
     #[must_use]
     pub fn with_state_cache(mut self, streams: usize, bytes: usize) -> Self {
         self.states = Arc::new(StateCache::new(streams, bytes));
+        self
+    }
+
+    /// The same bus storing a stream's state as a snapshot once `every` events (and at least
+    /// a sixteenth of the stream) were appended since the last one, and starting from stored
+    /// snapshots; 0 neither stores nor reads them.
+    #[must_use]
+    pub fn with_snapshots(mut self, every: u64) -> Self {
+        self.snapshot_every = every;
         self
     }
 
@@ -443,18 +490,102 @@ impl CommandBus {
     }
 
     /// Puts `state`, folded up to `version`, back into `slot`'s `entry` for the next command
-    /// on `stream`, and weighs it against the cache's byte budget.
+    /// on `stream`, and weighs it against the cache's byte budget; takes a snapshot of it when
+    /// one is due, for the caller to store once the entry is given back.
+    #[must_use = "a snapshot taken is stored with `CommandBus::store`"]
     fn keep<A: Aggregate>(
         &self,
         stream: &StreamId,
         (slot, entry): (&SharedSlot, &mut Slot),
         state: A::State,
         version: u64,
-    ) {
+    ) -> Option<Taken> {
+        let taken = self.snapshot_due::<A>(stream, &state, version, entry.snapshotted);
+        if taken.is_some() {
+            entry.snapshotted = version;
+        }
         let weight = A::weight(&state);
         entry.state = Some(Box::new(state));
         entry.version = version;
         self.states.weighed(stream.as_str(), slot, weight);
+        taken
+    }
+
+    /// A snapshot of `state` at `version`, when its aggregate keeps them and enough events
+    /// came since the one at `snapshotted`: `snapshot_every`, and at least a sixteenth of the
+    /// stream, so the text written per event stays bounded as a project's state grows, and a
+    /// process starting on the stream folds at most that many events after the snapshot.
+    fn snapshot_due<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+        state: &A::State,
+        version: u64,
+        snapshotted: u64,
+    ) -> Option<Taken> {
+        let since = version.saturating_sub(snapshotted);
+        if self.snapshot_every == 0 || since < self.snapshot_every.max(version / 16) {
+            return None;
+        }
+        let codec = A::snapshots()?;
+        match (codec.write)(state) {
+            Ok(text) => Some(Taken {
+                shape: codec.shape,
+                snapshot: schema::snapshots::Snapshot {
+                    version,
+                    state: text,
+                },
+            }),
+            Err(error) => {
+                tracing::warn!(%stream, version, %error, "a state could not be written as a snapshot");
+                None
+            }
+        }
+    }
+
+    /// Stores a snapshot taken by [`Self::keep`]. A snapshot is a cache: when it cannot be
+    /// stored, the next one due is, and the command is answered all the same.
+    async fn store(&self, stream: &StreamId, taken: Option<Taken>) {
+        let Some(Taken { shape, snapshot }) = taken else {
+            return;
+        };
+        if let Err(error) =
+            schema::snapshots::store(self.log.pool(), stream, &shape, &snapshot).await
+        {
+            tracing::warn!(%stream, version = snapshot.version, %error, "a snapshot was not stored");
+        }
+    }
+
+    /// The state of `stream` for a command with nothing cached: the stored snapshot, when its
+    /// aggregate keeps them and one of its shape is there, caught up from the log; else the
+    /// fold of the whole stream. With the version it was folded to, and the snapshot's version
+    /// (0: none).
+    async fn start<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<(A::State, u64, u64), CommandError> {
+        let stored = match A::snapshots() {
+            Some(codec) if self.snapshot_every > 0 => {
+                schema::snapshots::find(self.log.pool(), stream, &codec.shape)
+                    .await
+                    .map_err(|e| CommandError::Internal(e.into()))?
+                    .and_then(|found| match (codec.read)(&found.state) {
+                        Ok(state) => Some((state, found.version)),
+                        Err(error) => {
+                            tracing::warn!(
+                                %stream,
+                                version = found.version,
+                                %error,
+                                "a stored snapshot could not be read; folding the whole stream"
+                            );
+                            None
+                        }
+                    })
+            }
+            _ => None,
+        };
+        let (state, from) = stored.unwrap_or_default();
+        let (state, version) = self.catch_up::<A>(stream, state, from).await?;
+        Ok((state, version, from))
     }
 
     /// Folds the events of `stream` after `version` into `state`.
@@ -503,7 +634,7 @@ impl CommandBus {
     ) -> Result<R, CommandError> {
         let stream = A::stream(id)?;
         if self.states.capacity == 0 {
-            let (state, _) = self.catch_up::<A>(&stream, A::State::default(), 0).await?;
+            let (state, _, _) = self.start::<A>(&stream).await?;
             return Ok(look(&state));
         }
         let slot = self.states.slot(stream.as_str());
@@ -513,12 +644,17 @@ impl CommandBus {
             .take()
             .and_then(|s| s.downcast::<A::State>().ok())
         {
-            Some(state) => (*state, entry.version),
-            None => (A::State::default(), 0),
+            Some(state) => self.catch_up::<A>(&stream, *state, entry.version).await?,
+            None => {
+                let (state, version, snapshotted) = self.start::<A>(&stream).await?;
+                entry.snapshotted = snapshotted;
+                (state, version)
+            }
         };
-        let (state, version) = self.catch_up::<A>(&stream, state, version).await?;
         let seen = look(&state);
-        self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+        let taken = self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+        drop(entry);
+        self.store(&stream, taken).await;
         Ok(seen)
     }
 
@@ -582,7 +718,11 @@ impl CommandBus {
         let mut fresh = cached.is_none();
         let (mut state, mut version) = match cached {
             Some(state) => (*state, entry.version),
-            None => self.catch_up::<A>(&stream, A::State::default(), 0).await?,
+            None => {
+                let (state, version, snapshotted) = self.start::<A>(&stream).await?;
+                entry.snapshotted = snapshotted;
+                (state, version)
+            }
         };
         for _ in 0..=self.retries {
             let decided = make(&state).and_then(|c| A::decide(&state, c).map_err(Into::into));
@@ -596,17 +736,17 @@ impl CommandBus {
                     continue;
                 }
                 other => {
-                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+                    let taken = self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+                    drop(entry);
+                    self.store(&stream, taken).await;
                     // A refusal may be this command's own effect: a concurrent attempt of it
                     // appended first (its version exists, its name is taken). Then the answer
                     // is that attempt's.
                     if other.is_err()
                         && let Some(command_id) = command_id
+                        && let Some(done) = self.earlier::<A>(&stream, command_id).await?
                     {
-                        drop(entry);
-                        if let Some(done) = self.earlier::<A>(&stream, command_id).await? {
-                            return Ok(done);
-                        }
+                        return Ok(done);
                     }
                     let events = other?;
                     return Ok(Outcome {
@@ -651,12 +791,19 @@ impl CommandBus {
                         state = A::evolve(state, event);
                     }
                     let version = version + events.len() as u64;
-                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+                    let taken = self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     drop(entry);
                     let read_models = self.waited_for::<A>(&stream, &events);
-                    self.waiter
-                        .wait_for(self.log.pool(), &read_models, appended.last, self.wait)
-                        .await?;
+                    let ((), seen) = tokio::join!(
+                        self.store(&stream, taken),
+                        self.waiter.wait_for(
+                            self.log.pool(),
+                            &read_models,
+                            appended.last,
+                            self.wait
+                        )
+                    );
+                    seen?;
                     return Ok(Outcome {
                         events,
                         appended: Some(appended),
@@ -671,12 +818,15 @@ impl CommandBus {
                     fresh = true;
                 }
                 Err(e) => {
-                    self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+                    // No snapshot when the log failed: it would fail to store as well.
+                    let _ = self.keep::<A>(&stream, (&slot, &mut entry), state, version);
                     return Err(e.into());
                 }
             }
         }
-        self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+        let taken = self.keep::<A>(&stream, (&slot, &mut entry), state, version);
+        drop(entry);
+        self.store(&stream, taken).await;
         Err(CommandError::Contended {
             stream: stream.to_string(),
         })

@@ -216,6 +216,10 @@ settings! {
     /// project's fold grows with its models and versions (≈ 700 B a model and version). Over
     /// it, the least recently used go; a state larger than it is folded anew by every command.
     command_state_cache_bytes: usize = 256 * 1024 * 1024,
+    /// How many events a project's stream grows by (and at least a sixteenth of its length)
+    /// before its folded state is stored again as a snapshot, from which a process that has
+    /// none cached starts (0: no snapshots are stored or read).
+    command_snapshot_every: u64 = 1_000,
     /// Jobs one worker process runs at once.
     worker_concurrency: usize = 8,
     /// How long a worker's claim on a job lasts without renewal, in seconds.

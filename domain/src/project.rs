@@ -695,7 +695,7 @@ impl ProjectEvent {
 }
 
 /// A pending invite.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
     /// Whom it is for.
     pub target: InviteTarget,
@@ -706,7 +706,7 @@ pub struct Invite {
 }
 
 /// A model, as far as decisions need it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Model {
     /// Canonical (lower-case) full name.
     pub name: String,
@@ -717,7 +717,7 @@ pub struct Model {
 }
 
 /// A version, as far as decisions need it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Version {
     /// The model it is in.
     pub model_id: String,
@@ -726,7 +726,7 @@ pub struct Version {
 }
 
 /// A live project.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Project {
     /// Project id.
     pub id: String,
@@ -844,7 +844,7 @@ impl Project {
 // One state per stream, kept whole in the command bus's cache (boxed there): boxing the
 // active variant would only add an indirection to every fold step.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProjectState {
     /// No events yet.
     #[default]
@@ -1361,6 +1361,32 @@ fn decide_active(p: &Project, command: ProjectCommand) -> Result<Vec<ProjectEven
             }])
         }
     }
+}
+
+/// The version of the project fold as a stored snapshot holds it: [`ProjectState`]'s layout and
+/// what [`evolve`] makes of each event. Bump it with any change to either; the test
+/// `snapshots_of_the_every_event_scenario_are_as_recorded` fails until it is bumped and the
+/// recorded snapshots (`project/snapshots.jsonl`) are written again.
+pub const SNAPSHOT_FOLD_VERSION: u32 = 1;
+
+/// The shape of a stored project snapshot: the fold's version and the events' schema version
+/// (a new upcaster bumps it, and may change what old events fold to). A snapshot of another
+/// shape is ignored.
+pub fn snapshot_shape() -> String {
+    format!(
+        "project/fold-{SNAPSHOT_FOLD_VERSION}/events-{}",
+        ProjectEvent::SCHEMA_VERSION
+    )
+}
+
+/// `state` as a stored snapshot holds it.
+pub fn to_snapshot(state: &ProjectState) -> Result<String, serde_json::Error> {
+    serde_json::to_string(state)
+}
+
+/// The state a stored snapshot of [`snapshot_shape`] holds.
+pub fn from_snapshot(text: &str) -> Result<ProjectState, serde_json::Error> {
+    serde_json::from_str(text)
 }
 
 /// Applies one event. Total: an event that does not fit the state (which `decide` never

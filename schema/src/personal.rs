@@ -171,8 +171,9 @@ pub async fn forget(conn: &mut PgConnection, subjects: &[String]) -> Result<u64,
 }
 
 /// Scrubs the copies of a deleted person's data kept outside the log: frozen webhook bodies
-/// keep only the actor's id, and as-of snapshots naming their address are dropped (a cache: the
-/// next replay folds them again from the log, where the address now reads as erased).
+/// keep only the actor's id, and as-of and aggregate snapshots naming their address are dropped
+/// (caches: the next replay or command folds them again from the log, where the address now
+/// reads as erased).
 pub async fn scrub_copies(
     conn: &mut PgConnection,
     user_id: &str,
@@ -186,8 +187,14 @@ pub async fn scrub_copies(
     .bind(user_id)
     .execute(&mut *conn)
     .await?;
+    let email = email.trim().to_lowercase();
     sqlx::query("DELETE FROM audit_snapshots WHERE strpos(view::text, $1) > 0")
-        .bind(email.trim().to_lowercase())
+        .bind(&email)
+        .execute(&mut *conn)
+        .await?;
+    // A project's command state holds the addresses its pending invites were sent to.
+    sqlx::query("DELETE FROM aggregate_snapshots WHERE strpos(state, $1) > 0")
+        .bind(&email)
         .execute(&mut *conn)
         .await?;
     Ok(())

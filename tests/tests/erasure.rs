@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use command_service::audit::{AsOf, HistoryFilter, history, replay};
+use command_service::commands::{CommandBus, ProjectAggregate};
 use schema::EventLog;
 use schema::audit::{self, SigningKey};
 use serde_json::{Value, json};
@@ -246,6 +247,21 @@ async fn a_deleted_account_leaves_no_personal_trace_and_the_log_still_verifies()
     .execute(&w.db.pool)
     .await
     .unwrap();
+    // A stored snapshot of the project's command state, taken by a command bus while the
+    // invite was pending (the state holds the address the invite went to).
+    CommandBus::new(log.clone(), &[], std::time::Duration::from_secs(5))
+        .with_snapshots(1)
+        .read::<ProjectAggregate, _>(&third, |_| ())
+        .await
+        .unwrap();
+    let snapshotted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM aggregate_snapshots WHERE strpos(lower(state), $1) > 0",
+    )
+    .bind(EMAIL.to_lowercase())
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(snapshotted, 1, "the snapshot holds the invited address");
 
     // The log itself never held the personal fields in clear.
     let in_log: i64 = sqlx::query_scalar(

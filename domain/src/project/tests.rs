@@ -1291,6 +1291,22 @@ proptest! {
         prop_assert_eq!(&once, &state);
     }
 
+    /// A stored snapshot at any point of a stream, with the events after it folded on, is the
+    /// fold of the whole stream: the command bus may start from one.
+    #[test]
+    fn a_fold_resumed_from_a_snapshot_is_the_whole_fold(
+        rest in prop::collection::vec(arb_pooled_command(), 0..60),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let commands = std::iter::once(create_cmd(true)).chain(rest).collect();
+        let (state, events) = drive(commands)?;
+        let at = cut.index(events.len() + 1);
+        let stored = to_snapshot(&fold(&events[..at])).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let restored = from_snapshot(&stored).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let resumed = events[at..].iter().fold(restored, evolve);
+        prop_assert_eq!(resumed, state);
+    }
+
     #[test]
     fn decide_never_panics_on_arbitrary_input(
         commands in prop::collection::vec(
@@ -1333,4 +1349,41 @@ fn a_favourite_is_recorded_once_and_unmarking_what_is_not_marked_records_nothing
     };
     assert!(p.favorited_by.contains(BOB));
     assert_eq!(p.favorited_by.len(), 1);
+}
+
+/// The snapshot after each event of the every-event scenario, as recorded for the current
+/// [`SNAPSHOT_FOLD_VERSION`]. A change to [`ProjectState`]'s layout or to what [`evolve`] makes
+/// of an event changes these: stored snapshots of the old fold would then be read as if they
+/// were of the new one. Bump the version, and write the file again with
+/// `STRATA_BLESS=1 cargo test -p domain snapshots_of_the_every_event_scenario`.
+#[test]
+fn snapshots_of_the_every_event_scenario_are_as_recorded() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/project/snapshots.jsonl");
+    let mut state = ProjectState::default();
+    let mut now = vec![format!("shape {}", snapshot_shape())];
+    for event in one_of_each() {
+        state = evolve(state, &event);
+        now.push(to_snapshot(&state).unwrap());
+    }
+    let now = now.join("\n") + "\n";
+    if std::env::var_os("STRATA_BLESS").is_some() {
+        std::fs::write(path, &now).unwrap();
+    }
+    let recorded = std::fs::read_to_string(path).unwrap();
+    let (recorded_shape, now_shape) = (recorded.lines().next(), now.lines().next());
+    assert_eq!(
+        recorded_shape, now_shape,
+        "the recorded snapshots are of another shape: write them again (STRATA_BLESS=1)"
+    );
+    for (i, (was, is)) in recorded.lines().zip(now.lines()).enumerate() {
+        assert_eq!(
+            was,
+            is,
+            "the snapshot after event {i} differs from the one recorded for {}: bump \
+             SNAPSHOT_FOLD_VERSION (snapshots of the old fold must not be read as this one's), \
+             then write the file again (STRATA_BLESS=1)",
+            snapshot_shape()
+        );
+    }
+    assert_eq!(recorded.lines().count(), now.lines().count());
 }

@@ -50,7 +50,7 @@ pub struct WebhookChanges {
 }
 
 /// A webhook as decisions and read models see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
     /// Configuration.
     pub config: WebhookConfig,

@@ -11,6 +11,8 @@
 //! events. `bench race`: the late-commit soak (1,000 rounds per writer).
 //! `bench faults`: the fault suite (`tests::faults`) with 30-second outages (60 s for S3 and
 //! SMTP) against the release `strata` beside this binary; prints the fault table.
+//! `bench first-command`: the first command on a big project in a fresh process, from the stored
+//! snapshot beside the fold of the whole stream.
 //! `bench soak`: the same load paced to a moderate rate for 30 minutes with nothing broken,
 //! sampled every minute (memory of each process, connections, job queue, projection lag,
 //! p50/p99), the first third of the samples being the reference the rest are held to.
@@ -177,6 +179,20 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         rounds: usize,
     },
+    /// The first command on a big project in a process that has nothing cached: from the
+    /// stored snapshot (and the events after it) beside the fold of the whole stream, in the
+    /// same run; and what taking and storing a snapshot costs.
+    FirstCommand {
+        /// Project sizes, in versions.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+        sizes: Vec<usize>,
+        /// Events appended after the snapshot (as when a process starts between two).
+        #[arg(long, default_value_t = 500)]
+        behind: usize,
+        /// Fresh processes measured per case.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// The late-commit race soak.
     Race {
         /// Concurrent writers.
@@ -222,6 +238,11 @@ async fn main() -> anyhow::Result<()> {
         } => append_bench(&pool, seconds, read_events).await,
         Bench::Race { writers, rounds } => race_bench(&pool, writers, rounds).await,
         Bench::Fold { rounds } => fold_bench(rounds),
+        Bench::FirstCommand {
+            sizes,
+            behind,
+            runs,
+        } => first_command_bench(&pool, &sizes, behind, runs).await,
         Bench::Faults {
             outage,
             long_outage,
@@ -1717,6 +1738,136 @@ fn counted(stream: StreamId, expected: ExpectedVersion, n: u64) -> AppendRequest
     }
 }
 
+/// Appends `count` version creates to `project`'s stream in batches of 1,000, as history.
+async fn seed_versions(
+    log: &EventLog,
+    project: &str,
+    model: &str,
+    author: &str,
+    ids: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    use domain::project::ProjectEvent;
+    for chunk in ids.collect::<Vec<_>>().chunks(1000) {
+        let events = chunk
+            .iter()
+            .map(|i| {
+                ProjectEvent::VersionCreated {
+                    project_id: project.to_owned(),
+                    version_id: format!("{:010x}", 0xb0_0000_0000u64 + *i as u64),
+                    model_id: model.to_owned(),
+                    object_id: "0123456789abcdef0123456789abcdef".into(),
+                    message: Some(format!("seed {i}")),
+                    source_application: Some("bench".into()),
+                    total_children_count: 0,
+                    parents: vec![],
+                    author_id: author.to_owned(),
+                }
+                .to_new_event()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        log.append(&AppendRequest {
+            stream: StreamId::new("project", project)?,
+            expected: ExpectedVersion::Any,
+            events,
+            metadata: EventMetadata::default(),
+            command_id: None,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+async fn first_command_bench(
+    pool: &PgPool,
+    sizes: &[usize],
+    behind: usize,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use command_service::commands::{CommandBus, ProjectAggregate};
+    use domain::policy::Visibility;
+    use domain::project::ProjectCommand;
+    let log = EventLog::new(pool.clone());
+    // A fresh process: a bus with nothing cached; `every` 0 reads no snapshots.
+    let fresh = |every: u64| {
+        CommandBus::new(log.clone(), &[], Duration::from_secs(10)).with_snapshots(every)
+    };
+    let author = "b000000001";
+    println!(
+        "\nfirst command per process and project: a model create through a bus with nothing \
+         cached, {runs} fresh processes per case, {behind} events after the snapshot"
+    );
+    let mut next_model = 0x1000u64;
+    let mut seeded = 0usize;
+    for (n, &size) in sizes.iter().enumerate() {
+        let project = format!("{:010x}", 0xa0_0000_0000u64 + n as u64);
+        let model = format!("{:010x}", 0xc0_0000_0000u64 + n as u64);
+        let create = |command: ProjectCommand| {
+            let bus = fresh(0);
+            let project = project.clone();
+            async move {
+                bus.execute::<ProjectAggregate, _>(&project, &EventMetadata::default(), |_| {
+                    Ok(command.clone())
+                })
+                .await
+            }
+        };
+        create(ProjectCommand::Create {
+            id: project.clone(),
+            name: "bench".into(),
+            description: None,
+            visibility: Visibility::Private,
+            owner_user_id: author.into(),
+            default_model_id: Some(model.clone()),
+        })
+        .await?;
+        seed_versions(&log, &project, &model, author, seeded..seeded + size).await?;
+        seeded += size;
+        // One process takes and stores the snapshot; then the stream moves on without it.
+        let started = Instant::now();
+        fresh(1)
+            .read::<ProjectAggregate, _>(&project, |_| ())
+            .await?;
+        let fold_and_store = started.elapsed();
+        let (bytes, at): (i64, i64) = sqlx::query_as(
+            "SELECT length(state)::bigint, stream_version FROM aggregate_snapshots \
+             WHERE stream_id = $1",
+        )
+        .bind(format!("project:{project}"))
+        .fetch_one(pool)
+        .await?;
+        seed_versions(&log, &project, &model, author, seeded..seeded + behind).await?;
+        seeded += behind;
+        let (mut whole, mut from_snapshot) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            for (every, into) in [(0, &mut whole), (u64::MAX, &mut from_snapshot)] {
+                next_model += 1;
+                let model_id = format!("{next_model:010x}");
+                let bus = fresh(every);
+                let started = Instant::now();
+                bus.execute::<ProjectAggregate, _>(&project, &EventMetadata::default(), |_| {
+                    Ok(ProjectCommand::CreateModel {
+                        model_id: model_id.clone(),
+                        name: format!("first {model_id}"),
+                        description: None,
+                        author_id: author.into(),
+                    })
+                })
+                .await?;
+                into.push(started.elapsed());
+            }
+        }
+        println!(
+            "  {size} versions: {}; {}; taking and storing the snapshot at version {at}: \
+             {:.1} ms with the whole fold, {:.1} MiB of text",
+            latency_row("whole stream folded (reference)", whole),
+            latency_row("from the snapshot", from_snapshot),
+            ms(fold_and_store),
+            bytes as f64 / (1024.0 * 1024.0),
+        );
+    }
+    Ok(())
+}
+
 fn latency_row(label: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
     format!(
@@ -1953,7 +2104,6 @@ async fn commands_bench(
     sizes: &[usize],
     state_cache_streams: usize,
 ) -> anyhow::Result<()> {
-    use domain::project::ProjectEvent;
     let (app, cancel, projecting, _) = bench_stack(pool, scoped_url, |s| {
         s.command_state_cache_streams = state_cache_streams;
     })
@@ -2036,7 +2186,7 @@ async fn commands_bench(
         latency_row("append + read-model wait", append_wait),
     );
     // Seeded version ids are unique across every size of the run.
-    let mut seeded_ids = 0u64;
+    let mut seeded_ids = 0usize;
     for &size in sizes {
         let project = gql_ok(
             &http,
@@ -2063,34 +2213,8 @@ async fn commands_bench(
         tests::store_object(&base, &token, &project, OBJECT).await;
         // History, appended straight to the log in batches (the commands under test come after).
         let seeded = Instant::now();
-        for chunk in (0..size).collect::<Vec<_>>().chunks(1000) {
-            let events = chunk
-                .iter()
-                .map(|i| {
-                    ProjectEvent::VersionCreated {
-                        project_id: project.clone(),
-                        version_id: format!("{:010x}", 0xb0_0000_0000u64 + seeded_ids + *i as u64),
-                        model_id: model.clone(),
-                        object_id: OBJECT.into(),
-                        message: Some(format!("seed {i}")),
-                        source_application: Some("bench".into()),
-                        total_children_count: 0,
-                        parents: vec![],
-                        author_id: me.clone(),
-                    }
-                    .to_new_event()
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            log.append(&AppendRequest {
-                stream: StreamId::new("project", &project)?,
-                expected: ExpectedVersion::Any,
-                events,
-                metadata: EventMetadata::default(),
-                command_id: None,
-            })
-            .await?;
-        }
-        seeded_ids += size as u64;
+        seed_versions(&log, &project, &model, &me, seeded_ids..seeded_ids + size).await?;
+        seeded_ids += size;
         // The alias keeps ORDER BY on the xid8, not on its text.
         let head: (String, i64) = sqlx::query_as(
             "SELECT transaction_id::text AS xid, position FROM events \
