@@ -318,6 +318,7 @@ pub fn projector_runtime(settings: &Settings, pool: PgPool) -> projections::Proj
             batch_size: settings.projection_batch_size,
             poll_interval: Duration::from_millis(settings.projection_poll_interval_ms),
             retry_after: Duration::from_secs(settings.projection_retry_seconds),
+            linger: Duration::from_millis(settings.projection_linger_ms),
             ..projections::RuntimeOptions::default()
         },
     )

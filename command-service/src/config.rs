@@ -204,6 +204,9 @@ settings! {
     projection_batch_size: i64 = 500,
     /// How often projectors look for new events without a notification, in milliseconds.
     projection_poll_interval_ms: u64 = 500,
+    /// How long a projector that no command waits for (`stream_heads`) lets pass after a
+    /// wake-up before it folds, in milliseconds, so the events of that time share one batch.
+    projection_linger_ms: u64 = 20,
     /// How long a halted projection waits before retrying its failing event, in seconds.
     projection_retry_seconds: u64 = 5,
     /// How long a mutation waits for the read models it affects, in milliseconds, before

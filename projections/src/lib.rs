@@ -31,9 +31,10 @@ pub use runtime::{ProjectorRuntime, RuntimeOptions};
 pub use status::{ProjectionStatus, status};
 pub use wait::{ProjectionLag, Waiter, checkpoint_of, wait_for};
 
-/// The projections among `names` that fold the events of `stream_id`: those a read-your-writes
-/// wait after an append to that stream must wait for. A name not in [`registry`] is kept (the
-/// wait then reports it unknown).
+/// The projections among `names` that fold the events of `stream_id` and that commands wait
+/// for ([`Projection::awaited`]): those a read-your-writes wait after an append to that
+/// stream must wait for. A name not in [`registry`] is kept (the wait then reports it
+/// unknown).
 pub fn following<'a>(names: &[&'a str], stream_id: &str) -> Vec<&'a str> {
     static REGISTERED: std::sync::LazyLock<Vec<Arc<dyn Projection>>> =
         std::sync::LazyLock::new(registry);
@@ -44,7 +45,7 @@ pub fn following<'a>(names: &[&'a str], stream_id: &str) -> Vec<&'a str> {
             REGISTERED
                 .iter()
                 .find(|p| p.name() == *name)
-                .is_none_or(|p| projection::follows(p.as_ref(), stream_id))
+                .is_none_or(|p| p.awaited() && projection::follows(p.as_ref(), stream_id))
         })
         .collect()
 }

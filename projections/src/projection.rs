@@ -111,6 +111,14 @@ pub trait Projection: Send + Sync + 'static {
     fn categories(&self) -> Option<&'static [&'static str]> {
         None
     }
+    /// Whether commands wait for it (read-your-writes). One no command waits for is folded in
+    /// batches: after a wake-up its runner lets [`crate::RuntimeOptions::linger`] pass, so the
+    /// events of that time share one transaction instead of competing, one at a time, with
+    /// the read models a command is waiting for. No command waits for it
+    /// ([`crate::following`] leaves it out).
+    fn awaited(&self) -> bool {
+        true
+    }
     /// Folds `events` (in log order) into the batch's tables. Called through [`fold`].
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a>;
 }

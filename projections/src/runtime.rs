@@ -22,6 +22,9 @@ pub struct RuntimeOptions {
     pub retry_after: Duration,
     /// How often a standby process tries to take over a projection.
     pub lock_retry: Duration,
+    /// How long the runner of a projection no command waits for ([`Projection::awaited`])
+    /// lets pass after a wake-up before it folds, so the events of that time share one batch.
+    pub linger: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -31,6 +34,7 @@ impl Default for RuntimeOptions {
             poll_interval: Duration::from_millis(500),
             retry_after: Duration::from_secs(5),
             lock_retry: Duration::from_secs(1),
+            linger: Duration::from_millis(20),
         }
     }
 }
@@ -50,19 +54,34 @@ pub(crate) struct StepOutcome {
     pub last: Option<LogCursor>,
     /// The checkpoint after the step.
     pub at: LogCursor,
+    /// Committed events wait past the horizon.
+    pub held_back: bool,
 }
 
-/// What follows a checkpoint in the log, asked without a transaction.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    /// Nothing: wait for a wake-up.
-    Nothing,
-    /// Events a step can read, the first of them in this stream.
-    Readable(String),
-    /// Committed events that are not readable yet: a transaction that began before they
-    /// committed (any writer in the cluster) still holds the horizon back. Nothing will
-    /// announce its end, so look again soon.
-    HeldBack,
+/// What a projection's runner found past its checkpoint, asked without a transaction
+/// ([`look`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Look {
+    /// Readable events it folds follow the checkpoint: a step's work.
+    fold: bool,
+    /// Where the checkpoint was moved past readable events it does not fold.
+    moved: Option<LogCursor>,
+    /// How many readable events were looked at (at most the batch size).
+    readable: i64,
+    /// Committed events wait past the horizon ([`schema::LockedCheckpoint::held_back`]).
+    held_back: bool,
+}
+
+/// What a caught-up runner does before it looks at the log again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Idle {
+    /// Nothing is pending: wait for a wake-up (or the poll interval).
+    Wait,
+    /// Events are held back: look again after a short, growing pause, as nothing will
+    /// announce the end of the transaction that holds them.
+    Pause,
+    /// Look again at once (more was skipped than one look covers).
+    Look,
 }
 
 pub(crate) enum StepError {
@@ -193,6 +212,8 @@ async fn run_projection(
         let mut probe_until: Option<LogCursor> = None;
         let mut held_pause = HELD_BACK_FIRST_PAUSE;
         let mut owner_checked = Instant::now();
+        // The local appends this runner has taken a hint from (the first step looks anyway).
+        let mut seen_local = schema::wakeups::local_appends();
         loop {
             if cancel.is_cancelled() {
                 let _ = owner.close().await;
@@ -223,37 +244,20 @@ async fn run_projection(
                     if outcome.applied > 0 {
                         held_pause = HELD_BACK_FIRST_PAUSE;
                     }
-                    // Look for work without a transaction: a step takes a transaction id,
-                    // and an open one holds every reader's horizon back, so spurious wake-ups
-                    // (several per append) must not each cost one.
+                    // Caught up. The step said whether anything waits past the horizon, so
+                    // nothing is asked until a wake-up (or the poll) unless something does.
+                    // Looking takes no transaction id: an open one holds every reader's
+                    // horizon back, so spurious wake-ups must not each cost one.
                     let mut at = outcome.at;
+                    let mut idle = if outcome.held_back {
+                        Idle::Pause
+                    } else {
+                        Idle::Wait
+                    };
                     let lost_owner = loop {
-                        match next_after(&pool, at).await {
-                            Ok(Next::Readable(stream)) => {
-                                // The next event is another stream's: move past the run of
-                                // such events in one statement instead of a batch transaction
-                                // that folds nothing (a followed one goes straight to a step).
-                                let Some(categories) = projection.categories() else {
-                                    break false;
-                                };
-                                if crate::projection::follows(projection.as_ref(), &stream) {
-                                    break false;
-                                }
-                                match skip_ahead(&pool, name, at, categories, size).await {
-                                    Ok(Some(past)) => {
-                                        at = past;
-                                        if let Some(local) = &local {
-                                            local.advanced(name, past);
-                                        }
-                                        schema::wakeups::wake_local(
-                                            schema::wakeups::CHECKPOINTS_CHANNEL,
-                                        );
-                                    }
-                                    Ok(None) | Err(_) => break false,
-                                }
-                            }
-                            Err(_) => break false,
-                            Ok(Next::HeldBack) => {
+                        match idle {
+                            Idle::Look => {}
+                            Idle::Pause => {
                                 tokio::select! {
                                     () = tokio::time::sleep(held_pause) => {}
                                     () = cancel.cancelled() => break false,
@@ -262,7 +266,7 @@ async fn run_projection(
                                 // transaction holds the horizon; progress resets it.
                                 held_pause = (held_pause * 2).min(options.poll_interval);
                             }
-                            Ok(Next::Nothing) => {
+                            Idle::Wait => {
                                 held_pause = HELD_BACK_FIRST_PAUSE;
                                 // Whether the lock connection is still there, asked at most
                                 // once a poll interval: an idle runner is woken by every
@@ -274,13 +278,58 @@ async fn run_projection(
                                     }
                                     owner_checked = Instant::now();
                                 }
+                                // A wake-up sent while the step ran is seen here at once.
                                 tokio::select! {
                                     _ = wake.changed() => {}
                                     () = tokio::time::sleep(options.poll_interval) => {}
                                     () = cancel.cancelled() => break false,
                                 }
+                                if !projection.awaited() {
+                                    tokio::select! {
+                                        () = tokio::time::sleep(options.linger) => {}
+                                        () = cancel.cancelled() => break false,
+                                    }
+                                }
+                                // This process appended to a stream the projection folds
+                                // since it last looked: straight to a step, which folds
+                                // whatever is readable (a hint only; wrong, it costs an
+                                // empty step). Else the log is asked what came.
+                                if schema::wakeups::local_append_since(&mut seen_local).is_some_and(
+                                    |stream| {
+                                        crate::projection::follows(projection.as_ref(), &stream)
+                                    },
+                                ) {
+                                    break false;
+                                }
                             }
                         }
+                        let Ok(found) = look(&pool, projection.as_ref(), at, size).await else {
+                            // The step reports (and retries) what failed.
+                            break false;
+                        };
+                        if found.fold {
+                            break false;
+                        }
+                        match found.moved {
+                            Some(past) => {
+                                at = past;
+                                if let Some(local) = &local {
+                                    local.advanced(name, past);
+                                }
+                                schema::wakeups::wake_local(schema::wakeups::CHECKPOINTS_CHANNEL);
+                            }
+                            // Readable events, yet the checkpoint is no longer where this
+                            // runner left it (a rebuild swapped it): a step sorts it out.
+                            None if found.readable > 0 => break false,
+                            None => {}
+                        }
+                        idle = if found.readable == size {
+                            Idle::Look
+                        } else if found.held_back {
+                            Idle::Pause
+                        } else {
+                            Idle::Wait
+                        };
                     };
                     if lost_owner {
                         tracing::warn!(projection = name, "lost the projection lock connection");
@@ -368,6 +417,7 @@ pub(crate) async fn step(
             applied: 0,
             last: None,
             at: cursor,
+            held_back: checkpoint.held_back,
         });
     };
     // Each event applied here continues the trace of the command that appended it; the spans
@@ -409,70 +459,75 @@ pub(crate) async fn step(
         applied: events.len(),
         last: Some(last),
         at: last,
+        held_back: checkpoint.held_back,
     })
 }
 
-/// Whether anything follows `cursor` in the log, and whether it is readable yet.
-async fn next_after(pool: &PgPool, cursor: LogCursor) -> Result<Next, sqlx::Error> {
-    let next: Option<(bool, String)> = sqlx::query_as(
-        "SELECT transaction_id < pg_snapshot_xmin(pg_current_snapshot()), stream_id FROM events \
-         WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-         ORDER BY transaction_id, position LIMIT 1",
-    )
-    .bind(cursor.transaction_id.to_string())
-    .bind(cursor.position)
-    .fetch_optional(pool)
-    .await?;
-    Ok(match next {
-        None => Next::Nothing,
-        Some((true, stream)) => Next::Readable(stream),
-        Some((false, _)) => Next::HeldBack,
-    })
-}
-
-/// Moves the checkpoint of `name` from `at` past the readable events that follow it (up to
-/// `limit`) when none of them is in `categories`, in one statement: compared and set, so a
-/// rebuild's swap or another owner in between makes it do nothing. Returns the new position,
-/// or `None` when there is something to fold (or the checkpoint is no longer at `at`). The
-/// events are not counted as applied. Like a batch, it announces the move and does not wait
-/// for the disk (the log it skips is durable).
-async fn skip_ahead(
+/// Looks past `at`, the checkpoint of `projection`, in one statement: up to `limit` readable
+/// events, and whether committed ones wait past the horizon. When none of those readable
+/// events is in a category the projection folds, the checkpoint moves past them (compared
+/// and set, so a rebuild's swap or another owner in between makes it do nothing), without a
+/// batch transaction that would fold nothing; they are not counted as applied. Like a batch,
+/// a move is announced and does not wait for the disk (the log it skips is durable). A
+/// projection that names no categories folds every event, so it never moves here.
+async fn look(
     pool: &PgPool,
-    name: &str,
+    projection: &dyn Projection,
     at: LogCursor,
-    categories: &[&str],
     limit: i64,
-) -> Result<Option<LogCursor>, sqlx::Error> {
-    let row = sqlx::query(
-        "WITH readable AS ( \
-           SELECT transaction_id, position, split_part(stream_id, ':', 1) = ANY($4) AS folded \
-           FROM events \
-           WHERE (transaction_id, position) > ($2::text::xid8, $3) \
-             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           ORDER BY transaction_id, position LIMIT $5), \
-         last AS ( \
-           SELECT transaction_id, position FROM readable \
-           ORDER BY transaction_id DESC, position DESC LIMIT 1), \
-         moved AS ( \
-           UPDATE projection_checkpoints c \
-           SET transaction_id = last.transaction_id, position = last.position, updated_at = now() \
-           FROM last \
-           WHERE c.projection = $1 AND c.transaction_id = $2::text::xid8 AND c.position = $3 \
-             AND NOT EXISTS (SELECT 1 FROM readable WHERE folded) \
-           RETURNING c.transaction_id::text AS xid, c.position) \
-         SELECT set_config('synchronous_commit', 'off', true), xid, position, \
-                pg_notify($6, current_schema()) \
-         FROM moved",
-    )
-    .bind(name)
-    .bind(at.transaction_id.to_string())
-    .bind(at.position)
-    .bind(categories)
-    .bind(limit)
-    .bind(schema::wakeups::CHECKPOINTS_CHANNEL)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|row| cursor_of(&row)).transpose()
+) -> Result<Look, sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH readable AS ( \
+               SELECT transaction_id, position, \
+                      ($4::text[] IS NULL OR split_part(stream_id, ':', 1) = ANY($4)) AS folded \
+               FROM events \
+               WHERE (transaction_id, position) > ($2::text::xid8, $3) \
+                 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+               ORDER BY transaction_id, position LIMIT $5), \
+             found AS ( \
+               SELECT count(*) AS readable, coalesce(bool_or(folded), false) AS fold \
+               FROM readable), \
+             last AS ( \
+               SELECT transaction_id, position FROM readable \
+               ORDER BY transaction_id DESC, position DESC LIMIT 1), \
+             moved AS ( \
+               UPDATE projection_checkpoints c \
+               SET transaction_id = last.transaction_id, position = last.position, \
+                   updated_at = now() \
+               FROM last, found \
+               WHERE c.projection = $1 AND c.transaction_id = $2::text::xid8 \
+                 AND c.position = $3 AND NOT found.fold \
+               RETURNING c.transaction_id::text AS xid, c.position) \
+             SELECT found.readable, found.fold, {} AS held_back, \
+                    moved.xid, moved.position, \
+                    CASE WHEN moved.xid IS NOT NULL THEN \
+                      set_config('synchronous_commit', 'off', true) || pg_notify($6, current_schema() || ' ' || $7)::text \
+                    END AS announced \
+             FROM found LEFT JOIN moved ON true",
+            schema::event_log::HELD_BACK_SQL
+        )
+    });
+    let row = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(projection.name())
+        .bind(at.transaction_id.to_string())
+        .bind(at.position)
+        .bind(projection.categories())
+        .bind(limit)
+        .bind(schema::wakeups::CHECKPOINTS_CHANNEL)
+        .bind(schema::wakeups::origin())
+        .fetch_one(pool)
+        .await?;
+    let moved: Option<String> = row.try_get("xid")?;
+    Ok(Look {
+        fold: row.try_get("fold")?,
+        moved: match moved {
+            Some(_) => Some(cursor_of(&row)?),
+            None => None,
+        },
+        readable: row.try_get("readable")?,
+        held_back: row.try_get("held_back")?,
+    })
 }
 
 pub(crate) async fn advance(
@@ -481,20 +536,22 @@ pub(crate) async fn advance(
     last: LogCursor,
     applied: usize,
 ) -> Result<(), sqlx::Error> {
-    // Read-your-writes waits (`wait::Waiter`) look again when this commits.
+    // Read-your-writes waits (`wait::Waiter`) of other processes look again when this
+    // commits; this process's were told by `LocalCheckpoints` (the origin says so).
     sqlx::query(
         "WITH moved AS ( \
            UPDATE projection_checkpoints SET transaction_id = $2::text::xid8, position = $3, \
                   events_applied = events_applied + $4, updated_at = now(), \
                   failed_at = NULL, error = NULL, error_position = NULL \
            WHERE projection = $1 RETURNING 1) \
-         SELECT pg_notify($5, current_schema()) FROM moved",
+         SELECT pg_notify($5, current_schema() || ' ' || $6) FROM moved",
     )
     .bind(name)
     .bind(last.transaction_id.to_string())
     .bind(last.position)
     .bind(applied as i64)
     .bind(schema::wakeups::CHECKPOINTS_CHANNEL)
+    .bind(schema::wakeups::origin())
     .execute(conn)
     .await?;
     Ok(())

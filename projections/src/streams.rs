@@ -40,6 +40,11 @@ impl Projection for StreamHeads {
         TABLES
     }
 
+    /// Operators and auditors read it; no command waits for it.
+    fn awaited(&self) -> bool {
+        false
+    }
+
     fn apply<'a>(&'a self, batch: &'a mut Batch<'_>, events: &'a [RecordedEvent]) -> Applied<'a> {
         async move {
             // Fold the batch in memory, then write one row per stream in one statement.

@@ -93,17 +93,30 @@ impl Waiter {
         target: LogCursor,
         timeout: Duration,
     ) -> Result<(), ProjectionLag> {
+        // Unnamed while the database cannot be asked: the wait then asks it, as it would.
+        let local = self
+            .local
+            .get_or_try_init(|| crate::local::of(pool))
+            .await
+            .ok();
         let moved = self
             .wakeups
             .get_or_init(|| {
                 let (tx, moved) = watch::channel(0u64);
                 let stop = CancellationToken::new();
-                tokio::spawn(schema::wakeups::listen(
-                    pool.clone(),
-                    schema::wakeups::CHECKPOINTS_CHANNEL,
-                    tx,
-                    stop.clone(),
-                ));
+                // This process's projectors tell `local` of their commits: their notifications
+                // would only wake the wait a second time, to ask the database.
+                let (pool, channel) = (pool.clone(), schema::wakeups::CHECKPOINTS_CHANNEL);
+                if local.is_some() {
+                    tokio::spawn(schema::wakeups::listen_remote(
+                        pool,
+                        channel,
+                        tx,
+                        stop.clone(),
+                    ));
+                } else {
+                    tokio::spawn(schema::wakeups::listen(pool, channel, tx, stop.clone()));
+                }
                 Wakeups {
                     moved,
                     _stop: stop.drop_guard(),
@@ -111,12 +124,6 @@ impl Waiter {
             })
             .moved
             .clone();
-        // Unnamed while the database cannot be asked: the wait then asks it, as it would.
-        let local = self
-            .local
-            .get_or_try_init(|| crate::local::of(pool))
-            .await
-            .ok();
         wait_until(
             pool,
             names,

@@ -285,8 +285,11 @@ struct Notifier {
 }
 
 impl Notifier {
-    fn announce(&self, pool: &PgPool) {
-        crate::wakeups::wake_local(crate::wakeups::EVENTS_CHANNEL);
+    fn announce(&self, pool: &PgPool, stream: Option<&str>) {
+        match stream {
+            Some(stream) => crate::wakeups::appended_locally(stream),
+            None => crate::wakeups::wake_local(crate::wakeups::EVENTS_CHANNEL),
+        }
         self.started.get_or_init(|| {
             let wake = self.wake.clone();
             let pool = pool.clone();
@@ -354,7 +357,8 @@ impl EventLog {
             match self.append_on(&mut conn, request).await {
                 Ok(appended) => {
                     if !appended.duplicate {
-                        self.announce();
+                        self.notifier
+                            .announce(&self.pool, Some(request.stream.as_str()));
                     }
                     return Ok(appended);
                 }
@@ -372,7 +376,7 @@ impl EventLog {
     /// Wakes subscribers. [`EventLog::append`] does it itself; callers of
     /// [`EventLog::append_on`] call it after their transaction commits.
     pub fn announce(&self) {
-        self.notifier.announce(&self.pool);
+        self.notifier.announce(&self.pool, None);
     }
 
     /// Appends on `conn`, inside whatever transaction the caller holds open. The events
@@ -761,7 +765,16 @@ pub struct LockedCheckpoint {
     pub definition: Option<String>,
     /// The last event folded.
     pub cursor: LogCursor,
+    /// Whether committed events wait past the horizon (a transaction that began before they
+    /// committed is still open): they become readable without an append to announce them,
+    /// so whoever reads on must look again soon rather than wait for a wake-up.
+    pub held_back: bool,
 }
+
+/// Whether committed events wait past the horizon, as an SQL expression (one index probe):
+/// every event at or past the snapshot's xmin follows every readable one.
+pub const HELD_BACK_SQL: &str = "EXISTS (SELECT 1 FROM events \
+     WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))";
 
 /// Locks the checkpoint of `projection` for the rest of the caller's transaction and reads up
 /// to `limit` events after it, as [`read_all_with`] reads them, in one round trip; `None` when
@@ -776,13 +789,15 @@ pub async fn read_after_locked_checkpoint(
     // The lock is taken before the events are read; the events come from the statement's
     // snapshot and stop at its horizon, so they are a gap-free run after whichever checkpoint
     // the lock returns (the current one, if a swap moved it while this waited).
-    let rows = sqlx::query(
-        "WITH cp AS ( \
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH cp AS ( \
            SELECT set_config('synchronous_commit', 'off', true) AS off, generation, \
                   transaction_id, position, definition \
            FROM projection_checkpoints WHERE projection = $1 FOR UPDATE) \
          SELECT cp.off, cp.generation, cp.definition, cp.transaction_id::text AS checkpoint_xid, \
-                cp.position AS checkpoint_position, e.position, e.transaction_id::text AS xid, \
+                cp.position AS checkpoint_position, {HELD_BACK_SQL} AS held_back, \
+                e.position, e.transaction_id::text AS xid, \
                 e.stream_id, e.stream_version, e.event_type, e.schema_version, e.payload, \
                 e.metadata, e.command_id, e.recorded_at, e.hash \
          FROM cp LEFT JOIN LATERAL ( \
@@ -790,12 +805,14 @@ pub async fn read_after_locked_checkpoint(
            WHERE (transaction_id, position) > (cp.transaction_id, cp.position) \
              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
            ORDER BY transaction_id, position LIMIT $2) e ON true \
-         ORDER BY e.transaction_id, e.position",
-    )
-    .bind(projection)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+         ORDER BY e.transaction_id, e.position"
+        )
+    });
+    let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(projection)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
@@ -807,6 +824,7 @@ pub async fn read_after_locked_checkpoint(
             transaction_id: parse_xid(&xid)?,
             position: first.try_get("checkpoint_position")?,
         },
+        held_back: first.try_get("held_back")?,
     };
     // Nothing after the checkpoint: one row, its event columns null.
     let found: Option<String> = first.try_get("xid")?;

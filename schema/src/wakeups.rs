@@ -59,6 +59,47 @@ fn wakes(payload: &str, schema: &str, woken_locally: bool) -> bool {
     to == schema && !(woken_locally && from == Some(origin()))
 }
 
+/// The stream of this process's latest append, with how many appends it announced: a hint
+/// for its projectors, which then need not ask the log whether the event is theirs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalAppend {
+    /// Appends announced by this process so far.
+    pub count: u64,
+    /// The stream of the latest.
+    pub stream: String,
+}
+
+static LAST_LOCAL_APPEND: std::sync::Mutex<LocalAppend> = std::sync::Mutex::new(LocalAppend {
+    count: 0,
+    stream: String::new(),
+});
+
+/// Records that this process appended to `stream` and wakes its listeners on
+/// [`EVENTS_CHANNEL`]. A record, like the wake-up, carries no schema (tests share a process).
+pub fn appended_locally(stream: &str) {
+    if let Ok(mut last) = LAST_LOCAL_APPEND.lock() {
+        last.count = last.count.wrapping_add(1);
+        stream.clone_into(&mut last.stream);
+    }
+    wake_local(EVENTS_CHANNEL);
+}
+
+/// The latest local append when this process has appended since `seen` (which it moves),
+/// else `None`: a wake-up with nothing local since came from elsewhere.
+pub fn local_append_since(seen: &mut u64) -> Option<String> {
+    let last = LAST_LOCAL_APPEND.lock().ok()?;
+    if last.count == *seen {
+        return None;
+    }
+    *seen = last.count;
+    Some(last.stream.clone())
+}
+
+/// How many appends this process has announced ([`local_append_since`] starts from it).
+pub fn local_appends() -> u64 {
+    LAST_LOCAL_APPEND.lock().map(|l| l.count).unwrap_or(0)
+}
+
 /// Bumps `wake` on every notification on `channel` for this pool's schema, and on this
 /// process's own wake-ups ([`wake_local`]), reconnecting after failures, until `cancel` fires.
 pub async fn listen(
@@ -67,6 +108,29 @@ pub async fn listen(
     wake: watch::Sender<u64>,
     cancel: CancellationToken,
 ) {
+    listen_to(pool, channel, wake, cancel, false).await;
+}
+
+/// Bumps `wake` on the notifications on `channel` for this pool's schema that other
+/// processes sent, for a consumer that learns of this process's own changes another way (a
+/// read-your-writes wait, from the local record its projectors keep): it is then neither
+/// woken twice for each, nor sent to the database to ask what it knows.
+pub async fn listen_remote(
+    pool: PgPool,
+    channel: &'static str,
+    wake: watch::Sender<u64>,
+    cancel: CancellationToken,
+) {
+    listen_to(pool, channel, wake, cancel, true).await;
+}
+
+async fn listen_to(
+    pool: PgPool,
+    channel: &'static str,
+    wake: watch::Sender<u64>,
+    cancel: CancellationToken,
+    remote_only: bool,
+) {
     while !cancel.is_cancelled() {
         let result: Result<(), sqlx::Error> = async {
             let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
@@ -74,11 +138,13 @@ pub async fn listen(
                 .await?;
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen(channel).await?;
-            let mut here = local(channel).map(watch::Sender::subscribe);
+            let mut here = local(channel)
+                .filter(|_| !remote_only)
+                .map(watch::Sender::subscribe);
             loop {
                 tokio::select! {
                     n = listener.recv() => {
-                        if !wakes(n?.payload(), &schema, here.is_some()) {
+                        if !wakes(n?.payload(), &schema, remote_only || here.is_some()) {
                             continue;
                         }
                     }

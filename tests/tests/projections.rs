@@ -108,6 +108,7 @@ fn fast() -> RuntimeOptions {
         poll_interval: Duration::from_millis(50),
         retry_after: Duration::from_millis(100),
         lock_retry: Duration::from_millis(100),
+        linger: Duration::from_millis(20),
     }
 }
 
@@ -741,6 +742,11 @@ async fn a_projection_folds_only_the_streams_it_follows_and_waits_skip_it_for_th
         projections::following(&names, "ingestion:abc"),
         [projections::speckle::NAME, "unknown"]
     );
+    // Nor for one that no command waits for, which its runner folds in batches.
+    assert_eq!(
+        projections::following(&["stream_heads", projections::speckle::NAME], "project:abc"),
+        [projections::speckle::NAME]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -785,4 +791,68 @@ async fn every_moved_checkpoint_is_announced_to_read_your_writes_waiters() {
     assert_eq!(read_totals(&db.pool).await, truth(&db.pool).await);
     cancel.cancel();
     task.await.unwrap();
+}
+
+/// A runner that never polls (an hour between polls) is driven by wake-ups alone, and by
+/// its own look at the horizon: events held back by an open transaction are folded once it
+/// ends, though nothing announces that end. Checked for a projection that folds every event
+/// and for one that follows some categories (and moves past the others without a batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_that_never_polls_follows_wake_ups_and_events_held_back_by_an_open_transaction() {
+    for follows in [None, Some(&["project"][..])] {
+        let db = TestDb::new().await;
+        let log = EventLog::new(db.pool.clone());
+        let totals = Arc::new(Totals::default());
+        let projection: Arc<dyn Projection> = match follows {
+            None => totals.clone(),
+            Some(categories) => Arc::new(Only(totals.clone(), categories)),
+        };
+        projections::install(&db.pool, std::slice::from_ref(&projection))
+            .await
+            .unwrap();
+        let cancel = CancellationToken::new();
+        let runtime = ProjectorRuntime::new(
+            db.pool.clone(),
+            vec![projection],
+            RuntimeOptions {
+                poll_interval: Duration::from_secs(3600),
+                ..fast()
+            },
+        );
+        let token = cancel.clone();
+        let task = tokio::spawn(async move { runtime.run(token).await });
+        let caught_up = async || {
+            projections::wait_for(&db.pool, &["totals"], head(&log).await, WAIT)
+                .await
+                .unwrap_or_else(|e| panic!("follows {follows:?}: {e}"));
+        };
+        append(&log, "a", json!({"n": 1})).await;
+        caught_up().await;
+        append_to(&log, "user", "u", json!({"n": 7})).await;
+        caught_up().await;
+        // An open transaction that began before the next append holds it past the horizon.
+        let mut blocker = db.pool.begin().await.unwrap();
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *blocker)
+            .await
+            .unwrap();
+        let held = append(&log, "a", json!({"n": 2})).await;
+        let waited =
+            projections::wait_for(&db.pool, &["totals"], held.last, Duration::from_millis(200))
+                .await;
+        assert!(
+            matches!(waited, Err(projections::ProjectionLag::Timeout { .. })),
+            "follows {follows:?}: folded past an open transaction: {waited:?}"
+        );
+        // Its end is announced by nothing; the runner's look at the horizon finds the event.
+        blocker.commit().await.unwrap();
+        caught_up().await;
+        let mut expected = truth(&db.pool).await;
+        if follows.is_some() {
+            expected.retain(|(stream, _, _)| stream.starts_with("project:"));
+        }
+        assert_eq!(read_totals(&db.pool).await, expected, "follows {follows:?}");
+        cancel.cancel();
+        task.await.unwrap();
+    }
 }
