@@ -91,6 +91,12 @@ async fn appends_and_reads_back_in_order() {
     let all = read_everything(&log).await;
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    // Within one append, positions follow stream versions: the log's order is the stream's.
+    assert_eq!(
+        all.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(all[0].cursor.position, first.first_position);
     assert_eq!(all.last().unwrap().cursor, second.last);
     assert_eq!(log.readable_head().await.unwrap(), second.last);
     // Paging from the middle returns exactly the rest.
