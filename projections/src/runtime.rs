@@ -393,7 +393,7 @@ pub(crate) async fn step(
     // the disk (the lock turns that off). Whatever acts on it durably (a job claimed, a
     // delivery recorded) commits after it in the WAL, and so flushes it first.
     let (checkpoint, events) =
-        schema::event_log::read_after_locked_checkpoint(&mut tx, projection.name(), size)
+        schema::event_log::read_and_move_checkpoint(&mut tx, projection.name(), size)
             .await?
             .ok_or_else(|| {
                 StepError::Database(sqlx::Error::Protocol(format!(
@@ -453,7 +453,8 @@ pub(crate) async fn step(
             message,
         });
     }
-    advance(&mut tx, projection.name(), last, events.len()).await?;
+    // The statement that read the batch moved the checkpoint past it; the commit makes both
+    // hold, or neither.
     tx.commit().await?;
     Ok(StepOutcome {
         applied: events.len(),

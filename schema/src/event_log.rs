@@ -320,6 +320,36 @@ impl Notifier {
     }
 }
 
+/// One event appended, as `append_events` (the first migration) appends it: the head looked
+/// up, the expected version checked, the event chained to the head's hash and inserted, the
+/// command recorded. One row always: `out_position` null when the expected version did not
+/// match (`head` says what was found). A race for the same version still ends in
+/// `events_stream_version_unique`, and a repeated command id in `processed_commands_pkey`.
+/// `schema::chain` recomputes the hash; the event-log tests check both agree.
+const APPEND_ONE_SQL: &str = "WITH head AS ( \
+       SELECT stream_version, hash FROM events WHERE stream_id = $1 \
+       ORDER BY stream_version DESC LIMIT 1), \
+     h AS ( \
+       SELECT coalesce((SELECT stream_version FROM head), 0) AS v, \
+              coalesce((SELECT hash FROM head), decode(repeat('00', 32), 'hex')) AS prev), \
+     ins AS ( \
+       INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
+                           metadata, command_id, recorded_at, hash) \
+       SELECT $1, h.v + 1, $4, $5, $6, $7, $3, now(), sha256(h.prev || convert_to( \
+                $1 || E'\\n' || (h.v + 1)::text || E'\\n' || $4 || E'\\n' || $5::text || E'\\n' \
+                || ((extract(epoch FROM now()) * 1000000)::bigint)::text || E'\\n' \
+                || $6::jsonb::text || E'\\n' || $7::jsonb::text, 'UTF8')) \
+       FROM h WHERE $2 < 0 OR $2 = h.v \
+       RETURNING position, stream_version, transaction_id), \
+     cmd AS ( \
+       INSERT INTO processed_commands (command_id, stream_id, first_position, last_position, \
+                                       first_version, last_version, transaction_id) \
+       SELECT $3, $1, position, position, stream_version, stream_version, transaction_id \
+       FROM ins WHERE $3 IS NOT NULL) \
+     SELECT ins.position AS out_position, ins.stream_version AS out_stream_version, \
+            ins.transaction_id::text AS out_transaction_id, h.v AS head \
+     FROM h LEFT JOIN ins ON true";
+
 /// The event log of one database (or one schema, through the pool's `search_path`).
 #[derive(Clone, Debug)]
 pub struct EventLog {
@@ -410,9 +440,14 @@ impl EventLog {
         } else {
             &request.events
         };
-        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let metadata = serde_json::to_value(&request.metadata)
             .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;
+        if let [event] = events.as_slice() {
+            return self
+                .append_one_on(conn, request, event, versions[0], &metadata)
+                .await;
+        }
+        let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
         let result = sqlx::query(
             "SELECT out_position, out_stream_version, out_transaction_id \
              FROM append_events($1, $2, $3, $4, $5, $6, $7)",
@@ -440,6 +475,57 @@ impl EventLog {
             last: LogCursor {
                 transaction_id: parse_xid(&xid)?,
                 position: last.try_get("out_position")?,
+            },
+            duplicate: false,
+        })
+    }
+
+    /// A one-event append (most commands') in one plain statement, [`APPEND_ONE_SQL`]: the
+    /// same rows, hash and outcomes as `append_events`, without a PL/pgSQL call. A version
+    /// conflict found before the insert leaves the caller's transaction usable.
+    async fn append_one_on(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+        event: &NewEvent,
+        schema_version: i32,
+        metadata: &serde_json::Value,
+    ) -> Result<Appended, AppendError> {
+        let result = sqlx::query(APPEND_ONE_SQL)
+            .bind(request.stream.as_str())
+            .bind(request.expected.as_sql())
+            .bind(request.command_id)
+            .bind(event.event_type.as_str())
+            .bind(schema_version)
+            .bind(&event.payload)
+            .bind(metadata)
+            .fetch_one(&mut *conn)
+            .await;
+        let row = match result {
+            Ok(row) => row,
+            Err(err) => return self.explain_failure(conn, request, err).await,
+        };
+        let Some(position) = row.try_get::<Option<i64>, _>("out_position")? else {
+            if let Some(command_id) = request.command_id
+                && let Some(done) = self.processed(command_id).await?
+            {
+                return Ok(done);
+            }
+            return Err(AppendError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual: to_u64(row.try_get("head")?),
+            });
+        };
+        let version = to_u64(row.try_get("out_stream_version")?);
+        let xid: String = row.try_get("out_transaction_id")?;
+        Ok(Appended {
+            first_version: version,
+            last_version: version,
+            first_position: position,
+            last: LogCursor {
+                transaction_id: parse_xid(&xid)?,
+                position,
             },
             duplicate: false,
         })
@@ -756,7 +842,7 @@ pub struct ProcessedCommand {
     pub events: Vec<RecordedEvent>,
 }
 
-/// A projection's checkpoint, as [`read_after_locked_checkpoint`] found it.
+/// A projection's checkpoint, as [`read_and_move_checkpoint`] found it.
 #[derive(Clone, Debug)]
 pub struct LockedCheckpoint {
     /// The generation of the projection's tables.
@@ -776,41 +862,60 @@ pub struct LockedCheckpoint {
 pub const HELD_BACK_SQL: &str = "EXISTS (SELECT 1 FROM events \
      WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))";
 
-/// Locks the checkpoint of `projection` for the rest of the caller's transaction and reads up
-/// to `limit` events after it, as [`read_all_with`] reads them, in one round trip; `None` when
-/// the projection is not installed. The transaction's commit is made not to wait for the disk
-/// (`synchronous_commit` off for it): what a projector writes is derived from the log, and its
-/// checkpoint moves in the same transaction, so a batch lost in a crash is applied again.
-pub async fn read_after_locked_checkpoint(
+/// Locks the checkpoint of `projection` for the rest of the caller's transaction, reads up to
+/// `limit` events after it, as [`read_all_with`] reads them, and moves the checkpoint past
+/// them, all in one round trip; `None` when the projection is not installed. The move is the
+/// caller's transaction's: it holds when the caller applies the events and commits, and is
+/// undone with everything else when it rolls back. Its notification on
+/// [`crate::wakeups::CHECKPOINTS_CHANNEL`], marked with this process's origin, goes out at
+/// that commit. The transaction's commit is made not to wait for the disk (`synchronous_commit`
+/// off for it): what a projector writes is derived from the log, and its checkpoint moves in
+/// the same transaction, so a batch lost in a crash is applied again.
+pub async fn read_and_move_checkpoint(
     conn: &mut PgConnection,
     projection: &str,
     limit: i64,
 ) -> Result<Option<(LockedCheckpoint, Vec<RecordedEvent>)>, sqlx::Error> {
     // The lock is taken before the events are read; the events come from the statement's
     // snapshot and stop at its horizon, so they are a gap-free run after whichever checkpoint
-    // the lock returns (the current one, if a swap moved it while this waited).
+    // the lock returns (the current one, if a swap moved it while this waited). The update
+    // of the row the statement locked is its own, and finds that same row.
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "WITH cp AS ( \
            SELECT set_config('synchronous_commit', 'off', true) AS off, generation, \
                   transaction_id, position, definition \
-           FROM projection_checkpoints WHERE projection = $1 FOR UPDATE) \
+           FROM projection_checkpoints WHERE projection = $1 FOR UPDATE), \
+         e AS ( \
+           SELECT ev.* FROM cp, LATERAL ( \
+             SELECT * FROM events \
+             WHERE (transaction_id, position) > (cp.transaction_id, cp.position) \
+               AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY transaction_id, position LIMIT $2) ev), \
+         last AS ( \
+           SELECT transaction_id, position, count(*) OVER () AS n FROM e \
+           ORDER BY transaction_id DESC, position DESC LIMIT 1), \
+         moved AS ( \
+           UPDATE projection_checkpoints p SET transaction_id = last.transaction_id, \
+                  position = last.position, events_applied = p.events_applied + last.n, \
+                  updated_at = now(), failed_at = NULL, error = NULL, error_position = NULL \
+           FROM last WHERE p.projection = $1 \
+           RETURNING pg_notify($3, current_schema() || ' ' || $4) AS sent) \
          SELECT cp.off, cp.generation, cp.definition, cp.transaction_id::text AS checkpoint_xid, \
                 cp.position AS checkpoint_position, {HELD_BACK_SQL} AS held_back, \
+                (SELECT count(*) FROM moved) AS moved, \
                 e.position, e.transaction_id::text AS xid, \
                 e.stream_id, e.stream_version, e.event_type, e.schema_version, e.payload, \
                 e.metadata, e.command_id, e.recorded_at, e.hash \
-         FROM cp LEFT JOIN LATERAL ( \
-           SELECT * FROM events \
-           WHERE (transaction_id, position) > (cp.transaction_id, cp.position) \
-             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-           ORDER BY transaction_id, position LIMIT $2) e ON true \
+         FROM cp LEFT JOIN e ON true \
          ORDER BY e.transaction_id, e.position"
         )
     });
     let rows = sqlx::query(sqlx::AssertSqlSafe(SQL.as_str()))
         .bind(projection)
         .bind(limit)
+        .bind(crate::wakeups::CHECKPOINTS_CHANNEL)
+        .bind(crate::wakeups::origin())
         .fetch_all(&mut *conn)
         .await?;
     let Some(first) = rows.first() else {

@@ -134,6 +134,45 @@ async fn a_stale_expected_version_is_a_typed_conflict_and_stores_nothing() {
 }
 
 #[tokio::test]
+async fn a_stale_one_event_append_in_a_callers_transaction_leaves_it_usable() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("c2");
+    log.append(&request(&s, ExpectedVersion::Any, vec![event(1), event(2)]))
+        .await
+        .unwrap();
+    let mut tx = db.pool.begin().await.unwrap();
+    let err = log
+        .append_on(
+            &mut tx,
+            &request(&s, ExpectedVersion::Exact(1), vec![event(3)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::Conflict { actual: 2, .. }),
+        "the conflict names the head it found: {err:?}"
+    );
+    let appended = log
+        .append_on(
+            &mut tx,
+            &request(&s, ExpectedVersion::Exact(2), vec![event(3)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!((appended.first_version, appended.last_version), (3, 3));
+    tx.commit().await.unwrap();
+    let stored = log.read_stream(&s, 1).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.payload["n"].clone())
+            .collect::<Vec<_>>(),
+        [json!(1), json!(2), json!(3)]
+    );
+}
+
+#[tokio::test]
 async fn concurrent_writers_at_the_same_version_one_wins_none_lost_silently() {
     let db = TestDb::new().await;
     let log = EventLog::new(db.pool.clone());
@@ -344,15 +383,17 @@ async fn the_database_refuses_update_delete_and_truncate() {
 async fn hash_chains_verify_and_tampering_is_found() {
     let db = TestDb::new().await;
     let log = EventLog::new(db.pool.clone());
-    for (id, n) in [("h1", 3), ("h2", 2)] {
-        for i in 0..n {
-            let payload = json!({"n": i, "nested": {"b": [1.5, "x/y", null], "a": "é"}});
-            let e = NewEvent {
-                event_type: "Counted".into(),
-                schema_version: 1,
-                payload,
-            };
-            log.append(&request(&stream(id), ExpectedVersion::Any, vec![e]))
+    // One-event appends take a plain statement and longer ones `append_events`: both chain
+    // the same way, in either order on one stream.
+    let e = |i: usize| NewEvent {
+        event_type: "Counted".into(),
+        schema_version: 1,
+        payload: json!({"n": i, "nested": {"b": [1.5, "x/y", null], "a": "é"}}),
+    };
+    for (id, sizes) in [("h1", [1, 1, 2]), ("h2", [2, 1, 1])] {
+        for (i, size) in sizes.into_iter().enumerate() {
+            let events = (0..size).map(|k| e(10 * i + k)).collect();
+            log.append(&request(&stream(id), ExpectedVersion::Any, events))
                 .await
                 .unwrap();
         }
@@ -360,7 +401,7 @@ async fn hash_chains_verify_and_tampering_is_found() {
     let report = log.verify_chains(None).await.unwrap();
     assert_eq!(
         (report.streams, report.events, report.breaks.len()),
-        (2, 5, 0),
+        (2, 8, 0),
         "{report:?}"
     );
 
@@ -385,7 +426,7 @@ async fn hash_chains_verify_and_tampering_is_found() {
     let only_h2 = log.verify_chains(Some(&stream("h2"))).await.unwrap();
     assert_eq!(
         (only_h2.streams, only_h2.events, only_h2.breaks.len()),
-        (1, 2, 0)
+        (1, 4, 0)
     );
 }
 
