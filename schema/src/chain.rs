@@ -1,6 +1,7 @@
 //! The per-stream hash chain, recomputed outside the database.
 //!
-//! The database computes each event's hash inside `append_events` (see the migration). This
+//! The database computes each event's hash as it appends: inside `append_events` (see the
+//! migration), and in `event_log::APPEND_ONE_SQL` for a one-event append. This
 //! module computes the same function from stored columns, so an auditor can verify a stream,
 //! or an export of it, without trusting the server that wrote it.
 
