@@ -211,7 +211,10 @@ pub fn pg_pool(settings: &Settings, url: &Secret) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.database_max_connections)
         .acquire_timeout(Duration::from_millis(settings.database_acquire_timeout_ms))
-        .connect_lazy_with(options.application_name("strata")))
+        .connect_lazy_with(schema::session::options(
+            options.application_name("strata"),
+            settings.database_plan_cache_mode,
+        )))
 }
 
 /// The database settings under which an acknowledged write can be lost (`fsync=off`,

@@ -83,7 +83,18 @@ macro_rules! from_str_settings {
     )*};
 }
 
-from_str_settings!(u16, u32, u64, usize, i64, bool, String, IpAddr, LogFormat);
+from_str_settings!(
+    u16,
+    u32,
+    u64,
+    usize,
+    i64,
+    bool,
+    String,
+    IpAddr,
+    LogFormat,
+    schema::session::PlanCacheMode,
+);
 
 impl SettingValue for Secret {
     const SECRET: bool = true;
@@ -171,6 +182,11 @@ settings! {
     database_max_connections: u32 = 20,
     /// How long a request waits for a pooled connection before failing, in milliseconds.
     database_acquire_timeout_ms: u64 = 5_000,
+    /// How database sessions plan prepared statements (PostgreSQL's `plan_cache_mode`):
+    /// `force_generic_plan` plans each statement once per connection; `auto` lets PostgreSQL
+    /// plan again per call, as it chooses.
+    database_plan_cache_mode: schema::session::PlanCacheMode =
+        schema::session::PlanCacheMode::ForceGenericPlan,
     /// How often each API process checks that PostgreSQL answers, in milliseconds; while it
     /// does not, requests are refused at once (`SERVICE_UNAVAILABLE`, 503).
     database_probe_interval_ms: u64 = 500,

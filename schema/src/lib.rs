@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod objects;
 pub mod personal;
 pub mod previews;
+pub mod session;
 pub mod snapshots;
 pub mod trace;
 pub mod wakeups;

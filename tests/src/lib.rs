@@ -130,6 +130,8 @@ impl TestDb {
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
         let options: PgConnectOptions = url.parse().expect("test database URL");
+        // Sessions as the API's pool sets them up (`schema::session`).
+        let options = schema::session::options(options, Default::default());
         let pool = PgPoolOptions::new()
             .max_connections(40)
             .connect_with(options)

@@ -37,9 +37,17 @@ struct Args {
     /// PostgreSQL URL of a role that may create schemas.
     #[arg(long)]
     database_url: Option<String>,
+    /// How sessions plan prepared statements, the bench's and the API's alike
+    /// (`STRATA_DATABASE_PLAN_CACHE_MODE`): `auto` measures what PostgreSQL does by itself.
+    #[arg(long, default_value_t = schema::session::PlanCacheMode::default())]
+    plan_cache_mode: schema::session::PlanCacheMode,
     #[command(subcommand)]
     bench: Bench,
 }
+
+/// `--plan-cache-mode`, for the API a bench starts.
+static PLAN_CACHE_MODE: std::sync::OnceLock<schema::session::PlanCacheMode> =
+    std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Bench {
@@ -225,9 +233,14 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let sep = if url.contains('?') { '&' } else { '?' };
     let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema_name}");
+    // Sessions as the API's pool sets them up (`schema::session`), with the plan cache mode
+    // `--plan-cache-mode` names (the API's default when it names none).
+    let options = schema::session::options(scoped.parse()?, args.plan_cache_mode);
+    PLAN_CACHE_MODE.get_or_init(|| args.plan_cache_mode);
+    println!("sessions: plan_cache_mode={}", args.plan_cache_mode);
     let pool = PgPoolOptions::new()
         .max_connections(40)
-        .connect(&scoped)
+        .connect_with(options)
         .await?;
     schema::migrate(&pool).await?;
     print_settings(&pool).await?;
@@ -1641,6 +1654,7 @@ async fn bench_stack(
             "bench-pepper-bench-pepper-bench-pepper-00",
         )),
         database_max_connections: 40,
+        database_plan_cache_mode: PLAN_CACHE_MODE.get().copied().unwrap_or_default(),
         rate_limits_enabled: false,
         ..Default::default()
     };
