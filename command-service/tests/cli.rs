@@ -36,6 +36,15 @@ fn an_invalid_value_is_named() {
     let (code, err) = strata(&["serve"], &[("STRATA_LOG_FORMAT", "xml")]);
     assert_eq!(code, 2);
     assert!(err.contains("STRATA_LOG_FORMAT"), "{err}");
+    let (code, err) = strata(
+        &["serve"],
+        &[("STRATA_DATABASE_PLAN_CACHE_MODE", "sometimes")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("STRATA_DATABASE_PLAN_CACHE_MODE") && err.contains("force_generic_plan"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -203,6 +203,31 @@ async fn a_token_that_cannot_be_checked_is_not_called_invalid() {
 }
 
 #[tokio::test]
+async fn sessions_plan_statements_as_configured_and_keep_the_urls_options() {
+    let db = TestDb::new().await;
+    async fn seen(pool: &sqlx::PgPool) -> (String, String) {
+        sqlx::query_as("SELECT current_setting('plan_cache_mode'), current_schema()::text")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+    // Test schemas are set up as the API's sessions are.
+    assert_eq!(
+        seen(&db.pool).await,
+        ("force_generic_plan".to_owned(), db.schema.clone())
+    );
+    for (mode, expected) in [(None, "force_generic_plan"), (Some("auto"), "auto")] {
+        let mut settings = Settings::default();
+        if let Some(mode) = mode {
+            settings.database_plan_cache_mode = mode.parse().unwrap();
+        }
+        let url = command_service::config::Secret::new(db.url.clone());
+        let pool = command_service::app::pg_pool(&settings, &url).unwrap();
+        assert_eq!(seen(&pool).await, (expected.to_owned(), db.schema.clone()));
+    }
+}
+
+#[tokio::test]
 async fn settings_that_can_lose_writes_are_named() {
     let db = TestDb::new().await;
     let pool_with = |synchronous_commit: &'static str| {
