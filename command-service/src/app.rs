@@ -46,6 +46,7 @@ impl AppState {
         let event_log = EventLog::new(pool.clone()).with_limits(AppendLimits {
             max_events: settings.append_max_events,
             max_payload_bytes: settings.append_max_payload_bytes,
+            head_cache_streams: settings.append_head_cache_streams,
             ..AppendLimits::default()
         });
         let pepper = settings

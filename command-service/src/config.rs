@@ -216,6 +216,9 @@ settings! {
     append_max_events: usize = 1_000,
     /// Largest payload of one event, in bytes.
     append_max_payload_bytes: usize = 1024 * 1024,
+    /// Streams whose head each API process remembers from its own appends, so its next
+    /// one-event append there needs no head lookup and no hashing in the database.
+    append_head_cache_streams: usize = 10_000,
     /// Most events a projector folds in one transaction.
     projection_batch_size: i64 = 500,
     /// How often projectors look for new events without a notification, in milliseconds.

@@ -297,6 +297,16 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
             .with_label_values(&[measure])
             .set(value as f64);
     }
+    let heads = state.event_log().head_counts();
+    for (measure, value) in [
+        ("appends_onto_known_head", heads.onto_known),
+        ("appends_head_looked_up", heads.looked_up),
+    ] {
+        metrics
+            .event_log
+            .with_label_values(&[measure])
+            .set(value as f64);
+    }
     match state.event_log().horizon_stats().await {
         Ok(stats) => {
             let gauge = |name: &str, v: f64| metrics.event_log.with_label_values(&[name]).set(v);

@@ -63,7 +63,8 @@ impl Metrics {
             Opts::new(
                 "event_log",
                 "Event log read horizon: held_back_events are stored but invisible to \
-                 subscribers because an older transaction is open",
+                 subscribers because an older transaction is open; and this process's \
+                 one-event appends since it started, onto a head it knew or looked up",
             ),
             &["measure"],
         )?;

@@ -49,6 +49,92 @@ pub fn event_hash(previous: &[u8], fields: &HashedFields<'_>) -> [u8; 32] {
     hasher.finalize().into()
 }
 
+/// `value::jsonb::text` as PostgreSQL renders it, computed without the database, or `None`
+/// when this function cannot be sure of PostgreSQL's rendering: a number that is not an
+/// integer (jsonb keeps decimals as `numeric`, whose text can differ from serde_json's for
+/// the same value, `1e20` say), or a string holding `\u0000` (which jsonb refuses). An appender
+/// that gets `None` lets the database compute the hash instead.
+///
+/// PostgreSQL's rendering: object keys sorted by byte length, then bytewise, each key once;
+/// `", "` between members and elements, `": "` after keys; strings escaped with `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, other characters below U+0020 as lowercase `\u00xx`, and
+/// everything else as it is.
+pub fn jsonb_text(value: &serde_json::Value) -> Option<String> {
+    let mut out = String::new();
+    render_jsonb(value, &mut out).then_some(out)
+}
+
+fn render_jsonb(value: &serde_json::Value, out: &mut String) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => out.push_str(&i.to_string()),
+            (None, Some(u)) => out.push_str(&u.to_string()),
+            (None, None) => return false,
+        },
+        Value::String(s) => return render_jsonb_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !render_jsonb(item, out) {
+                    return false;
+                }
+            }
+            out.push(']');
+        }
+        Value::Object(members) => {
+            let mut keys: Vec<&String> = members.keys().collect();
+            keys.sort_by(|a, b| {
+                a.len()
+                    .cmp(&b.len())
+                    .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+            });
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                if !render_jsonb_string(key, out) {
+                    return false;
+                }
+                out.push_str(": ");
+                match members.get(key) {
+                    Some(member) if render_jsonb(member, out) => {}
+                    _ => return false,
+                }
+            }
+            out.push('}');
+        }
+    }
+    true
+}
+
+fn render_jsonb_string(s: &str, out: &mut String) -> bool {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '\0' => return false,
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    true
+}
+
 /// One stored event as the verifier sees it.
 #[derive(Clone, Debug)]
 pub struct StoredEvent<'a> {

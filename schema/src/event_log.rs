@@ -118,6 +118,10 @@ pub struct AppendLimits {
     pub max_payload_bytes: usize,
     /// How often an `ExpectedVersion::Any` append retries after losing a race.
     pub max_any_retries: u32,
+    /// Streams whose head (version and hash, as committed by this log's own appends) the log
+    /// keeps, so the next one-event append to such a stream skips the head lookup and the
+    /// database's hashing; `0` looks every head up.
+    pub head_cache_streams: usize,
 }
 
 impl Default for AppendLimits {
@@ -126,6 +130,7 @@ impl Default for AppendLimits {
             max_events: 1000,
             max_payload_bytes: 1024 * 1024,
             max_any_retries: 10,
+            head_cache_streams: 10_000,
         }
     }
 }
@@ -340,15 +345,116 @@ const APPEND_ONE_SQL: &str = "WITH head AS ( \
                 || ((extract(epoch FROM now()) * 1000000)::bigint)::text || E'\\n' \
                 || $6::jsonb::text || E'\\n' || $7::jsonb::text, 'UTF8')) \
        FROM h WHERE $2 < 0 OR $2 = h.v \
-       RETURNING position, stream_version, transaction_id), \
+       RETURNING position, stream_version, transaction_id, hash), \
      cmd AS ( \
        INSERT INTO processed_commands (command_id, stream_id, first_position, last_position, \
                                        first_version, last_version, transaction_id) \
        SELECT $3, $1, position, position, stream_version, stream_version, transaction_id \
        FROM ins WHERE $3 IS NOT NULL) \
      SELECT ins.position AS out_position, ins.stream_version AS out_stream_version, \
-            ins.transaction_id::text AS out_transaction_id, h.v AS head \
+            ins.transaction_id::text AS out_transaction_id, ins.hash AS out_hash, h.v AS head \
      FROM h LEFT JOIN ins ON true";
+
+/// One event appended onto a head the appender already knows (the version and hash its own
+/// last append to the stream committed, or a new stream's genesis): the event arrives with its
+/// version, `recorded_at` and hash, computed as `schema::chain` computes them, and the
+/// database stores it after one check, that the event it chains onto is stored with that
+/// hash (`$10`). If the head moved on meanwhile (an append elsewhere), the version is taken:
+/// `events_stream_version_unique` refuses the row and the append is a conflict, exactly as
+/// with a looked-up head. If the head is not there at all (a database restored to an earlier
+/// point under a running process), no row is stored and the append looks the head up
+/// instead: a known head can be behind, never ahead into a gap.
+const APPEND_CHAINED_SQL: &str = "WITH ins AS ( \
+       INSERT INTO events (stream_id, stream_version, event_type, schema_version, payload, \
+                           metadata, command_id, recorded_at, hash) \
+       SELECT $1, $2, $4, $5, $6, $7, $3, $8, $9 \
+       WHERE $2 = 1 OR EXISTS (SELECT FROM events \
+                               WHERE stream_id = $1 AND stream_version = $2 - 1 AND hash = $10) \
+       RETURNING position, stream_version, transaction_id), \
+     cmd AS ( \
+       INSERT INTO processed_commands (command_id, stream_id, first_position, last_position, \
+                                       first_version, last_version, transaction_id) \
+       SELECT $3, $1, position, position, stream_version, stream_version, transaction_id \
+       FROM ins WHERE $3 IS NOT NULL) \
+     SELECT position AS out_position, transaction_id::text AS out_transaction_id FROM ins";
+
+/// The heads (version, hash) of the streams this process appended to, as its appends
+/// committed them: hints for [`APPEND_CHAINED_SQL`], never authoritative. Only
+/// [`EventLog::append`] records, once its own transaction has committed; an append inside a
+/// caller's transaction (which may still roll back) neither records nor uses them. Bounded:
+/// when full it starts over (a forgotten head costs one lookup).
+#[derive(Debug, Default)]
+struct Heads {
+    known: std::sync::Mutex<std::collections::HashMap<String, (u64, [u8; 32])>>,
+    capacity: usize,
+    /// One-event appends stored onto a known head, and those that looked theirs up.
+    onto_known: std::sync::atomic::AtomicU64,
+    looked_up: std::sync::atomic::AtomicU64,
+}
+
+/// How this log's one-event appends found their heads (for `/metrics`): a low share onto a
+/// known head means the streams are written from elsewhere too (other replicas), or the
+/// head cache (`AppendLimits::head_cache_streams`) is too small for the streams written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadCounts {
+    /// Stored onto a head this log knew: no lookup, hashed outside the database.
+    pub onto_known: u64,
+    /// Looked their head up (and were hashed by the database).
+    pub looked_up: u64,
+}
+
+impl Heads {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u64, [u8; 32])>> {
+        // Every step under the lock leaves the map whole.
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The head to append onto when `expected` holds, without asking the database.
+    fn onto(&self, stream: &str, expected: ExpectedVersion) -> Option<(u64, [u8; 32])> {
+        if self.capacity == 0 {
+            return None;
+        }
+        match expected {
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => Some((0, chain::GENESIS)),
+            ExpectedVersion::Exact(version) => self
+                .lock()
+                .get(stream)
+                .copied()
+                .filter(|(head, _)| *head == version),
+            ExpectedVersion::Any => None,
+        }
+    }
+
+    fn record(&self, stream: &str, version: u64, hash: [u8; 32]) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut known = self.lock();
+        if known.len() >= self.capacity && !known.contains_key(stream) {
+            known.clear();
+        }
+        known.insert(stream.to_owned(), (version, hash));
+    }
+
+    fn forget(&self, stream: &str) {
+        self.lock().remove(stream);
+    }
+}
 
 /// The event log of one database (or one schema, through the pool's `search_path`).
 #[derive(Clone, Debug)]
@@ -356,6 +462,7 @@ pub struct EventLog {
     pool: PgPool,
     limits: AppendLimits,
     notifier: Notifier,
+    heads: Arc<Heads>,
 }
 
 impl EventLog {
@@ -365,12 +472,14 @@ impl EventLog {
             pool,
             limits: AppendLimits::default(),
             notifier: Notifier::default(),
+            heads: Arc::new(Heads::new(AppendLimits::default().head_cache_streams)),
         }
     }
 
     /// Replaces the limits.
     pub fn with_limits(mut self, limits: AppendLimits) -> Self {
         self.limits = limits;
+        self.heads = Arc::new(Heads::new(limits.head_cache_streams));
         self
     }
 
@@ -379,26 +488,48 @@ impl EventLog {
         &self.pool
     }
 
+    /// How this log's one-event appends found their heads, since it was made.
+    pub fn head_counts(&self) -> HeadCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        HeadCounts {
+            onto_known: self.heads.onto_known.load(Relaxed),
+            looked_up: self.heads.looked_up.load(Relaxed),
+        }
+    }
+
     /// Appends in its own transaction, retrying lost races when `expected` is `Any`.
     pub async fn append(&self, request: &AppendRequest) -> Result<Appended, AppendError> {
         let mut attempts = 0;
+        let stream = request.stream.as_str();
         loop {
             let mut conn = self.pool.acquire().await?;
-            match self.append_on(&mut conn, request).await {
-                Ok(appended) => {
+            let onto = self.heads.onto(stream, request.expected);
+            match self.append_with(&mut conn, request, onto).await {
+                Ok((appended, head)) => {
+                    // Committed (this connection holds no transaction): a head that holds.
+                    match head {
+                        Some(hash) if !appended.duplicate => {
+                            self.heads.record(stream, appended.last_version, hash)
+                        }
+                        _ => self.heads.forget(stream),
+                    }
                     if !appended.duplicate {
-                        self.notifier
-                            .announce(&self.pool, Some(request.stream.as_str()));
+                        self.notifier.announce(&self.pool, Some(stream));
                     }
                     return Ok(appended);
                 }
-                Err(AppendError::Conflict { .. })
-                    if request.expected == ExpectedVersion::Any
-                        && attempts < self.limits.max_any_retries =>
-                {
-                    attempts += 1;
+                Err(e) => {
+                    self.heads.forget(stream);
+                    match e {
+                        AppendError::Conflict { .. }
+                            if request.expected == ExpectedVersion::Any
+                                && attempts < self.limits.max_any_retries =>
+                        {
+                            attempts += 1;
+                        }
+                        other => return Err(other),
+                    }
                 }
-                other => return other,
             }
         }
     }
@@ -417,6 +548,18 @@ impl EventLog {
         conn: &mut PgConnection,
         request: &AppendRequest,
     ) -> Result<Appended, AppendError> {
+        let (appended, _) = self.append_with(conn, request, None).await?;
+        Ok(appended)
+    }
+
+    /// Appends on `conn` (onto the head `onto` when the caller knows it), returning the
+    /// appended head's hash when the append learnt it.
+    async fn append_with(
+        &self,
+        conn: &mut PgConnection,
+        request: &AppendRequest,
+        onto: Option<(u64, [u8; 32])>,
+    ) -> Result<(Appended, Option<[u8; 32]>), AppendError> {
         self.check_limits(request)?;
         let types: Vec<&str> = request
             .events
@@ -444,7 +587,7 @@ impl EventLog {
             .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;
         if let [event] = events.as_slice() {
             return self
-                .append_one_on(conn, request, event, versions[0], &metadata)
+                .append_one_on(conn, request, event, versions[0], &metadata, onto)
                 .await;
         }
         let payloads: Vec<&serde_json::Value> = events.iter().map(|e| &e.payload).collect();
@@ -463,12 +606,15 @@ impl EventLog {
         .await;
         let rows = match result {
             Ok(rows) => rows,
-            Err(err) => return self.explain_failure(conn, request, err).await,
+            Err(err) => {
+                let explained = self.explain_failure(conn, request, err).await?;
+                return Ok((explained, None));
+            }
         };
         let first = rows.first().ok_or(AppendError::Empty)?;
         let last = rows.last().ok_or(AppendError::Empty)?;
         let xid: String = last.try_get("out_transaction_id")?;
-        Ok(Appended {
+        let appended = Appended {
             first_version: to_u64(first.try_get("out_stream_version")?),
             last_version: to_u64(last.try_get("out_stream_version")?),
             first_position: first.try_get("out_position")?,
@@ -477,12 +623,15 @@ impl EventLog {
                 position: last.try_get("out_position")?,
             },
             duplicate: false,
-        })
+        };
+        Ok((appended, None))
     }
 
     /// A one-event append (most commands') in one plain statement, [`APPEND_ONE_SQL`]: the
     /// same rows, hash and outcomes as `append_events`, without a PL/pgSQL call. A version
-    /// conflict found before the insert leaves the caller's transaction usable.
+    /// conflict found before the insert leaves the caller's transaction usable. Onto a known
+    /// head, and when `schema::chain` can render the payload as the database will, the event
+    /// is hashed here and only stored there ([`APPEND_CHAINED_SQL`]).
     async fn append_one_on(
         &self,
         conn: &mut PgConnection,
@@ -490,7 +639,70 @@ impl EventLog {
         event: &NewEvent,
         schema_version: i32,
         metadata: &serde_json::Value,
-    ) -> Result<Appended, AppendError> {
+        onto: Option<(u64, [u8; 32])>,
+    ) -> Result<(Appended, Option<[u8; 32]>), AppendError> {
+        if let Some((head, previous)) = onto
+            && let Some(payload_text) = chain::jsonb_text(&event.payload)
+            && let Some(metadata_text) = chain::jsonb_text(metadata)
+        {
+            let version = head + 1;
+            let now = OffsetDateTime::now_utc();
+            // Stored at microseconds, as `timestamptz` keeps it; hashed as stored.
+            let micros = now.unix_timestamp_nanos() / 1000;
+            let recorded_at = OffsetDateTime::from_unix_timestamp_nanos(micros * 1000)
+                .map_err(|e| AppendError::InvalidPayload(e.to_string()))?;
+            let hash = chain::event_hash(
+                &previous,
+                &HashedFields {
+                    stream_id: request.stream.as_str(),
+                    stream_version: i64::try_from(version).unwrap_or(i64::MAX),
+                    event_type: &event.event_type,
+                    schema_version,
+                    recorded_at_micros: i64::try_from(micros).unwrap_or(i64::MAX),
+                    payload_text: &payload_text,
+                    metadata_text: &metadata_text,
+                },
+            );
+            let result = sqlx::query(APPEND_CHAINED_SQL)
+                .bind(request.stream.as_str())
+                .bind(i64::try_from(version).unwrap_or(i64::MAX))
+                .bind(request.command_id)
+                .bind(event.event_type.as_str())
+                .bind(schema_version)
+                .bind(&event.payload)
+                .bind(metadata)
+                .bind(recorded_at)
+                .bind(&hash[..])
+                .bind(&previous[..])
+                .fetch_optional(&mut *conn)
+                .await;
+            let row = match result {
+                Ok(Some(row)) => Some(row),
+                // Not the head it was taken for: the head is looked up below.
+                Ok(None) => None,
+                Err(err) => {
+                    let explained = self.explain_failure(conn, request, err).await?;
+                    return Ok((explained, None));
+                }
+            };
+            if let Some(row) = row {
+                Heads::count(&self.heads.onto_known);
+                let position: i64 = row.try_get("out_position")?;
+                let xid: String = row.try_get("out_transaction_id")?;
+                let appended = Appended {
+                    first_version: version,
+                    last_version: version,
+                    first_position: position,
+                    last: LogCursor {
+                        transaction_id: parse_xid(&xid)?,
+                        position,
+                    },
+                    duplicate: false,
+                };
+                return Ok((appended, Some(hash)));
+            }
+        }
+        Heads::count(&self.heads.looked_up);
         let result = sqlx::query(APPEND_ONE_SQL)
             .bind(request.stream.as_str())
             .bind(request.expected.as_sql())
@@ -503,13 +715,16 @@ impl EventLog {
             .await;
         let row = match result {
             Ok(row) => row,
-            Err(err) => return self.explain_failure(conn, request, err).await,
+            Err(err) => {
+                let explained = self.explain_failure(conn, request, err).await?;
+                return Ok((explained, None));
+            }
         };
         let Some(position) = row.try_get::<Option<i64>, _>("out_position")? else {
             if let Some(command_id) = request.command_id
                 && let Some(done) = self.processed(command_id).await?
             {
-                return Ok(done);
+                return Ok((done, None));
             }
             return Err(AppendError::Conflict {
                 stream: request.stream.clone(),
@@ -519,7 +734,8 @@ impl EventLog {
         };
         let version = to_u64(row.try_get("out_stream_version")?);
         let xid: String = row.try_get("out_transaction_id")?;
-        Ok(Appended {
+        let hash: Option<Vec<u8>> = row.try_get("out_hash")?;
+        let appended = Appended {
             first_version: version,
             last_version: version,
             first_position: position,
@@ -528,7 +744,8 @@ impl EventLog {
                 position,
             },
             duplicate: false,
-        })
+        };
+        Ok((appended, hash.and_then(|h| <[u8; 32]>::try_from(h).ok())))
     }
 
     fn check_limits(&self, request: &AppendRequest) -> Result<(), AppendError> {

@@ -21,7 +21,8 @@ pub mod webhooks;
 
 pub use event_log::{
     AppendError, AppendLimits, AppendRequest, Appended, ChainBreak, ChainReport, EventLog,
-    ExpectedVersion, HorizonStats, LockedCheckpoint, LogCursor, ProcessedCommand, RecordedEvent,
+    ExpectedVersion, HeadCounts, HorizonStats, LockedCheckpoint, LogCursor, ProcessedCommand,
+    RecordedEvent,
 };
 
 /// The embedded SQL migrations, applied by `strata migrate` and at the start of `strata all`.

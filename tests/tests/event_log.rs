@@ -380,6 +380,54 @@ async fn the_database_refuses_update_delete_and_truncate() {
 }
 
 #[tokio::test]
+async fn the_database_refuses_malformed_events_even_inserted_directly() {
+    let db = TestDb::new().await;
+    // (stream_id, stream_version, event_type, schema_version, hash length): a well-formed row,
+    // then one breaking each rule the log's columns carry.
+    let rows: [(&str, i64, &str, i32, usize, Option<&str>); 6] = [
+        ("project:ok", 1, "Counted", 1, 32, None),
+        ("p:", 1, "Counted", 1, 32, Some("stream id of 2 characters")),
+        ("project:v0", 0, "Counted", 1, 32, Some("stream version 0")),
+        ("project:t", 1, "", 1, 32, Some("empty event type")),
+        ("project:s", 1, "Counted", 0, 32, Some("schema version 0")),
+        ("project:h", 1, "Counted", 1, 31, Some("31-byte hash")),
+    ];
+    for (stream_id, version, event_type, schema_version, hash_len, refused) in rows {
+        // As the runtime role, which may insert into the log directly.
+        let mut tx = db.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE strata_runtime")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let result = sqlx::query(
+            "INSERT INTO events (stream_id, stream_version, event_type, schema_version, \
+             payload, recorded_at, hash) VALUES ($1, $2, $3, $4, '{}', now(), $5)",
+        )
+        .bind(stream_id)
+        .bind(version)
+        .bind(event_type)
+        .bind(schema_version)
+        .bind(vec![0u8; hash_len])
+        .execute(&mut *tx)
+        .await;
+        match (refused, result) {
+            (None, Ok(_)) => tx.commit().await.unwrap(),
+            (Some(what), Err(err)) => {
+                let code = err.as_database_error().and_then(|e| e.code());
+                assert_eq!(code.as_deref(), Some("23514"), "{what}: {err}");
+            }
+            (None, Err(err)) => panic!("a well-formed row was refused: {err}"),
+            (Some(what), Ok(_)) => panic!("a row with a {what} was stored"),
+        }
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
 async fn hash_chains_verify_and_tampering_is_found() {
     let db = TestDb::new().await;
     let log = EventLog::new(db.pool.clone());
@@ -514,4 +562,234 @@ async fn migrations_apply_to_an_empty_database_and_are_idempotent() {
     ))
     .await
     .unwrap();
+}
+
+/// `schema::chain::jsonb_text` against PostgreSQL's own `jsonb::text`: the same text, or `None`
+/// where it cannot be sure (then the database hashes).
+async fn check_jsonb_text(pool: &sqlx::PgPool, value: &Value) {
+    let ours = schema::chain::jsonb_text(value);
+    let theirs: Option<String> = sqlx::query_scalar("SELECT $1::jsonb::text")
+        .bind(value)
+        .fetch_one(pool)
+        .await
+        .ok();
+    match ours {
+        Some(ours) => assert_eq!(Some(ours), theirs, "{value}"),
+        None => assert!(
+            value.to_string().contains('.')
+                || value.to_string().contains('e')
+                || value.to_string().contains("\\u0000"),
+            "refused to render {value}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn the_chain_renders_jsonb_as_postgres_does() {
+    let db = TestDb::new().await;
+    for value in [
+        json!(null),
+        json!(true),
+        json!(0),
+        json!(-9_223_372_036_854_775_808i64),
+        json!(18_446_744_073_709_551_615u64),
+        json!(""),
+        json!("quote \" backslash \\ slash / tab \t nl \n cr \r bs \u{8} ff \u{c}"),
+        json!("controls \u{1} \u{1f} del \u{7f} é 漢 🏗"),
+        json!([]),
+        json!({}),
+        json!([1, [2, [3, {}]], "x", null, false]),
+        // Keys: shorter first, then bytewise (so "B" < "a" and "é" after "z").
+        json!({"bb": 1, "a": 2, "B": 3, "ccc": {"z": [], "é": {}, "y": null}, "": 0}),
+        json!({"id": "abc", "message": "line 1\nline 2", "sourceApplication": "Rhino 8"}),
+        // Not rendered here: the database decides how a decimal reads.
+        json!(1.5),
+        json!({"n": 1e20}),
+        json!([1, 0.1]),
+        json!("nul \u{0} inside"),
+    ] {
+        check_jsonb_text(&db.pool, &value).await;
+    }
+    // And a few hundred generated values: every character class in keys and strings,
+    // nesting, integers at the edges.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    const CHARS: &[char] = &[
+        'a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\t', '\u{1}', '\u{1b}', '\u{7f}', 'é', 'ß',
+        '漢', '🏗', '{', ':', ',',
+    ];
+    fn generate(next: &mut impl FnMut() -> u64, depth: u32) -> Value {
+        let mut text = |next: &mut dyn FnMut() -> u64| -> String {
+            (0..next() % 6)
+                .map(|_| CHARS[(next() % CHARS.len() as u64) as usize])
+                .collect()
+        };
+        match next() % if depth == 0 { 5 } else { 7 } {
+            0 => Value::Null,
+            1 => Value::Bool(next() % 2 == 0),
+            2 => json!(next() as i64),
+            3 => json!(next() % 1000),
+            4 => Value::String(text(next)),
+            5 => Value::Array((0..next() % 4).map(|_| generate(next, depth - 1)).collect()),
+            _ => Value::Object(
+                (0..next() % 5)
+                    .map(|_| (text(next), generate(next, depth - 1)))
+                    .collect(),
+            ),
+        }
+    }
+    for _ in 0..300 {
+        let value = generate(&mut next, 3);
+        assert!(schema::chain::jsonb_text(&value).is_some(), "{value}");
+        check_jsonb_text(&db.pool, &value).await;
+    }
+}
+
+#[tokio::test]
+async fn appends_onto_a_known_head_skip_the_lookup_and_chain_as_the_database_would() {
+    let db = TestDb::new().await;
+    let log = EventLog::new(db.pool.clone());
+    let s = stream("k1");
+    let payload = |p: Value| NewEvent {
+        event_type: "Counted".into(),
+        schema_version: 1,
+        payload: p,
+    };
+    log.append(&request(&s, ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
+    for v in 1..4 {
+        let p =
+            json!({"n": v, "text": "a \"quoted\"\nline", "nested": {"bb": [1, null], "a": true}});
+        log.append(&request(&s, ExpectedVersion::Exact(v), vec![payload(p)]))
+            .await
+            .unwrap();
+    }
+    let counts = log.head_counts();
+    assert_eq!((counts.onto_known, counts.looked_up), (4, 0));
+    // A decimal is hashed by the database; the head it returns is known again after.
+    log.append(&request(
+        &s,
+        ExpectedVersion::Exact(4),
+        vec![payload(json!({"x": 0.1}))],
+    ))
+    .await
+    .unwrap();
+    log.append(&request(&s, ExpectedVersion::Exact(5), vec![event(6)]))
+        .await
+        .unwrap();
+    // An `Any` append looks its head up; a multi-event one (`append_events`) leaves the head
+    // unknown, so the append after it looks up.
+    log.append(&request(&s, ExpectedVersion::Any, vec![event(7)]))
+        .await
+        .unwrap();
+    log.append(&request(
+        &s,
+        ExpectedVersion::Exact(7),
+        vec![event(8), event(9)],
+    ))
+    .await
+    .unwrap();
+    log.append(&request(&s, ExpectedVersion::Exact(9), vec![event(10)]))
+        .await
+        .unwrap();
+    let counts = log.head_counts();
+    assert_eq!((counts.onto_known, counts.looked_up), (5, 3));
+    let report = log.verify_chains(None).await.unwrap();
+    assert_eq!((report.events, report.breaks.len()), (10, 0), "{report:?}");
+
+    // With no head cache, every head is looked up.
+    let uncached = EventLog::new(db.pool.clone()).with_limits(schema::AppendLimits {
+        head_cache_streams: 0,
+        ..schema::AppendLimits::default()
+    });
+    let u = stream("k2");
+    uncached
+        .append(&request(&u, ExpectedVersion::NoStream, vec![event(1)]))
+        .await
+        .unwrap();
+    uncached
+        .append(&request(&u, ExpectedVersion::Exact(1), vec![event(2)]))
+        .await
+        .unwrap();
+    let counts = uncached.head_counts();
+    assert_eq!((counts.onto_known, counts.looked_up), (0, 2));
+}
+
+#[tokio::test]
+async fn a_known_head_that_moved_or_changed_or_vanished_is_looked_up_and_the_chain_holds() {
+    let db = TestDb::new().await;
+    // Two processes' logs on one database.
+    let (a, b) = (
+        EventLog::new(db.pool.clone()),
+        EventLog::new(db.pool.clone()),
+    );
+    let s = stream("m1");
+    let at = |v: u64| {
+        if v == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(v)
+        }
+    };
+    for v in 0..3 {
+        a.append(&request(&s, at(v), vec![event(v as i64)]))
+            .await
+            .unwrap();
+    }
+    // Moved: the other process appended version 4; a's head (3) is behind.
+    b.append(&request(&s, ExpectedVersion::Exact(3), vec![event(40)]))
+        .await
+        .unwrap();
+    match a.append(&request(&s, at(3), vec![event(41)])).await {
+        Err(AppendError::Conflict { actual, .. }) => assert_eq!(actual, 4),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    a.append(&request(&s, at(4), vec![event(5)])).await.unwrap();
+
+    // Changed: version 5 is replaced by another with a different hash (a restore and another
+    // writer, say). a still knows the old one; what it appends must chain onto the new one.
+    let drop_version = |v: i64| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE events DISABLE TRIGGER events_no_update_or_delete; \
+                 DELETE FROM events WHERE stream_id = 'project:m1' AND stream_version = {v}; \
+                 ALTER TABLE events ENABLE TRIGGER events_no_update_or_delete;"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    };
+    drop_version(5).await;
+    b.append(&request(&s, at(4), vec![event(50)]))
+        .await
+        .unwrap();
+    let before = a.head_counts();
+    let appended = a.append(&request(&s, at(5), vec![event(6)])).await.unwrap();
+    assert_eq!(appended.last_version, 6);
+    assert_eq!(a.head_counts().looked_up, before.looked_up + 1);
+
+    // Vanished: version 6 is gone; a's head is ahead of the log and must not leave a gap.
+    drop_version(6).await;
+    match a.append(&request(&s, at(6), vec![event(7)])).await {
+        Err(AppendError::Conflict { actual, .. }) => assert_eq!(actual, 5),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let report = a.verify_chains(None).await.unwrap();
+    assert_eq!((report.events, report.breaks.len()), (5, 0), "{report:?}");
+    let versions: Vec<i64> = a
+        .read_stream(&s, 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
 }

@@ -1882,6 +1882,27 @@ async fn first_command_bench(
     Ok(())
 }
 
+/// Where the server's write-ahead log is: with [`wal_since`], the WAL a stretch of commands
+/// wrote, full-page images included (they grow with the pages a command touches after a
+/// checkpoint, so with the size of its indexes).
+async fn wal_lsn(pool: &PgPool) -> anyhow::Result<String> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// Bytes of WAL written since `lsn` (from [`wal_lsn`]).
+async fn wal_since(pool: &PgPool, lsn: &str) -> anyhow::Result<f64> {
+    Ok(sqlx::query_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1::pg_lsn)::float8",
+    )
+    .bind(lsn)
+    .fetch_one(pool)
+    .await?)
+}
+
 fn latency_row(label: &str, mut samples: Vec<Duration>) -> String {
     samples.sort();
     format!(
@@ -2279,6 +2300,7 @@ async fn commands_bench(
         )
         .await?;
         let first = started.elapsed();
+        let wal_before = wal_lsn(pool).await?;
         let mut models = Vec::with_capacity(ops);
         for i in 0..ops {
             let started = Instant::now();
@@ -2292,6 +2314,8 @@ async fn commands_bench(
             .await?;
             models.push(started.elapsed());
         }
+        let model_wal = wal_since(pool, &wal_before).await? / ops as f64;
+        let wal_before = wal_lsn(pool).await?;
         let mut versions = Vec::with_capacity(ops);
         for _ in 0..ops {
             let started = Instant::now();
@@ -2305,6 +2329,7 @@ async fn commands_bench(
             .await?;
             versions.push(started.elapsed());
         }
+        let version_wal = wal_since(pool, &wal_before).await? / ops as f64;
         let next = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(AtomicU64::new(0));
         let concurrent = Arc::new(std::sync::Mutex::new(Vec::with_capacity(ops)));
@@ -2344,11 +2369,14 @@ async fn commands_bench(
         }
         let concurrent = concurrent.lock().map(|s| s.clone()).unwrap_or_default();
         println!(
-            "{size:>6} versions (seeded in {:.1} s; first command {:.1} ms): {}; {}; 16 clients {}, {} failed",
+            "{size:>6} versions (seeded in {:.1} s; first command {:.1} ms): {} ({:.1} kB WAL each); \
+             {} ({:.1} kB WAL each); 16 clients {}, {} failed",
             seed_time.as_secs_f64(),
             ms(first),
             latency_row("model create", models),
+            model_wal / 1024.0,
             latency_row("version create", versions),
+            version_wal / 1024.0,
             latency_row("version create", concurrent),
             failures.load(Ordering::SeqCst)
         );
