@@ -3,7 +3,9 @@
 //! The database computes each event's hash as it appends: inside `append_events` (see the
 //! migration), and in `event_log::APPEND_ONE_SQL` for a one-event append. This
 //! module computes the same function from stored columns, so an auditor can verify a stream,
-//! or an export of it, without trusting the server that wrote it.
+//! or an export of it, without trusting the server that wrote it; and `EventLog::append`
+//! uses it to hash a one-event append onto a head it already knows (`APPEND_CHAINED_SQL`),
+//! rendering the payload with [`jsonb_text`] as the database will store it.
 
 use sha2::{Digest, Sha256};
 

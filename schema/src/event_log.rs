@@ -378,6 +378,23 @@ const APPEND_CHAINED_SQL: &str = "WITH ins AS ( \
        FROM ins WHERE $3 IS NOT NULL) \
      SELECT position AS out_position, transaction_id::text AS out_transaction_id FROM ins";
 
+/// The outcome of a one-event append at `version`, from its statement's `out_position` and
+/// `out_transaction_id`.
+fn one_appended(row: &PgRow, version: u64) -> Result<Appended, AppendError> {
+    let position: i64 = row.try_get("out_position")?;
+    let xid: String = row.try_get("out_transaction_id")?;
+    Ok(Appended {
+        first_version: version,
+        last_version: version,
+        first_position: position,
+        last: LogCursor {
+            transaction_id: parse_xid(&xid)?,
+            position,
+        },
+        duplicate: false,
+    })
+}
+
 /// The heads (version, hash) of the streams this process appended to, as its appends
 /// committed them: hints for [`APPEND_CHAINED_SQL`], never authoritative. Only
 /// [`EventLog::append`] records, once its own transaction has committed; an append inside a
@@ -687,19 +704,7 @@ impl EventLog {
             };
             if let Some(row) = row {
                 Heads::count(&self.heads.onto_known);
-                let position: i64 = row.try_get("out_position")?;
-                let xid: String = row.try_get("out_transaction_id")?;
-                let appended = Appended {
-                    first_version: version,
-                    last_version: version,
-                    first_position: position,
-                    last: LogCursor {
-                        transaction_id: parse_xid(&xid)?,
-                        position,
-                    },
-                    duplicate: false,
-                };
-                return Ok((appended, Some(hash)));
+                return Ok((one_appended(&row, version)?, Some(hash)));
             }
         }
         Heads::count(&self.heads.looked_up);
@@ -720,7 +725,7 @@ impl EventLog {
                 return Ok((explained, None));
             }
         };
-        let Some(position) = row.try_get::<Option<i64>, _>("out_position")? else {
+        if row.try_get::<Option<i64>, _>("out_position")?.is_none() {
             if let Some(command_id) = request.command_id
                 && let Some(done) = self.processed(command_id).await?
             {
@@ -731,20 +736,9 @@ impl EventLog {
                 expected: request.expected,
                 actual: to_u64(row.try_get("head")?),
             });
-        };
-        let version = to_u64(row.try_get("out_stream_version")?);
-        let xid: String = row.try_get("out_transaction_id")?;
+        }
+        let appended = one_appended(&row, to_u64(row.try_get("out_stream_version")?))?;
         let hash: Option<Vec<u8>> = row.try_get("out_hash")?;
-        let appended = Appended {
-            first_version: version,
-            last_version: version,
-            first_position: position,
-            last: LogCursor {
-                transaction_id: parse_xid(&xid)?,
-                position,
-            },
-            duplicate: false,
-        };
         Ok((appended, hash.and_then(|h| <[u8; 32]>::try_from(h).ok())))
     }
 
